@@ -1,0 +1,249 @@
+#define _POSIX_C_SOURCE 200809L
+#include "config.h"
+#include "log.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+enum key_kind { K_PATH, K_STRING, K_NUMBER, K_LEVEL };
+
+struct key {
+	const char *name;
+	enum key_kind kind;
+	size_t offset;
+	size_t size;      /* for strings */
+	long min, max;    /* for numbers */
+};
+
+#define PATHKEY(n, f) { n, K_PATH, offsetof(struct config, f), sizeof(((struct config *)0)->f), 0, 0 }
+#define STRKEY(n, f) { n, K_STRING, offsetof(struct config, f), sizeof(((struct config *)0)->f), 0, 0 }
+#define NUMKEY(n, f, lo, hi) { n, K_NUMBER, offsetof(struct config, f), 0, lo, hi }
+
+static const struct key keys[] = {
+	PATHKEY("fcgi_socket", fcgi_socket),
+	PATHKEY("control_socket", control_socket),
+	PATHKEY("database", database),
+	PATHKEY("log_file", log_file),
+	PATHKEY("handler_log_file", handler_log_file),
+	PATHKEY("handler_path", handler_path),
+	STRKEY("user", user),
+	STRKEY("group", group),
+	{ "log_level", K_LEVEL, offsetof(struct config, log_level), 0, 0, 0 },
+	NUMKEY("handlers", handlers, 0, 64),
+	NUMKEY("max_data_held", max_data_held, 1024, 1024 * 1024),
+	NUMKEY("max_xmpp_stanza_size", max_xmpp_stanza_size, 1024, 16 * 1024 * 1024),
+	NUMKEY("max_client_buffer", max_client_buffer, 4096, 64 * 1024 * 1024),
+	NUMKEY("max_wait", max_wait, 1, 3600),
+	NUMKEY("default_wait", default_wait, 1, 3600),
+	NUMKEY("default_inactivity", default_inactivity, 1, 3600),
+	NUMKEY("max_inactivity", max_inactivity, 1, 86400),
+	NUMKEY("max_hold", max_hold, 1, 8),
+	NUMKEY("polling", polling, 0, 3600),
+	NUMKEY("max_sessions", max_sessions, 1, 1000000),
+	NUMKEY("connect_timeout", connect_timeout, 1, 600),
+	NUMKEY("ended_retention", ended_retention, 0, 365L * 86400),
+	NUMKEY("db_flush_ms", db_flush_ms, 0, 10000),
+};
+
+void config_defaults(struct config *c)
+{
+	memset(c, 0, sizeof *c);
+	strcpy(c->control_socket, "sessiond.sock");
+	strcpy(c->fcgi_socket, "handler.sock");
+	strcpy(c->database, "sessions.db");
+	strcpy(c->log_file, "-");
+	strcpy(c->handler_log_file, "-");
+	c->log_level = LOG_INFO;
+	c->handlers = 2;
+	c->max_data_held = 100000;
+	c->max_xmpp_stanza_size = 262144;
+	c->max_client_buffer = 524288;
+	c->max_wait = 60;
+	c->default_wait = 60;
+	c->default_inactivity = 70;
+	c->max_inactivity = 160;
+	c->max_hold = 1;
+	c->polling = 2;
+	c->max_sessions = 10000;
+	c->connect_timeout = 10;
+	c->ended_retention = 86400;
+	c->db_flush_ms = 50;
+}
+
+static char *trim(char *s)
+{
+	while (isspace((unsigned char)*s))
+		s++;
+	char *e = s + strlen(s);
+	while (e > s && isspace((unsigned char)e[-1]))
+		*--e = 0;
+	return s;
+}
+
+/* Relative paths are relative to the config file, so one folder holds a deployment. */
+static int set_path(char *dst, size_t size, const char *dir, const char *value)
+{
+	int n;
+	if (value[0] == '/' || strcmp(value, "-") == 0 || value[0] == 0 || !dir[0] ||
+	    (strchr(value, ':') && value[0] != '.'))
+		n = snprintf(dst, size, "%s", value);
+	else
+		n = snprintf(dst, size, "%s/%s", dir, value);
+	return n < 0 || (size_t)n >= size ? -1 : 0;
+}
+
+static int parse_number(const char *s, long *out)
+{
+	char *end;
+	errno = 0;
+	long v = strtol(s, &end, 10);
+	if (errno || end == s || *end)
+		return -1;
+	*out = v;
+	return 0;
+}
+
+static int set_backend(struct config *c, const char *domain, const char *value, const char **why)
+{
+	const char *colon = strrchr(value, ':');
+	long port;
+	if (!*domain || strlen(domain) >= sizeof c->backends[0].domain)
+		return *why = "domain missing or too long", -1;
+	if (!colon || colon == value || (size_t)(colon - value) >= sizeof c->backends[0].host ||
+	    parse_number(colon + 1, &port) < 0 || port < 1 || port > 65535)
+		return *why = "expected HOST:PORT", -1;
+	if (config_backend(c, domain))
+		return *why = "domain given twice", -1;
+	if (c->nbackends == CONFIG_MAX_BACKENDS)
+		return *why = "too many backends", -1;
+	struct config_backend *b = &c->backends[c->nbackends++];
+	snprintf(b->domain, sizeof b->domain, "%s", domain);
+	const char *host = value;
+	size_t hostlen = (size_t)(colon - value);
+	if (host[0] == '[' && colon[-1] == ']') { /* [::1]:5222 */
+		host++;
+		hostlen -= 2;
+	}
+	snprintf(b->host, sizeof b->host, "%.*s", (int)hostlen, host);
+	snprintf(b->port, sizeof b->port, "%ld", port);
+	return 0;
+}
+
+static int set_key(struct config *c, const char *dir, const char *key, const char *value,
+                   const char **why)
+{
+	if (strncmp(key, "backend.", 8) == 0)
+		return set_backend(c, key + 8, value, why);
+	for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) {
+		const struct key *k = &keys[i];
+		if (strcmp(k->name, key) != 0)
+			continue;
+		char *field = (char *)c + k->offset;
+		long n;
+		switch (k->kind) {
+		case K_PATH:
+			if (set_path(field, k->size, dir, value) < 0)
+				return *why = "path too long", -1;
+			return 0;
+		case K_STRING:
+			if (strlen(value) >= k->size)
+				return *why = "value too long", -1;
+			strcpy(field, value);
+			return 0;
+		case K_NUMBER:
+			if (parse_number(value, &n) < 0)
+				return *why = "not a number", -1;
+			if (n < k->min || n > k->max)
+				return *why = "out of range", -1;
+			*(long *)(void *)field = n;
+			return 0;
+		case K_LEVEL:
+			if ((n = log_level_parse(value)) < 0)
+				return *why = "expected error, warn, info or debug", -1;
+			*(int *)(void *)field = (int)n;
+			return 0;
+		}
+	}
+	return *why = "unknown key", -1;
+}
+
+/* Defaults are relative names; anchor them in the config file's folder. */
+static void anchor_default_paths(struct config *c, const char *dir)
+{
+	char tmp[PATH_MAX];
+	char *paths[] = { c->control_socket, c->fcgi_socket, c->database };
+	for (size_t i = 0; i < sizeof paths / sizeof paths[0]; i++) {
+		if (paths[i][0] == '/' || !paths[i][0] || strchr(paths[i], ':'))
+			continue;
+		if (set_path(tmp, sizeof tmp, dir, paths[i]) == 0)
+			strcpy(paths[i], tmp);
+	}
+}
+
+static int check_consistency(struct config *c, const char **why, const char **key)
+{
+	if (c->default_wait > c->max_wait)
+		return *key = "default_wait", *why = "larger than max_wait", -1;
+	if (c->default_inactivity > c->max_inactivity)
+		return *key = "default_inactivity", *why = "larger than max_inactivity", -1;
+	return 0;
+}
+
+int config_load(struct config *c, const char *path, char *err, size_t errlen)
+{
+	FILE *f = fopen(path, "r");
+	if (!f) {
+		snprintf(err, errlen, "%s: %s", path, strerror(errno));
+		return -1;
+	}
+	snprintf(c->path, sizeof c->path, "%s", path);
+	char dir[PATH_MAX];
+	snprintf(dir, sizeof dir, "%s", path);
+	char *slash = strrchr(dir, '/');
+	if (slash)
+		*slash = 0;
+	else
+		strcpy(dir, ".");
+	anchor_default_paths(c, dir);
+
+	char line[4096];
+	int lineno = 0, rc = 0;
+	while (rc == 0 && fgets(line, sizeof line, f)) {
+		lineno++;
+		char *s = trim(line);
+		if (!*s || *s == '#')
+			continue;
+		char *eq = strchr(s, '=');
+		const char *why = NULL;
+		if (!eq) {
+			snprintf(err, errlen, "%s:%d: expected 'key = value'", path, lineno);
+			rc = -1;
+			break;
+		}
+		*eq = 0;
+		char *key = trim(s), *value = trim(eq + 1);
+		if (set_key(c, dir, key, value, &why) < 0) {
+			snprintf(err, errlen, "%s:%d: key '%s': %s", path, lineno, key, why);
+			rc = -1;
+		}
+	}
+	fclose(f);
+	const char *why, *key;
+	if (rc == 0 && check_consistency(c, &why, &key) < 0) {
+		snprintf(err, errlen, "%s: key '%s': %s", path, key, why);
+		rc = -1;
+	}
+	return rc;
+}
+
+const struct config_backend *config_backend(const struct config *c, const char *domain)
+{
+	for (size_t i = 0; i < c->nbackends; i++)
+		if (strcasecmp(c->backends[i].domain, domain) == 0)
+			return &c->backends[i];
+	return NULL;
+}

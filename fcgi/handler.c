@@ -1,0 +1,289 @@
+/* bosh-handler - the FastCGI (or CGI) request handler.
+ *
+ * For each request: read the body (at most max_data_held bytes), check the
+ * <body/> wrapper (body.c), and send one frame to sessiond together with
+ * the web server's connection itself (SCM_RIGHTS). sessiond answers the web
+ * server directly, possibly much later (a held long-poll); this process is
+ * free for the next request at once. As plain CGI there is no connection to
+ * hand over: the handler waits for sessiond's answer and writes it out.
+ */
+#define _GNU_SOURCE
+#include "body.h"
+#include "bosh.h"
+#include "config.h"
+#include "frame.h"
+#include "log.h"
+
+#include <errno.h>
+#include <fcgiapp.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+static struct config cfg;
+static int sessiond_fd = -1;   /* persistent connection (FastCGI mode) */
+static uint8_t *frame_buf;     /* one encoded frame */
+static char *body_buf;         /* one request body, max_data_held + 1 bytes */
+
+static int connect_sessiond(int timeout_s)
+{
+	int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+	if (fd < 0) {
+		log_error("socket: %s", strerror(errno));
+		return -1;
+	}
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	if (strlen(cfg.control_socket) >= sizeof sa.sun_path) {
+		log_error("control_socket path too long: %s", cfg.control_socket);
+		close(fd);
+		return -1;
+	}
+	strcpy(sa.sun_path, cfg.control_socket);
+	int sndbuf = FRAME_MAX;
+	struct timeval tv = { .tv_sec = timeout_s };
+	if (setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof sndbuf) < 0 ||
+	    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv) < 0 ||
+	    connect(fd, (struct sockaddr *)&sa, sizeof sa) < 0) {
+		log_warn("cannot reach sessiond at %s: %s", cfg.control_socket, strerror(errno));
+		close(fd);
+		return -1;
+	}
+	return fd;
+}
+
+static int send_frame(int fd, const uint8_t *buf, size_t len, int pass_fd)
+{
+	struct iovec iov = { .iov_base = (void *)buf, .iov_len = len };
+	union {
+		char buf[CMSG_SPACE(sizeof(int))];
+		struct cmsghdr align;
+	} ctl;
+	struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1 };
+	if (pass_fd >= 0) {
+		memset(&ctl, 0, sizeof ctl);
+		msg.msg_control = ctl.buf;
+		msg.msg_controllen = sizeof ctl.buf;
+		struct cmsghdr *c = CMSG_FIRSTHDR(&msg);
+		c->cmsg_level = SOL_SOCKET;
+		c->cmsg_type = SCM_RIGHTS;
+		c->cmsg_len = CMSG_LEN(sizeof(int));
+		memcpy(CMSG_DATA(c), &pass_fd, sizeof(int));
+	}
+	ssize_t n;
+	do
+		n = sendmsg(fd, &msg, MSG_NOSIGNAL);
+	while (n < 0 && errno == EINTR);
+	return n == (ssize_t)len ? 0 : -1;
+}
+
+/* Reads the request body; returns its length, or -1 if it is too large. */
+static long read_body(FCGX_Stream *in, const char *content_length)
+{
+	if (content_length && atol(content_length) > cfg.max_data_held)
+		return -1;
+	long total = 0;
+	for (;;) {
+		int n = FCGX_GetStr(body_buf + total, (int)(cfg.max_data_held + 1 - total), in);
+		if (n <= 0)
+			break;
+		total += n;
+		if (total > cfg.max_data_held)
+			return -1;
+	}
+	return total;
+}
+
+/* Builds the request frame. A body that fails the checks still makes a
+ * frame (with TAG_ERROR), so that sessiond answers and logs it like any other. */
+static size_t build_frame(struct frame_request *fr, struct body *b, long len, char *why,
+                          size_t whylen)
+{
+	if (len < 0)
+		snprintf(why, whylen, "request body larger than max_data_held (%ld bytes)",
+		         cfg.max_data_held);
+	else if (strcmp(fr->method, "POST") == 0 &&
+	         body_parse(body_buf, (size_t)len, b, why, whylen) == 0) {
+		if (b->nattrs > FRAME_MAX_ATTRS) {
+			snprintf(why, whylen, "more than %d attributes on <body/>", FRAME_MAX_ATTRS);
+		} else {
+			for (size_t i = 0; i < b->nattrs; i++) {
+				fr->attrs[i].name = b->attrs[i].name;
+				fr->attrs[i].value = b->attrs[i].value;
+			}
+			fr->nattrs = b->nattrs;
+			fr->payload = (const uint8_t *)b->payload;
+			fr->payload_len = b->payload_len;
+		}
+	}
+	if (why[0] && strcmp(fr->method, "POST") == 0)
+		fr->error = why;
+	return frame_encode_request(frame_buf, FRAME_MAX, fr);
+}
+
+static void reply_unavailable(FCGX_Stream *out)
+{
+	static const char body[] = BOSH_TERMINATE_BODY("remote-connection-failed");
+	FCGX_FPrintF(out, "Status: 503 Service Unavailable\r\nContent-Type: text/xml; charset=utf-8\r\n"
+	                  "Content-Length: %zu\r\nCache-Control: no-store\r\n\r\n%s",
+	             sizeof body - 1, body);
+}
+
+/* Sends the frame on the persistent connection, reconnecting once. */
+static int deliver(const uint8_t *frame, size_t len, int pass_fd)
+{
+	for (int attempt = 0; attempt < 2; attempt++) {
+		if (sessiond_fd < 0 && (sessiond_fd = connect_sessiond(5)) < 0)
+			return -1;
+		if (send_frame(sessiond_fd, frame, len, pass_fd) == 0)
+			return 0;
+		log_warn("sending to sessiond failed: %s; reconnecting", strerror(errno));
+		close(sessiond_fd);
+		sessiond_fd = -1;
+	}
+	return -1;
+}
+
+static void handle_fcgi(FCGX_Request *req)
+{
+	struct frame_request fr = { 0 };
+	struct body b = { 0 };
+	char why[256] = "";
+	fr.method = FCGX_GetParam("REQUEST_METHOD", req->envp);
+	if (!fr.method)
+		fr.method = "GET";
+	fr.client = FCGX_GetParam("REMOTE_ADDR", req->envp);
+	fr.origin = FCGX_GetParam("HTTP_ORIGIN", req->envp);
+	fr.user_agent = FCGX_GetParam("HTTP_USER_AGENT", req->envp);
+	fr.fcgi_id = (uint16_t)req->requestId;
+	fr.flags = FRAME_F_FD_PASSED;
+	long len = read_body(req->in, FCGX_GetParam("CONTENT_LENGTH", req->envp));
+	size_t flen = build_frame(&fr, &b, len, why, sizeof why);
+	if (flen == 0 || deliver(frame_buf, flen, req->ipcFd) < 0) {
+		if (flen == 0)
+			log_error("request frame does not fit in %d bytes", FRAME_MAX);
+		reply_unavailable(req->out);
+		body_free(&b);
+		FCGX_Finish_r(req);
+		return;
+	}
+	body_free(&b);
+	/* sessiond owns the connection now: close only our copy, with no
+	 * END_REQUEST and no shutdown() (that would end sessiond's answer too). */
+	FCGX_Detach(req);
+	FCGX_Free(req, 1);
+}
+
+/* Plain CGI: relay sessiond's answer to stdout. */
+static int relay_cgi_answer(int fd)
+{
+	int got = 0;
+	for (;;) {
+		ssize_t n = recv(fd, frame_buf, FRAME_MAX, 0);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			return got ? 0 : -1;
+		const uint8_t *data;
+		size_t dlen;
+		char err[128];
+		if (frame_decode_cgi_data(frame_buf, (size_t)n, &data, &dlen, err, sizeof err) < 0) {
+			log_error("bad answer from sessiond: %s", err);
+			return -1;
+		}
+		if (fwrite(data, 1, dlen, stdout) != dlen)
+			return -1;
+		got = 1;
+	}
+}
+
+static int run_cgi(void)
+{
+	struct frame_request fr = { 0 };
+	struct body b = { 0 };
+	char why[256] = "";
+	const char *method = getenv("REQUEST_METHOD");
+	fr.method = method ? method : "GET";
+	fr.client = getenv("REMOTE_ADDR");
+	fr.origin = getenv("HTTP_ORIGIN");
+	fr.user_agent = getenv("HTTP_USER_AGENT");
+	const char *cl = getenv("CONTENT_LENGTH");
+	long len = cl && atol(cl) > cfg.max_data_held ? -1 : 0;
+	if (len == 0) {
+		len = (long)fread(body_buf, 1, (size_t)cfg.max_data_held + 1, stdin);
+		if (len > cfg.max_data_held)
+			len = -1;
+	}
+	size_t flen = build_frame(&fr, &b, len, why, sizeof why);
+	int fd = flen ? connect_sessiond(5) : -1;
+	struct timeval tv = { .tv_sec = cfg.max_wait + 30 };
+	int ok = fd >= 0 && send_frame(fd, frame_buf, flen, -1) == 0 &&
+	         setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv) == 0 &&
+	         relay_cgi_answer(fd) == 0;
+	if (!ok) {
+		static const char body[] = BOSH_TERMINATE_BODY("remote-connection-failed");
+		printf("Status: 503 Service Unavailable\r\nContent-Type: text/xml; charset=utf-8\r\n"
+		       "Content-Length: %zu\r\n\r\n%s", sizeof body - 1, body);
+	}
+	if (fd >= 0)
+		close(fd);
+	body_free(&b);
+	fflush(stdout);
+	return 0;
+}
+
+/* The config: -c PATH, else $BOSH_CONFIG, else bosh.conf next to this binary
+ * (shared hosting: the handler and its config sit in one web folder). */
+static const char *config_path(int argc, char **argv)
+{
+	static char path[PATH_MAX];
+	for (int i = 1; i + 1 < argc; i++)
+		if (strcmp(argv[i], "-c") == 0)
+			return argv[i + 1];
+	const char *env = getenv("BOSH_CONFIG");
+	if (env && *env)
+		return env;
+	char self[PATH_MAX - 16];
+	ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
+	if (n <= 0)
+		return "bosh.conf";
+	self[n] = 0;
+	char *slash = strrchr(self, '/');
+	*slash = 0;
+	snprintf(path, sizeof path, "%s/bosh.conf", self);
+	return path;
+}
+
+int main(int argc, char **argv)
+{
+	char err[512];
+	config_defaults(&cfg);
+	const char *path = config_path(argc, argv);
+	if (access(path, R_OK) == 0 && config_load(&cfg, path, err, sizeof err) < 0) {
+		fprintf(stderr, "bosh-handler: %s\n", err);
+		return 1;
+	}
+	log_open("bosh-handler", cfg.handler_log_file, (enum log_level)cfg.log_level);
+	signal(SIGPIPE, SIG_IGN);
+	frame_buf = malloc(FRAME_MAX);
+	body_buf = malloc((size_t)cfg.max_data_held + 1);
+	if (!frame_buf || !body_buf || FCGX_Init() != 0) {
+		log_error("initialisation failed");
+		return 1;
+	}
+	if (FCGX_IsCGI())
+		return run_cgi();
+	FCGX_Request req;
+	if (FCGX_InitRequest(&req, 0, 0) != 0) {
+		log_error("FCGX_InitRequest failed");
+		return 1;
+	}
+	log_debug("handler ready, sessiond at %s", cfg.control_socket);
+	while (FCGX_Accept_r(&req) >= 0)
+		handle_fcgi(&req);
+	return 0;
+}

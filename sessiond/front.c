@@ -1,0 +1,186 @@
+#define _GNU_SOURCE
+#include "front.h"
+#include "frame.h"
+#include "log.h"
+#include "reply.h"
+#include "session.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#define FRONT_MAX_CONNS 1024
+
+struct conn {
+	struct io io;
+	int dead;
+};
+
+static struct loop *loop;
+static struct io listener;
+static uint8_t *msg_buf; /* one frame; the loop is single-threaded */
+static int nconns;
+
+static void conn_free(void *p) { free(p); }
+
+static void conn_close(struct conn *c, int close_fd)
+{
+	if (c->dead)
+		return;
+	c->dead = 1;
+	loop_del(loop, &c->io);
+	if (close_fd)
+		close(c->io.fd);
+	nconns--;
+	loop_defer_free(loop, c, conn_free);
+}
+
+/* Receives one message and at most one descriptor; extra ones are closed. */
+static ssize_t recv_frame(int fd, int *passed)
+{
+	union {
+		char buf[CMSG_SPACE(4 * sizeof(int))];
+		struct cmsghdr align;
+	} ctl;
+	struct iovec iov = { .iov_base = msg_buf, .iov_len = FRAME_MAX };
+	struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = ctl.buf,
+	                      .msg_controllen = sizeof ctl.buf };
+	*passed = -1;
+	ssize_t n = recvmsg(fd, &msg, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
+	if (n < 0)
+		return n;
+	for (struct cmsghdr *c = CMSG_FIRSTHDR(&msg); c; c = CMSG_NXTHDR(&msg, c)) {
+		if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS)
+			continue;
+		size_t nfd = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+		for (size_t i = 0; i < nfd; i++) {
+			int f;
+			memcpy(&f, CMSG_DATA(c) + i * sizeof(int), sizeof f);
+			if (*passed < 0)
+				*passed = f;
+			else
+				close(f);
+		}
+	}
+	if (msg.msg_flags & (MSG_TRUNC | MSG_CTRUNC)) {
+		log_warn("handler sent a truncated frame or too many descriptors; dropped");
+		if (*passed >= 0)
+			close(*passed);
+		*passed = -1;
+		errno = EMSGSIZE;
+		return -1;
+	}
+	return n;
+}
+
+static void answer_method(struct responder *resp, const char *method)
+{
+	static const char body[] = "Only POST is served here.\n";
+	struct reply r = { .status = 405, .content_type = "text/plain; charset=utf-8",
+	                   .headers = "Allow: POST\r\n", .body = body, .body_len = sizeof body - 1 };
+	log_info("%s request refused (405)", method);
+	reply_send(resp, &r);
+}
+
+static void dispatch(struct conn *c, size_t n, int passed)
+{
+	struct frame_request fr;
+	char err[128];
+	if (frame_decode_request(msg_buf, n, &fr, err, sizeof err) < 0) {
+		log_warn("bad frame from a handler (%s); closing its connection", err);
+		if (passed >= 0)
+			close(passed);
+		conn_close(c, 1);
+		return;
+	}
+	struct responder resp;
+	if (fr.flags & FRAME_F_FD_PASSED) {
+		if (passed < 0) {
+			log_warn("handler frame says a connection is attached but none came; dropped");
+			return;
+		}
+		resp = (struct responder){ .fd = passed, .fcgi_id = fr.fcgi_id, .kind = RESP_FCGI };
+		fcntl(passed, F_SETFL, fcntl(passed, F_GETFL) | O_NONBLOCK);
+	} else {
+		if (passed >= 0)
+			close(passed);
+		/* Plain CGI: this connection is the way back; the session layer owns it now. */
+		resp = (struct responder){ .fd = c->io.fd, .kind = RESP_CGI };
+		conn_close(c, 0);
+	}
+	if (strcmp(fr.method, "POST") != 0)
+		answer_method(&resp, fr.method);
+	else
+		sessions_handle(&resp, &fr);
+}
+
+static void conn_io(void *ctx, uint32_t events)
+{
+	struct conn *c = ctx;
+	(void)events;
+	/* A few frames per turn: one busy handler must not starve the others. */
+	for (int i = 0; i < 16 && !c->dead; i++) {
+		int passed;
+		ssize_t n = recv_frame(c->io.fd, &passed);
+		if (n < 0 && (errno == EAGAIN || errno == EINTR))
+			return;
+		if (n <= 0) {
+			if (n < 0 && errno != EMSGSIZE)
+				log_info("handler connection: %s", strerror(errno));
+			if (n < 0 && errno == EMSGSIZE)
+				continue;
+			conn_close(c, 1);
+			return;
+		}
+		dispatch(c, (size_t)n, passed);
+	}
+}
+
+static void accept_io(void *ctx, uint32_t events)
+{
+	(void)ctx;
+	(void)events;
+	for (;;) {
+		int fd = accept4(listener.fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+		if (fd < 0) {
+			if (errno != EAGAIN && errno != EINTR)
+				log_warn("accept on the control socket: %s", strerror(errno));
+			return;
+		}
+		struct conn *c = nconns < FRONT_MAX_CONNS ? calloc(1, sizeof *c) : NULL;
+		if (!c) {
+			log_warn("too many handler connections (%d); refusing one", nconns);
+			close(fd);
+			continue;
+		}
+		c->io = (struct io){ .fd = fd, .cb = conn_io, .ctx = c };
+		if (loop_add(loop, &c->io, EPOLLIN) < 0) {
+			close(fd);
+			free(c);
+			continue;
+		}
+		nconns++;
+	}
+}
+
+int front_start(struct loop *l, int listen_fd)
+{
+	loop = l;
+	msg_buf = malloc(FRAME_MAX);
+	if (!msg_buf)
+		return -1;
+	listener = (struct io){ .fd = listen_fd, .cb = accept_io };
+	return loop_add(l, &listener, EPOLLIN);
+}
+
+void front_stop(void)
+{
+	loop_del(loop, &listener);
+	close(listener.fd);
+	free(msg_buf);
+	msg_buf = NULL;
+}

@@ -1,0 +1,18 @@
+/* front.h - the Unix socket where handlers deliver requests.
+ *
+ * A SOCK_SEQPACKET listener. Each handler keeps one connection and sends
+ * one frame per HTTP request, with the web server's connection attached
+ * (SCM_RIGHTS). A plain-CGI handler connects per request and sends the
+ * frame alone; that connection then becomes the request's way back.
+ * Frames are checked whole (frame.c); a bad one closes that connection.
+ */
+#ifndef BOSH_FRONT_H
+#define BOSH_FRONT_H
+
+#include "loop.h"
+
+/* Takes over a listening socket. */
+int front_start(struct loop *l, int listen_fd);
+void front_stop(void);
+
+#endif

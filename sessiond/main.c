@@ -1,0 +1,340 @@
+/* sessiond - the BOSH session daemon.
+ *
+ * Start-up order matters: sockets are made (and given to the web server's
+ * group) while still root, then privileges are dropped, and only then are
+ * the database and the handler pool opened, so every file they create
+ * belongs to the unprivileged user.
+ */
+#define _GNU_SOURCE
+#include "config.h"
+#include "front.h"
+#include "log.h"
+#include "loop.h"
+#include "pool.h"
+#include "reply.h"
+#include "session.h"
+#include "store.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <limits.h>
+#include <netdb.h>
+#include <pwd.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/resource.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+static struct config cfg;
+static struct loop *loop;
+static struct io signals;
+static struct backend_addr backends[CONFIG_MAX_BACKENDS];
+
+static void usage(void)
+{
+	fprintf(stderr, "usage: sessiond [-f] [-c CONFIG] [-l error|warn|info|debug] [-t]\n"
+	                "  -c CONFIG  configuration file (default: bosh.conf)\n"
+	                "  -f         stay in the foreground (default: become a daemon)\n"
+	                "  -l LEVEL   log level, overriding log_level\n"
+	                "  -t         check the configuration and exit\n");
+}
+
+static int resolve_backends(void)
+{
+	for (size_t i = 0; i < cfg.nbackends; i++) {
+		const struct config_backend *b = &cfg.backends[i];
+		struct addrinfo hints = { .ai_socktype = SOCK_STREAM }, *res;
+		int rc = getaddrinfo(b->host, b->port, &hints, &res);
+		if (rc != 0) {
+			log_error("backend for %s: cannot resolve %s: %s", b->domain, b->host, gai_strerror(rc));
+			return -1;
+		}
+		backends[i].cfg = b;
+		memcpy(&backends[i].addr, res->ai_addr, res->ai_addrlen);
+		backends[i].addrlen = res->ai_addrlen;
+		freeaddrinfo(res);
+	}
+	return 0;
+}
+
+/* A Unix socket of ours. The control socket replaces a stale file but
+ * never a live sessiond; the FastCGI socket is ours to replace. The
+ * FastCGI socket stays blocking: the handlers accept on it with libfcgi,
+ * and O_NONBLOCK would be shared with them. */
+static int unix_listener(const char *path, int type, int refuse_live)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	if (strlen(path) >= sizeof sa.sun_path) {
+		log_error("socket path too long: %s", path);
+		return -1;
+	}
+	strcpy(sa.sun_path, path);
+	int fd = socket(AF_UNIX, type | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -1;
+	if (refuse_live && connect(fd, (struct sockaddr *)&sa, sizeof sa) == 0) {
+		log_error("%s: another process is serving this socket; is sessiond already running?", path);
+		close(fd);
+		return -1;
+	}
+	unlink(path);
+	if (bind(fd, (struct sockaddr *)&sa, sizeof sa) < 0 || listen(fd, 1024) < 0) {
+		log_error("cannot listen on %s: %s", path, strerror(errno));
+		close(fd);
+		return -1;
+	}
+	return fd;
+}
+
+static int tcp_listener(const char *hostport)
+{
+	char host[256];
+	const char *colon = strrchr(hostport, ':');
+	snprintf(host, sizeof host, "%.*s", (int)(colon - hostport), hostport);
+	struct addrinfo hints = { .ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE }, *res;
+	if (getaddrinfo(host, colon + 1, &hints, &res) != 0) {
+		log_error("cannot resolve fcgi_socket %s", hostport);
+		return -1;
+	}
+	int fd = socket(res->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0), one = 1;
+	if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) < 0 ||
+	    bind(fd, res->ai_addr, res->ai_addrlen) < 0 || listen(fd, 1024) < 0) {
+		log_error("cannot listen on %s: %s", hostport, strerror(errno));
+		if (fd >= 0)
+			close(fd);
+		fd = -1;
+	}
+	freeaddrinfo(res);
+	return fd;
+}
+
+/* Sockets are 0660 and owned by user:group, so only the web server's group can talk to us. */
+static int restrict_socket(const char *path, uid_t uid, gid_t gid)
+{
+	if (chmod(path, 0660) < 0 || (geteuid() == 0 && chown(path, uid, gid) < 0)) {
+		log_error("cannot set owner and mode of %s: %s", path, strerror(errno));
+		return -1;
+	}
+	return 0;
+}
+
+static int lookup_ids(uid_t *uid, gid_t *gid)
+{
+	*uid = geteuid();
+	*gid = getegid();
+	if (cfg.user[0]) {
+		struct passwd *pw = getpwnam(cfg.user);
+		if (!pw) {
+			log_error("user %s does not exist", cfg.user);
+			return -1;
+		}
+		*uid = pw->pw_uid;
+		*gid = pw->pw_gid;
+	}
+	if (cfg.group[0]) {
+		struct group *gr = getgrnam(cfg.group);
+		if (!gr) {
+			log_error("group %s does not exist", cfg.group);
+			return -1;
+		}
+		*gid = gr->gr_gid;
+	}
+	return 0;
+}
+
+static int drop_privileges(uid_t uid, gid_t gid)
+{
+	if (geteuid() != 0 || !cfg.user[0])
+		return 0;
+	if (setgroups(1, &gid) < 0 || setgid(gid) < 0 || setuid(uid) < 0) {
+		log_error("cannot drop privileges to %s: %s", cfg.user, strerror(errno));
+		return -1;
+	}
+	log_info("running as user %s", cfg.user);
+	return 0;
+}
+
+/* Held requests and XMPP connections are one descriptor each: take all we may. */
+static void raise_fd_limit(void)
+{
+	struct rlimit rl;
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+		rl.rlim_cur = rl.rlim_max;
+		setrlimit(RLIMIT_NOFILE, &rl);
+	}
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && (long)rl.rlim_cur < 2 * cfg.max_sessions + 64) {
+		/* Better to refuse sessions cleanly than to fail accept() for everyone. */
+		long fit = ((long)rl.rlim_cur - 64) / 2;
+		log_warn("open file limit %ld allows %ld sessions (each needs two descriptors); "
+		         "max_sessions lowered from %ld", (long)rl.rlim_cur, fit, cfg.max_sessions);
+		cfg.max_sessions = fit > 1 ? fit : 1;
+	}
+}
+
+static void signal_io(void *ctx, uint32_t events)
+{
+	(void)ctx;
+	(void)events;
+	struct signalfd_siginfo si;
+	while (read(signals.fd, &si, sizeof si) == sizeof si) {
+		if (si.ssi_signo == SIGCHLD) {
+			pool_reap();
+		} else {
+			log_info("signal %u: stopping (%zu sessions)", si.ssi_signo, sessions_count());
+			loop_stop(loop);
+		}
+	}
+}
+
+static int setup_signals(void)
+{
+	sigset_t set;
+	sigemptyset(&set);
+	sigaddset(&set, SIGCHLD);
+	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGHUP);
+	sigprocmask(SIG_BLOCK, &set, NULL);
+	signal(SIGPIPE, SIG_IGN);
+	signals = (struct io){ .fd = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC), .cb = signal_io };
+	return signals.fd < 0 ? -1 : loop_add(loop, &signals, EPOLLIN);
+}
+
+/* The handler binary: configured, else bosh-handler beside this program. */
+static void handler_binary(char *out, size_t size)
+{
+	if (cfg.handler_path[0]) {
+		snprintf(out, size, "%s", cfg.handler_path);
+		return;
+	}
+	char self[PATH_MAX - 32];
+	ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
+	self[n > 0 ? n : 0] = 0;
+	char *slash = strrchr(self, '/');
+	if (slash)
+		*slash = 0;
+	snprintf(out, size, "%s/bosh-handler", n > 0 ? self : ".");
+}
+
+static int daemonize(void)
+{
+	pid_t pid = fork();
+	if (pid < 0)
+		return -1;
+	if (pid > 0)
+		_exit(0);
+	setsid();
+	if ((pid = fork()) < 0)
+		return -1;
+	if (pid > 0)
+		_exit(0);
+	int null = open("/dev/null", O_RDWR);
+	if (null >= 0) {
+		dup2(null, 0);
+		dup2(null, 1);
+		if (strcmp(cfg.log_file, "-") != 0)
+			dup2(null, 2);
+		if (null > 2)
+			close(null);
+	}
+	return 0;
+}
+
+static int open_sockets(int *control, int *fcgi, uid_t uid, gid_t gid)
+{
+	*fcgi = -1;
+	if ((*control = unix_listener(cfg.control_socket, SOCK_SEQPACKET | SOCK_NONBLOCK, 1)) < 0 ||
+	    restrict_socket(cfg.control_socket, uid, gid) < 0)
+		return -1;
+	if (cfg.handlers == 0 || !cfg.fcgi_socket[0])
+		return 0; /* handlers run elsewhere (spawn-fcgi, mod_fcgid) */
+	if (cfg.fcgi_socket[0] == '/')
+		*fcgi = unix_listener(cfg.fcgi_socket, SOCK_STREAM, 0);
+	else
+		*fcgi = tcp_listener(cfg.fcgi_socket);
+	if (*fcgi < 0 || (cfg.fcgi_socket[0] == '/' && restrict_socket(cfg.fcgi_socket, uid, gid) < 0))
+		return -1;
+	return 0;
+}
+
+static int run(const char *config_path)
+{
+	uid_t uid;
+	gid_t gid;
+	int control, fcgi;
+	char err[512], handler[PATH_MAX];
+	raise_fd_limit();
+	if (resolve_backends() < 0 || lookup_ids(&uid, &gid) < 0 || !(loop = loop_new()) ||
+	    setup_signals() < 0 || open_sockets(&control, &fcgi, uid, gid) < 0 ||
+	    drop_privileges(uid, gid) < 0)
+		return 1;
+	if (store_open(cfg.database, err, sizeof err) < 0) {
+		log_error("database: %s", err);
+		return 1;
+	}
+	reply_init(loop);
+	handler_binary(handler, sizeof handler);
+	if (sessions_init(loop, &cfg, backends, cfg.nbackends) < 0 || sessions_recover() < 0 ||
+	    front_start(loop, control) < 0 ||
+	    (fcgi >= 0 && pool_start(loop, fcgi, (int)cfg.handlers, handler, config_path) < 0))
+		return 1;
+	loop_set_idle(loop, sessions_idle, NULL);
+	log_info("sessiond ready: control socket %s, FastCGI %s, database %s, %zu domains",
+	         cfg.control_socket, fcgi >= 0 ? cfg.fcgi_socket : "(external handlers)", cfg.database,
+	         cfg.nbackends);
+	int rc = loop_run(loop);
+	pool_stop();
+	sessions_shutdown();
+	front_stop();
+	unlink(cfg.control_socket);
+	if (fcgi >= 0 && cfg.fcgi_socket[0] == '/')
+		unlink(cfg.fcgi_socket);
+	store_close();
+	log_info("sessiond stopped");
+	return rc < 0 ? 1 : 0;
+}
+
+int main(int argc, char **argv)
+{
+	const char *config_path = "bosh.conf", *level = NULL;
+	int foreground = 0, check = 0, opt;
+	while ((opt = getopt(argc, argv, "c:fl:th")) != -1) {
+		switch (opt) {
+		case 'c': config_path = optarg; break;
+		case 'f': foreground = 1; break;
+		case 'l': level = optarg; break;
+		case 't': check = 1; break;
+		default: usage(); return opt == 'h' ? 0 : 2;
+		}
+	}
+	char err[512], abspath[PATH_MAX];
+	if (realpath(config_path, abspath))
+		config_path = abspath;
+	config_defaults(&cfg);
+	if (config_load(&cfg, config_path, err, sizeof err) < 0) {
+		fprintf(stderr, "sessiond: %s\n", err);
+		return 1;
+	}
+	if (level && log_level_parse(level) < 0) {
+		fprintf(stderr, "sessiond: -l %s: expected error, warn, info or debug\n", level);
+		return 2;
+	}
+	if (check) {
+		printf("%s: OK (%zu domains)\n", config_path, cfg.nbackends);
+		return 0;
+	}
+	log_open("sessiond", cfg.log_file, (enum log_level)(level ? log_level_parse(level) : cfg.log_level));
+	if (!foreground && daemonize() < 0) {
+		log_error("cannot become a daemon: %s", strerror(errno));
+		return 1;
+	}
+	return run(config_path);
+}

@@ -1,0 +1,149 @@
+#define _GNU_SOURCE
+#include "pool.h"
+#include "log.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#define POOL_MAX 64
+#define QUICK_DEATH_MS 1000
+#define MAX_BACKOFF_MS 10000
+
+struct worker {
+	pid_t pid;
+	uint64_t started;
+	unsigned backoff_ms;
+	struct timer restart;
+};
+
+static struct loop *loop;
+static struct worker workers[POOL_MAX];
+static int nworkers;
+static int listen_fd = -1;
+static char *handler, *config;
+
+static void spawn(void *ctx)
+{
+	struct worker *w = ctx;
+	pid_t parent = getpid();
+	pid_t pid = fork();
+	if (pid < 0) {
+		log_error("fork for a handler: %s", strerror(errno));
+		w->backoff_ms = w->backoff_ms ? w->backoff_ms : 1000;
+		timer_set(loop, &w->restart, loop_now(loop) + w->backoff_ms);
+		return;
+	}
+	if (pid == 0) {
+		sigset_t none;
+		sigemptyset(&none);
+		sigprocmask(SIG_SETMASK, &none, NULL);
+		/* A handler outliving its sessiond would hold the FastCGI socket
+		 * with nowhere to send requests. */
+		prctl(PR_SET_PDEATHSIG, SIGTERM);
+		if (getppid() != parent)
+			_exit(0);
+		/* FastCGI: the listening socket is descriptor 0. Every other
+		 * descriptor of ours is close-on-exec. */
+		if (dup2(listen_fd, 0) < 0)
+			_exit(127);
+		execl(handler, handler, "-c", config, (char *)NULL);
+		log_error("cannot start handler %s: %s", handler, strerror(errno));
+		_exit(127);
+	}
+	w->pid = pid;
+	w->started = loop_now(loop);
+	log_debug("handler %ld started", (long)pid);
+}
+
+int pool_start(struct loop *l, int fd, int count, const char *handler_path, const char *config_path)
+{
+	loop = l;
+	listen_fd = fd;
+	handler = strdup(handler_path);
+	config = strdup(config_path);
+	if (!handler || !config)
+		return -1;
+	nworkers = count > POOL_MAX ? POOL_MAX : count;
+	for (int i = 0; i < nworkers; i++) {
+		workers[i].restart = (struct timer){ .cb = spawn, .ctx = &workers[i] };
+		spawn(&workers[i]);
+	}
+	log_info("%d handler processes (%s)", nworkers, handler);
+	return 0;
+}
+
+static struct worker *find_worker(pid_t pid)
+{
+	for (int i = 0; i < nworkers; i++)
+		if (workers[i].pid == pid)
+			return &workers[i];
+	return NULL;
+}
+
+static void describe_exit(pid_t pid, int status)
+{
+	if (WIFSIGNALED(status))
+		log_warn("handler %ld killed by signal %d; starting another", (long)pid, WTERMSIG(status));
+	else
+		log_warn("handler %ld exited with status %d; starting another", (long)pid,
+		         WEXITSTATUS(status));
+}
+
+void pool_reap(void)
+{
+	int status;
+	pid_t pid;
+	while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
+		struct worker *w = find_worker(pid);
+		if (!w)
+			continue;
+		w->pid = 0;
+		if (listen_fd < 0)
+			continue; /* stopping */
+		describe_exit(pid, status);
+		uint64_t lived = loop_now(loop) - w->started;
+		if (lived < QUICK_DEATH_MS)
+			w->backoff_ms = w->backoff_ms ? w->backoff_ms * 2 : 250;
+		else
+			w->backoff_ms = 0;
+		if (w->backoff_ms > MAX_BACKOFF_MS)
+			w->backoff_ms = MAX_BACKOFF_MS;
+		timer_set(loop, &w->restart, loop_now(loop) + w->backoff_ms);
+	}
+}
+
+void pool_stop(void)
+{
+	listen_fd = -1;
+	for (int i = 0; i < nworkers; i++) {
+		timer_cancel(loop, &workers[i].restart);
+		if (workers[i].pid > 0)
+			kill(workers[i].pid, SIGTERM);
+	}
+	/* Handlers exit at once on SIGTERM (they hold no state); wait briefly. */
+	for (int tries = 0; tries < 50; tries++) {
+		int alive = 0;
+		for (int i = 0; i < nworkers; i++) {
+			if (workers[i].pid > 0 && waitpid(workers[i].pid, NULL, WNOHANG) == workers[i].pid)
+				workers[i].pid = 0;
+			alive += workers[i].pid > 0;
+		}
+		if (!alive)
+			break;
+		struct timespec ts = { 0, 20 * 1000 * 1000 };
+		nanosleep(&ts, NULL);
+	}
+	for (int i = 0; i < nworkers; i++)
+		if (workers[i].pid > 0) {
+			kill(workers[i].pid, SIGKILL);
+			waitpid(workers[i].pid, NULL, 0);
+		}
+	free(handler);
+	free(config);
+}

@@ -1,0 +1,25 @@
+/* pool.h - the handler processes, supervised the way php-fpm runs workers.
+ *
+ * sessiond starts `handlers` copies of the handler with the FastCGI
+ * listening socket as their descriptor 0 (the FastCGI convention), and
+ * starts a new one whenever one exits. A handler that keeps dying right
+ * after its start is restarted with a growing delay, not in a tight loop.
+ */
+#ifndef BOSH_POOL_H
+#define BOSH_POOL_H
+
+#include "loop.h"
+
+#include <sys/types.h>
+
+int pool_start(struct loop *l, int listen_fd, int count, const char *handler_path,
+               const char *config_path);
+
+/* Call after SIGCHLD: reaps exited handlers and schedules their restart.
+ * Children that are not handlers are reaped too. */
+void pool_reap(void);
+
+/* Stops every handler (SIGTERM) and waits a little for them. */
+void pool_stop(void);
+
+#endif

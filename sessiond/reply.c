@@ -1,0 +1,244 @@
+#define _GNU_SOURCE
+#include "reply.h"
+#include "frame.h"
+#include "log.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#define FCGI_VERSION_1 1
+#define FCGI_END_REQUEST 3
+#define FCGI_STDOUT 6
+#define FCGI_MAX_CONTENT 65535
+#define REPLY_WRITE_TIMEOUT_MS 30000
+#define CGI_CHUNK 32768
+
+/* An answer the socket could not take at once. */
+struct pending {
+	struct io io;
+	struct timer timer;
+	char *buf;
+	size_t len, off;
+	int kind;
+	int dead;
+};
+
+static struct loop *reply_loop;
+static size_t npending;
+
+void reply_init(struct loop *l) { reply_loop = l; }
+
+size_t reply_pending(void) { return npending; }
+
+static const char *status_text(int status)
+{
+	switch (status) {
+	case 200: return "OK";
+	case 204: return "No Content";
+	case 400: return "Bad Request";
+	case 403: return "Forbidden";
+	case 404: return "Not Found";
+	case 405: return "Method Not Allowed";
+	case 413: return "Payload Too Large";
+	case 503: return "Service Unavailable";
+	default: return "Error";
+	}
+}
+
+/* The CGI-style response: Status, headers, blank line, body. */
+static size_t format_head(char *dst, size_t cap, const struct reply *r)
+{
+	int n = snprintf(dst, cap,
+	                 "Status: %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n"
+	                 "Cache-Control: no-store\r\n%s\r\n",
+	                 r->status, status_text(r->status),
+	                 r->content_type ? r->content_type : "text/xml; charset=utf-8", r->body_len,
+	                 r->headers ? r->headers : "");
+	return n < 0 || (size_t)n >= cap ? 0 : (size_t)n;
+}
+
+static void fcgi_header(uint8_t *p, int type, uint16_t id, size_t len)
+{
+	p[0] = FCGI_VERSION_1;
+	p[1] = (uint8_t)type;
+	p[2] = (uint8_t)(id >> 8);
+	p[3] = (uint8_t)id;
+	p[4] = (uint8_t)(len >> 8);
+	p[5] = (uint8_t)len;
+	p[6] = 0; /* padding */
+	p[7] = 0;
+}
+
+/* Wraps head+body into STDOUT records, the empty STDOUT, and END_REQUEST. */
+static char *encode_fcgi(uint16_t id, const char *head, size_t hlen, const struct reply *r,
+                         size_t *outlen)
+{
+	size_t content = hlen + r->body_len;
+	size_t records = content / FCGI_MAX_CONTENT + 1;
+	size_t total = content + records * 8 + 8 + 16;
+	char *out = malloc(total);
+	if (!out)
+		return NULL;
+	size_t o = 0, done = 0;
+	while (done < content) {
+		size_t n = content - done > FCGI_MAX_CONTENT ? FCGI_MAX_CONTENT : content - done;
+		fcgi_header((uint8_t *)out + o, FCGI_STDOUT, id, n);
+		o += 8;
+		for (size_t k = 0; k < n; k++, done++)
+			out[o++] = done < hlen ? head[done] : r->body[done - hlen];
+	}
+	fcgi_header((uint8_t *)out + o, FCGI_STDOUT, id, 0);
+	o += 8;
+	fcgi_header((uint8_t *)out + o, FCGI_END_REQUEST, id, 8);
+	o += 8;
+	memset(out + o, 0, 8); /* appStatus 0, FCGI_REQUEST_COMPLETE */
+	o += 8;
+	*outlen = o;
+	return out;
+}
+
+/* CGI_DATA frames of at most CGI_CHUNK bytes each. */
+static char *encode_cgi(const char *head, size_t hlen, const struct reply *r, size_t *outlen)
+{
+	size_t content = hlen + r->body_len;
+	size_t frames = content / CGI_CHUNK + 1;
+	char *out = malloc(content + frames * FRAME_CGI_HDR_LEN);
+	if (!out)
+		return NULL;
+	size_t o = 0, done = 0;
+	while (done < content) {
+		size_t n = content - done > CGI_CHUNK ? CGI_CHUNK : content - done;
+		frame_cgi_data_header((uint8_t *)out + o, n);
+		o += FRAME_CGI_HDR_LEN;
+		for (size_t k = 0; k < n; k++, done++)
+			out[o++] = done < hlen ? head[done] : r->body[done - hlen];
+	}
+	*outlen = o;
+	return out;
+}
+
+static void pending_free(void *p)
+{
+	struct pending *pw = p;
+	free(pw->buf);
+	free(pw);
+}
+
+static void pending_finish(struct pending *pw)
+{
+	if (pw->dead)
+		return;
+	pw->dead = 1;
+	loop_del(reply_loop, &pw->io);
+	timer_cancel(reply_loop, &pw->timer);
+	close(pw->io.fd);
+	npending--;
+	loop_defer_free(reply_loop, pw, pending_free);
+}
+
+/* Writes what it can; for CGI each frame must go whole in one send. */
+static int write_some(int fd, int kind, const char *buf, size_t len, size_t *off)
+{
+	while (*off < len) {
+		size_t n = len - *off;
+		if (kind == RESP_CGI) {
+			const uint8_t *h = (const uint8_t *)buf + *off;
+			n = FRAME_HEADER_LEN + ((size_t)h[4] << 24 | (size_t)h[5] << 16 | (size_t)h[6] << 8 | h[7]);
+		}
+		ssize_t w = send(fd, buf + *off, n, MSG_NOSIGNAL | MSG_DONTWAIT);
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w < 0)
+			return errno == EAGAIN ? 0 : -1;
+		*off += (size_t)w;
+	}
+	return 1;
+}
+
+static void pending_io(void *ctx, uint32_t events)
+{
+	struct pending *pw = ctx;
+	if (pw->dead)
+		return;
+	int rc = (events & (EPOLLERR | EPOLLHUP)) ? -1
+	         : write_some(pw->io.fd, pw->kind, pw->buf, pw->len, &pw->off);
+	if (rc != 0) {
+		if (rc < 0)
+			log_info("web server connection closed before the answer was written");
+		pending_finish(pw);
+	}
+}
+
+static void pending_timeout(void *ctx)
+{
+	struct pending *pw = ctx;
+	log_warn("web server did not take an answer within %d ms; closing", REPLY_WRITE_TIMEOUT_MS);
+	pending_finish(pw);
+}
+
+static void keep_pending(int fd, int kind, char *buf, size_t len, size_t off)
+{
+	struct pending *pw = calloc(1, sizeof *pw);
+	if (!pw) {
+		log_error("out of memory keeping an answer; dropped");
+		free(buf);
+		close(fd);
+		return;
+	}
+	pw->buf = buf;
+	pw->len = len;
+	pw->off = off;
+	pw->kind = kind;
+	pw->io = (struct io){ .fd = fd, .cb = pending_io, .ctx = pw };
+	pw->timer.cb = pending_timeout;
+	pw->timer.ctx = pw;
+	if (loop_add(reply_loop, &pw->io, EPOLLOUT) < 0) {
+		pending_free(pw);
+		close(fd);
+		return;
+	}
+	npending++;
+	timer_set(reply_loop, &pw->timer, loop_now(reply_loop) + REPLY_WRITE_TIMEOUT_MS);
+}
+
+void reply_send(struct responder *resp, const struct reply *r)
+{
+	if (resp->kind == RESP_NONE)
+		return;
+	char head[2048];
+	size_t hlen = format_head(head, sizeof head, r), len = 0, off = 0;
+	char *buf = NULL;
+	if (hlen)
+		buf = resp->kind == RESP_FCGI ? encode_fcgi(resp->fcgi_id, head, hlen, r, &len)
+		                              : encode_cgi(head, hlen, r, &len);
+	if (!buf) {
+		log_error("cannot build an answer (%s); closing the connection",
+		          hlen ? "out of memory" : "headers too long");
+		reply_drop(resp);
+		return;
+	}
+	int rc = write_some(resp->fd, resp->kind, buf, len, &off);
+	if (rc == 0) {
+		keep_pending(resp->fd, resp->kind, buf, len, off);
+	} else {
+		if (rc < 0)
+			log_info("web server connection closed before the answer: %s", strerror(errno));
+		free(buf);
+		close(resp->fd);
+	}
+	resp->kind = RESP_NONE;
+	resp->fd = -1;
+}
+
+void reply_drop(struct responder *resp)
+{
+	if (resp->kind != RESP_NONE && resp->fd >= 0)
+		close(resp->fd);
+	resp->kind = RESP_NONE;
+	resp->fd = -1;
+}

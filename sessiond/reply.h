@@ -1,0 +1,46 @@
+/* reply.h - answers to the web server.
+ *
+ * A responder is one HTTP request's way back: the web server's FastCGI
+ * connection handed over by a handler (with its FastCGI request id), or,
+ * for plain CGI, the handler's own socket. reply_send() writes the whole
+ * answer (FastCGI STDOUT records and END_REQUEST, or CGI_DATA frames),
+ * then closes the descriptor; what the socket cannot take at once is kept
+ * and written when it can, bounded in time. The caller forgets the
+ * responder after reply_send() or reply_drop().
+ */
+#ifndef BOSH_REPLY_H
+#define BOSH_REPLY_H
+
+#include "loop.h"
+
+#include <stddef.h>
+#include <stdint.h>
+
+enum responder_kind { RESP_NONE, RESP_FCGI, RESP_CGI };
+
+struct responder {
+	int fd;
+	uint16_t fcgi_id;
+	uint8_t kind;
+};
+
+struct reply {
+	int status;               /* HTTP status */
+	const char *content_type; /* NULL: text/xml; charset=utf-8 */
+	const char *headers;      /* extra "Name: value\r\n" lines, or NULL */
+	const char *body;
+	size_t body_len;
+};
+
+void reply_init(struct loop *l);
+
+/* Writes r to resp and closes it. */
+void reply_send(struct responder *resp, const struct reply *r);
+
+/* Closes without an answer (the web server gave up on the request). */
+void reply_drop(struct responder *resp);
+
+/* Answers still being written (for shutdown and tests). */
+size_t reply_pending(void);
+
+#endif

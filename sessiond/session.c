@@ -1,0 +1,1005 @@
+/* session.c - BOSH session state and the request rules of XEP-0124/0206.
+ *
+ * States and transitions (session_end() is the only way out of a live state):
+ *
+ *   CONNECTING --stream features--> ACTIVE --client terminate / server error /
+ *       |                              |        inactivity / connect failure-->
+ *       +------------------------------+------> ENDED --answered or lingered--> freed
+ *
+ * CONNECTING: the XMPP connection is being opened; the creation request is
+ *   held (held[0].creation) until the server's first <stream:features/>.
+ * ACTIVE: requests are processed strictly in rid order; at most 'hold' are
+ *   held; the client queue (s->queue) is non-empty only while no request is
+ *   held or features are awaited after a restart.
+ * ENDED: the XMPP connection is closed and the final row queued. A session
+ *   with no held request keeps its terminate body (s->queue) until the next
+ *   request or 'inactivity' seconds, so the client learns why it ended.
+ *
+ * One timer per session; session_schedule() sets it to the earliest of the
+ * oldest held request's wait, the inactivity deadline, and the linger end.
+ */
+#define _GNU_SOURCE
+#include "session.h"
+#include "bosh.h"
+#include "log.h"
+#include "ridwin.h"
+#include "splitter.h"
+#include "store.h"
+#include "xmpp.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <strings.h>
+#include <openssl/rand.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#define HELD_MAX RIDWIN_MAX
+#define SID_HEX 32
+
+enum state { S_CONNECTING, S_ACTIVE, S_ENDED };
+static const char *const state_names[] = { "connecting", "active", "ended" };
+
+struct session;
+
+struct held {
+	struct io io;            /* watches the web server connection for EOF */
+	struct responder resp;
+	struct session *s;
+	int64_t rid;
+	uint64_t since;
+	uint8_t creation;
+};
+
+/* A request that arrived ahead of its turn (rid gap); processed in order. */
+struct ahead {
+	int64_t rid;
+	struct responder resp;
+	char *payload;
+	size_t len;
+	uint8_t restart, terminate;
+};
+
+struct buf {
+	char *data;
+	size_t len, cap;
+};
+
+struct session {
+	char sid[SID_HEX + 1];
+	struct session *hnext;        /* hash chain */
+	enum state state;
+	struct xmpp_conn *xmpp;
+	struct timer timer;
+	int64_t next_rid;
+	int wait, hold, requests, inactivity;
+	char *to, *route, *ver, *lang, *content, *client, *ua, *jid, *end_condition;
+	struct held held[HELD_MAX];
+	int nheld;
+	struct ahead ahead[HELD_MAX];
+	int nahead;
+	struct buf queue;             /* stanzas for the client */
+	struct ridwin sent;           /* last answers, for repeated rids */
+	uint64_t last_answer;         /* loop ms of the last answer (inactivity) */
+	uint64_t linger_until;
+	double created_at, last_seen, ended_at;
+	uint8_t awaiting_features;
+	uint8_t paused;
+	uint8_t dirty;
+	struct session *dirty_next;
+};
+
+static struct loop *loop;
+static const struct config *cfg;
+static const struct backend_addr *backends;
+static size_t nbackends;
+
+static struct session **table;
+static size_t table_size, nsessions;
+static struct session *dirty_list;
+static uint64_t next_flush_due;
+
+/* sids of sessions lost in an earlier run: answered remote-connection-failed */
+static char (*lost)[SID_HEX + 1];
+static size_t nlost, lost_cap;
+
+static void session_schedule(struct session *s);
+static void session_end(struct session *s, const char *condition, const char *child, size_t clen);
+
+/* ---- the sid table ---- */
+
+static size_t sid_hash(const char *sid)
+{
+	/* sids are random hex: their first 16 digits are hash enough */
+	size_t h = 0;
+	for (int i = 0; i < 16; i++)
+		h = h * 16 + (size_t)(sid[i] <= '9' ? sid[i] - '0' : sid[i] - 'a' + 10);
+	return h;
+}
+
+static int table_grow(void)
+{
+	size_t size = table_size ? table_size * 2 : 1024;
+	struct session **t = calloc(size, sizeof *t);
+	if (!t)
+		return -1;
+	for (size_t i = 0; i < table_size; i++)
+		for (struct session *s = table[i], *next; s; s = next) {
+			next = s->hnext;
+			size_t b = sid_hash(s->sid) & (size - 1);
+			s->hnext = t[b];
+			t[b] = s;
+		}
+	free(table);
+	table = t;
+	table_size = size;
+	return 0;
+}
+
+static struct session *find(const char *sid)
+{
+	if (!table_size || strlen(sid) != SID_HEX)
+		return NULL;
+	for (struct session *s = table[sid_hash(sid) & (table_size - 1)]; s; s = s->hnext)
+		if (memcmp(s->sid, sid, SID_HEX) == 0)
+			return s;
+	return NULL;
+}
+
+static void table_remove(struct session *s)
+{
+	struct session **p = &table[sid_hash(s->sid) & (table_size - 1)];
+	while (*p && *p != s)
+		p = &(*p)->hnext;
+	if (*p) {
+		*p = s->hnext;
+		nsessions--;
+	}
+}
+
+static int is_lost(const char *sid)
+{
+	for (size_t i = 0; i < nlost; i++)
+		if (strcmp(lost[i], sid) == 0)
+			return 1;
+	return 0;
+}
+
+/* ---- small helpers ---- */
+
+static int buf_append(struct buf *b, const char *data, size_t len)
+{
+	if (b->len + len > b->cap) {
+		size_t cap = b->cap ? b->cap : 512;
+		while (cap < b->len + len)
+			cap *= 2;
+		char *n = realloc(b->data, cap);
+		if (!n)
+			return -1;
+		b->data = n;
+		b->cap = cap;
+	}
+	memcpy(b->data + b->len, data, len);
+	b->len += len;
+	return 0;
+}
+
+static void buf_free(struct buf *b)
+{
+	free(b->data);
+	*b = (struct buf){ 0 };
+}
+
+static int buf_printf(struct buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static int buf_printf(struct buf *b, const char *fmt, ...)
+{
+	char tmp[1024];
+	va_list ap;
+	va_start(ap, fmt);
+	int n = vsnprintf(tmp, sizeof tmp, fmt, ap);
+	va_end(ap);
+	if (n < 0 || (size_t)n >= sizeof tmp)
+		return -1;
+	return buf_append(b, tmp, (size_t)n);
+}
+
+/* Escapes for an XML attribute value in single quotes. */
+static int buf_attr(struct buf *b, const char *name, const char *value)
+{
+	if (!value)
+		return 0;
+	if (buf_printf(b, " %s='", name) < 0)
+		return -1;
+	for (const char *p = value; *p; p++) {
+		const char *rep = *p == '&' ? "&amp;" : *p == '<' ? "&lt;" : *p == '\'' ? "&apos;" : NULL;
+		if (rep ? buf_append(b, rep, strlen(rep)) : buf_append(b, p, 1))
+			return -1;
+	}
+	return buf_append(b, "'", 1);
+}
+
+static char *dup_or_null(const char *s) { return s ? strdup(s) : NULL; }
+
+static long clamp(long v, long lo, long hi) { return v < lo ? lo : v > hi ? hi : v; }
+
+/* ---- persistence ---- */
+
+static void mark_dirty(struct session *s)
+{
+	if (s->dirty)
+		return;
+	s->dirty = 1;
+	s->dirty_next = dirty_list;
+	dirty_list = s;
+}
+
+static void put_row(struct session *s)
+{
+	struct store_row r = {
+		.sid = s->sid, .state = state_names[s->state], .rid = s->next_rid - 1, .jid = s->jid,
+		.to_domain = s->to, .route = s->route, .wait = s->wait, .hold = s->hold,
+		.inactivity = s->inactivity, .requests = s->requests, .ver = s->ver, .lang = s->lang,
+		.client_addr = s->client, .user_agent = s->ua, .held = s->nheld,
+		.created_at = s->created_at, .last_seen = s->last_seen, .ended_at = s->ended_at,
+		.end_condition = s->end_condition,
+	};
+	store_put(&r);
+}
+
+static void unlink_dirty(struct session *s)
+{
+	if (!s->dirty)
+		return;
+	for (struct session **p = &dirty_list; *p; p = &(*p)->dirty_next)
+		if (*p == s) {
+			*p = s->dirty_next;
+			break;
+		}
+	s->dirty = 0;
+}
+
+int sessions_idle(void *ctx)
+{
+	(void)ctx;
+	uint64_t now = loop_now(loop);
+	if (!dirty_list && !store_queued())
+		return -1;
+	if (now < next_flush_due)
+		return (int)(next_flush_due - now);
+	for (struct session *s = dirty_list; s; s = s->dirty_next) {
+		put_row(s);
+		s->dirty = 0;
+	}
+	dirty_list = NULL;
+	uint64_t retry = store_flush() == 0 ? (uint64_t)cfg->db_flush_ms : 1000;
+	next_flush_due = now + retry;
+	return store_queued() ? (int)retry : -1;
+}
+
+/* ---- answers ---- */
+
+static void answer_body(struct responder *resp, const char *content_type, const char *body,
+                        size_t len)
+{
+	struct reply r = { .status = 200, .content_type = content_type, .body = body, .body_len = len };
+	reply_send(resp, &r);
+}
+
+void answer_terminate(struct responder *resp, const char *condition)
+{
+	char body[256];
+	int n = snprintf(body, sizeof body, "<body xmlns='" BOSH_NS "' type='terminate' condition='%s'/>",
+	                 condition);
+	answer_body(resp, NULL, body, (size_t)n);
+}
+
+static const char empty_body[] = "<body xmlns='" BOSH_NS "'/>";
+
+static void held_io(void *ctx, uint32_t events);
+
+/* Forgets held[i]; its io must already be out of the loop. */
+static void held_remove(struct session *s, int i)
+{
+	memmove(&s->held[i], &s->held[i + 1], (size_t)(s->nheld - i - 1) * sizeof s->held[0]);
+	s->nheld--;
+	/* A stale event of this batch may still name the vacated slot. */
+	memset(&s->held[s->nheld], 0, sizeof s->held[0]);
+	s->held[s->nheld].resp.kind = RESP_NONE;
+	/* the io structs moved: re-register them with their new addresses */
+	for (int k = i; k < s->nheld; k++) {
+		loop_del(loop, &s->held[k].io);
+		s->held[k].io.ctx = &s->held[k];
+		loop_add(loop, &s->held[k].io, EPOLLIN | EPOLLRDHUP);
+	}
+	mark_dirty(s);
+}
+
+/* The creation response's attributes (XEP-0124 §7.1, XEP-0206 §3). */
+static int creation_attrs(struct session *s, struct buf *b)
+{
+	char num[32];
+	int rc = buf_printf(b, " xmlns:xmpp='" XBOSH_NS "' xmlns:stream='" STREAM_NS "'");
+	rc |= buf_attr(b, "sid", s->sid);
+	snprintf(num, sizeof num, "%d", s->wait);
+	rc |= buf_attr(b, "wait", num);
+	snprintf(num, sizeof num, "%d", s->requests);
+	rc |= buf_attr(b, "requests", num);
+	snprintf(num, sizeof num, "%d", s->hold);
+	rc |= buf_attr(b, "hold", num);
+	snprintf(num, sizeof num, "%d", s->inactivity);
+	rc |= buf_attr(b, "inactivity", num);
+	snprintf(num, sizeof num, "%ld", cfg->polling);
+	rc |= buf_attr(b, "polling", num);
+	rc |= buf_attr(b, "ver", s->ver);
+	rc |= buf_attr(b, "from", s->to);
+	rc |= buf_attr(b, "authid", s->xmpp ? xmpp_stream_attr(s->xmpp, "id") : NULL);
+	rc |= buf_attr(b, "xmpp:version", "1.0");
+	rc |= buf_attr(b, "xmpp:restartlogic", "true");
+	return rc;
+}
+
+/* Builds the answer to held[i]: the queue (all of it), wrapped. */
+static int build_answer(struct session *s, int i, const char *type, const char *condition,
+                        struct buf *b)
+{
+	int rc = buf_printf(b, "<body xmlns='" BOSH_NS "'");
+	if (s->held[i].creation && !type)
+		rc |= creation_attrs(s, b);
+	rc |= buf_attr(b, "type", type);
+	rc |= buf_attr(b, "condition", condition);
+	if (condition && strcmp(condition, "remote-stream-error") == 0)
+		rc |= buf_printf(b, " xmlns:stream='" STREAM_NS "'");
+	if (!s->queue.len)
+		return rc | buf_append(b, "/>", 2);
+	rc |= buf_append(b, ">", 1);
+	rc |= buf_append(b, s->queue.data, s->queue.len);
+	return rc | buf_append(b, "</body>", 7);
+}
+
+static void answer_held(struct session *s, int i, const char *type, const char *condition)
+{
+	struct held *h = &s->held[i];
+	struct buf b = { 0 };
+	int plain_empty = !type && !h->creation && !s->queue.len;
+	if (plain_empty ? buf_append(&b, empty_body, sizeof empty_body - 1) < 0
+	                : build_answer(s, i, type, condition, &b) < 0) {
+		log_error("session %s: out of memory building an answer", s->sid);
+		buf_free(&b);
+		b = (struct buf){ .data = NULL };
+	}
+	if (b.data) {
+		if (ridwin_put(&s->sent, h->rid, plain_empty ? NULL : b.data, plain_empty ? 0 : b.len) < 0)
+			log_warn("session %s: out of memory caching the answer to rid %lld", s->sid,
+			         (long long)h->rid);
+		loop_del(loop, &h->io);
+		answer_body(&h->resp, s->content, b.data, b.len);
+	} else {
+		loop_del(loop, &h->io);
+		reply_drop(&h->resp);
+	}
+	buf_free(&b);
+	s->queue.len = 0;
+	if (s->queue.cap > 65536)
+		buf_free(&s->queue);
+	s->last_answer = loop_now(loop);
+	held_remove(s, i);
+}
+
+/* Delivers the queue if a request can take it. */
+static void try_flush(struct session *s)
+{
+	if (s->state != S_ACTIVE || s->awaiting_features || !s->queue.len || !s->nheld)
+		return;
+	answer_held(s, 0, NULL, NULL);
+	if (s->paused && s->xmpp) {
+		s->paused = 0;
+		xmpp_pause(s->xmpp, 0);
+	}
+}
+
+/* ---- lifecycle ---- */
+
+static void session_free(void *p)
+{
+	struct session *s = p;
+	free(s->to);
+	free(s->route);
+	free(s->ver);
+	free(s->lang);
+	free(s->content);
+	free(s->client);
+	free(s->ua);
+	free(s->jid);
+	free(s->end_condition);
+	buf_free(&s->queue);
+	ridwin_clear(&s->sent);
+	free(s);
+}
+
+static void session_destroy(struct session *s)
+{
+	for (int i = 0; i < s->nheld; i++) {
+		loop_del(loop, &s->held[i].io);
+		reply_drop(&s->held[i].resp);
+	}
+	s->nheld = 0;
+	for (int i = 0; i < s->nahead; i++) {
+		reply_drop(&s->ahead[i].resp);
+		free(s->ahead[i].payload);
+	}
+	s->nahead = 0;
+	timer_cancel(loop, &s->timer);
+	unlink_dirty(s);
+	table_remove(s);
+	loop_defer_free(loop, s, session_free);
+}
+
+static void log_end(struct session *s, const char *condition)
+{
+	log_info("session %s ended: jid=%s client=%s duration=%.1fs condition=%s", s->sid,
+	         s->jid ? s->jid : "-", s->client ? s->client : "-", s->ended_at - s->created_at,
+	         condition);
+}
+
+/* The one way a live session ends. child: extra payload for the client
+ * (the <stream:error/>), appended to what is queued. */
+static void session_end(struct session *s, const char *condition, const char *child, size_t clen)
+{
+	if (s->state == S_ENDED)
+		return;
+	s->state = S_ENDED;
+	s->ended_at = loop_wallclock();
+	s->end_condition = strdup(condition);
+	log_end(s, condition);
+	xmpp_close(s->xmpp);
+	s->xmpp = NULL;
+	if (child && clen && buf_append(&s->queue, child, clen) < 0)
+		log_warn("session %s: out of memory keeping the stream error", s->sid);
+	int client_asked = strcmp(condition, "terminate") == 0;
+	const char *wire = client_asked ? NULL : condition;
+	put_row(s); /* the final row, written even though s goes away */
+	unlink_dirty(s);
+	for (int i = 0; i < s->nahead; i++) {
+		answer_body(&s->ahead[i].resp, s->content, empty_body, sizeof empty_body - 1);
+		free(s->ahead[i].payload);
+	}
+	s->nahead = 0;
+	if (s->nheld) {
+		answer_held(s, 0, "terminate", wire);
+		while (s->nheld)
+			answer_held(s, 0, NULL, NULL);
+		session_destroy(s);
+	} else if (strcmp(condition, "inactivity") == 0 || client_asked) {
+		session_destroy(s); /* XEP-0124 §10: as if the session never existed */
+	} else {
+		s->linger_until = loop_now(loop) + (uint64_t)s->inactivity * 1000;
+		session_schedule(s);
+	}
+}
+
+static void session_timer(void *ctx)
+{
+	struct session *s = ctx;
+	uint64_t now = loop_now(loop);
+	if (s->state == S_ENDED) {
+		session_destroy(s);
+		return;
+	}
+	if (s->nheld && s->held[0].creation) {
+		log_warn("session %s: no stream features from the XMPP server within %lds", s->sid,
+		         cfg->connect_timeout);
+		session_end(s, "remote-connection-failed", NULL, 0);
+		return;
+	}
+	/* Wait expired: answer held requests (oldest first) that have waited long enough. */
+	while (s->nheld && !s->held[0].creation && s->held[0].since + (uint64_t)s->wait * 1000 <= now)
+		answer_held(s, 0, NULL, NULL);
+	if (!s->nheld && s->last_answer + (uint64_t)s->inactivity * 1000 <= now) {
+		session_end(s, "inactivity", NULL, 0);
+		return;
+	}
+	session_schedule(s);
+}
+
+static void session_schedule(struct session *s)
+{
+	uint64_t due = UINT64_MAX;
+	if (s->state == S_ENDED)
+		due = s->linger_until;
+	else if (s->nheld && s->held[0].creation)
+		due = s->held[0].since + (uint64_t)cfg->connect_timeout * 1000;
+	else if (s->nheld)
+		due = s->held[0].since + (uint64_t)s->wait * 1000;
+	else if (!s->nheld)
+		due = s->last_answer + (uint64_t)s->inactivity * 1000;
+	if (due == UINT64_MAX)
+		timer_cancel(loop, &s->timer);
+	else
+		timer_set(loop, &s->timer, due);
+}
+
+/* The web server closed a held request's connection (the client went away). */
+static void held_io(void *ctx, uint32_t events)
+{
+	struct held *h = ctx;
+	struct session *s = h->s;
+	char tmp[512];
+	if (h->resp.kind == RESP_NONE)
+		return;
+	ssize_t n = recv(h->resp.fd, tmp, sizeof tmp, MSG_DONTWAIT);
+	if (n > 0 || (n < 0 && (errno == EAGAIN || errno == EINTR)) || !(events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)))
+		return; /* stray bytes (FastCGI keep-alive chatter) change nothing */
+	int i = (int)(h - s->held);
+	log_debug("session %s: web server dropped held rid %lld", s->sid, (long long)h->rid);
+	loop_del(loop, &h->io);
+	reply_drop(&h->resp);
+	held_remove(s, i);
+	if (!s->nheld)
+		s->last_answer = loop_now(loop);
+	session_schedule(s);
+}
+
+static int hold_request(struct session *s, struct responder *resp, int64_t rid, int creation)
+{
+	if (s->nheld == HELD_MAX) {
+		answer_held(s, 0, NULL, NULL);
+	}
+	struct held *h = &s->held[s->nheld];
+	*h = (struct held){ .resp = *resp, .s = s, .rid = rid, .since = loop_now(loop),
+	                    .creation = (uint8_t)creation };
+	h->io = (struct io){ .fd = resp->fd, .cb = held_io, .ctx = h };
+	resp->kind = RESP_NONE;
+	if (loop_add(loop, &h->io, EPOLLIN | EPOLLRDHUP) < 0) {
+		reply_drop(&h->resp);
+		return -1;
+	}
+	s->nheld++;
+	mark_dirty(s);
+	return 0;
+}
+
+/* ---- XMPP events ---- */
+
+static void note_jid(struct session *s, const char *data, size_t len)
+{
+	if (s->jid || !memmem(data, len, "urn:ietf:params:xml:ns:xmpp-bind", 32))
+		return;
+	const char *start = memmem(data, len, "<jid>", 5);
+	if (!start)
+		return;
+	start += 5;
+	const char *end = memmem(start, len - (size_t)(start - data), "</jid>", 6);
+	if (end && end - start < 3072) {
+		s->jid = strndup(start, (size_t)(end - start));
+		log_info("session %s bound %s", s->sid, s->jid ? s->jid : "?");
+		mark_dirty(s);
+	}
+}
+
+static void queue_for_client(struct session *s, const char *data, size_t len)
+{
+	if (buf_append(&s->queue, data, len) < 0) {
+		session_end(s, "internal-server-error", NULL, 0);
+		return;
+	}
+	if (s->queue.len > (size_t)cfg->max_client_buffer && !s->paused && s->xmpp) {
+		/* The client is not polling: stop reading rather than grow. */
+		s->paused = 1;
+		xmpp_pause(s->xmpp, 1);
+		log_info("session %s: %zu bytes queued for the client; reading paused", s->sid, s->queue.len);
+	}
+}
+
+static void on_xmpp(void *ctx, enum xmpp_event ev, const char *data, size_t len)
+{
+	struct session *s = ctx;
+	switch (ev) {
+	case XMPP_STREAM_OPEN:
+		return;
+	case XMPP_FEATURES:
+		queue_for_client(s, data, len);
+		if (s->state == S_ENDED)
+			return;
+		if (s->state == S_CONNECTING) {
+			s->state = S_ACTIVE;
+			mark_dirty(s);
+		}
+		s->awaiting_features = 0;
+		if (s->nheld && s->held[0].creation)
+			answer_held(s, 0, NULL, NULL);
+		try_flush(s);
+		session_schedule(s);
+		return;
+	case XMPP_STANZA:
+		note_jid(s, data, len);
+		queue_for_client(s, data, len);
+		try_flush(s);
+		session_schedule(s);
+		return;
+	case XMPP_STREAM_ERROR:
+		log_info("session %s: stream error from the XMPP server: %.*s", s->sid,
+		         (int)(len > 300 ? 300 : len), data);
+		session_end(s, "remote-stream-error", data, len);
+		return;
+	case XMPP_STREAM_CLOSED:
+		log_info("session %s: the XMPP server closed the stream", s->sid);
+		session_end(s, "remote-stream-error", NULL, 0);
+		return;
+	case XMPP_FAILED:
+		log_warn("session %s: %.*s", s->sid, (int)len, data);
+		session_end(s, "remote-connection-failed", NULL, 0);
+		return;
+	}
+}
+
+/* ---- requests ---- */
+
+struct req_view {
+	int64_t rid;
+	const char *payload;
+	size_t len;
+	int restart, terminate;
+};
+
+static void process(struct session *s, struct responder *resp, const struct req_view *r)
+{
+	s->next_rid = r->rid + 1;
+	s->last_seen = loop_wallclock();
+	mark_dirty(s);
+	if (r->len && s->xmpp && xmpp_send(s->xmpp, r->payload, r->len) < 0) {
+		log_warn("session %s: cannot queue %zu bytes for the XMPP server", s->sid, r->len);
+		hold_request(s, resp, r->rid, 0);
+		session_end(s, "remote-connection-failed", NULL, 0);
+		return;
+	}
+	if (hold_request(s, resp, r->rid, 0) < 0)
+		return;
+	if (r->terminate) {
+		session_end(s, "terminate", NULL, 0);
+		return;
+	}
+	if (r->restart && s->xmpp) {
+		if (xmpp_restart(s->xmpp) < 0) {
+			session_end(s, "remote-connection-failed", NULL, 0);
+			return;
+		}
+		s->awaiting_features = 1;
+	}
+	while (s->nheld > s->hold)
+		answer_held(s, 0, NULL, NULL);
+	try_flush(s);
+	session_schedule(s);
+}
+
+/* Requests that waited for a gap in the rids to fill. */
+static void process_ahead(struct session *s)
+{
+	for (int found = 1; found && s->state != S_ENDED;) {
+		found = 0;
+		for (int i = 0; i < s->nahead; i++) {
+			if (s->ahead[i].rid != s->next_rid)
+				continue;
+			struct ahead a = s->ahead[i];
+			s->ahead[i] = s->ahead[--s->nahead];
+			struct req_view r = { a.rid, a.payload, a.len, a.restart, a.terminate };
+			process(s, &a.resp, &r);
+			free(a.payload);
+			found = 1;
+			break;
+		}
+	}
+}
+
+static int keep_ahead(struct session *s, struct responder *resp, const struct req_view *r)
+{
+	if (s->nahead == HELD_MAX)
+		return -1;
+	struct ahead *a = &s->ahead[s->nahead];
+	*a = (struct ahead){ .rid = r->rid, .resp = *resp, .len = r->len,
+	                     .restart = (uint8_t)r->restart, .terminate = (uint8_t)r->terminate };
+	if (r->len && !(a->payload = malloc(r->len)))
+		return -1;
+	if (r->len)
+		memcpy(a->payload, r->payload, r->len);
+	resp->kind = RESP_NONE;
+	s->nahead++;
+	return 0;
+}
+
+/* The client sent a rid again (XEP-0124 §14.3). */
+static void repeat(struct session *s, struct responder *resp, int64_t rid)
+{
+	for (int i = 0; i < s->nheld; i++) {
+		if (s->held[i].rid != rid)
+			continue;
+		/* Still held: the old connection gets a recoverable error, the new one waits. */
+		static const char err[] = "<body xmlns='" BOSH_NS "' type='error'/>";
+		struct held *h = &s->held[i];
+		loop_del(loop, &h->io);
+		answer_body(&h->resp, s->content, err, sizeof err - 1);
+		h->resp = *resp;
+		h->io.fd = resp->fd;
+		resp->kind = RESP_NONE;
+		loop_add(loop, &h->io, EPOLLIN | EPOLLRDHUP);
+		return;
+	}
+	const char *body;
+	size_t len;
+	if (ridwin_get(&s->sent, rid, &body, &len)) {
+		log_debug("session %s: rid %lld repeated; answer sent again", s->sid, (long long)rid);
+		if (body)
+			answer_body(resp, s->content, body, len);
+		else
+			answer_body(resp, s->content, empty_body, sizeof empty_body - 1);
+		return;
+	}
+	log_info("session %s: rid %lld repeated but its answer is gone", s->sid, (long long)rid);
+	answer_terminate(resp, "item-not-found");
+	session_end(s, "item-not-found", NULL, 0);
+}
+
+static void existing_session(struct session *s, struct responder *resp,
+                             const struct frame_request *fr)
+{
+	if (s->state == S_ENDED) {
+		/* It ended while no request was held: now the client hears why. */
+		answer_terminate(resp, s->end_condition);
+		session_destroy(s);
+		return;
+	}
+	const char *type = frame_attr(fr, "type"), *restart = frame_attr(fr, "xmpp:restart");
+	struct req_view r = {
+		.rid = rid_parse(frame_attr(fr, "rid")),
+		.payload = (const char *)fr->payload,
+		.len = fr->payload_len,
+		.restart = restart && (strcmp(restart, "true") == 0 || strcmp(restart, "1") == 0),
+		.terminate = type && strcmp(type, "terminate") == 0,
+	};
+	if (r.rid < 0) {
+		log_info("session %s: request without a valid rid from %s", s->sid, fr->client);
+		answer_terminate(resp, "bad-request");
+		session_end(s, "bad-request", NULL, 0);
+		return;
+	}
+	switch (rid_check(s->next_rid, r.rid, s->requests)) {
+	case RID_NEXT:
+		process(s, resp, &r);
+		process_ahead(s);
+		return;
+	case RID_AHEAD:
+		if (keep_ahead(s, resp, &r) == 0)
+			return;
+		/* no room means the window rules are broken */
+		__attribute__((fallthrough));
+	case RID_OUTSIDE:
+		log_info("session %s: rid %lld outside the window (next %lld)", s->sid,
+		         (long long)r.rid, (long long)s->next_rid);
+		answer_terminate(resp, "item-not-found");
+		session_end(s, "item-not-found", NULL, 0);
+		return;
+	case RID_REPEAT:
+		repeat(s, resp, r.rid);
+		return;
+	}
+}
+
+/* ---- creation ---- */
+
+static const struct backend_addr *backend_for(const char *domain)
+{
+	for (size_t i = 0; i < nbackends; i++)
+		if (strcasecmp(backends[i].cfg->domain, domain) == 0)
+			return &backends[i];
+	return NULL;
+}
+
+static void new_sid(char *out)
+{
+	unsigned char raw[16];
+	if (RAND_bytes(raw, sizeof raw) != 1) {
+		/* Without randomness sids would be guessable: refuse to go on. */
+		log_error("RAND_bytes failed; cannot make a session id");
+		abort();
+	}
+	for (int i = 0; i < 16; i++)
+		sprintf(out + 2 * i, "%02x", raw[i]);
+}
+
+/* The client's ver, if it is lower than ours (XEP-0124 §7.1). */
+static const char *choose_ver(const char *ver)
+{
+	unsigned major, minor;
+	if (!ver || sscanf(ver, "%u.%u", &major, &minor) != 2)
+		return BOSH_VERSION;
+	return major < 1 || (major == 1 && minor < 11) ? ver : BOSH_VERSION;
+}
+
+/* A content type we can put in a header as it is. */
+static int header_safe(const char *s)
+{
+	if (!s || strlen(s) > 128)
+		return 0;
+	for (; *s; s++)
+		if ((unsigned char)*s < 0x20 || *s == 0x7f)
+			return 0;
+	return 1;
+}
+
+static int fill_session(struct session *s, const struct frame_request *fr, int64_t rid)
+{
+	const char *wait = frame_attr(fr, "wait"), *hold = frame_attr(fr, "hold");
+	const char *content = frame_attr(fr, "content");
+	s->wait = (int)clamp(wait ? atol(wait) : cfg->default_wait, 1, cfg->max_wait);
+	s->hold = (int)clamp(hold ? atol(hold) : 1, 0, cfg->max_hold);
+	if (s->hold == 0)
+		s->hold = 1; /* we do not run polling sessions; hold 1 works for them too */
+	s->requests = s->hold + 1;
+	s->inactivity = (int)cfg->default_inactivity;
+	s->next_rid = rid + 1;
+	s->to = strdup(frame_attr(fr, "to"));
+	s->route = dup_or_null(frame_attr(fr, "route"));
+	s->ver = strdup(choose_ver(frame_attr(fr, "ver")));
+	s->lang = dup_or_null(frame_attr(fr, "xml:lang"));
+	s->content = header_safe(content) ? strdup(content) : NULL;
+	s->client = dup_or_null(fr->client);
+	s->ua = dup_or_null(frame_attr(fr, "ua") ? frame_attr(fr, "ua") : fr->user_agent);
+	s->created_at = s->last_seen = loop_wallclock();
+	s->last_answer = loop_now(loop);
+	s->awaiting_features = 1;
+	s->timer = (struct timer){ .cb = session_timer, .ctx = s };
+	ridwin_init(&s->sent, s->requests);
+	return s->to && s->ver ? 0 : -1;
+}
+
+static int valid_domain(const char *d)
+{
+	size_t n = d ? strlen(d) : 0;
+	if (n == 0 || n > 255)
+		return 0;
+	for (; *d; d++)
+		if (!(*d == '.' || *d == '-' || (*d >= '0' && *d <= '9') || ((*d | 0x20) >= 'a' && (*d | 0x20) <= 'z') || (unsigned char)*d >= 0x80))
+			return 0;
+	return 1;
+}
+
+static void create_session(struct responder *resp, const struct frame_request *fr)
+{
+	int64_t rid = rid_parse(frame_attr(fr, "rid"));
+	const char *to = frame_attr(fr, "to");
+	if (rid < 0) {
+		log_info("session request from %s without a valid rid", fr->client);
+		answer_terminate(resp, "bad-request");
+		return;
+	}
+	if (!to || !*to) {
+		log_info("session request from %s without 'to'", fr->client);
+		answer_terminate(resp, "improper-addressing");
+		return;
+	}
+	const struct backend_addr *be = valid_domain(to) ? backend_for(to) : NULL;
+	if (!be) {
+		log_info("session request from %s for unknown domain '%.100s'", fr->client, to);
+		answer_terminate(resp, "host-unknown");
+		return;
+	}
+	if (nsessions >= (size_t)cfg->max_sessions) {
+		log_warn("session request from %s refused: max_sessions (%ld) reached", fr->client,
+		         cfg->max_sessions);
+		answer_terminate(resp, "policy-violation");
+		return;
+	}
+	struct session *s = calloc(1, sizeof *s);
+	if (!s || (nsessions + 1 > table_size && table_grow() < 0) || fill_session(s, fr, rid) < 0) {
+		log_error("out of memory creating a session");
+		if (s)
+			session_free(s);
+		answer_terminate(resp, "internal-server-error");
+		return;
+	}
+	do
+		new_sid(s->sid);
+	while (find(s->sid));
+	size_t b = sid_hash(s->sid) & (table_size - 1);
+	s->hnext = table[b];
+	table[b] = s;
+	nsessions++;
+	log_info("session %s created for %s (client %s)", s->sid, s->to, s->client ? s->client : "-");
+	struct xmpp_params p = {
+		.addr = (const struct sockaddr *)&be->addr, .addrlen = be->addrlen, .domain = s->to,
+		.lang = s->lang, .max_stanza = (size_t)cfg->max_xmpp_stanza_size,
+		.max_output = (size_t)cfg->max_data_held * 4,
+		.connect_timeout_ms = (unsigned)cfg->connect_timeout * 1000,
+	};
+	hold_request(s, resp, rid, 1);
+	s->xmpp = xmpp_open(loop, &p, on_xmpp, s);
+	mark_dirty(s);
+	if (!s->xmpp)
+		session_end(s, "remote-connection-failed", NULL, 0);
+	else
+		session_schedule(s);
+}
+
+void sessions_handle(struct responder *resp, const struct frame_request *fr)
+{
+	const char *sid = frame_attr(fr, "sid");
+	if (fr->error) {
+		log_info("bad request from %s: %s", fr->client ? fr->client : "-", fr->error);
+		answer_terminate(resp, "bad-request");
+		return;
+	}
+	if (!sid) {
+		create_session(resp, fr);
+		return;
+	}
+	struct session *s = find(sid);
+	if (s) {
+		existing_session(s, resp, fr);
+	} else if (strlen(sid) == SID_HEX && is_lost(sid)) {
+		log_info("request for session %s, lost when sessiond restarted", sid);
+		answer_terminate(resp, "remote-connection-failed");
+	} else {
+		log_info("request from %s for unknown session '%.40s'", fr->client ? fr->client : "-", sid);
+		answer_terminate(resp, "item-not-found");
+	}
+}
+
+/* ---- start and stop ---- */
+
+int sessions_init(struct loop *l, const struct config *c, const struct backend_addr *b, size_t nb)
+{
+	loop = l;
+	cfg = c;
+	backends = b;
+	nbackends = nb;
+	return table_grow();
+}
+
+static void remember_lost(void *ctx, const char *sid)
+{
+	(void)ctx;
+	if (strlen(sid) != SID_HEX)
+		return;
+	if (nlost == lost_cap) {
+		size_t cap = lost_cap ? lost_cap * 2 : 64;
+		void *n = realloc(lost, cap * sizeof *lost);
+		if (!n)
+			return;
+		lost = n;
+		lost_cap = cap;
+	}
+	memcpy(lost[nlost++], sid, SID_HEX + 1);
+}
+
+int sessions_recover(void)
+{
+	double now = loop_wallclock();
+	long n = store_recover(now, (double)cfg->ended_retention, remember_lost, NULL);
+	if (n < 0)
+		return -1;
+	if (n > 0)
+		log_warn("%ld sessions of the previous run were lost (their XMPP connections did not "
+		         "survive); they will be told remote-connection-failed", n);
+	store_prune(now - (double)cfg->ended_retention);
+	return 0;
+}
+
+void sessions_shutdown(void)
+{
+	for (size_t i = 0; i < table_size; i++)
+		for (struct session *s = table[i]; s; s = s->hnext) {
+			while (s->nheld)
+				answer_held(s, 0, NULL, NULL);
+			put_row(s);
+			xmpp_close(s->xmpp);
+			s->xmpp = NULL;
+		}
+	dirty_list = NULL;
+	if (store_flush() < 0)
+		log_error("could not write the session rows at shutdown");
+}
+
+size_t sessions_count(void) { return nsessions; }

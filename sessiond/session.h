@@ -1,0 +1,45 @@
+/* session.h - BOSH sessions (XEP-0124) carrying XMPP (XEP-0206).
+ *
+ * The session layer owns every session, its held requests, its queue of
+ * stanzas for the client and its XMPP connection. Requests come in from
+ * front.c already decoded; answers leave through reply.c.
+ */
+#ifndef BOSH_SESSION_H
+#define BOSH_SESSION_H
+
+#include "config.h"
+#include "frame.h"
+#include "loop.h"
+#include "reply.h"
+
+#include <sys/socket.h>
+
+/* A backend with its address resolved at start. */
+struct backend_addr {
+	const struct config_backend *cfg;
+	struct sockaddr_storage addr;
+	socklen_t addrlen;
+};
+
+int sessions_init(struct loop *l, const struct config *cfg, const struct backend_addr *backends,
+                  size_t nbackends);
+
+/* Loads what the database says about sessions of an earlier run. */
+int sessions_recover(void);
+
+/* One HTTP request with its way back; the session layer owns resp now. */
+void sessions_handle(struct responder *resp, const struct frame_request *req);
+
+/* Writes queued rows; the loop's idle hook. Returns ms until the next flush
+ * is due, or -1. */
+int sessions_idle(void *ctx);
+
+/* Stop: write every row, answer held requests with empty bodies. */
+void sessions_shutdown(void);
+
+size_t sessions_count(void);
+
+/* An answer with no session behind it (unknown sid, bad request). */
+void answer_terminate(struct responder *resp, const char *condition);
+
+#endif

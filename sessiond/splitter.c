@@ -1,0 +1,593 @@
+/* splitter.c - split an XMPP server's byte stream into self-contained
+ * top-level elements (see splitter.h).
+ *
+ * expat parses the stream; we keep our own copy of every byte not yet
+ * delivered, because expat only lends us its input during XML_Parse() and
+ * reports positions, not bytes. The element handlers at depth 1 turn expat's
+ * absolute byte positions into slices of that copy.
+ *
+ * Depth counts open elements, the <stream:stream> root included: the root
+ * is depth 1, a stanza depth 2, and an element that would be at depth
+ * SPLITTER_MAX_DEPTH + 1 is an error.
+ *
+ * max_stanza bounds the bytes the server sent for one top-level element;
+ * the namespace declarations we insert come on top of that.
+ *
+ * Once splitter_feed() returned anything but SPLITTER_OK (the callback asked
+ * to stop, or an error), every later feed returns the same result and
+ * delivers nothing: the rest of that chunk was never parsed, so only
+ * splitter_reset() or splitter_free() make sense afterwards.
+ */
+#define _POSIX_C_SOURCE 200809L /* strdup */
+#include "splitter.h"
+
+#include <expat.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define NS_SEP '\x01'
+#define HEADER_MAX 8192        /* bytes up to the end of the stream header */
+#define HELD_SLACK 64          /* unreported bytes outside markup: a CR, part of a UTF-8 char */
+#define FEED_MAX (1 << 30)     /* XML_Parse() takes an int length */
+#define BUF_SMALL 4096         /* buffer size worth keeping between calls */
+
+/* A namespace declared on the stream header, to be inserted into each
+ * top-level element that does not declare the same prefix itself. */
+struct ns_decl {
+	char *prefix;    /* NULL for the default namespace */
+	char *decl;      /* " xmlns:prefix='uri'", escaped, ready to insert */
+	size_t decl_len;
+	int shadowed;    /* the open top-level element declares this prefix */
+};
+
+struct splitter {
+	XML_Parser p;
+	splitter_cb cb;
+	void *ctx;
+	size_t max_stanza;
+	enum splitter_result result; /* sticky once not SPLITTER_OK */
+	char err[192];
+	int depth;
+	int closed;                  /* </stream:stream> seen */
+
+	/* Undelivered bytes: buf[0] is byte number base of the stream. */
+	char *buf;
+	size_t len, cap;
+	uint64_t base;
+	uint64_t keep;               /* between elements: bytes before this are not needed */
+
+	/* The open top-level element (depth >= 2). */
+	enum splitter_event ev;
+	uint64_t elem_start, tag_end;
+
+	struct ns_decl *ns;
+	size_t n_ns;
+	char **attrs;                /* stream header: name, value, ..., NULL */
+};
+
+/* ---- errors ------------------------------------------------------------ */
+
+/* Records the first failure and makes expat return at once; the handlers
+ * check s->result because expat may still report an event or two. */
+static void fail(struct splitter *s, enum splitter_result r, const char *why)
+{
+	if (s->result != SPLITTER_OK)
+		return;
+	s->result = r;
+	snprintf(s->err, sizeof s->err, "%s", why);
+	XML_StopParser(s->p, XML_FALSE);
+}
+
+static void fail_parse(struct splitter *s)
+{
+	s->result = SPLITTER_ERROR;
+	snprintf(s->err, sizeof s->err, "%s at line %llu, column %llu",
+		 XML_ErrorString(XML_GetErrorCode(s->p)),
+		 (unsigned long long)XML_GetCurrentLineNumber(s->p),
+		 (unsigned long long)XML_GetCurrentColumnNumber(s->p));
+}
+
+/* ---- names ------------------------------------------------------------- */
+
+/* Whether an expat triplet "URI\1local[\1prefix]" names {ns}local. */
+static int name_is(const char *name, const char *ns, const char *local)
+{
+	size_t nl = strlen(ns), ll = strlen(local);
+	if (strncmp(name, ns, nl) != 0 || name[nl] != NS_SEP)
+		return 0;
+	name += nl + 1;
+	return strncmp(name, local, ll) == 0 && (name[ll] == 0 || name[ll] == NS_SEP);
+}
+
+/* "id" stays "id"; "URI\1local\1prefix" becomes "prefix:local". */
+static char *attr_name(const char *raw)
+{
+	const char *local = strchr(raw, NS_SEP);
+	if (!local)
+		return strdup(raw);
+	local++;
+	const char *prefix = strchr(local, NS_SEP);
+	if (!prefix)
+		return strdup(local);
+	size_t ll = (size_t)(prefix - local), pl = strlen(++prefix);
+	char *n = malloc(pl + 1 + ll + 1);
+	if (n) {
+		memcpy(n, prefix, pl);
+		n[pl] = ':';
+		memcpy(n + pl + 1, local, ll);
+		n[pl + 1 + ll] = 0;
+	}
+	return n;
+}
+
+/* ---- stream header state ------------------------------------------------ */
+
+static void free_attrs(struct splitter *s)
+{
+	for (char **a = s->attrs; a && *a; a++)
+		free(*a);
+	free(s->attrs);
+	s->attrs = NULL;
+}
+
+static void free_ns(struct splitter *s)
+{
+	for (size_t i = 0; i < s->n_ns; i++) {
+		free(s->ns[i].prefix);
+		free(s->ns[i].decl);
+	}
+	free(s->ns);
+	s->ns = NULL;
+	s->n_ns = 0;
+}
+
+static int save_attrs(struct splitter *s, const XML_Char **atts)
+{
+	size_t n = 0;
+	while (atts[n])
+		n++;
+	s->attrs = calloc(n + 1, sizeof *s->attrs);
+	if (!s->attrs)
+		return -1;
+	for (size_t i = 0; i < n; i++) {
+		s->attrs[i] = i % 2 ? strdup(atts[i]) : attr_name(atts[i]);
+		if (!s->attrs[i])
+			return -1; /* free_attrs() frees what was copied */
+	}
+	return 0;
+}
+
+/* Appends src to dst escaped for a '-quoted attribute value; returns the
+ * new end. Whitespace is escaped too so a re-parse keeps it unchanged. */
+static char *escape_attr(char *dst, const char *src)
+{
+	for (; *src; src++) {
+		const char *e = NULL;
+		switch (*src) {
+		case '&': e = "&amp;"; break;
+		case '<': e = "&lt;"; break;
+		case '\'': e = "&apos;"; break;
+		case '"': e = "&quot;"; break;
+		case '\t': e = "&#9;"; break;
+		case '\n': e = "&#10;"; break;
+		case '\r': e = "&#13;"; break;
+		}
+		if (e) {
+			size_t el = strlen(e);
+			memcpy(dst, e, el);
+			dst += el;
+		} else
+			*dst++ = *src;
+	}
+	return dst;
+}
+
+static int add_stream_ns(struct splitter *s, const XML_Char *prefix, const XML_Char *uri)
+{
+	struct ns_decl *ns = realloc(s->ns, (s->n_ns + 1) * sizeof *ns);
+	if (!ns)
+		return -1;
+	s->ns = ns;
+	struct ns_decl *d = &ns[s->n_ns];
+	size_t pl = prefix ? strlen(prefix) : 0;
+	*d = (struct ns_decl){ .prefix = prefix ? strdup(prefix) : NULL };
+	d->decl = malloc(sizeof " xmlns:=''" + pl + 6 * strlen(uri)); /* "&quot;" is the longest */
+	if (!d->decl || (prefix && !d->prefix)) {
+		free(d->prefix);
+		free(d->decl);
+		return -1;
+	}
+	char *e = d->decl;
+	memcpy(e, " xmlns", 6);
+	e += 6;
+	if (prefix) {
+		*e++ = ':';
+		memcpy(e, prefix, pl);
+		e += pl;
+	}
+	*e++ = '=';
+	*e++ = '\'';
+	e = escape_attr(e, uri);
+	*e++ = '\'';
+	d->decl_len = (size_t)(e - d->decl);
+	s->n_ns++;
+	return 0;
+}
+
+/* ---- the held bytes ------------------------------------------------------ */
+
+static int buf_append(struct splitter *s, const char *data, size_t n)
+{
+	if (n > SIZE_MAX / 2 - s->len)
+		return -1;
+	if (s->len + n > s->cap) {
+		size_t cap = s->cap ? s->cap : BUF_SMALL;
+		while (cap < s->len + n)
+			cap *= 2;
+		char *b = realloc(s->buf, cap);
+		if (!b)
+			return -1;
+		s->buf = b;
+		s->cap = cap;
+	}
+	memcpy(s->buf + s->len, data, n);
+	s->len += n;
+	return 0;
+}
+
+static void buf_release(struct splitter *s)
+{
+	free(s->buf);
+	s->buf = NULL;
+	s->base += s->len;
+	s->len = s->cap = 0;
+}
+
+/* A burst can grow the buffer far past what the unfinished element needs;
+ * give that back so an idle connection holds little. */
+static void buf_shrink(struct splitter *s)
+{
+	if (s->cap <= BUF_SMALL || s->len > s->cap / 4)
+		return;
+	size_t want = s->len * 2 > BUF_SMALL ? s->len * 2 : BUF_SMALL;
+	char *b = realloc(s->buf, want);
+	if (b) {
+		s->buf = b;
+		s->cap = want;
+	}
+}
+
+/* Drops the bytes no event can need any more: everything before the open
+ * top-level element, or before the end of the last event between them. */
+static void buf_compact(struct splitter *s)
+{
+	uint64_t need = s->closed ? s->base + s->len : s->depth >= 2 ? s->elem_start : s->keep;
+	size_t drop = need > s->base ? (size_t)(need - s->base) : 0;
+	if (drop > s->len)
+		drop = s->len;
+	memmove(s->buf, s->buf + drop, s->len - drop);
+	s->len -= drop;
+	s->base += drop;
+	buf_shrink(s);
+}
+
+/* After compaction the buffer holds the open element (or the start of the
+ * next one) only, so its length is what the server makes us hold. */
+static void check_held(struct splitter *s)
+{
+	if (s->closed)
+		return;
+	if (s->depth == 0) {
+		if (s->len > HEADER_MAX)
+			fail(s, SPLITTER_ERROR, "the stream header is too long");
+		return;
+	}
+	if (s->depth >= 2) {
+		if (s->len > s->max_stanza)
+			fail(s, SPLITTER_TOO_BIG, "a top-level element is larger than max_stanza");
+		return;
+	}
+	/* Character data between elements is reported (and dropped) at once,
+	 * so what is held from the first '<' on is an unfinished tag. */
+	const char *lt = memchr(s->buf, '<', s->len);
+	size_t markup = lt ? s->len - (size_t)(lt - s->buf) : 0;
+	if (markup > s->max_stanza || s->len > s->max_stanza + HELD_SLACK)
+		fail(s, SPLITTER_TOO_BIG, "a top-level element is larger than max_stanza");
+}
+
+/* ---- delivery ------------------------------------------------------------ */
+
+/* Length of "<qname" at the start of a start tag. */
+static size_t name_end(const char *tag, size_t len)
+{
+	size_t i = 1;
+	while (i < len && !strchr(" \t\r\n/>", tag[i]))
+		i++;
+	return i;
+}
+
+/* Hands bytes [start, end) of the stream to the callback, with the stream
+ * header's namespace declarations the element lacks inserted after its
+ * name, so it means the same inside a BOSH <body/>. */
+static void deliver(struct splitter *s, uint64_t start, uint64_t end)
+{
+	if (start < s->base || end > s->base + s->len || end <= start) {
+		fail(s, SPLITTER_ERROR, "internal error: element outside the buffer");
+		return;
+	}
+	const char *src = s->buf + (start - s->base);
+	size_t n = (size_t)(end - start), name = name_end(src, n), extra = 0;
+	for (size_t i = 0; i < s->n_ns; i++)
+		extra += s->ns[i].shadowed ? 0 : s->ns[i].decl_len;
+	char *out = malloc(n + extra), *o = out;
+	if (!out) {
+		fail(s, SPLITTER_ERROR, "out of memory");
+		return;
+	}
+	memcpy(o, src, name);
+	o += name;
+	for (size_t i = 0; i < s->n_ns; i++) {
+		if (!s->ns[i].shadowed) {
+			memcpy(o, s->ns[i].decl, s->ns[i].decl_len);
+			o += s->ns[i].decl_len;
+		}
+		s->ns[i].shadowed = 0;
+	}
+	memcpy(o, src + name, n - name);
+	int stop = s->cb && s->cb(s->ctx, s->ev, out, n + extra);
+	free(out);
+	if (stop)
+		fail(s, SPLITTER_STOPPED, "stopped by the callback");
+}
+
+/* ---- expat handlers ------------------------------------------------------ */
+
+static uint64_t event_start(struct splitter *s)
+{
+	return (uint64_t)XML_GetCurrentByteIndex(s->p);
+}
+
+static uint64_t event_end(struct splitter *s)
+{
+	return event_start(s) + (uint64_t)XML_GetCurrentByteCount(s->p);
+}
+
+/* Declarations on the header are the stream's scope; those on a top-level
+ * element (reported just before its start tag) shadow them. */
+static void on_ns_decl(void *ud, const XML_Char *prefix, const XML_Char *uri)
+{
+	struct splitter *s = ud;
+	if (s->result != SPLITTER_OK)
+		return;
+	if (s->depth == 0 && uri && add_stream_ns(s, prefix, uri) < 0)
+		fail(s, SPLITTER_ERROR, "out of memory");
+	if (s->depth != 1)
+		return;
+	for (size_t i = 0; i < s->n_ns; i++) {
+		const char *p = s->ns[i].prefix;
+		if (p == prefix || (p && prefix && strcmp(p, prefix) == 0))
+			s->ns[i].shadowed = 1;
+	}
+}
+
+static void root_start(struct splitter *s, const XML_Char *name, const XML_Char **atts)
+{
+	if (!name_is(name, STREAM_NS, "stream")) {
+		fail(s, SPLITTER_ERROR, "the root element is not <stream:stream>");
+		return;
+	}
+	s->keep = event_end(s);
+	if (s->keep > HEADER_MAX) {
+		fail(s, SPLITTER_ERROR, "the stream header is too long");
+		return;
+	}
+	if (save_attrs(s, atts) < 0) {
+		fail(s, SPLITTER_ERROR, "out of memory");
+		return;
+	}
+	if (s->cb && s->cb(s->ctx, SPLIT_STREAM_OPEN, NULL, 0))
+		fail(s, SPLITTER_STOPPED, "stopped by the callback");
+}
+
+static void child_start(struct splitter *s, const XML_Char *name)
+{
+	s->ev = name_is(name, STREAM_NS, "features") ? SPLIT_FEATURES
+	      : name_is(name, STREAM_NS, "error") ? SPLIT_STREAM_ERROR
+	      : SPLIT_ELEMENT;
+	s->elem_start = event_start(s);
+	s->tag_end = event_end(s);
+	if (s->tag_end - s->elem_start > s->max_stanza)
+		fail(s, SPLITTER_TOO_BIG, "a top-level element is larger than max_stanza");
+}
+
+static void on_start(void *ud, const XML_Char *name, const XML_Char **atts)
+{
+	struct splitter *s = ud;
+	if (s->result != SPLITTER_OK)
+		return;
+	if (s->depth >= SPLITTER_MAX_DEPTH) {
+		fail(s, SPLITTER_ERROR, "elements nested too deep");
+		return;
+	}
+	if (s->depth == 0)
+		root_start(s, name, atts);
+	else if (s->depth == 1)
+		child_start(s, name);
+	s->depth++;
+}
+
+static void on_end(void *ud, const XML_Char *name)
+{
+	struct splitter *s = ud;
+	(void)name;
+	if (s->result != SPLITTER_OK)
+		return;
+	s->depth--;
+	if (s->depth == 0) {
+		s->closed = 1;
+		if (s->cb && s->cb(s->ctx, SPLIT_STREAM_CLOSE, NULL, 0))
+			fail(s, SPLITTER_STOPPED, "stopped by the callback");
+		return;
+	}
+	if (s->depth != 1)
+		return;
+	/* For <a/> expat 2.5 reports the end with no bytes of its own at the
+	 * end of the tag; should a version report it at the tag's start, the
+	 * element still ends no earlier than its start tag. */
+	uint64_t end = event_end(s);
+	if (end < s->tag_end)
+		end = s->tag_end;
+	s->keep = end;
+	if (end - s->elem_start > s->max_stanza)
+		fail(s, SPLITTER_TOO_BIG, "a top-level element is larger than max_stanza");
+	else
+		deliver(s, s->elem_start, end);
+}
+
+/* Text between top-level elements (whitespace keepalives) is dropped. */
+static void on_chars(void *ud, const XML_Char *text, int len)
+{
+	struct splitter *s = ud;
+	(void)text;
+	(void)len;
+	if (s->result == SPLITTER_OK && s->depth == 1)
+		s->keep = event_end(s);
+}
+
+/* XMPP forbids these (RFC 6120 §11.1); a DTD could also expand entities. */
+static void on_doctype(void *ud, const XML_Char *name, const XML_Char *sysid,
+		       const XML_Char *pubid, int has_internal_subset)
+{
+	(void)name, (void)sysid, (void)pubid, (void)has_internal_subset;
+	fail(ud, SPLITTER_ERROR, "a DOCTYPE is not allowed in XMPP");
+}
+
+static void on_entity(void *ud, const XML_Char *name, int is_param, const XML_Char *value,
+		      int value_len, const XML_Char *base, const XML_Char *sysid,
+		      const XML_Char *pubid, const XML_Char *notation)
+{
+	(void)name, (void)is_param, (void)value, (void)value_len;
+	(void)base, (void)sysid, (void)pubid, (void)notation;
+	fail(ud, SPLITTER_ERROR, "entity declarations are not allowed in XMPP");
+}
+
+static void on_pi(void *ud, const XML_Char *target, const XML_Char *data)
+{
+	(void)target, (void)data;
+	fail(ud, SPLITTER_ERROR, "processing instructions are not allowed in XMPP");
+}
+
+static void on_comment(void *ud, const XML_Char *data)
+{
+	(void)data;
+	fail(ud, SPLITTER_ERROR, "comments are not allowed in XMPP");
+}
+
+/* Needed after creation and after XML_ParserReset(), which clears them. */
+static void install(struct splitter *s)
+{
+	XML_SetUserData(s->p, s);
+	XML_SetReturnNSTriplet(s->p, 1); /* prefixes too, to tell declarations apart */
+	XML_SetElementHandler(s->p, on_start, on_end);
+	XML_SetNamespaceDeclHandler(s->p, on_ns_decl, NULL);
+	XML_SetCharacterDataHandler(s->p, on_chars);
+	XML_SetStartDoctypeDeclHandler(s->p, on_doctype);
+	XML_SetEntityDeclHandler(s->p, on_entity);
+	XML_SetProcessingInstructionHandler(s->p, on_pi);
+	XML_SetCommentHandler(s->p, on_comment);
+#if XML_MAJOR_VERSION > 2 || (XML_MAJOR_VERSION == 2 && XML_MINOR_VERSION >= 6)
+	/* Deferral would hold back a stanza until more bytes arrive. */
+	XML_SetReparseDeferralEnabled(s->p, XML_FALSE);
+#endif
+}
+
+/* ---- public interface ---------------------------------------------------- */
+
+struct splitter *splitter_new(size_t max_stanza, splitter_cb cb, void *ctx)
+{
+	struct splitter *s = calloc(1, sizeof *s);
+	if (!s)
+		return NULL;
+	s->p = XML_ParserCreateNS("UTF-8", NS_SEP);
+	if (!s->p) {
+		free(s);
+		return NULL;
+	}
+	s->max_stanza = max_stanza;
+	s->cb = cb;
+	s->ctx = ctx;
+	install(s);
+	return s;
+}
+
+static void feed_piece(struct splitter *s, const char *data, size_t n)
+{
+	if (buf_append(s, data, n) < 0) {
+		fail(s, SPLITTER_ERROR, "out of memory");
+		return;
+	}
+	/* expat gets the caller's bytes: handlers may then look at (and
+	 * deliver from) our copy without expat's input moving under it. */
+	if (XML_Parse(s->p, data, (int)n, 0) != XML_STATUS_OK && s->result == SPLITTER_OK)
+		fail_parse(s);
+	if (s->result != SPLITTER_OK)
+		return;
+	buf_compact(s);
+	check_held(s);
+}
+
+enum splitter_result splitter_feed(struct splitter *s, const char *data, size_t len)
+{
+	while (s->result == SPLITTER_OK && len > 0) {
+		size_t n = len > FEED_MAX ? FEED_MAX : len;
+		feed_piece(s, data, n);
+		data += n;
+		len -= n;
+	}
+	if (s->result != SPLITTER_OK)
+		buf_release(s); /* nothing more will be delivered */
+	return s->result;
+}
+
+int splitter_reset(struct splitter *s)
+{
+	buf_release(s);
+	free_attrs(s);
+	free_ns(s);
+	s->result = SPLITTER_OK;
+	s->err[0] = 0;
+	s->depth = s->closed = 0;
+	s->base = s->keep = s->elem_start = s->tag_end = 0;
+	if (!XML_ParserReset(s->p, "UTF-8")) {
+		fail(s, SPLITTER_ERROR, "resetting the XML parser failed");
+		return -1;
+	}
+	install(s);
+	return 0;
+}
+
+const char *splitter_stream_attr(const struct splitter *s, const char *name)
+{
+	for (char **a = s->attrs; a && a[0] && a[1]; a += 2)
+		if (strcmp(a[0], name) == 0)
+			return a[1];
+	return NULL;
+}
+
+const char *splitter_error(const struct splitter *s)
+{
+	return s->err;
+}
+
+void splitter_free(struct splitter *s)
+{
+	if (!s)
+		return;
+	XML_ParserFree(s->p);
+	free(s->buf);
+	free_attrs(s);
+	free_ns(s);
+	free(s);
+}

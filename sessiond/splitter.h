@@ -1,0 +1,67 @@
+/* splitter.h - split an XMPP server's byte stream into stanzas.
+ *
+ * An incremental, namespace-aware expat parser over the server's
+ * <stream:stream>. Each top-level child (a stanza, <stream:features/>,
+ * <stream:error/>, SASL and TLS elements) is delivered as the exact bytes
+ * the server sent, made self-contained: every namespace declaration in
+ * scope from the stream header (the default jabber:client one and prefixed
+ * ones such as xmlns:stream) that the element does not declare itself is
+ * inserted into its start tag, right after the element name, so the bytes
+ * can be placed inside a BOSH <body/> unchanged otherwise.
+ *
+ * Bounded: a top-level element larger than max_stanza bytes, nesting deeper
+ * than SPLITTER_MAX_DEPTH, a DOCTYPE, entity declarations, processing
+ * instructions, or malformed XML end the stream with an error. Memory held
+ * between calls is the unfinished element's bytes only.
+ */
+#ifndef BOSH_SPLITTER_H
+#define BOSH_SPLITTER_H
+
+#include <stddef.h>
+
+#define SPLITTER_MAX_DEPTH 64
+#define STREAM_NS "http://etherx.jabber.org/streams"
+
+enum splitter_event {
+	SPLIT_STREAM_OPEN,   /* the <stream:stream> header: see splitter_stream_attr() */
+	SPLIT_FEATURES,      /* <stream:features/> */
+	SPLIT_STREAM_ERROR,  /* <stream:error/> */
+	SPLIT_ELEMENT,       /* any other top-level element (stanza, SASL, ...) */
+	SPLIT_STREAM_CLOSE,  /* </stream:stream> */
+};
+
+/* Called for each event. data/len are the self-contained element bytes
+ * (NULL/0 for STREAM_OPEN and STREAM_CLOSE). Returning non-zero stops the
+ * parse: splitter_feed() then returns SPLITTER_STOPPED at once. The
+ * callback must not call splitter_feed/reset/free on the same splitter. */
+typedef int (*splitter_cb)(void *ctx, enum splitter_event ev, const char *data, size_t len);
+
+struct splitter;
+
+enum splitter_result {
+	SPLITTER_OK = 0,
+	SPLITTER_STOPPED = 1,  /* the callback asked to stop */
+	SPLITTER_ERROR = -1,   /* see splitter_error() */
+	SPLITTER_TOO_BIG = -2, /* a top-level element exceeded max_stanza */
+};
+
+struct splitter *splitter_new(size_t max_stanza, splitter_cb cb, void *ctx);
+
+/* Feeds the next len bytes of the stream (any split works, one byte at a
+ * time included). After an error every later call returns the same error. */
+enum splitter_result splitter_feed(struct splitter *s, const char *data, size_t len);
+
+/* For a stream restart (after SASL or STARTTLS): forget everything, expect
+ * a new stream header. Keeps max_stanza, cb and ctx. Returns 0, -1 on OOM. */
+int splitter_reset(struct splitter *s);
+
+/* Attribute of the last stream header ("id", "from", "version", "xml:lang"),
+ * or NULL. Valid until the next reset. */
+const char *splitter_stream_attr(const struct splitter *s, const char *name);
+
+/* Human-readable reason for the last error, for the log. */
+const char *splitter_error(const struct splitter *s);
+
+void splitter_free(struct splitter *s);
+
+#endif

@@ -1,0 +1,275 @@
+#define _POSIX_C_SOURCE 200809L
+#include "store.h"
+#include "log.h"
+#include "sql_text.h" /* generated: schema_sql[], views_sql[] */
+
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define SCHEMA_VERSION 1
+
+/* A queued row owns its strings. */
+struct queued {
+	struct store_row row;
+	char *strings[10];
+};
+
+static sqlite3 *db;
+static sqlite3_stmt *upsert;
+static struct queued *queue;
+static size_t queue_len, queue_cap;
+static int failing; /* an incident is under way: log its end, not every retry */
+
+static const char upsert_sql[] =
+	"INSERT INTO sessions (sid, state, rid, jid, to_domain, route, wait, hold, inactivity,"
+	" requests, ver, lang, client_addr, user_agent, held, created_at, last_seen, ended_at,"
+	" end_condition, pid) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16,?17,?18,?19,?20)"
+	" ON CONFLICT(sid) DO UPDATE SET state=?2, rid=?3, jid=?4, held=?15, last_seen=?17,"
+	" ended_at=?18, end_condition=?19, pid=?20";
+
+static int exec(const char *sql, char *err, size_t errlen)
+{
+	char *msg = NULL;
+	if (sqlite3_exec(db, sql, NULL, NULL, &msg) != SQLITE_OK) {
+		snprintf(err, errlen, "%s", msg ? msg : sqlite3_errmsg(db));
+		sqlite3_free(msg);
+		return -1;
+	}
+	return 0;
+}
+
+static int user_version(void)
+{
+	sqlite3_stmt *st;
+	int v = -1;
+	if (sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &st, NULL) == SQLITE_OK &&
+	    sqlite3_step(st) == SQLITE_ROW)
+		v = sqlite3_column_int(st, 0);
+	sqlite3_finalize(st);
+	return v;
+}
+
+static int apply_schema(char *err, size_t errlen)
+{
+	int v = user_version();
+	if (v > SCHEMA_VERSION) {
+		snprintf(err, errlen, "database schema version %d is newer than this sessiond (%d)", v,
+		         SCHEMA_VERSION);
+		return -1;
+	}
+	if (exec("BEGIN IMMEDIATE", err, errlen) < 0)
+		return -1;
+	if (exec(schema_sql, err, errlen) < 0 || exec(views_sql, err, errlen) < 0) {
+		sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+		return -1;
+	}
+	return exec("COMMIT", err, errlen);
+}
+
+int store_open(const char *path, char *err, size_t errlen)
+{
+	if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
+	                    NULL) != SQLITE_OK) {
+		snprintf(err, errlen, "%s: %s", path, db ? sqlite3_errmsg(db) : "out of memory");
+		store_close();
+		return -1;
+	}
+	/* A short busy wait at start only; the loop itself never waits (see store_flush). */
+	sqlite3_busy_timeout(db, 5000);
+	if (exec("PRAGMA journal_mode=WAL", err, errlen) < 0 ||
+	    exec("PRAGMA synchronous=NORMAL", err, errlen) < 0 || apply_schema(err, errlen) < 0 ||
+	    sqlite3_prepare_v2(db, upsert_sql, -1, &upsert, NULL) != SQLITE_OK) {
+		if (!err[0])
+			snprintf(err, errlen, "%s", sqlite3_errmsg(db));
+		store_close();
+		return -1;
+	}
+	return 0;
+}
+
+static void queued_free(struct queued *q)
+{
+	for (size_t i = 0; i < sizeof q->strings / sizeof q->strings[0]; i++)
+		free(q->strings[i]);
+}
+
+void store_close(void)
+{
+	for (size_t i = 0; i < queue_len; i++)
+		queued_free(&queue[i]);
+	free(queue);
+	queue = NULL;
+	queue_len = queue_cap = 0;
+	sqlite3_finalize(upsert);
+	upsert = NULL;
+	sqlite3_close(db);
+	db = NULL;
+}
+
+long store_recover(double now, double retention, void (*cb)(void *, const char *), void *ctx)
+{
+	sqlite3_stmt *st = NULL;
+	long marked = -1;
+	if (sqlite3_prepare_v2(db,
+	                       "UPDATE sessions SET state='lost', end_condition='remote-connection-failed',"
+	                       " ended_at=?1, held=0 WHERE state IN ('connecting','active')",
+	                       -1, &st, NULL) != SQLITE_OK)
+		goto out;
+	sqlite3_bind_double(st, 1, now);
+	if (sqlite3_step(st) != SQLITE_DONE)
+		goto out;
+	marked = sqlite3_changes(db);
+	sqlite3_finalize(st);
+	if (sqlite3_prepare_v2(db, "SELECT sid FROM sessions WHERE state='lost' AND ended_at >= ?1", -1,
+	                       &st, NULL) != SQLITE_OK) {
+		marked = -1;
+		goto out;
+	}
+	sqlite3_bind_double(st, 1, now - retention);
+	while (sqlite3_step(st) == SQLITE_ROW)
+		cb(ctx, (const char *)sqlite3_column_text(st, 0));
+out:
+	if (marked < 0)
+		log_error("recovering sessions from the database: %s", sqlite3_errmsg(db));
+	sqlite3_finalize(st);
+	return marked;
+}
+
+static int copy(struct queued *q, int i, const char **field)
+{
+	if (!*field)
+		return 0;
+	q->strings[i] = strdup(*field);
+	*field = q->strings[i];
+	return *field ? 0 : -1;
+}
+
+int store_put(const struct store_row *row)
+{
+	if (queue_len == queue_cap) {
+		size_t cap = queue_cap ? queue_cap * 2 : 256;
+		struct queued *n = realloc(queue, cap * sizeof *n);
+		if (!n) {
+			log_error("out of memory queueing a session row");
+			return -1;
+		}
+		queue = n;
+		queue_cap = cap;
+	}
+	struct queued *q = &queue[queue_len];
+	memset(q, 0, sizeof *q);
+	q->row = *row;
+	const char **fields[] = { &q->row.sid, &q->row.state, &q->row.jid, &q->row.to_domain,
+	                          &q->row.route, &q->row.ver, &q->row.lang, &q->row.client_addr,
+	                          &q->row.user_agent, &q->row.end_condition };
+	for (int i = 0; i < 10; i++)
+		if (copy(q, i, fields[i]) < 0) {
+			queued_free(q);
+			log_error("out of memory queueing a session row");
+			return -1;
+		}
+	queue_len++;
+	return 0;
+}
+
+size_t store_queued(void) { return queue_len; }
+
+static void bind_text(int i, const char *s)
+{
+	if (s)
+		sqlite3_bind_text(upsert, i, s, -1, SQLITE_STATIC);
+	else
+		sqlite3_bind_null(upsert, i);
+}
+
+static int write_row(const struct store_row *r)
+{
+	sqlite3_reset(upsert);
+	bind_text(1, r->sid);
+	bind_text(2, r->state);
+	sqlite3_bind_int64(upsert, 3, r->rid);
+	bind_text(4, r->jid);
+	bind_text(5, r->to_domain);
+	bind_text(6, r->route);
+	sqlite3_bind_int(upsert, 7, r->wait);
+	sqlite3_bind_int(upsert, 8, r->hold);
+	sqlite3_bind_int(upsert, 9, r->inactivity);
+	sqlite3_bind_int(upsert, 10, r->requests);
+	bind_text(11, r->ver);
+	bind_text(12, r->lang);
+	bind_text(13, r->client_addr);
+	bind_text(14, r->user_agent);
+	sqlite3_bind_int(upsert, 15, r->held);
+	sqlite3_bind_double(upsert, 16, r->created_at);
+	sqlite3_bind_double(upsert, 17, r->last_seen);
+	if (r->ended_at > 0)
+		sqlite3_bind_double(upsert, 18, r->ended_at);
+	else
+		sqlite3_bind_null(upsert, 18);
+	bind_text(19, r->end_condition);
+	sqlite3_bind_int(upsert, 20, (int)getpid());
+	int rc = sqlite3_step(upsert);
+	sqlite3_reset(upsert);
+	return rc == SQLITE_DONE ? 0 : rc;
+}
+
+static void incident(int rc)
+{
+	if (!failing)
+		log_warn("cannot write session rows (%s); %zu kept in memory, retrying",
+		         sqlite3_errstr(rc), queue_len);
+	failing = 1;
+}
+
+int store_flush(void)
+{
+	if (!queue_len || !db)
+		return 0;
+	/* Never wait for a lock here: the loop must go on; the next flush retries. */
+	sqlite3_busy_timeout(db, 0);
+	int rc = sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL);
+	if (rc != SQLITE_OK) {
+		incident(rc);
+		return -1;
+	}
+	for (size_t i = 0; i < queue_len; i++) {
+		if ((rc = write_row(&queue[i].row)) != 0) {
+			sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+			incident(rc);
+			return -1;
+		}
+	}
+	if ((rc = sqlite3_exec(db, "COMMIT", NULL, NULL, NULL)) != SQLITE_OK) {
+		sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+		incident(rc);
+		return -1;
+	}
+	if (failing)
+		log_info("session rows written again (%zu caught up)", queue_len);
+	failing = 0;
+	for (size_t i = 0; i < queue_len; i++)
+		queued_free(&queue[i]);
+	queue_len = 0;
+	if (queue_cap > 4096) { /* give back a burst's memory */
+		free(queue);
+		queue = NULL;
+		queue_cap = 0;
+	}
+	return 0;
+}
+
+void store_prune(double before)
+{
+	sqlite3_stmt *st;
+	if (sqlite3_prepare_v2(db, "DELETE FROM sessions WHERE state IN ('ended','lost') AND ended_at < ?1",
+	                       -1, &st, NULL) != SQLITE_OK)
+		return;
+	sqlite3_bind_double(st, 1, before);
+	int rc = sqlite3_step(st);
+	if (rc != SQLITE_DONE && rc != SQLITE_BUSY)
+		log_warn("pruning ended sessions: %s", sqlite3_errmsg(db));
+	sqlite3_finalize(st);
+}

@@ -1,0 +1,58 @@
+/* xmpp.h - one client-to-server XMPP connection, non-blocking, on the loop.
+ *
+ * Opens TCP to the server, sends the stream header, and turns the server's
+ * bytes into events (splitter.c does the splitting). The owner gets every
+ * event through one callback; after XMPP_FAILED or XMPP_STREAM_CLOSED no
+ * more events come and the owner must call xmpp_close().
+ */
+#ifndef BOSH_XMPP_H
+#define BOSH_XMPP_H
+
+#include "loop.h"
+
+#include <stddef.h>
+#include <sys/socket.h>
+
+enum xmpp_event {
+	XMPP_STREAM_OPEN,   /* the server's stream header arrived */
+	XMPP_FEATURES,      /* data: <stream:features/>, self-contained */
+	XMPP_STANZA,        /* data: any other top-level element, self-contained */
+	XMPP_STREAM_ERROR,  /* data: the <stream:error/> element; the stream is over */
+	XMPP_STREAM_CLOSED, /* </stream:stream> or EOF from the server */
+	XMPP_FAILED,        /* data: why (connect, I/O, malformed, oversized, timeout) */
+};
+
+typedef void (*xmpp_cb)(void *ctx, enum xmpp_event ev, const char *data, size_t len);
+
+struct xmpp_conn;
+
+struct xmpp_params {
+	const struct sockaddr *addr;
+	socklen_t addrlen;
+	const char *domain;      /* 'to' of the stream header */
+	const char *lang;        /* xml:lang, or NULL */
+	size_t max_stanza;
+	size_t max_output;       /* bytes queued towards the server before failing */
+	unsigned connect_timeout_ms;
+};
+
+/* Starts connecting. NULL on immediate failure (logged). */
+struct xmpp_conn *xmpp_open(struct loop *l, const struct xmpp_params *p, xmpp_cb cb, void *ctx);
+
+/* Queues bytes for the server. -1 if the output bound is exceeded. */
+int xmpp_send(struct xmpp_conn *c, const char *data, size_t len);
+
+/* XEP-0206 restart: a new stream header, a fresh parser. */
+int xmpp_restart(struct xmpp_conn *c);
+
+/* Stop or resume reading (back-pressure when the client is not polling). */
+void xmpp_pause(struct xmpp_conn *c, int paused);
+
+/* Attribute of the server's stream header ("id", "from", "version"). */
+const char *xmpp_stream_attr(const struct xmpp_conn *c, const char *name);
+
+/* Ends the stream politely (</stream:stream> unless it already failed),
+ * flushes what is queued, and frees itself; no more callbacks. */
+void xmpp_close(struct xmpp_conn *c);
+
+#endif

@@ -1,0 +1,436 @@
+"""The end-to-end cases. Each takes the running Stack and asserts what the
+client receives and what the database holds."""
+import os
+import re
+import signal
+import sqlite3
+import subprocess
+import threading
+import time
+
+import bosh
+from bosh import NS, STREAM, CLIENT, SASL, Session, post_raw
+from stack import free_port
+
+DOWN_PORT = free_port()  # nothing listens here: an XMPP server that is down
+SESSIOND_CONF = """
+default_inactivity = 4
+max_inactivity = 10
+max_wait = 20
+default_wait = 20
+connect_timeout = 3
+db_flush_ms = 20
+backend.down.test = 127.0.0.1:%d
+""" % DOWN_PORT
+
+USERS = {"alice": "alice-pw", "bob": "bob-pw", "carol": "carol-pw"}
+CASES = []
+
+
+def case(fn):
+    CASES.append((fn.__name__, fn))
+    return fn
+
+
+def all_cases():
+    return CASES
+
+
+def setup(st):
+    for u, p in USERS.items():
+        st.add_user(u, p)
+
+
+def row(st, sid, wait=3.0, until=None):
+    """The session's row, once it satisfies until (polled: writes are batched)."""
+    deadline = time.time() + wait
+    while True:
+        db = sqlite3.connect(st.db, timeout=5)
+        db.row_factory = sqlite3.Row
+        r = db.execute("select * from sessions where sid=?", (sid,)).fetchone()
+        db.close()
+        if r is not None and (until is None or until(r)):
+            return dict(r)
+        if time.time() > deadline:
+            raise AssertionError("row for %s: %r" % (sid, dict(r) if r else None))
+        time.sleep(0.05)
+
+
+def login(st, user, resource="test", **kw):
+    s = Session(st.url, st.domain, **kw)
+    s.login(user, USERS[user], resource)
+    return s
+
+
+def expect(cond, msg):
+    if not cond:
+        raise AssertionError(msg)
+
+
+# ---- session creation ----
+
+@case
+def test_creation_response(st):
+    s = Session(st.url, st.domain, wait=300)
+    r = s.create(content="text/xml; charset=utf-8")
+    expect(r.status == 200, r)
+    expect(re.fullmatch(r"[0-9a-f]{32}", s.sid or ""), "sid: %r" % r)
+    expect(r.attr("wait") == "20", "wait clamped to max_wait: %r" % r)
+    expect(r.attr("requests") == "2" and r.attr("hold") == "1", r)
+    expect(r.attr("inactivity") == "4" and r.attr("polling"), r)
+    expect(r.attr("ver") == "1.6", "ver is the lower of ours and the client's: %r" % r)
+    expect(r.attr("from") == st.domain, r)
+    expect(r.attr("{%s}version" % bosh.XBOSH) == "1.0", r)
+    expect(r.attr("{%s}restartlogic" % bosh.XBOSH) == "true", r)
+    expect(s.features is not None, "stream features in the creation response: %r" % r)
+    mechs = [m.text for m in s.features.iter("{%s}mechanism" % SASL)]
+    expect("PLAIN" in mechs, mechs)
+    expect(r.headers.get("Content-Type", "").startswith("text/xml"), r.headers)
+    db = row(st, s.sid, until=lambda r: r["state"] == "active" and r["held"] == 0)
+    expect(db["to_domain"] == st.domain, db)
+    expect(db["wait"] == 20 and db["hold"] == 1 and db["requests"] == 2, db)
+    expect(db["client_addr"] == "127.0.0.1", db)
+    expect(db["rid"] == s.rid, db)
+
+
+@case
+def test_login_restart_bind(st):
+    s = login(st, "alice", "web")
+    expect(s.jid == "alice@%s/web" % st.domain, s.jid)
+    bind = s.restart_features.find("{urn:ietf:params:xml:ns:xmpp-bind}bind")
+    expect(bind is not None, "bind offered after the restart")
+    db = row(st, s.sid, until=lambda r: r["jid"])
+    expect(db["jid"] == s.jid and db["state"] == "active", db)
+    expect(db["rid"] == s.rid, "rid persisted: %r vs %d" % (db["rid"], s.rid))
+    s.terminate()
+
+
+@case
+def test_bad_password(st):
+    s = Session(st.url, st.domain)
+    try:
+        s.login("alice", "wrong")
+        raise AssertionError("login with a wrong password succeeded")
+    except AssertionError as e:
+        expect("SASL failed" in str(e), e)
+    s.terminate()
+
+
+# ---- long-polling ----
+
+@case
+def test_message_both_ways_held_answered_on_arrival(st):
+    a = login(st, "alice", "m1")
+    b = login(st, "bob", "m1")
+    held = a.request_async()  # alice's long-poll
+    time.sleep(0.5)
+    expect(not held.done(), "alice's request is held")
+    t0 = time.time()
+    # bob sends; his request is then held in turn, as a browser's would be
+    bob_poll = b.request_async("<message xmlns='jabber:client' to='%s' type='chat' id='m1'>"
+                               "<body>hi alice</body></message>" % a.jid)
+    r = held.join(10)
+    elapsed = time.time() - t0
+    expect(isinstance(r, bosh.Response), r)
+    msgs = [c for c in r.children() if c.tag == "{%s}message" % CLIENT]
+    expect(msgs and msgs[0].find("{%s}body" % CLIENT).text == "hi alice", r)
+    expect(msgs[0].get("from") == b.jid, r)
+    expect(elapsed < 3, "held request answered on arrival, took %.1fs" % elapsed)
+    # and back, to bob's held request
+    t0 = time.time()
+    alice_poll = a.request_async("<message xmlns='jabber:client' to='%s' type='chat'>"
+                                 "<body>hi bob &amp; all \u00e9</body></message>" % b.jid)
+    r = bob_poll.join(10)
+    expect(time.time() - t0 < 3, "answered on arrival")
+    got = [c for c in r.children() if c.tag == "{%s}message" % CLIENT]
+    expect(got and got[0].find("{%s}body" % CLIENT).text == "hi bob & all \u00e9", r)
+    a.terminate()
+    b.terminate()
+    expect(isinstance(alice_poll.join(5), bosh.Response), "alice's poll answered at terminate")
+
+
+@case
+def test_empty_answer_after_wait(st):
+    s = Session(st.url, st.domain, wait=2)
+    s.create()
+    t0 = time.time()
+    r = s.request()
+    took = time.time() - t0
+    expect(r.status == 200 and r.type is None and not r.children(), r)
+    expect(1.8 <= took < 5, "answered after %.2fs, wait was 2" % took)
+    s.terminate()
+
+
+@case
+def test_new_request_releases_held(st):
+    s = Session(st.url, st.domain, wait=15)
+    s.create()
+    first = s.request_async()
+    time.sleep(0.5)
+    expect(not first.done(), "first request held")
+    second = s.request_async()
+    r1 = first.join(3)
+    expect(isinstance(r1, bosh.Response) and r1.status == 200 and not r1.children(), r1)
+    expect(not second.done(), "the new request is held in its place")
+    s.terminate()
+    r2 = second.join(5)
+    expect(isinstance(r2, bosh.Response), r2)
+
+
+# ---- rid rules ----
+
+@case
+def test_repeated_rid_gets_same_answer(st):
+    s = login(st, "carol", "rep")
+    rid = s.next_rid()
+    ping = "<iq xmlns='jabber:client' type='get' id='p1' to='%s'><ping xmlns='urn:xmpp:ping'/></iq>" % st.domain
+    first = s.request(ping, rid=rid)
+    if not first.children():
+        first = s.request()  # the pong came after; repeat this one instead
+        rid = s.rid
+    again = s.request("", rid=rid)
+    expect(again.text == first.text, "repeat:\n%s\n%s" % (first.text, again.text))
+    expect(again.type is None, again)
+    s.terminate()
+
+
+@case
+def test_rid_out_of_window(st):
+    s = Session(st.url, st.domain)
+    s.create()
+    r = s.request(rid=s.rid + 5)
+    expect(r.type == "terminate" and r.condition == "item-not-found", r)
+    db = row(st, s.sid, until=lambda r: r["state"] == "ended")
+    expect(db["end_condition"] == "item-not-found" and db["ended_at"], db)
+    r = s.request()
+    expect(r.condition == "item-not-found", "session is gone: %r" % r)
+
+
+@case
+def test_unknown_sid(st):
+    for sid in ("0" * 32, "not-a-sid", "x" * 500):
+        r = post_raw(st.url, bosh.body({"sid": sid, "rid": 10}))
+        expect(r.status == 200 and r.type == "terminate" and r.condition == "item-not-found", r)
+
+
+@case
+def test_bad_bodies(st):
+    bad = [
+        "<body",
+        "<body xmlns='urn:other' rid='1' to='localhost'/>",
+        "<!DOCTYPE body [<!ENTITY a 'x'>]><body xmlns='%s' rid='1' to='localhost'/>" % NS,
+        "<body xmlns='%s' rid='1' to='localhost'>text</body>" % NS,
+        b"<body xmlns='" + NS.encode() + b"' rid='1' to='localhost'><m>\xff</m></body>",
+        "<body xmlns='%s' rid='1'/><extra/>" % NS,
+        "",
+        "<body xmlns='%s' rid='1' to='localhost'>%s</body>" % (NS, "<a>" * 40 + "</a>" * 40),
+        "<body xmlns='%s' rid='1' to='localhost'><message>%s</message></body>" % (NS, "x" * 100500),
+    ]
+    for b in bad:
+        r = post_raw(st.url, b)
+        expect(r.status == 200 and r.type == "terminate" and r.condition == "bad-request",
+               "%r -> %r" % (b[:60], r))
+    log = open(st.sessiond_log, errors="replace").read()
+    expect("DOCTYPE not allowed" in log and "max_data_held" in log, "reasons are logged")
+
+
+@case
+def test_bad_request_ends_session(st):
+    s = Session(st.url, st.domain)
+    s.create()
+    r = s.request(rid="abc")
+    expect(r.condition == "bad-request", r)
+    db = row(st, s.sid, until=lambda r: r["state"] == "ended")
+    expect(db["end_condition"] == "bad-request", db)
+
+
+@case
+def test_missing_to_and_unknown_host(st):
+    r = post_raw(st.url, bosh.body({"rid": 5, "wait": 5, "hold": 1}))
+    expect(r.condition == "improper-addressing", r)
+    r = post_raw(st.url, bosh.body({"rid": 5, "to": "nowhere.example", "wait": 5, "hold": 1}))
+    expect(r.condition == "host-unknown", r)
+
+
+@case
+def test_get_is_refused(st):
+    import urllib.request
+    import urllib.error
+    try:
+        urllib.request.urlopen(st.url, timeout=10)
+        raise AssertionError("GET was accepted")
+    except urllib.error.HTTPError as e:
+        expect(e.code == 405, e.code)
+
+
+# ---- ending sessions ----
+
+@case
+def test_terminate(st):
+    s = login(st, "alice", "term")
+    held = s.request_async()
+    time.sleep(0.3)
+    r = s.terminate()
+    old = held.join(5)
+    types = sorted([(old.type or ""), (r.type or "")])
+    expect(types == ["", "terminate"], "oldest gets terminate, the other empty: %r %r" % (old, r))
+    db = row(st, s.sid, until=lambda r: r["state"] == "ended")
+    expect(db["end_condition"] == "terminate" and db["jid"] == s.jid, db)
+    r = s.request()
+    expect(r.condition == "item-not-found", r)
+    log = open(st.sessiond_log, errors="replace").read()
+    expect(re.search(r"session %s ended: jid=%s .*duration=[0-9.]+s condition=terminate"
+                     % (s.sid, re.escape(s.jid)), log), "one end line with sid, jid, duration, condition")
+
+
+@case
+def test_inactivity_ends_session(st):
+    s = login(st, "bob", "idle")
+    r = row(st, s.sid)
+    conns_before = xmpp_connections(st)
+    time.sleep(4 + 1.5)
+    db = row(st, s.sid, until=lambda r: r["state"] == "ended")
+    expect(db["end_condition"] == "inactivity", db)
+    expect(xmpp_connections(st) < conns_before, "the XMPP connection was closed")
+    r = s.request()
+    expect(r.condition == "item-not-found", r)
+
+
+def xmpp_connections(st):
+    """Established TCP connections to Prosody's c2s port."""
+    port = "%04X" % st.c2s_port
+    n = 0
+    with open("/proc/net/tcp") as f:
+        for line in f.readlines()[1:]:
+            parts = line.split()
+            if parts[1].endswith(":" + port) and parts[3] == "01":
+                n += 1
+    return n
+
+
+@case
+def test_server_stream_error_reaches_client(st):
+    # A second login with the same full JID makes Prosody end the first stream with <conflict/>.
+    a = login(st, "carol", "dup")
+    held = a.request_async()
+    time.sleep(0.3)
+    b = login(st, "carol", "dup")
+    r = held.join(10)
+    if r.type != "terminate":
+        r = a.request()
+    expect(r.type == "terminate" and r.condition == "remote-stream-error", r)
+    err = r.xml.find("{%s}error" % STREAM)
+    expect(err is not None and err.find("{urn:ietf:params:xml:ns:xmpp-streams}conflict") is not None, r)
+    db = row(st, a.sid, until=lambda r: r["state"] == "ended")
+    expect(db["end_condition"] == "remote-stream-error", db)
+    b.terminate()
+
+
+@case
+def test_xmpp_server_down(st):
+    s = Session(st.url, "down.test")
+    r = s.create()
+    expect(r.type == "terminate" and r.condition == "remote-connection-failed", r)
+    db = sqlite3.connect(st.db)
+    time.sleep(0.2)
+    got = db.execute("select state, end_condition from sessions where to_domain='down.test' "
+                     "order by created_at desc limit 1").fetchone()
+    db.close()
+    expect(got == ("ended", "remote-connection-failed"), got)
+
+
+# ---- the handler pool ----
+
+@case
+def test_handler_killed_is_replaced(st):
+    kids = handler_pids(st)
+    expect(len(kids) == 2, "two handlers: %r" % kids)
+    os.kill(kids[0], signal.SIGKILL)
+    deadline = time.time() + 5
+    while time.time() < deadline and (kids[0] in handler_pids(st) or len(handler_pids(st)) < 2):
+        time.sleep(0.1)
+    now = handler_pids(st)
+    expect(len(now) == 2 and kids[0] not in now, "replaced: %r -> %r" % (kids, now))
+    for _ in range(6):
+        s = Session(st.url, st.domain)
+        expect(s.create().attr("sid"), "requests still served")
+        s.terminate()
+
+
+def handler_pids(st):
+    out = subprocess.run(["ps", "-o", "pid=", "--ppid", str(st.sessiond.pid)],
+                         capture_output=True, text=True).stdout
+    return [int(p) for p in out.split()]
+
+
+# ---- the database ----
+
+@case
+def test_admin_query_during_traffic(st):
+    admin = sqlite3.connect(st.db)
+    admin.execute("begin")
+    n = admin.execute("select count(*) from active_sessions").fetchone()[0]
+    t0 = time.time()
+    a = login(st, "alice", "adm")  # sessiond writes while the admin's read transaction is open
+    b = login(st, "bob", "adm")
+    b_poll = b.request_async("<message xmlns='jabber:client' to='%s'><body>x</body></message>" % a.jid)
+    a.until(lambda c: c.tag == "{%s}message" % CLIENT)
+    took = time.time() - t0
+    admin.execute("commit")
+    expect(took < 8, "traffic was not stalled by the reader (%.1fs)" % took)
+    rows = admin.execute("select sid, jid, domain, client_addr, age_s, idle_s, held_requests "
+                         "from active_sessions where sid in (?, ?)", (a.sid, b.sid)).fetchall()
+    time.sleep(0.2)
+    rows = admin.execute("select sid, jid, domain, client_addr, age_s, idle_s, held_requests "
+                         "from active_sessions where sid in (?, ?)", (a.sid, b.sid)).fetchall()
+    expect(len(rows) == 2 and all(r[1] and r[2] == st.domain and r[3] == "127.0.0.1" for r in rows), rows)
+    per = dict(admin.execute("select domain, sessions from sessions_per_domain").fetchall())
+    expect(per.get(st.domain, 0) >= 2, per)
+    # an admin's write lock: sessiond keeps serving and catches up afterwards
+    admin.execute("begin immediate")
+    c = Session(st.url, st.domain)
+    expect(c.create().attr("sid"), "served while the database is locked")
+    c.terminate()
+    time.sleep(0.3)
+    admin.execute("commit")
+    db = row(st, c.sid, wait=5, until=lambda r: r["state"] == "ended")
+    expect(db["end_condition"] == "terminate", db)
+    ended = admin.execute("select condition from recently_ended where sid=?", (c.sid,)).fetchone()
+    expect(ended and ended[0] == "terminate", ended)
+    admin.close()
+    a.terminate()
+    b.terminate()
+    b_poll.join(5)
+
+
+# ---- restarts (keep these last: they restart sessiond) ----
+
+@case
+def test_sessiond_restart_loses_sessions_cleanly(st):
+    s = login(st, "alice", "rs1")
+    row(st, s.sid, until=lambda r: r["rid"] == s.rid)
+    st.stop_sessiond()
+    st.start_sessiond()
+    r = s.request()
+    expect(r.type == "terminate" and r.condition == "remote-connection-failed", r)
+    db = row(st, s.sid)
+    expect(db["state"] == "lost" and db["end_condition"] == "remote-connection-failed", db)
+    log = open(st.sessiond_log, errors="replace").read()
+    expect(re.search(r"\d+ sessions of the previous run were lost", log), "the loss is logged")
+
+
+@case
+def test_sessiond_killed(st):
+    s = login(st, "bob", "rs2")
+    row(st, s.sid, until=lambda r: r["rid"] == s.rid)
+    kids = handler_pids(st)
+    st.stop_sessiond(signal.SIGKILL)
+    deadline = time.time() + 5  # handlers follow their sessiond (parent-death signal)
+    while time.time() < deadline and any(os.path.exists("/proc/%d" % k) for k in kids):
+        time.sleep(0.1)
+    expect(not any(os.path.exists("/proc/%d" % k) for k in kids), "orphaned handlers exited")
+    st.start_sessiond()
+    r = s.request()
+    expect(r.condition == "remote-connection-failed", r)
+    db = row(st, s.sid)
+    expect(db["state"] == "lost", db)

@@ -1,0 +1,74 @@
+#!/usr/bin/env python3
+"""End-to-end tests: real Prosody, real nginx, sessiond and its handlers
+(the AddressSanitizer build), real SQLite. Prints 'N passed, N failed'.
+
+usage: run.py [--build DIR] [-k SUBSTRING] [--keep]
+"""
+import argparse
+import os
+import sys
+import time
+import traceback
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import cases  # noqa: E402
+from stack import Stack  # noqa: E402
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--build", default="build")
+    ap.add_argument("-k", default="")
+    ap.add_argument("--keep", action="store_true", help="keep the data folder")
+    ap.add_argument("--plain", action="store_true", help="use the build without sanitizers")
+    args = ap.parse_args()
+    build = os.path.abspath(args.build)
+    san = "" if args.plain else "asan"
+    st = Stack(build=build, sessiond_bin=os.path.join(build, san, "sessiond"),
+               handler_bin=os.path.join(build, san, "bosh-handler"),
+               extra_conf=cases.SESSIOND_CONF)
+    passed = failed = 0
+    started = time.time()
+    try:
+        st.start()
+        cases.setup(st)
+        for name, fn in cases.all_cases():
+            if args.k not in name:
+                continue
+            t0 = time.time()
+            try:
+                fn(st)
+                passed += 1
+                print("ok    %-45s %5.1fs" % (name, time.time() - t0), flush=True)
+            except Exception:
+                failed += 1
+                print("FAIL  %-45s %5.1fs" % (name, time.time() - t0), flush=True)
+                traceback.print_exc()
+                print("--- sessiond.log (tail) ---\n" + Stack.tail(st.sessiond_log, 25), flush=True)
+                if st.sessiond is None or not st.sessiond.alive():
+                    st.start_sessiond()
+        if st.sessiond and not st.sessiond.alive():
+            failed += 1
+            print("FAIL  sessiond died during the tests", flush=True)
+    finally:
+        st.stop()
+        asan = [l for l in open(st.sessiond_log, errors="replace")
+                if "AddressSanitizer" in l or "runtime error:" in l] if os.path.exists(st.sessiond_log) else []
+        stdout = os.path.join(st.dir, "sessiond.stdout")
+        if os.path.exists(stdout):
+            asan += [l for l in open(stdout, errors="replace")
+                     if "AddressSanitizer" in l or "runtime error:" in l]
+        if asan:
+            failed += 1
+            print("FAIL  sanitizer reports:\n" + "".join(asan[:20]))
+        if not args.keep and failed == 0:
+            import shutil
+            shutil.rmtree(st.dir, ignore_errors=True)
+        else:
+            print("data folder kept: " + st.dir)
+    print("e2e (%.0fs): %d passed, %d failed" % (time.time() - started, passed, failed))
+    return 0 if failed == 0 else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

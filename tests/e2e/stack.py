@@ -1,0 +1,282 @@
+"""Starts and stops the real parts: Prosody, nginx, sessiond with its handlers.
+
+Every process is started by us, on loopback ports picked free at run time,
+with its own data folder, and stopped by the PID we got when we started it.
+Configs come from the repository (conf/); only ports and paths are filled in.
+
+Also the entry point of `make run` (python3 tests/e2e/stack.py run).
+"""
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for(predicate, timeout=20.0, what="condition"):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if predicate():
+            return
+        time.sleep(0.05)
+    raise RuntimeError("timed out waiting for " + what)
+
+
+def port_open(port):
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+def fill(template, values):
+    with open(template) as f:
+        text = f.read()
+    for k, v in values.items():
+        text = text.replace(k, str(v))
+    return text
+
+
+class Proc:
+    """A process we started; stopped by its PID only."""
+
+    def __init__(self, name, argv, log, env=None, cwd=None):
+        self.name = name
+        self.log = log
+        out = open(log, "ab")
+        self.p = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=cwd,
+                                  stdin=subprocess.DEVNULL, start_new_session=True)
+        out.close()
+
+    @property
+    def pid(self):
+        return self.p.pid
+
+    def alive(self):
+        return self.p.poll() is None
+
+    def signal(self, sig):
+        if self.alive():
+            os.kill(self.p.pid, sig)
+
+    def stop(self, timeout=10):
+        if self.alive():
+            self.p.send_signal(signal.SIGTERM)
+            try:
+                self.p.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.p.kill()
+                self.p.wait()
+        return self.p.returncode
+
+
+class Stack:
+    def __init__(self, build="build", workdir=None, domain="localhost", xmpp_server=None,
+                 http_port=None, sessiond_bin=None, handler_bin=None, extra_conf=""):
+        self.build = os.path.join(REPO, build) if not os.path.isabs(build) else build
+        self.dir = workdir or tempfile.mkdtemp(prefix="bosh-e2e-")
+        os.makedirs(self.dir, exist_ok=True)
+        # As root, nginx workers run as nobody:nogroup, and sessiond gives its
+        # sockets to that group (mode 0660), as on a real server.
+        self.as_root = os.geteuid() == 0
+        os.chmod(self.dir, 0o711)
+        self.domain = domain
+        self.xmpp_server = xmpp_server
+        self.http_port = http_port or free_port()
+        self.c2s_port = free_port()
+        self.sessiond_bin = sessiond_bin or os.path.join(self.build, "sessiond")
+        self.handler_bin = handler_bin or os.path.join(self.build, "bosh-handler")
+        self.extra_conf = extra_conf
+        self.prosody = self.nginx = self.sessiond = None
+        self.db = os.path.join(self.dir, "sessions.db")
+        self.conf = os.path.join(self.dir, "bosh.conf")
+        self.handler_sock = os.path.join(self.dir, "handler.sock")
+        self.sessiond_log = os.path.join(self.dir, "sessiond.log")
+
+    @property
+    def url(self):
+        return "http://127.0.0.1:%d/http-bind" % self.http_port
+
+    # ---- Prosody ----
+    def start_prosody(self):
+        d = os.path.join(self.dir, "prosody")
+        os.makedirs(os.path.join(d, "data"), exist_ok=True)
+        cfg = os.path.join(d, "prosody.cfg.lua")
+        with open(cfg, "w") as f:
+            f.write(fill(os.path.join(REPO, "conf/prosody/demo.cfg.lua"),
+                         {"@DIR@": d, "@C2S_PORT@": self.c2s_port, "@DOMAIN@": self.domain}))
+        self.prosody_cfg = cfg
+        self.prosody = Proc("prosody", ["prosody", "--config", cfg], os.path.join(d, "stdout.log"))
+        wait_for(lambda: port_open(self.c2s_port) or not self.prosody.alive(), 30, "prosody")
+        if not self.prosody.alive():
+            raise RuntimeError("prosody did not start:\n" + self.tail(os.path.join(d, "prosody.log")))
+
+    def add_user(self, user, password):
+        r = subprocess.run(["prosodyctl", "--config", self.prosody_cfg, "register", user,
+                            self.domain, password], capture_output=True, text=True, timeout=60)
+        if r.returncode != 0:
+            raise RuntimeError("prosodyctl register failed: " + r.stdout + r.stderr)
+
+    # ---- sessiond ----
+    def write_conf(self, extra=""):
+        backend = self.xmpp_server or "127.0.0.1:%d" % self.c2s_port
+        with open(self.conf, "w") as f:
+            f.write("# written by tests/e2e/stack.py\n"
+                    "control_socket = sessiond.sock\n"
+                    "fcgi_socket = handler.sock\n"
+                    "database = sessions.db\n"
+                    "log_file = sessiond.log\n"
+                    "handler_log_file = sessiond.log\n"
+                    "log_level = debug\n"
+                    "handlers = 2\n"
+                    "handler_path = %s\n"
+                    "backend.%s = %s\n%s\n%s\n%s\n"
+                    % (self.handler_bin, self.domain, backend,
+                       "group = nogroup" if self.as_root else "", self.extra_conf, extra))
+
+    def start_sessiond(self, extra=""):
+        self.write_conf(extra)
+        if os.path.exists(self.handler_sock):  # left by a sessiond that was killed
+            os.unlink(self.handler_sock)
+        env = dict(os.environ)
+        env.setdefault("ASAN_OPTIONS", "detect_leaks=0:abort_on_error=0")
+        self.sessiond = Proc("sessiond", [self.sessiond_bin, "-f", "-c", self.conf],
+                             os.path.join(self.dir, "sessiond.stdout"), env=env)
+        wait_for(lambda: os.path.exists(self.handler_sock) or not self.sessiond.alive(), 20,
+                 "sessiond")
+        if not self.sessiond.alive():
+            raise RuntimeError("sessiond did not start:\n" + self.tail(self.sessiond_log) +
+                               self.tail(os.path.join(self.dir, "sessiond.stdout")))
+
+    def stop_sessiond(self, sig=signal.SIGTERM):
+        if self.sessiond:
+            if sig == signal.SIGTERM:
+                self.sessiond.stop()
+            else:
+                self.sessiond.signal(sig)
+                self.sessiond.p.wait(10)
+            self.sessiond = None
+
+    # ---- nginx ----
+    def start_nginx(self):
+        d = os.path.join(self.dir, "nginx")
+        os.makedirs(os.path.join(d, "tmp"), exist_ok=True)
+        shutil.copy("/etc/nginx/fastcgi_params", os.path.join(d, "fastcgi_params"))
+        server = fill(os.path.join(REPO, "conf/nginx/bosh.conf"),
+                      {"127.0.0.1:5280": "127.0.0.1:%d" % self.http_port,
+                       "/run/bosh/handler.sock": self.handler_sock})
+        with open(os.path.join(d, "bosh.conf"), "w") as f:
+            f.write(server)
+        with open(os.path.join(d, "nginx.conf"), "w") as f:
+            f.write("""daemon off;
+%(user)s
+worker_processes 1;
+pid %(d)s/nginx.pid;
+error_log %(d)s/error.log info;
+worker_rlimit_nofile 20000;
+events { worker_connections 16384; }
+http {
+	access_log %(d)s/access.log;
+	client_body_temp_path %(d)s/tmp;
+	proxy_temp_path %(d)s/tmp;
+	fastcgi_temp_path %(d)s/tmp;
+	uwsgi_temp_path %(d)s/tmp;
+	scgi_temp_path %(d)s/tmp;
+	include bosh.conf;
+}
+""" % {"d": d, "user": "user nobody nogroup;" if self.as_root else ""})
+        self.nginx_conf = os.path.join(d, "nginx.conf")
+        self.nginx = Proc("nginx", ["nginx", "-p", d, "-c", self.nginx_conf],
+                          os.path.join(d, "stdout.log"))
+        wait_for(lambda: port_open(self.http_port) or not self.nginx.alive(), 20, "nginx")
+        if not self.nginx.alive():
+            raise RuntimeError("nginx did not start:\n" + self.tail(os.path.join(d, "error.log")) +
+                               self.tail(os.path.join(d, "stdout.log")))
+
+    def start(self, prosody=True):
+        if prosody and not self.xmpp_server:
+            self.start_prosody()
+        self.start_sessiond()
+        self.start_nginx()
+        return self
+
+    def stop(self):
+        for p in (self.nginx, self.sessiond, self.prosody):
+            if p:
+                p.stop()
+        self.nginx = self.sessiond = self.prosody = None
+
+    @staticmethod
+    def tail(path, n=30):
+        try:
+            with open(path, errors="replace") as f:
+                return "".join(f.readlines()[-n:])
+        except OSError:
+            return ""
+
+
+def run_forever():
+    """`make run`: the whole stack in the foreground until Ctrl-C."""
+    port = int(os.environ.get("PORT") or 5280)
+    domain = os.environ.get("XMPP_DOMAIN") or "localhost"
+    server = os.environ.get("XMPP_SERVER") or None
+    run_dir = os.environ.get("RUN_DIR") or os.path.join(REPO, "run")
+    if os.path.exists(run_dir):
+        for name in ("sessiond.sock", "handler.sock"):
+            try:
+                os.unlink(os.path.join(run_dir, name))
+            except OSError:
+                pass
+    st = Stack(workdir=run_dir, domain=domain, xmpp_server=server, http_port=port)
+    stopping = []
+
+    def stop(signum, frame):
+        stopping.append(signum)
+
+    signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGTERM, stop)
+    try:
+        if not server:
+            st.start_prosody()
+            for user, pw in (("alice", "alice-secret"), ("bob", "bob-secret")):
+                st.add_user(user, pw)
+        st.start_sessiond("log_level = info")
+        st.start_nginx()
+        print("Data folder: %s (database sessions.db, logs sessiond.log, nginx/, prosody/)" % run_dir)
+        print("XMPP domain: %s, served by %s" % (domain, server or
+              "a local Prosody on 127.0.0.1:%d" % st.c2s_port))
+        if not server:
+            print("Accounts: alice@%s / alice-secret, bob@%s / bob-secret" % (domain, domain))
+            print("Try it:   python3 %s/tests/e2e/login.py %s alice@%s alice-secret"
+                  % (REPO, st.url, domain))
+        print("Sessions: sqlite3 %s 'select * from active_sessions'" % st.db)
+        print("BOSH endpoint: %s" % st.url, flush=True)
+        while not stopping:
+            for p in (st.nginx, st.sessiond, st.prosody):
+                if p and not p.alive():
+                    print("%s exited; stopping" % p.name, flush=True)
+                    stopping.append(0)
+            time.sleep(0.5)
+    finally:
+        st.stop()
+        print("stopped", flush=True)
+
+
+if __name__ == "__main__":
+    if sys.argv[1:] == ["run"]:
+        run_forever()
+    else:
+        print("usage: stack.py run", file=sys.stderr)
+        sys.exit(2)

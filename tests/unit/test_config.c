@@ -1,0 +1,97 @@
+/* The configuration file: defaults, keys, and errors naming file, line and key. */
+#define _POSIX_C_SOURCE 200809L
+#include "check.h"
+#include "config.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+static char path[64];
+
+static int load(const char *text, struct config *c, char *err, size_t errlen)
+{
+	snprintf(path, sizeof path, "/tmp/bosh-config-test-%d.conf", (int)getpid());
+	FILE *f = fopen(path, "w");
+	fputs(text, f);
+	fclose(f);
+	config_defaults(c);
+	err[0] = 0;
+	int rc = config_load(c, path, err, errlen);
+	unlink(path);
+	return rc;
+}
+
+static void test_defaults(void)
+{
+	struct config c;
+	config_defaults(&c);
+	CHECK(c.default_inactivity == 70);
+	CHECK(c.max_inactivity == 160);
+	CHECK(c.max_wait == 60);
+	CHECK(c.max_hold == 1);
+	CHECK(c.max_data_held == 100000);
+}
+
+static void test_good(void)
+{
+	struct config c;
+	char err[256];
+	int rc = load("# comment\n\nmax_wait = 30\ndefault_wait=20\n"
+	              "backend.example.org = 127.0.0.1:5222\nbackend.v6.example = [::1]:5223\n"
+	              "database = db/sessions.db\nlog_file = /var/log/bosh.log\nlog_level = debug\n"
+	              "fcgi_socket = 127.0.0.1:9000\n", &c, err, sizeof err);
+	CHECK(rc == 0);
+	CHECK(c.max_wait == 30 && c.default_wait == 20);
+	CHECK(c.nbackends == 2);
+	const struct config_backend *b = config_backend(&c, "EXAMPLE.org");
+	CHECK(b != NULL);
+	if (b) {
+		CHECK_STR(b->host, "127.0.0.1");
+		CHECK_STR(b->port, "5222");
+	}
+	b = config_backend(&c, "v6.example");
+	CHECK(b && strcmp(b->host, "::1") == 0 && strcmp(b->port, "5223") == 0);
+	CHECK(config_backend(&c, "other.org") == NULL);
+	CHECK_STR(c.database, "/tmp/db/sessions.db"); /* relative to the file's folder */
+	CHECK_STR(c.log_file, "/var/log/bosh.log");
+	CHECK_STR(c.fcgi_socket, "127.0.0.1:9000");
+	CHECK_STR(c.control_socket, "/tmp/sessiond.sock");
+	CHECK(c.log_level == 3);
+}
+
+static void test_errors(void)
+{
+	struct config c;
+	char err[256];
+	static const struct { const char *text, *want; } bad[] = {
+		{ "max_wait = 30\nbogus = 1\n", ":2: key 'bogus': unknown key" },
+		{ "max_wait = soon\n", ":1: key 'max_wait': not a number" },
+		{ "max_wait = 0\n", ":1: key 'max_wait': out of range" },
+		{ "max_hold = 9\n", ":1: key 'max_hold': out of range" },
+		{ "\n\njust words\n", ":3: expected 'key = value'" },
+		{ "log_level = loud\n", "key 'log_level'" },
+		{ "backend.x.org = nohost\n", "key 'backend.x.org': expected HOST:PORT" },
+		{ "backend.x.org = h:70000\n", "expected HOST:PORT" },
+		{ "backend.x.org = h:1\nbackend.X.org = h:2\n", ":2: key 'backend.X.org': domain given twice" },
+		{ "max_wait = 10\ndefault_wait = 20\n", "key 'default_wait': larger than max_wait" },
+	};
+	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+		CHECK(load(bad[i].text, &c, err, sizeof err) < 0);
+		if (!strstr(err, bad[i].want) || !strstr(err, "bosh-config-test-")) {
+			check_failed++;
+			fprintf(stderr, "case %zu: got \"%s\", want \"%s\"\n", i, err, bad[i].want);
+		}
+	}
+	config_defaults(&c);
+	CHECK(config_load(&c, "/nonexistent/bosh.conf", err, sizeof err) < 0);
+	CHECK(strstr(err, "/nonexistent/bosh.conf") != NULL);
+}
+
+int main(void)
+{
+	test_defaults();
+	test_good();
+	test_errors();
+	return check_summary("config");
+}
