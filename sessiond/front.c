@@ -6,7 +6,6 @@
 #include "session.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
@@ -103,8 +102,9 @@ static void dispatch(struct conn *c, size_t n, int passed)
 			log_warn("handler frame says a connection is attached but none came; dropped");
 			return;
 		}
+		/* Left blocking: every send and recv on it says MSG_DONTWAIT, which
+		 * saves two fcntl calls per request. */
 		resp = (struct responder){ .fd = passed, .fcgi_id = fr.fcgi_id, .kind = RESP_FCGI };
-		fcntl(passed, F_SETFL, fcntl(passed, F_GETFL) | O_NONBLOCK);
 	} else {
 		if (passed >= 0)
 			close(passed);

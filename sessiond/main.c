@@ -18,6 +18,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
+#include <malloc.h>
 #include <limits.h>
 #include <netdb.h>
 #include <pwd.h>
@@ -272,6 +273,10 @@ static int run(const char *config_path)
 	int control, fcgi;
 	char err[512], handler[PATH_MAX];
 	raise_fd_limit();
+	/* Every request allocates and frees a few small buffers; without this
+	 * glibc gives the top of the heap back and takes it again (brk) each time. */
+	mallopt(M_TRIM_THRESHOLD, 16 * 1024 * 1024);
+	mallopt(M_TOP_PAD, 1024 * 1024);
 	if (resolve_backends() < 0 || lookup_ids(&uid, &gid) < 0 || !(loop = loop_new()) ||
 	    setup_signals() < 0 || open_sockets(&control, &fcgi, uid, gid) < 0 ||
 	    drop_privileges(uid, gid) < 0)

@@ -22,6 +22,7 @@ static sqlite3_stmt *upsert;
 static struct queued *queue;
 static size_t queue_len, queue_cap;
 static int failing; /* an incident is under way: log its end, not every retry */
+static int own_pid;
 
 static const char upsert_sql[] =
 	"INSERT INTO sessions (sid, state, rid, jid, to_domain, route, wait, hold, inactivity,"
@@ -71,6 +72,7 @@ static int apply_schema(char *err, size_t errlen)
 
 int store_open(const char *path, char *err, size_t errlen)
 {
+	own_pid = (int)getpid();
 	if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
 	                    NULL) != SQLITE_OK) {
 		snprintf(err, errlen, "%s: %s", path, db ? sqlite3_errmsg(db) : "out of memory");
@@ -210,7 +212,7 @@ static int write_row(const struct store_row *r)
 	else
 		sqlite3_bind_null(upsert, 18);
 	bind_text(19, r->end_condition);
-	sqlite3_bind_int(upsert, 20, (int)getpid());
+	sqlite3_bind_int(upsert, 20, own_pid);
 	int rc = sqlite3_step(upsert);
 	sqlite3_reset(upsert);
 	return rc == SQLITE_DONE ? 0 : rc;

@@ -6,6 +6,7 @@ usage: run.py [--build DIR] [-k SUBSTRING] [--keep]
 """
 import argparse
 import os
+import signal
 import sys
 import time
 import traceback
@@ -16,6 +17,8 @@ from stack import Stack  # noqa: E402
 
 
 def main():
+    # Stopped from outside: still stop what we started (the finally below).
+    signal.signal(signal.SIGTERM, lambda *a: sys.exit(1))
     ap = argparse.ArgumentParser()
     ap.add_argument("--build", default="build")
     ap.add_argument("-k", default="")

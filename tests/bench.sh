@@ -1,0 +1,11 @@
+#!/bin/sh
+# make bench: this stack (make run, without its own Prosody) beside Prosody's
+# mod_bosh, both in front of the same Prosody that peers.sh starts.
+# BENCH_ARGS passes options to peers.sh, e.g. BENCH_ARGS='--sessions 200 --big 0'.
+set -e
+here=$(cd "$(dirname "$0")/.." && pwd)
+peers="$here/../shared/bench/peers.sh"
+[ -f "$peers" ] || { echo "bench: $peers not found (the shared bench folder)" >&2; exit 1; }
+ulimit -n "$(ulimit -Hn)"
+exec bash "$peers" --no-ejabberd --big 9000 ${BENCH_ARGS:-} \
+	--candidate-cmd "cd '$here' && exec make --no-print-directory run PORT=15691 RUN_DIR='$here/build/bench-run' XMPP_DOMAIN=\$BENCH_XMPP_DOMAIN XMPP_SERVER=\$BENCH_XMPP_HOST:\$BENCH_XMPP_PORT"
