@@ -18,7 +18,7 @@ B       := build
 # Debian packages: to build, to test, to run the demo.
 BUILD_DEBS := gcc make pkg-config libfcgi-dev libsqlite3-dev libexpat1-dev libssl-dev
 RUN_DEBS   := nginx prosody sqlite3 python3
-TEST_DEBS  := $(RUN_DEBS) spawn-fcgi valgrind
+TEST_DEBS  := $(RUN_DEBS) spawn-fcgi nodejs
 BENCH_DEBS := $(RUN_DEBS) wrk
 
 COMMON_SRC  := common/log.c common/frame.c common/config.c
@@ -36,6 +36,8 @@ deps-build:
 	@sh tests/deps.sh $(BUILD_DEBS)
 deps-test:
 	@sh tests/deps.sh $(BUILD_DEBS) $(TEST_DEBS)
+	@command -v npm >/dev/null || sh tests/deps.sh npm  # some nodejs builds carry their own npm
+	@[ -d tests/e2e/strophe/node_modules/strophe.js ] || npm ci --prefix tests/e2e/strophe --no-audit --no-fund
 deps-bench:
 	@sh tests/deps.sh $(BUILD_DEBS) $(BENCH_DEBS)
 

@@ -81,19 +81,35 @@ static int send_frame(int fd, const uint8_t *buf, size_t len, int pass_fd)
 	return n == (ssize_t)len ? 0 : -1;
 }
 
+/* Reads and throws away the rest of a body that is too large. The web
+ * server waits until it has sent the whole body before it reads an answer,
+ * so an unread body would leave the answer hanging. Bounded: past 16 MiB
+ * the connection is simply given up. */
+static void drain(FCGX_Stream *in)
+{
+	long total = 0;
+	int n;
+	while (total < 16L * 1024 * 1024 && (n = FCGX_GetStr(body_buf, (int)cfg.max_data_held, in)) > 0)
+		total += n;
+}
+
 /* Reads the request body; returns its length, or -1 if it is too large. */
 static long read_body(FCGX_Stream *in, const char *content_length)
 {
-	if (content_length && atol(content_length) > cfg.max_data_held)
-		return -1;
 	long total = 0;
+	if (content_length && atol(content_length) > cfg.max_data_held) {
+		drain(in);
+		return -1;
+	}
 	for (;;) {
 		int n = FCGX_GetStr(body_buf + total, (int)(cfg.max_data_held + 1 - total), in);
 		if (n <= 0)
 			break;
 		total += n;
-		if (total > cfg.max_data_held)
+		if (total > cfg.max_data_held) {
+			drain(in);
 			return -1;
+		}
 	}
 	return total;
 }

@@ -339,6 +339,14 @@ def test_xmpp_server_down(st):
     expect(got == ("ended", "remote-connection-failed"), got)
 
 
+# ---- a real web client ----
+
+@case
+def test_strophe_login_chat_logout(st):
+    import strophe_case
+    strophe_case.test_strophe_login_chat_logout(st)
+
+
 # ---- the handler pool ----
 
 @case

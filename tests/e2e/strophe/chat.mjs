@@ -1,5 +1,6 @@
 // A real web XMPP client library, Strophe.js, over our BOSH endpoint:
-// two users log in (SASL PLAIN over plain http on loopback), send initial
+// two users log in (plain http on loopback; Strophe picks the strongest SASL
+// mechanism offered, SCRAM-SHA-1 with Prosody, which also offers PLAIN), send initial
 // presence, user1 sends a chat message to user2's full JID, user2 replies to
 // user1's full JID, then both log out.
 //
@@ -13,7 +14,8 @@
 // Strophe's Node build (strophe.js >= 5) brings DOMParser, XMLSerializer and
 // document from @xmldom/xmldom; Node has no XMLHttpRequest, which Strophe's
 // BOSH transport uses, so xmlhttprequest-ssl provides it, parsing responses
-// into responseXML with that same DOMParser as a browser would.
+// into responseXML with that same DOMParser as a browser would (Strophe reads
+// the response from responseXML only: with responseText alone it sees nothing).
 import http from 'node:http';
 import { randomUUID } from 'node:crypto';
 import { Strophe, $msg, $pres } from 'strophe.js';
