@@ -34,9 +34,12 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#define HOUSEKEEPING_MS 30000
+
 static struct config cfg;
 static struct loop *loop;
 static struct io signals;
+static struct timer housekeeping;
 static struct backend_addr backends[CONFIG_MAX_BACKENDS];
 
 static void usage(void)
@@ -151,10 +154,27 @@ static int lookup_ids(uid_t *uid, gid_t *gid)
 	return 0;
 }
 
+/* Log files are created now, as root, and given to the user we become,
+ * so that the handlers (started later, unprivileged) can write theirs too. */
+static void give_log_files(uid_t uid, gid_t gid)
+{
+	const char *paths[] = { cfg.log_file, cfg.handler_log_file };
+	for (int i = 0; i < 2; i++) {
+		if (strcmp(paths[i], "-") == 0)
+			continue;
+		int fd = open(paths[i], O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
+		if (fd < 0 || fchown(fd, uid, gid) < 0)
+			log_warn("cannot give log file %s to the service user: %s", paths[i], strerror(errno));
+		if (fd >= 0)
+			close(fd);
+	}
+}
+
 static int drop_privileges(uid_t uid, gid_t gid)
 {
 	if (geteuid() != 0 || !cfg.user[0])
 		return 0;
+	give_log_files(uid, gid);
 	if (setgroups(1, &gid) < 0 || setgid(gid) < 0 || setuid(uid) < 0) {
 		log_error("cannot drop privileges to %s: %s", cfg.user, strerror(errno));
 		return -1;
@@ -207,6 +227,16 @@ static int setup_signals(void)
 	signal(SIGPIPE, SIG_IGN);
 	signals = (struct io){ .fd = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC), .cb = signal_io };
 	return signals.fd < 0 ? -1 : loop_add(loop, &signals, EPOLLIN);
+}
+
+/* Every so often: drop rows past their retention, and give the memory of
+ * past bursts (parsers of sessions since parked, answers) back to the system. */
+static void housekeep(void *ctx)
+{
+	(void)ctx;
+	store_prune(loop_wallclock() - (double)cfg.ended_retention);
+	malloc_trim(0);
+	timer_set(loop, &housekeeping, loop_now(loop) + HOUSEKEEPING_MS);
 }
 
 /* The handler binary: configured, else bosh-handler beside this program. */
@@ -292,6 +322,8 @@ static int run(const char *config_path)
 	    (fcgi >= 0 && pool_start(loop, fcgi, (int)cfg.handlers, handler, config_path) < 0))
 		return 1;
 	loop_set_idle(loop, sessions_idle, NULL);
+	housekeeping = (struct timer){ .cb = housekeep };
+	timer_set(loop, &housekeeping, loop_now(loop) + HOUSEKEEPING_MS);
 	log_info("sessiond ready: control socket %s, FastCGI %s, database %s, %zu domains",
 	         cfg.control_socket, fcgi >= 0 ? cfg.fcgi_socket : "(external handlers)", cfg.database,
 	         cfg.nbackends);

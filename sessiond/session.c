@@ -161,12 +161,12 @@ static void table_remove(struct session *s)
 	}
 }
 
+static int cmp_sid(const void *a, const void *b) { return strcmp(a, b); }
+
+/* lost[] is sorted once at start (sessions_recover). */
 static int is_lost(const char *sid)
 {
-	for (size_t i = 0; i < nlost; i++)
-		if (strcmp(lost[i], sid) == 0)
-			return 1;
-	return 0;
+	return nlost && bsearch(sid, lost, nlost, sizeof lost[0], cmp_sid) != NULL;
 }
 
 /* ---- small helpers ---- */
@@ -382,9 +382,7 @@ static void answer_held(struct session *s, int i, const char *type, const char *
 		reply_drop(&h->resp);
 	}
 	buf_free(&b);
-	s->queue.len = 0;
-	if (s->queue.cap > 65536)
-		buf_free(&s->queue);
+	buf_free(&s->queue); /* idle sessions are the many: they hold no buffer */
 	s->last_answer = loop_now(loop);
 	held_remove(s, i);
 }
@@ -834,9 +832,8 @@ static int fill_session(struct session *s, const struct frame_request *fr, int64
 	const char *wait = frame_attr(fr, "wait"), *hold = frame_attr(fr, "hold");
 	const char *content = frame_attr(fr, "content");
 	s->wait = (int)clamp(wait ? atol(wait) : cfg->default_wait, 1, cfg->max_wait);
+	/* hold 0 is a polling session: every request is answered at once. */
 	s->hold = (int)clamp(hold ? atol(hold) : 1, 0, cfg->max_hold);
-	if (s->hold == 0)
-		s->hold = 1; /* we do not run polling sessions; hold 1 works for them too */
 	s->requests = s->hold + 1;
 	s->inactivity = (int)cfg->default_inactivity;
 	s->next_rid = rid + 1;
@@ -980,6 +977,8 @@ int sessions_recover(void)
 	long n = store_recover(now, (double)cfg->ended_retention, remember_lost, NULL);
 	if (n < 0)
 		return -1;
+	if (nlost)
+		qsort(lost, nlost, sizeof lost[0], cmp_sid);
 	if (n > 0)
 		log_warn("%ld sessions of the previous run were lost (their XMPP connections did not "
 		         "survive); they will be told remote-connection-failed", n);

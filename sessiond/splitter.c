@@ -65,6 +65,8 @@ struct splitter {
 	struct ns_decl *ns;
 	size_t n_ns;
 	char **attrs;                /* stream header: name, value, ..., NULL */
+	int replaying;               /* feeding the synthetic header of an unparked parser */
+	char *root_qname;            /* "stream:stream" as the server wrote it */
 };
 
 /* ---- errors ------------------------------------------------------------ */
@@ -77,7 +79,8 @@ static void fail(struct splitter *s, enum splitter_result r, const char *why)
 		return;
 	s->result = r;
 	snprintf(s->err, sizeof s->err, "%s", why);
-	XML_StopParser(s->p, XML_FALSE);
+	if (s->p)
+		XML_StopParser(s->p, XML_FALSE);
 }
 
 static void fail_parse(struct splitter *s)
@@ -359,7 +362,7 @@ static uint64_t event_end(struct splitter *s)
 static void on_ns_decl(void *ud, const XML_Char *prefix, const XML_Char *uri)
 {
 	struct splitter *s = ud;
-	if (s->result != SPLITTER_OK)
+	if (s->result != SPLITTER_OK || s->replaying)
 		return;
 	if (s->depth == 0 && uri && add_stream_ns(s, prefix, uri) < 0)
 		fail(s, SPLITTER_ERROR, "out of memory");
@@ -379,6 +382,17 @@ static void root_start(struct splitter *s, const XML_Char *name, const XML_Char 
 		return;
 	}
 	s->keep = event_end(s);
+	if (s->replaying)
+		return;
+	const char *prefix = strrchr(name, NS_SEP);
+	prefix = prefix > strchr(name, NS_SEP) ? prefix + 1 : NULL;
+	free(s->root_qname);
+	s->root_qname = malloc(prefix ? strlen(prefix) + sizeof ":stream" : sizeof "stream");
+	if (!s->root_qname) {
+		fail(s, SPLITTER_ERROR, "out of memory");
+		return;
+	}
+	sprintf(s->root_qname, "%s%sstream", prefix ? prefix : "", prefix ? ":" : "");
 	if (s->keep > HEADER_MAX) {
 		fail(s, SPLITTER_ERROR, "the stream header is too long");
 		return;
@@ -522,8 +536,58 @@ struct splitter *splitter_new(size_t max_stanza, splitter_cb cb, void *ctx)
 	return s;
 }
 
+/* An unparked splitter gets a new parser, in the same state as the old one:
+ * inside the stream root, with the stream's namespace declarations in scope.
+ * The synthetic header's bytes count in expat's positions, so the held-bytes
+ * buffer starts right after them. */
+static int unpark(struct splitter *s)
+{
+	s->p = XML_ParserCreateNS("UTF-8", NS_SEP);
+	if (!s->p)
+		return -1;
+	install(s);
+	/* The same root name as the server's, so its </stream:stream> matches. */
+	size_t rl = strlen(s->root_qname), n = 1 + rl + 1;
+	for (size_t i = 0; i < s->n_ns; i++)
+		n += s->ns[i].decl_len;
+	char *h = malloc(n + 1), *o = h;
+	if (!h)
+		return -1;
+	*o++ = '<';
+	memcpy(o, s->root_qname, rl);
+	o += rl;
+	for (size_t i = 0; i < s->n_ns; i++) {
+		memcpy(o, s->ns[i].decl, s->ns[i].decl_len);
+		o += s->ns[i].decl_len;
+	}
+	*o++ = '>';
+	size_t hlen = (size_t)(o - h);
+	s->replaying = 1;
+	s->depth = 0;
+	int ok = XML_Parse(s->p, h, (int)hlen, 0) == XML_STATUS_OK && s->depth == 1;
+	s->replaying = 0;
+	free(h);
+	s->base = s->keep = hlen;
+	return ok ? 0 : -1;
+}
+
+int splitter_park(struct splitter *s)
+{
+	if (!s->p || s->result != SPLITTER_OK || s->depth != 1 || s->closed || s->len != 0 ||
+	    !s->root_qname)
+		return 0;
+	XML_ParserFree(s->p);
+	s->p = NULL;
+	buf_release(s);
+	return 1;
+}
+
 static void feed_piece(struct splitter *s, const char *data, size_t n)
 {
+	if (!s->p && unpark(s) < 0) {
+		fail(s, SPLITTER_ERROR, "out of memory (unparking the parser)");
+		return;
+	}
 	if (buf_append(s, data, n) < 0) {
 		fail(s, SPLITTER_ERROR, "out of memory");
 		return;
@@ -560,6 +624,10 @@ int splitter_reset(struct splitter *s)
 	s->err[0] = 0;
 	s->depth = s->closed = 0;
 	s->base = s->keep = s->elem_start = s->tag_end = 0;
+	if (!s->p && !(s->p = XML_ParserCreateNS("UTF-8", NS_SEP))) {
+		fail(s, SPLITTER_ERROR, "out of memory");
+		return -1;
+	}
 	if (!XML_ParserReset(s->p, "UTF-8")) {
 		fail(s, SPLITTER_ERROR, "resetting the XML parser failed");
 		return -1;
@@ -585,9 +653,11 @@ void splitter_free(struct splitter *s)
 {
 	if (!s)
 		return;
-	XML_ParserFree(s->p);
+	if (s->p)
+		XML_ParserFree(s->p);
 	free(s->buf);
 	free_attrs(s);
 	free_ns(s);
+	free(s->root_qname);
 	free(s);
 }

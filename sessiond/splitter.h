@@ -55,6 +55,11 @@ enum splitter_result splitter_feed(struct splitter *s, const char *data, size_t 
  * a new stream header. Keeps max_stanza, cb and ctx. Returns 0, -1 on OOM. */
 int splitter_reset(struct splitter *s);
 
+/* For an idle stream: frees the XML parser (most of a splitter's memory)
+ * when no element is open and no bytes are held. The next feed builds a new
+ * parser in the same state. Returns 1 if parked, 0 if it could not be now. */
+int splitter_park(struct splitter *s);
+
 /* Attribute of the last stream header ("id", "from", "version", "xml:lang"),
  * or NULL. Valid until the next reset. */
 const char *splitter_stream_attr(const struct splitter *s, const char *name);

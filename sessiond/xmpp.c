@@ -12,12 +12,14 @@
 #include <unistd.h>
 
 #define XMPP_LINGER_MS 2000
+#define XMPP_PARK_MS 1000 /* quiet this long, the parser's memory is given back */
 
 enum conn_state { C_CONNECTING, C_OPEN, C_DONE, C_CLOSING };
 
 struct xmpp_conn {
 	struct io io;
 	struct timer timer;
+	struct timer quiet;   /* parks the splitter of a connection gone quiet */
 	struct loop *loop;
 	struct splitter *split;
 	xmpp_cb cb;
@@ -48,6 +50,7 @@ static void finish_stream(struct xmpp_conn *c, enum xmpp_event ev, const char *d
 		return;
 	c->state = C_DONE;
 	timer_cancel(c->loop, &c->timer);
+	timer_cancel(c->loop, &c->quiet);
 	loop_mod(c->loop, &c->io, 0);
 	if (c->cb)
 		c->cb(c->ctx, ev, data, len);
@@ -199,6 +202,7 @@ static void handle_input(struct xmpp_conn *c)
 static void finish_close(struct xmpp_conn *c)
 {
 	timer_cancel(c->loop, &c->timer);
+	timer_cancel(c->loop, &c->quiet);
 	loop_del(c->loop, &c->io);
 	close(c->io.fd);
 	c->io.fd = -1;
@@ -254,8 +258,11 @@ static void conn_io(void *ctx, uint32_t events)
 		if (c->state != C_OPEN)
 			return;
 	}
-	if (events & EPOLLIN)
+	if (events & EPOLLIN) {
 		handle_input(c);
+		if (c->state == C_OPEN)
+			timer_set(c->loop, &c->quiet, loop_now(c->loop) + XMPP_PARK_MS);
+	}
 	else if (events & (EPOLLERR | EPOLLHUP | EPOLLRDHUP))
 		handle_input(c); /* recv reports the error or EOF */
 	if (c->state == C_OPEN && (events & EPOLLOUT) && flush_out(c) < 0)
@@ -265,6 +272,14 @@ static void conn_io(void *ctx, uint32_t events)
 		if (timer_armed(&c->timer) && xmpp_stream_attr(c, "id"))
 			timer_cancel(c->loop, &c->timer);
 	}
+}
+
+/* Most connections are idle most of the time: an idle one needs no parser. */
+static void conn_quiet(void *ctx)
+{
+	struct xmpp_conn *c = ctx;
+	if (c->state == C_OPEN)
+		splitter_park(c->split);
 }
 
 static void conn_timeout(void *ctx)
@@ -291,6 +306,7 @@ struct xmpp_conn *xmpp_open(struct loop *l, const struct xmpp_params *p, xmpp_cb
 	c->split = splitter_new(p->max_stanza, on_split, c);
 	c->io = (struct io){ .fd = -1, .cb = conn_io, .ctx = c };
 	c->timer = (struct timer){ .cb = conn_timeout, .ctx = c };
+	c->quiet = (struct timer){ .cb = conn_quiet, .ctx = c };
 	if (!c->domain || (p->lang && !c->lang) || !c->split || send_header(c) < 0)
 		goto fail;
 	c->io.fd = socket(p->addr->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
@@ -363,6 +379,7 @@ void xmpp_close(struct xmpp_conn *c)
 		return;
 	c->cb = NULL;
 	timer_cancel(c->loop, &c->timer);
+	timer_cancel(c->loop, &c->quiet);
 	if (c->state != C_OPEN || c->io.fd < 0) {
 		c->state = C_CLOSING;
 		if (c->io.fd >= 0)

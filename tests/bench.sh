@@ -7,5 +7,10 @@ here=$(cd "$(dirname "$0")/.." && pwd)
 peers="$here/../shared/bench/peers.sh"
 [ -f "$peers" ] || { echo "bench: $peers not found (the shared bench folder)" >&2; exit 1; }
 ulimit -n "$(ulimit -Hn)"
-exec bash "$peers" --no-ejabberd --big 9000 ${BENCH_ARGS:-} \
+bash "$peers" --no-ejabberd --big 9000 ${BENCH_ARGS:-} \
 	--candidate-cmd "cd '$here' && exec make --no-print-directory run PORT=15691 RUN_DIR='$here/build/bench-run' XMPP_DOMAIN=\$BENCH_XMPP_DOMAIN XMPP_SERVER=\$BENCH_XMPP_HOST:\$BENCH_XMPP_PORT"
+
+# sessiond's own memory per held session (the table above sums the whole stack and Prosody).
+echo
+cc -O2 -o "$here/build/boshload" "$here/../shared/bench/boshload.c"
+python3 "$here/tests/bench_mem.py" "$here/build/boshload" "${BENCH_MEM_SESSIONS:-9000}"

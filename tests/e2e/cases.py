@@ -72,7 +72,7 @@ def expect(cond, msg):
 @case
 def test_creation_response(st):
     s = Session(st.url, st.domain, wait=300)
-    r = s.create(content="text/xml; charset=utf-8")
+    r = s.create(content="application/xml; charset=utf-8")
     expect(r.status == 200, r)
     expect(re.fullmatch(r"[0-9a-f]{32}", s.sid or ""), "sid: %r" % r)
     expect(r.attr("wait") == "20", "wait clamped to max_wait: %r" % r)
@@ -85,7 +85,10 @@ def test_creation_response(st):
     expect(s.features is not None, "stream features in the creation response: %r" % r)
     mechs = [m.text for m in s.features.iter("{%s}mechanism" % SASL)]
     expect("PLAIN" in mechs, mechs)
-    expect(r.headers.get("Content-Type", "").startswith("text/xml"), r.headers)
+    expect(r.headers.get("Content-Type") == "application/xml; charset=utf-8",
+           "the content attribute sets the Content-Type: %r" % r.headers)
+    plain = Session(st.url, st.domain).create()
+    expect(plain.headers.get("Content-Type") == "text/xml; charset=utf-8", plain.headers)
     db = row(st, s.sid, until=lambda r: r["state"] == "active" and r["held"] == 0)
     expect(db["to_domain"] == st.domain, db)
     expect(db["wait"] == 20 and db["hold"] == 1 and db["requests"] == 2, db)
@@ -175,6 +178,18 @@ def test_new_request_releases_held(st):
     s.terminate()
     r2 = second.join(5)
     expect(isinstance(r2, bosh.Response), r2)
+
+
+@case
+def test_polling_session_hold_0(st):
+    s = Session(st.url, st.domain, wait=10, hold=0)
+    r = s.create()
+    expect(r.attr("hold") == "0" and r.attr("requests") == "1", r)
+    t0 = time.time()
+    r = s.request()
+    expect(r.status == 200 and r.type is None and time.time() - t0 < 1.5,
+           "a polling session's request is answered at once (%.1fs)" % (time.time() - t0))
+    s.terminate()
 
 
 # ---- rid rules ----
@@ -442,3 +457,111 @@ def test_sessiond_killed(st):
     expect(r.condition == "remote-connection-failed", r)
     db = row(st, s.sid)
     expect(db["state"] == "lost", db)
+
+
+# ---- other ways to run the handler (keep last: they start stacks of their own) ----
+
+def side_stack(st, extra_conf=""):
+    """A second sessiond (and nginx) in its own folder, in front of the same Prosody."""
+    from stack import Stack
+    return Stack(build=st.build, xmpp_server="127.0.0.1:%d" % st.c2s_port,
+                 sessiond_bin=st.sessiond_bin, handler_bin=st.handler_bin,
+                 extra_conf=SESSIOND_CONF + extra_conf)
+
+
+@case
+def test_handlers_under_spawn_fcgi(st):
+    from stack import Proc, wait_for
+    other = side_stack(st, "handlers = 0\n")
+    try:
+        other.start_sessiond()
+        sock = os.path.join(other.dir, "spawned.sock")
+        argv = ["spawn-fcgi", "-n", "-s", sock, "-M", "0660"]
+        if os.geteuid() == 0:  # as a hosting admin would: handlers unprivileged
+            argv += ["-u", "nobody", "-g", "nogroup", "-U", "nobody", "-G", "nogroup"]
+        argv += ["--", other.handler_bin, "-c", other.conf]
+        spawn = Proc("spawn-fcgi", argv, os.path.join(other.dir, "spawn.log"))
+        try:
+            wait_for(lambda: os.path.exists(sock) or not spawn.alive(), 10, "spawn-fcgi")
+            expect(spawn.alive(), open(os.path.join(other.dir, "spawn.log")).read())
+            other.handler_sock = sock
+            other.start_nginx()
+            s = Session(other.url, st.domain)
+            s.login("carol", USERS["carol"], "spawned")
+            held = s.request_async()
+            time.sleep(0.3)
+            expect(not held.done(), "a request is held while the handler is free")
+            second = s.request_async()  # releases the first
+            r1 = held.join(5)
+            expect(isinstance(r1, bosh.Response) and r1.status == 200, r1)
+            s.terminate()
+            expect(isinstance(second.join(5), bosh.Response), "answered at terminate")
+        finally:
+            spawn.stop()
+    finally:
+        other.stop()
+
+
+@case
+def test_handler_as_plain_cgi(st):
+    import xml.etree.ElementTree as ET
+
+    def run(body_text, timeout=30):
+        data = body_text.encode()
+        env = {"REQUEST_METHOD": "POST", "CONTENT_LENGTH": str(len(data)),
+               "REMOTE_ADDR": "192.0.2.7", "GATEWAY_INTERFACE": "CGI/1.1",
+               "PATH": os.environ["PATH"], "BOSH_CONFIG": st.conf,
+               "ASAN_OPTIONS": "detect_leaks=0"}
+        p = subprocess.run([st.handler_bin], input=data, env=env, capture_output=True,
+                           timeout=timeout)
+        head, _, rest = p.stdout.partition(b"\r\n\r\n")
+        return head.decode(), rest.decode()
+
+    head, text = run(bosh.body({"to": st.domain, "rid": 1000, "wait": 2, "hold": 1,
+                                "xmpp:version": "1.0", "ver": "1.11"}))
+    expect(head.startswith("Status: 200") and "Content-Type: text/xml" in head, head)
+    sid = ET.fromstring(text).get("sid")
+    expect(sid and re.fullmatch(r"[0-9a-f]{32}", sid), text)
+    t0 = time.time()
+    head, text = run(bosh.body({"sid": sid, "rid": 1001}))
+    took = time.time() - t0
+    expect(head.startswith("Status: 200") and ET.fromstring(text).get("type") is None, text)
+    expect(1.5 < took < 6, "held for wait (2 s) in CGI mode too: %.1fs" % took)
+    db = row(st, sid)
+    expect(db["client_addr"] == "192.0.2.7", db)
+    head, text = run(bosh.body({"sid": sid, "rid": 1002, "type": "terminate"}))
+    expect(ET.fromstring(text).get("type") == "terminate", text)
+    head, text = run("<body")
+    expect(ET.fromstring(text).get("condition") == "bad-request", text)
+
+
+@case
+def test_root_drops_privileges(st):
+    if os.geteuid() != 0:
+        return  # only meaningful when started as root
+    import pwd
+    import grp
+    nobody = pwd.getpwnam("nobody")
+    nogroup = grp.getgrnam("nogroup").gr_gid
+    other = side_stack(st, "user = nobody\ngroup = nogroup\n")
+    try:
+        os.chown(other.dir, nobody.pw_uid, nogroup)
+        other.write_conf()
+        other.start_sessiond()
+        other.start_nginx()
+        status = open("/proc/%d/status" % other.sessiond.pid).read()
+        uids = re.search(r"^Uid:\s+(\d+)\s+(\d+)\s+(\d+)", status, re.M).groups()
+        expect(all(int(u) == nobody.pw_uid for u in uids), "sessiond runs as nobody: %r" % (uids,))
+        kids = handler_pids(other)
+        for k in kids:
+            u = re.search(r"^Uid:\s+(\d+)", open("/proc/%d/status" % k).read(), re.M).group(1)
+            expect(int(u) == nobody.pw_uid, "handler %d runs as nobody" % k)
+        for name in ("sessiond.sock", "handler.sock"):
+            stt = os.stat(os.path.join(other.dir, name))
+            expect(stt.st_mode & 0o777 == 0o660 and stt.st_gid == nogroup, "%s: %o" % (name, stt.st_mode))
+        expect(os.stat(other.db).st_uid == nobody.pw_uid, "database belongs to nobody")
+        s = Session(other.url, st.domain)
+        s.login("alice", USERS["alice"], "priv")
+        s.terminate()
+    finally:
+        other.stop()

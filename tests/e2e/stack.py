@@ -157,13 +157,22 @@ class Stack:
             os.unlink(self.handler_sock)
         env = dict(os.environ)
         env.setdefault("ASAN_OPTIONS", "detect_leaks=0:abort_on_error=0")
+        mark = os.path.getsize(self.sessiond_log) if os.path.exists(self.sessiond_log) else 0
         self.sessiond = Proc("sessiond", [self.sessiond_bin, "-f", "-c", self.conf],
                              os.path.join(self.dir, "sessiond.stdout"), env=env)
-        wait_for(lambda: os.path.exists(self.handler_sock) or not self.sessiond.alive(), 20,
-                 "sessiond")
+        wait_for(lambda: self.logged_since(mark, "sessiond ready") or not self.sessiond.alive(),
+                 20, "sessiond")
         if not self.sessiond.alive():
             raise RuntimeError("sessiond did not start:\n" + self.tail(self.sessiond_log) +
                                self.tail(os.path.join(self.dir, "sessiond.stdout")))
+
+    def logged_since(self, offset, text):
+        try:
+            with open(self.sessiond_log, errors="replace") as f:
+                f.seek(offset)
+                return text in f.read()
+        except OSError:
+            return False
 
     def stop_sessiond(self, sig=signal.SIGTERM):
         if self.sessiond:
@@ -180,7 +189,9 @@ class Stack:
         os.makedirs(os.path.join(d, "tmp"), exist_ok=True)
         shutil.copy("/etc/nginx/fastcgi_params", os.path.join(d, "fastcgi_params"))
         server = fill(os.path.join(REPO, "conf/nginx/bosh.conf"),
-                      {"127.0.0.1:5280": "127.0.0.1:%d" % self.http_port,
+                      # reuseport: the kernel spreads connections evenly over the
+                      # workers, so none runs out of worker_connections first
+                      {"listen 127.0.0.1:5280;": "listen 127.0.0.1:%d reuseport;" % self.http_port,
                        "/run/bosh/handler.sock": self.handler_sock})
         with open(os.path.join(d, "bosh.conf"), "w") as f:
             f.write(server)

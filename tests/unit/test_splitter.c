@@ -674,6 +674,54 @@ static void test_many(void)
 	splitter_free(s);
 }
 
+/* Parking frees the parser between stanzas; the stream goes on unchanged. */
+static void test_park(void)
+{
+	static const char *const chunks[] = {
+		HDR, "<stream:features><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'/></stream:features>",
+		"<message to='a@b'><body>one</body></message>", " ",
+		"<presence/>", "<iq type='result' id='x'><q xmlns='urn:x' a='&amp;'/></iq>",
+		"<stream:error><conflict xmlns='urn:ietf:params:xml:ns:xmpp-streams'/></stream:error>",
+		"</stream:stream>",
+	};
+	size_t n = sizeof chunks / sizeof chunks[0];
+	struct col plain = { 0 }, parked = { 0 };
+	struct splitter *a = splitter_new(4096, collect, &plain), *b = splitter_new(4096, collect, &parked);
+	int parks = 0;
+	for (size_t i = 0; i < n; i++) {
+		CHECK(splitter_feed(a, chunks[i], strlen(chunks[i])) == SPLITTER_OK);
+		CHECK(splitter_feed(b, chunks[i], strlen(chunks[i])) == SPLITTER_OK);
+		parks += splitter_park(b);
+		parks += splitter_park(b) ? 100 : 0; /* parking twice changes nothing */
+	}
+	CHECK(parks == (int)n - 1); /* not after the close */
+	CHECK(col_same(&plain, &parked));
+	CHECK_STR(splitter_stream_attr(b, "id"), "abc123");
+	splitter_free(a);
+	splitter_free(b);
+	col_free(&plain);
+	col_free(&parked);
+
+	/* An open element is never parked; split mid-element, it resumes. */
+	struct col c = { 0 };
+	struct splitter *s = splitter_new(4096, collect, &c);
+	CHECK(splitter_feed(s, HDR "<message><bo", strlen(HDR "<message><bo")) == SPLITTER_OK);
+	CHECK(splitter_park(s) == 0);
+	CHECK(splitter_feed(s, "dy>x</body></message>", 21) == SPLITTER_OK);
+	CHECK(splitter_park(s) == 1);
+	CHECK(splitter_feed(s, "<message/>", 10) == SPLITTER_OK);
+	CHECK(c.n == 3 && strcmp(c.r[2].data, "<message" NSI "/>") == 0);
+	/* errors and limits still apply after unparking */
+	CHECK(splitter_park(s) == 1);
+	CHECK(splitter_feed(s, "<a></b>", 7) == SPLITTER_ERROR);
+	CHECK(splitter_park(s) == 0);
+	/* and a reset after parking works */
+	CHECK(splitter_reset(s) == 0);
+	CHECK(splitter_feed(s, HDR "<presence/>", strlen(HDR "<presence/>")) == SPLITTER_OK);
+	splitter_free(s);
+	col_free(&c);
+}
+
 int main(void)
 {
 	test_example_stream();
@@ -689,6 +737,7 @@ int main(void)
 	test_reset();
 	test_stop();
 	test_many();
+	test_park();
 	splitter_free(NULL);
 	return check_summary("splitter");
 }
