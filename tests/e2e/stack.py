@@ -157,20 +157,21 @@ class Stack:
             os.unlink(self.handler_sock)
         env = dict(os.environ)
         env.setdefault("ASAN_OPTIONS", "detect_leaks=0:abort_on_error=0")
-        mark = os.path.getsize(self.sessiond_log) if os.path.exists(self.sessiond_log) else 0
         self.sessiond = Proc("sessiond", [self.sessiond_bin, "-f", "-c", self.conf],
                              os.path.join(self.dir, "sessiond.stdout"), env=env)
-        wait_for(lambda: self.logged_since(mark, "sessiond ready") or not self.sessiond.alive(),
-                 20, "sessiond")
+        control = os.path.join(self.dir, "sessiond.sock")
+        # ready when its control socket takes connections (made before the handlers start)
+        wait_for(lambda: self.accepts(control) or not self.sessiond.alive(), 20, "sessiond")
         if not self.sessiond.alive():
             raise RuntimeError("sessiond did not start:\n" + self.tail(self.sessiond_log) +
                                self.tail(os.path.join(self.dir, "sessiond.stdout")))
 
-    def logged_since(self, offset, text):
+    @staticmethod
+    def accepts(path):
         try:
-            with open(self.sessiond_log, errors="replace") as f:
-                f.seek(offset)
-                return text in f.read()
+            with socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET) as c:
+                c.connect(path)
+            return True
         except OSError:
             return False
 
