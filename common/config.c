@@ -47,6 +47,8 @@ static const struct key keys[] = {
 	NUMKEY("connect_timeout", connect_timeout, 1, 600),
 	NUMKEY("ended_retention", ended_retention, 0, 365L * 86400),
 	NUMKEY("db_flush_ms", db_flush_ms, 0, 10000),
+	STRKEY("cors_origins", cors_origins),
+	NUMKEY("cors_max_age", cors_max_age, 0, 86400 * 7),
 };
 
 void config_defaults(struct config *c)
@@ -72,6 +74,7 @@ void config_defaults(struct config *c)
 	c->connect_timeout = 10;
 	c->ended_retention = 86400;
 	c->db_flush_ms = 50;
+	c->cors_max_age = 86400;
 }
 
 static char *trim(char *s)
@@ -133,11 +136,32 @@ static int set_backend(struct config *c, const char *domain, const char *value, 
 	return 0;
 }
 
+/* "Name: value": a header token, then printable text (no CR or LF). */
+static int add_header(struct config *c, const char *value, const char **why)
+{
+	const char *colon = strchr(value, ':');
+	if (!colon || colon == value)
+		return *why = "expected 'Name: value'", -1;
+	for (const char *p = value; p < colon; p++)
+		if (!isalnum((unsigned char)*p) && !strchr("!#$%&'*+-.^_`|~", *p))
+			return *why = "header name has a character not allowed there", -1;
+	for (const char *p = colon + 1; *p; p++)
+		if ((unsigned char)*p < 0x20 || *p == 0x7f)
+			return *why = "header value has a control character", -1;
+	size_t used = strlen(c->extra_headers);
+	if (used + strlen(value) + 3 > sizeof c->extra_headers)
+		return *why = "too many extra headers", -1;
+	snprintf(c->extra_headers + used, sizeof c->extra_headers - used, "%s\r\n", value);
+	return 0;
+}
+
 static int set_key(struct config *c, const char *dir, const char *key, const char *value,
                    const char **why)
 {
 	if (strncmp(key, "backend.", 8) == 0)
 		return set_backend(c, key + 8, value, why);
+	if (strcmp(key, "header") == 0)
+		return add_header(c, value, why);
 	for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) {
 		const struct key *k = &keys[i];
 		if (strcmp(k->name, key) != 0)

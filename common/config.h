@@ -2,7 +2,8 @@
  *
  * Format: "key = value" lines; '#' starts a comment line; blank lines are
  * ignored. "backend.DOMAIN = HOST:PORT" serves the XMPP domain DOMAIN from
- * that server (repeatable, one per domain). Relative paths are taken
+ * that server (repeatable, one per domain). "header = Name: value" adds a
+ * header to every response (repeatable). Relative paths are taken
  * relative to the directory of the configuration file. Every key, its
  * default and its bounds are in the table in config.c and in README.md.
  */
@@ -45,6 +46,9 @@ struct config {
 	long db_flush_ms;               /* longest delay of a database write */
 	struct config_backend backends[CONFIG_MAX_BACKENDS];
 	size_t nbackends;
+	char cors_origins[2048];        /* space-separated origins allowed, "*" for any; "" none */
+	long cors_max_age;              /* seconds a browser may cache a preflight */
+	char extra_headers[2048];       /* "Name: value\r\n" lines sent with every response */
 };
 
 /* Fills *c with the defaults. */

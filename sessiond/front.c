@@ -80,7 +80,7 @@ static void answer_method(struct responder *resp, const char *method)
 {
 	static const char body[] = "Only POST is served here.\n";
 	struct reply r = { .status = 405, .content_type = "text/plain; charset=utf-8",
-	                   .headers = "Allow: POST\r\n", .body = body, .body_len = sizeof body - 1 };
+	                   .headers = "Allow: POST, OPTIONS\r\n", .body = body, .body_len = sizeof body - 1 };
 	log_info("%s request refused (405)", method);
 	reply_send(resp, &r);
 }
@@ -112,10 +112,13 @@ static void dispatch(struct conn *c, size_t n, int passed)
 		resp = (struct responder){ .fd = c->io.fd, .kind = RESP_CGI };
 		conn_close(c, 0);
 	}
-	if (strcmp(fr.method, "POST") != 0)
-		answer_method(&resp, fr.method);
-	else
+	resp.cors = reply_cors(fr.origin);
+	if (strcmp(fr.method, "POST") == 0)
 		sessions_handle(&resp, &fr);
+	else if (strcmp(fr.method, "OPTIONS") == 0)
+		reply_preflight(&resp); /* CORS headers if the origin is allowed, else none */
+	else
+		answer_method(&resp, fr.method);
 }
 
 static void conn_io(void *ctx, uint32_t events)

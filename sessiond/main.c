@@ -35,6 +35,7 @@
 #include <unistd.h>
 
 #define HOUSEKEEPING_MS 30000
+#define LISTEN_BACKLOG 65535 /* the kernel lowers it to net.core.somaxconn */
 
 static struct config cfg;
 static struct loop *loop;
@@ -90,7 +91,10 @@ static int unix_listener(const char *path, int type, int refuse_live)
 		return -1;
 	}
 	unlink(path);
-	if (bind(fd, (struct sockaddr *)&sa, sizeof sa) < 0 || listen(fd, 1024) < 0) {
+	/* A burst (every client of a page reload, a terminate storm) can queue
+	 * thousands of connections before a handler accepts: take the largest
+	 * backlog the kernel allows (net.core.somaxconn). */
+	if (bind(fd, (struct sockaddr *)&sa, sizeof sa) < 0 || listen(fd, LISTEN_BACKLOG) < 0) {
 		log_error("cannot listen on %s: %s", path, strerror(errno));
 		close(fd);
 		return -1;
@@ -110,7 +114,7 @@ static int tcp_listener(const char *hostport)
 	}
 	int fd = socket(res->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0), one = 1;
 	if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) < 0 ||
-	    bind(fd, res->ai_addr, res->ai_addrlen) < 0 || listen(fd, 1024) < 0) {
+	    bind(fd, res->ai_addr, res->ai_addrlen) < 0 || listen(fd, LISTEN_BACKLOG) < 0) {
 		log_error("cannot listen on %s: %s", hostport, strerror(errno));
 		if (fd >= 0)
 			close(fd);
@@ -315,7 +319,7 @@ static int run(const char *config_path)
 		log_error("database: %s", err);
 		return 1;
 	}
-	reply_init(loop);
+	reply_init(loop, &cfg);
 	handler_binary(handler, sizeof handler);
 	if (sessions_init(loop, &cfg, backends, cfg.nbackends) < 0 || sessions_recover() < 0 ||
 	    front_start(loop, control) < 0 ||

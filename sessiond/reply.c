@@ -1,5 +1,6 @@
 #define _GNU_SOURCE
 #include "reply.h"
+#include "config.h"
 #include "frame.h"
 #include "log.h"
 
@@ -28,10 +29,56 @@ struct pending {
 	int dead;
 };
 
-static struct loop *reply_loop;
-static size_t npending;
+#define CORS_MAX 32
+#define CORS_ANY 255
 
-void reply_init(struct loop *l) { reply_loop = l; }
+static struct loop *reply_loop;
+static const struct config *reply_cfg;
+static size_t npending;
+/* Allowed origins, pointing into a copy of cors_origins; index + 1 is the verdict. */
+static char cors_list[sizeof ((struct config *)0)->cors_origins];
+static const char *cors_origin[CORS_MAX];
+static int ncors, cors_any;
+
+void reply_init(struct loop *l, const struct config *cfg)
+{
+	reply_loop = l;
+	reply_cfg = cfg;
+	snprintf(cors_list, sizeof cors_list, "%s", cfg->cors_origins);
+	ncors = cors_any = 0;
+	for (char *save, *tok = strtok_r(cors_list, " ,", &save); tok; tok = strtok_r(NULL, " ,", &save)) {
+		if (strcmp(tok, "*") == 0)
+			cors_any = 1;
+		else if (ncors < CORS_MAX)
+			cors_origin[ncors++] = tok;
+		else
+			log_warn("cors_origins: more than %d origins; %s and later ignored", CORS_MAX, tok);
+	}
+}
+
+uint8_t reply_cors(const char *origin)
+{
+	if (!origin || !*origin)
+		return 0;
+	for (int i = 0; i < ncors; i++)
+		if (strcmp(cors_origin[i], origin) == 0)
+			return (uint8_t)(i + 1);
+	return cors_any ? CORS_ANY : 0;
+}
+
+/* The CORS headers for a verdict (browsers need them on every answer, errors too). */
+static int cors_headers(char *dst, size_t cap, uint8_t cors)
+{
+	if (!cors)
+		return snprintf(dst, cap, "%s", "");
+	return snprintf(dst, cap,
+	                "Access-Control-Allow-Origin: %s\r\n%s"
+	                "Access-Control-Allow-Methods: POST, GET, OPTIONS\r\n"
+	                "Access-Control-Allow-Headers: Content-Type\r\n"
+	                "Access-Control-Max-Age: %ld\r\n",
+	                cors == CORS_ANY ? "*" : cors_origin[cors - 1],
+	                cors == CORS_ANY ? "" : "Vary: Origin\r\n", reply_cfg->cors_max_age);
+}
 
 size_t reply_pending(void) { return npending; }
 
@@ -51,14 +98,16 @@ static const char *status_text(int status)
 }
 
 /* The CGI-style response: Status, headers, blank line, body. */
-static size_t format_head(char *dst, size_t cap, const struct reply *r)
+static size_t format_head(char *dst, size_t cap, const struct reply *r, uint8_t cors)
 {
+	char cors_h[1024];
+	cors_headers(cors_h, sizeof cors_h, cors);
 	int n = snprintf(dst, cap,
 	                 "Status: %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n"
-	                 "Cache-Control: no-store\r\n%s\r\n",
+	                 "Cache-Control: no-store\r\n%s%s%s\r\n",
 	                 r->status, status_text(r->status),
 	                 r->content_type ? r->content_type : "text/xml; charset=utf-8", r->body_len,
-	                 r->headers ? r->headers : "");
+	                 cors_h, reply_cfg ? reply_cfg->extra_headers : "", r->headers ? r->headers : "");
 	return n < 0 || (size_t)n >= cap ? 0 : (size_t)n;
 }
 
@@ -210,8 +259,8 @@ void reply_send(struct responder *resp, const struct reply *r)
 {
 	if (resp->kind == RESP_NONE)
 		return;
-	char head[2048];
-	size_t hlen = format_head(head, sizeof head, r), len = 0, off = 0;
+	char head[4096 + 1024];
+	size_t hlen = format_head(head, sizeof head, r, resp->cors), len = 0, off = 0;
 	char *buf = NULL;
 	if (hlen)
 		buf = resp->kind == RESP_FCGI ? encode_fcgi(resp->fcgi_id, head, hlen, r, &len)
@@ -233,6 +282,12 @@ void reply_send(struct responder *resp, const struct reply *r)
 	}
 	resp->kind = RESP_NONE;
 	resp->fd = -1;
+}
+
+void reply_preflight(struct responder *resp)
+{
+	struct reply r = { .status = 200, .content_type = "text/plain; charset=utf-8" };
+	reply_send(resp, &r);
 }
 
 void reply_drop(struct responder *resp)

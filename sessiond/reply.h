@@ -22,6 +22,7 @@ struct responder {
 	int fd;
 	uint16_t fcgi_id;
 	uint8_t kind;
+	uint8_t cors; /* from reply_cors(): which CORS headers go with the answer */
 };
 
 struct reply {
@@ -32,7 +33,18 @@ struct reply {
 	size_t body_len;
 };
 
-void reply_init(struct loop *l);
+struct config;
+
+/* Takes the CORS policy and extra headers from the configuration, which
+ * must outlive the reply module. */
+void reply_init(struct loop *l, const struct config *cfg);
+
+/* The CORS verdict for a request's Origin header (NULL: none), to store in
+ * responder.cors: 0 means no CORS headers (no Origin, or not allowed). */
+uint8_t reply_cors(const char *origin);
+
+/* The answer to a CORS preflight (OPTIONS). */
+void reply_preflight(struct responder *resp);
 
 /* Writes r to resp and closes it. */
 void reply_send(struct responder *resp, const struct reply *r);

@@ -7,7 +7,7 @@
  *       +------------------------------+------> ENDED --answered or lingered--> freed
  *
  * CONNECTING: the XMPP connection is being opened; the creation request is
- *   held (held[0].creation) until the server's first <stream:features/>.
+ *   held (HELD(s, 0)->creation) until the server's first <stream:features/>.
  * ACTIVE: requests are processed strictly in rid order; at most 'hold' are
  *   held; the client queue (s->queue) is non-empty only while no request is
  *   held or features are awaited after a restart.
@@ -78,8 +78,8 @@ struct session {
 	int64_t next_rid;
 	int wait, hold, requests, inactivity;
 	char *to, *route, *ver, *lang, *content, *client, *ua, *jid, *end_condition;
-	struct held held[HELD_MAX];
-	int nheld;
+	struct held held[HELD_MAX];   /* a ring: HELD(s, 0) is the oldest */
+	int held_head, nheld;
 	struct ahead ahead[HELD_MAX];
 	int nahead;
 	struct buf queue;             /* stanzas for the client */
@@ -92,6 +92,10 @@ struct session {
 	uint8_t dirty;
 	struct session *dirty_next;
 };
+
+/* The k-th oldest held request. Entries never move while held, except when
+ * one leaves from the middle: their epoll registrations point at them. */
+#define HELD(s, k) (&(s)->held[((s)->held_head + (k)) % HELD_MAX])
 
 static struct loop *loop;
 static const struct config *cfg;
@@ -301,20 +305,27 @@ static const char empty_body[] = "<body xmlns='" BOSH_NS "'/>";
 
 static void held_io(void *ctx, uint32_t events);
 
-/* Forgets held[i]; its io must already be out of the loop. */
+/* Forgets the i-th oldest held request; its io must already be out of the loop. */
 static void held_remove(struct session *s, int i)
 {
-	memmove(&s->held[i], &s->held[i + 1], (size_t)(s->nheld - i - 1) * sizeof s->held[0]);
+	if (i == 0) {
+		s->held_head = (s->held_head + 1) % HELD_MAX;
+	} else {
+		/* Rare (a dropped connection, a repeated rid): close the gap and
+		 * re-register the moved entries at their new addresses. */
+		for (int k = i; k < s->nheld - 1; k++) {
+			struct held *dst = HELD(s, k), *src = HELD(s, k + 1);
+			loop_del(loop, &src->io);
+			*dst = *src;
+			dst->io.ctx = dst;
+			loop_add(loop, &dst->io, EPOLLIN | EPOLLRDHUP);
+		}
+	}
 	s->nheld--;
 	/* A stale event of this batch may still name the vacated slot. */
-	memset(&s->held[s->nheld], 0, sizeof s->held[0]);
-	s->held[s->nheld].resp.kind = RESP_NONE;
-	/* the io structs moved: re-register them with their new addresses */
-	for (int k = i; k < s->nheld; k++) {
-		loop_del(loop, &s->held[k].io);
-		s->held[k].io.ctx = &s->held[k];
-		loop_add(loop, &s->held[k].io, EPOLLIN | EPOLLRDHUP);
-	}
+	struct held *gone = i == 0 ? HELD(s, -1 + HELD_MAX) : HELD(s, s->nheld);
+	memset(gone, 0, sizeof *gone);
+	gone->resp.kind = RESP_NONE;
 	mark_dirty(s);
 }
 
@@ -342,12 +353,12 @@ static int creation_attrs(struct session *s, struct buf *b)
 	return rc;
 }
 
-/* Builds the answer to held[i]: the queue (all of it), wrapped. */
+/* Builds the answer to the i-th held request: the queue (all of it), wrapped. */
 static int build_answer(struct session *s, int i, const char *type, const char *condition,
                         struct buf *b)
 {
 	int rc = buf_printf(b, "<body xmlns='" BOSH_NS "'");
-	if (s->held[i].creation && !type)
+	if (HELD(s, i)->creation && !type)
 		rc |= creation_attrs(s, b);
 	rc |= buf_attr(b, "type", type);
 	rc |= buf_attr(b, "condition", condition);
@@ -362,7 +373,7 @@ static int build_answer(struct session *s, int i, const char *type, const char *
 
 static void answer_held(struct session *s, int i, const char *type, const char *condition)
 {
-	struct held *h = &s->held[i];
+	struct held *h = HELD(s, i);
 	struct buf b = { 0 };
 	int plain_empty = !type && !h->creation && !s->queue.len;
 	if (plain_empty ? buf_append(&b, empty_body, sizeof empty_body - 1) < 0
@@ -421,8 +432,8 @@ static void session_free(void *p)
 static void session_destroy(struct session *s)
 {
 	for (int i = 0; i < s->nheld; i++) {
-		loop_del(loop, &s->held[i].io);
-		reply_drop(&s->held[i].resp);
+		loop_del(loop, &HELD(s, i)->io);
+		reply_drop(&HELD(s, i)->resp);
 	}
 	s->nheld = 0;
 	for (int i = 0; i < s->nahead; i++) {
@@ -487,14 +498,14 @@ static void session_timer(void *ctx)
 		session_destroy(s);
 		return;
 	}
-	if (s->nheld && s->held[0].creation) {
+	if (s->nheld && HELD(s, 0)->creation) {
 		log_warn("session %s: no stream features from the XMPP server within %lds", s->sid,
 		         cfg->connect_timeout);
 		session_end(s, "remote-connection-failed", NULL, 0);
 		return;
 	}
 	/* Wait expired: answer held requests (oldest first) that have waited long enough. */
-	while (s->nheld && !s->held[0].creation && s->held[0].since + (uint64_t)s->wait * 1000 <= now)
+	while (s->nheld && !HELD(s, 0)->creation && HELD(s, 0)->since + (uint64_t)s->wait * 1000 <= now)
 		answer_held(s, 0, NULL, NULL);
 	if (!s->nheld && s->last_answer + (uint64_t)s->inactivity * 1000 <= now) {
 		session_end(s, "inactivity", NULL, 0);
@@ -508,10 +519,10 @@ static void session_schedule(struct session *s)
 	uint64_t due = UINT64_MAX;
 	if (s->state == S_ENDED)
 		due = s->linger_until;
-	else if (s->nheld && s->held[0].creation)
-		due = s->held[0].since + (uint64_t)cfg->connect_timeout * 1000;
+	else if (s->nheld && HELD(s, 0)->creation)
+		due = HELD(s, 0)->since + (uint64_t)cfg->connect_timeout * 1000;
 	else if (s->nheld)
-		due = s->held[0].since + (uint64_t)s->wait * 1000;
+		due = HELD(s, 0)->since + (uint64_t)s->wait * 1000;
 	else if (!s->nheld)
 		due = s->last_answer + (uint64_t)s->inactivity * 1000;
 	if (due == UINT64_MAX)
@@ -531,7 +542,7 @@ static void held_io(void *ctx, uint32_t events)
 	ssize_t n = recv(h->resp.fd, tmp, sizeof tmp, MSG_DONTWAIT);
 	if (n > 0 || (n < 0 && (errno == EAGAIN || errno == EINTR)) || !(events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)))
 		return; /* stray bytes (FastCGI keep-alive chatter) change nothing */
-	int i = (int)(h - s->held);
+	int i = (int)((h - s->held) - s->held_head + HELD_MAX) % HELD_MAX;
 	log_debug("session %s: web server dropped held rid %lld", s->sid, (long long)h->rid);
 	loop_del(loop, &h->io);
 	reply_drop(&h->resp);
@@ -546,7 +557,7 @@ static int hold_request(struct session *s, struct responder *resp, int64_t rid, 
 	if (s->nheld == HELD_MAX) {
 		answer_held(s, 0, NULL, NULL);
 	}
-	struct held *h = &s->held[s->nheld];
+	struct held *h = HELD(s, s->nheld);
 	*h = (struct held){ .resp = *resp, .s = s, .rid = rid, .since = loop_now(loop),
 	                    .creation = (uint8_t)creation };
 	h->io = (struct io){ .fd = resp->fd, .cb = held_io, .ctx = h };
@@ -607,7 +618,7 @@ static void on_xmpp(void *ctx, enum xmpp_event ev, const char *data, size_t len)
 			mark_dirty(s);
 		}
 		s->awaiting_features = 0;
-		if (s->nheld && s->held[0].creation)
+		if (s->nheld && HELD(s, 0)->creation)
 			answer_held(s, 0, NULL, NULL);
 		try_flush(s);
 		session_schedule(s);
@@ -712,11 +723,11 @@ static int keep_ahead(struct session *s, struct responder *resp, const struct re
 static void repeat(struct session *s, struct responder *resp, int64_t rid)
 {
 	for (int i = 0; i < s->nheld; i++) {
-		if (s->held[i].rid != rid)
+		if (HELD(s, i)->rid != rid)
 			continue;
 		/* Still held: the old connection gets a recoverable error, the new one waits. */
 		static const char err[] = "<body xmlns='" BOSH_NS "' type='error'/>";
-		struct held *h = &s->held[i];
+		struct held *h = HELD(s, i);
 		loop_del(loop, &h->io);
 		answer_body(&h->resp, s->content, err, sizeof err - 1);
 		h->resp = *resp;

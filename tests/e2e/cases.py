@@ -21,6 +21,9 @@ default_wait = 20
 connect_timeout = 3
 db_flush_ms = 20
 backend.down.test = 127.0.0.1:%d
+cors_origins = https://chat.example https://other.example:8443
+cors_max_age = 600
+header = X-Served-By: bosh-cm-test
 """ % DOWN_PORT
 
 USERS = {"alice": "alice-pw", "bob": "bob-pw", "carol": "carol-pw"}
@@ -275,7 +278,50 @@ def test_get_is_refused(st):
         urllib.request.urlopen(st.url, timeout=10)
         raise AssertionError("GET was accepted")
     except urllib.error.HTTPError as e:
-        expect(e.code == 405, e.code)
+        expect(e.code == 405 and "OPTIONS" in e.headers.get("Allow", ""), e.code)
+
+
+# ---- web conventions ----
+
+def http(st, method, body=None, headers=None):
+    import http.client
+    import urllib.parse
+    u = urllib.parse.urlsplit(st.url)
+    c = http.client.HTTPConnection(u.hostname, u.port, timeout=15)
+    try:
+        c.request(method, u.path, body=body, headers=headers or {})
+        r = c.getresponse()
+        return r.status, {k.lower(): v for k, v in r.getheaders()}, r.read().decode()
+    finally:
+        c.close()
+
+
+@case
+def test_cors_preflight_and_headers(st):
+    origin = "https://chat.example"
+    status, h, body = http(st, "OPTIONS", headers={
+        "Origin": origin, "Access-Control-Request-Method": "POST",
+        "Access-Control-Request-Headers": "content-type"})
+    expect(status == 200, (status, h))
+    expect(h.get("access-control-allow-origin") == origin, h)
+    expect("POST" in h.get("access-control-allow-methods", ""), h)
+    expect("content-type" in h.get("access-control-allow-headers", "").lower(), h)
+    expect(h.get("access-control-max-age") == "600" and h.get("vary") == "Origin", h)
+    # on a real answer and on an error answer alike
+    s = Session(st.url, st.domain)
+    creation = bosh.body({"to": st.domain, "rid": s.rid, "wait": 5, "hold": 1, "xmpp:version": "1.0"})
+    status, h, body = http(st, "POST", creation, {"Origin": "https://other.example:8443",
+                                                  "Content-Type": "text/xml"})
+    expect(status == 200 and h.get("access-control-allow-origin") == "https://other.example:8443", h)
+    expect(h.get("x-served-by") == "bosh-cm-test", "extra header on every answer: %r" % h)
+    status, h, body = http(st, "POST", bosh.body({"sid": "0" * 32, "rid": 1}), {"Origin": origin})
+    expect("item-not-found" in body and h.get("access-control-allow-origin") == origin, h)
+    # an origin not on the list, and no origin: no CORS headers
+    for hdrs in ({"Origin": "https://evil.example"}, {}):
+        status, h, body = http(st, "OPTIONS", headers=hdrs)
+        expect(status == 200 and "access-control-allow-origin" not in h, h)
+        status, h, body = http(st, "POST", bosh.body({"sid": "0" * 32, "rid": 1}), hdrs)
+        expect("access-control-allow-origin" not in h and h.get("x-served-by"), h)
 
 
 # ---- ending sessions ----

@@ -60,6 +60,17 @@ static void test_good(void)
 	CHECK(c.log_level == 3);
 }
 
+static void test_headers_and_cors(void)
+{
+	struct config c;
+	char err[256];
+	CHECK(load("header = X-A: one\nheader = X-B:two\ncors_origins = https://a.example *\n",
+	           &c, err, sizeof err) == 0);
+	CHECK_STR(c.extra_headers, "X-A: one\r\nX-B:two\r\n");
+	CHECK_STR(c.cors_origins, "https://a.example *");
+	CHECK(c.cors_max_age == 86400);
+}
+
 static void test_errors(void)
 {
 	struct config c;
@@ -75,6 +86,9 @@ static void test_errors(void)
 		{ "backend.x.org = h:70000\n", "expected HOST:PORT" },
 		{ "backend.x.org = h:1\nbackend.X.org = h:2\n", ":2: key 'backend.X.org': domain given twice" },
 		{ "max_wait = 10\ndefault_wait = 20\n", "key 'default_wait': larger than max_wait" },
+		{ "header = NoColon\n", "key 'header': expected 'Name: value'" },
+		{ "header = Bad Name: x\n", "key 'header': header name" },
+		{ "header = X-Ok: a\x01b\n", "key 'header': header value" },
 	};
 	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
 		CHECK(load(bad[i].text, &c, err, sizeof err) < 0);
@@ -93,5 +107,6 @@ int main(void)
 	test_defaults();
 	test_good();
 	test_errors();
+	test_headers_and_cors();
 	return check_summary("config");
 }
