@@ -6,8 +6,7 @@ The client side is tests/e2e/strophe/chat.mjs; its Node packages are pinned in
 tests/e2e/strophe/package-lock.json and installed with
 `npm ci --prefix tests/e2e/strophe`.
 
-Standalone: python3 tests/e2e/strophe_case.py [--build build] [--plain]
-starts a stack of its own, runs this case and stops the stack.
+Run it alone with: python3 tests/e2e/run.py -k strophe
 """
 import json
 import os
@@ -93,42 +92,3 @@ def test_strophe_login_chat_logout(st):
         if r["jid"] != jid or r["state"] != "ended" or r["end_condition"] != "terminate":
             raise AssertionError("sessions row for %s: %r, want state 'ended', "
                                  "end_condition 'terminate'%s" % (jid, r, detail))
-
-
-if __name__ == "__main__":
-    import argparse
-    import signal
-    import sys
-
-    sys.path.insert(0, HERE)
-    import cases  # noqa: E402
-    from stack import Stack  # noqa: E402
-
-    signal.signal(signal.SIGTERM, lambda *a: sys.exit(1))
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--build", default="build")
-    ap.add_argument("--plain", action="store_true", help="use the build without sanitizers")
-    args = ap.parse_args()
-    build = os.path.abspath(args.build)
-    san = "" if args.plain else "asan"
-    st = Stack(build=build, sessiond_bin=os.path.join(build, san, "sessiond"),
-               handler_bin=os.path.join(build, san, "bosh-handler"),
-               extra_conf=cases.SESSIOND_CONF)
-    ok = False
-    try:
-        st.start()
-        cases.setup(st)
-        t0 = time.time()
-        test_strophe_login_chat_logout(st)
-        ok = True
-        print("ok    %-45s %5.1fs" % ("test_strophe_login_chat_logout", time.time() - t0))
-    except AssertionError as e:
-        print("FAIL  test_strophe_login_chat_logout\n%s" % e)
-    finally:
-        st.stop()
-        if ok:
-            shutil.rmtree(st.dir, ignore_errors=True)
-        else:
-            print("data folder kept: " + st.dir)
-    print("%d passed, %d failed" % (int(ok), int(not ok)))
-    sys.exit(0 if ok else 1)
