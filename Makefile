@@ -28,12 +28,14 @@ SESSIOND_SRC := sessiond/main.c sessiond/loop.c sessiond/reply.c sessiond/xmpp.c
 	sessiond/front.c sessiond/pool.c $(COMMON_SRC)
 UNIT_TESTS := body splitter frame ridwin config
 
-.PHONY: all deps deps-build deps-test deps-bench run test unit unit-asan e2e bench clean
+.PHONY: all deps-build deps-run deps-test deps-bench run test unit unit-asan e2e bench clean
 all: $(B)/sessiond $(B)/bosh-handler
 
 # ---- dependencies ---------------------------------------------------------
 deps-build:
 	@sh tests/deps.sh $(BUILD_DEBS)
+deps-run:
+	@sh tests/deps.sh $(BUILD_DEBS) $(RUN_DEBS)
 deps-test:
 	@sh tests/deps.sh $(BUILD_DEBS) $(TEST_DEBS)
 	@command -v npm >/dev/null || sh tests/deps.sh npm  # some nodejs builds carry their own npm
@@ -107,7 +109,7 @@ XMPP_DOMAIN ?= localhost
 XMPP_SERVER ?=
 RUN_DIR ?= $(CURDIR)/run
 
-run: deps-test all
+run: deps-run all
 	@PORT=$(PORT) XMPP_DOMAIN=$(XMPP_DOMAIN) XMPP_SERVER=$(XMPP_SERVER) RUN_DIR=$(RUN_DIR) \
 		python3 tests/e2e/stack.py run
 
