@@ -30,7 +30,9 @@
 #include <errno.h>
 #include <stdarg.h>
 #include <strings.h>
+#include <openssl/crypto.h>
 #include <openssl/rand.h>
+#include <openssl/sha.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -55,13 +57,24 @@ struct held {
 	uint8_t creation;
 };
 
+#define KEY_HEX 40 /* a SHA-1, hex (XEP-0124 §15) */
+
+/* What the session layer needs of one request, in rid order. */
+struct req {
+	int64_t rid;
+	const char *payload;
+	size_t len;
+	int restart, terminate;
+	long pause;               /* seconds, -1: none */
+	char key[KEY_HEX + 1];    /* "" when absent */
+	char newkey[KEY_HEX + 1];
+	int bad_key_syntax;
+};
+
 /* A request that arrived ahead of its turn (rid gap); processed in order. */
 struct ahead {
-	int64_t rid;
+	struct req r;             /* r.payload is owned here */
 	struct responder resp;
-	char *payload;
-	size_t len;
-	uint8_t restart, terminate;
 };
 
 struct buf {
@@ -87,6 +100,9 @@ struct session {
 	uint64_t last_answer;         /* loop ms of the last answer (inactivity) */
 	uint64_t linger_until;
 	double created_at, last_seen, ended_at;
+	char key[KEY_HEX + 1];        /* the key the next request's key must hash to; "" off */
+	long pause_until_next;        /* inactivity while paused (§13), 0 when not paused */
+	uint8_t legacy;               /* no 'ver' at creation: HTTP error codes (§19) */
 	uint8_t awaiting_features;
 	uint8_t paused;
 	uint8_t dirty;
@@ -249,7 +265,7 @@ static void put_row(struct session *s)
 		.inactivity = s->inactivity, .requests = s->requests, .ver = s->ver, .lang = s->lang,
 		.client_addr = s->client, .user_agent = s->ua, .held = s->nheld,
 		.created_at = s->created_at, .last_seen = s->last_seen, .ended_at = s->ended_at,
-		.end_condition = s->end_condition,
+		.end_condition = s->end_condition, .key = s->key[0] ? s->key : NULL,
 	};
 	store_put(&r);
 }
@@ -345,6 +361,8 @@ static int creation_attrs(struct session *s, struct buf *b)
 	rc |= buf_attr(b, "inactivity", num);
 	snprintf(num, sizeof num, "%ld", cfg->polling);
 	rc |= buf_attr(b, "polling", num);
+	snprintf(num, sizeof num, "%ld", cfg->max_inactivity);
+	rc |= buf_attr(b, "maxpause", num);
 	rc |= buf_attr(b, "ver", s->ver);
 	rc |= buf_attr(b, "from", s->to);
 	rc |= buf_attr(b, "authid", s->xmpp ? xmpp_stream_attr(s->xmpp, "id") : NULL);
@@ -438,7 +456,7 @@ static void session_destroy(struct session *s)
 	s->nheld = 0;
 	for (int i = 0; i < s->nahead; i++) {
 		reply_drop(&s->ahead[i].resp);
-		free(s->ahead[i].payload);
+		free((char *)s->ahead[i].r.payload);
 	}
 	s->nahead = 0;
 	timer_cancel(loop, &s->timer);
@@ -474,7 +492,7 @@ static void session_end(struct session *s, const char *condition, const char *ch
 	unlink_dirty(s);
 	for (int i = 0; i < s->nahead; i++) {
 		answer_body(&s->ahead[i].resp, s->content, empty_body, sizeof empty_body - 1);
-		free(s->ahead[i].payload);
+		free((char *)s->ahead[i].r.payload);
 	}
 	s->nahead = 0;
 	if (s->nheld) {
@@ -488,6 +506,12 @@ static void session_end(struct session *s, const char *condition, const char *ch
 		s->linger_until = loop_now(loop) + (uint64_t)s->inactivity * 1000;
 		session_schedule(s);
 	}
+}
+
+/* The inactivity period now: a pause (§13) lasts until the next request. */
+static uint64_t inactivity_ms(const struct session *s)
+{
+	return (uint64_t)(s->pause_until_next ? s->pause_until_next : s->inactivity) * 1000;
 }
 
 static void session_timer(void *ctx)
@@ -507,7 +531,7 @@ static void session_timer(void *ctx)
 	/* Wait expired: answer held requests (oldest first) that have waited long enough. */
 	while (s->nheld && !HELD(s, 0)->creation && HELD(s, 0)->since + (uint64_t)s->wait * 1000 <= now)
 		answer_held(s, 0, NULL, NULL);
-	if (!s->nheld && s->last_answer + (uint64_t)s->inactivity * 1000 <= now) {
+	if (!s->nheld && s->last_answer + inactivity_ms(s) <= now) {
 		session_end(s, "inactivity", NULL, 0);
 		return;
 	}
@@ -524,7 +548,7 @@ static void session_schedule(struct session *s)
 	else if (s->nheld)
 		due = HELD(s, 0)->since + (uint64_t)s->wait * 1000;
 	else if (!s->nheld)
-		due = s->last_answer + (uint64_t)s->inactivity * 1000;
+		due = s->last_answer + inactivity_ms(s);
 	if (due == UINT64_MAX)
 		timer_cancel(loop, &s->timer);
 	else
@@ -647,17 +671,96 @@ static void on_xmpp(void *ctx, enum xmpp_event ev, const char *data, size_t len)
 
 /* ---- requests ---- */
 
-struct req_view {
-	int64_t rid;
-	const char *payload;
-	size_t len;
-	int restart, terminate;
-};
-
-static void process(struct session *s, struct responder *resp, const struct req_view *r)
+/* The answer to a request that ends its session with condition: a legacy
+ * client (no 'ver' at creation) gets the deprecated HTTP status instead
+ * (XEP-0124 §19), everyone else a terminate body. */
+static void answer_fatal(struct session *s, struct responder *resp, const char *condition)
 {
+	int status = !s || !s->legacy ? 0
+	           : strcmp(condition, "bad-request") == 0 ? 400
+	           : strcmp(condition, "policy-violation") == 0 ? 403
+	           : strcmp(condition, "item-not-found") == 0 ? 404 : 0;
+	if (!status) {
+		answer_terminate(resp, condition);
+		return;
+	}
+	struct reply r = { .status = status, .content_type = "text/plain; charset=utf-8" };
+	reply_send(resp, &r);
+}
+
+/* Ends the session because of this request, which gets the answer. */
+static void fail_request(struct session *s, struct responder *resp, const char *condition)
+{
+	answer_fatal(s, resp, condition);
+	session_end(s, condition, NULL, 0);
+}
+
+static int hex_digit(int c) { return (c >= '0' && c <= '9') || ((c | 0x20) >= 'a' && (c | 0x20) <= 'f'); }
+
+/* A key or newkey attribute: 40 hex digits, kept in lower case. -1 if malformed. */
+static int copy_key(char *dst, const char *src)
+{
+	dst[0] = 0;
+	if (!src)
+		return 0;
+	if (strlen(src) != KEY_HEX)
+		return -1;
+	for (int i = 0; i < KEY_HEX; i++) {
+		if (!hex_digit(src[i]))
+			return -1;
+		dst[i] = (char)(src[i] | (src[i] >= 'A' ? 0x20 : 0));
+	}
+	dst[KEY_HEX] = 0;
+	return 0;
+}
+
+/* §15: the request's key must hash (SHA-1) to the session's current key. */
+static int key_ok(struct session *s, const struct req *r)
+{
+	if (!s->key[0])
+		return 1;
+	if (!r->key[0])
+		return 0;
+	unsigned char md[SHA_DIGEST_LENGTH];
+	char hex[KEY_HEX + 1];
+	SHA1((const unsigned char *)r->key, KEY_HEX, md);
+	for (int i = 0; i < SHA_DIGEST_LENGTH; i++)
+		sprintf(hex + 2 * i, "%02x", md[i]);
+	/* Constant time: a timing difference must not reveal how much matched. */
+	return CRYPTO_memcmp(hex, s->key, KEY_HEX) == 0;
+}
+
+/* §13: answer everything held; the pause request itself carries no payload. */
+static void pause_session(struct session *s, long seconds)
+{
+	while (s->nheld > 1)
+		answer_held(s, 0, NULL, NULL);
+	struct buf keep = s->queue;
+	s->queue = (struct buf){ 0 };
+	answer_held(s, 0, NULL, NULL);
+	s->queue = keep;
+	s->pause_until_next = seconds;
+	log_debug("session %s paused for %lds", s->sid, seconds);
+}
+
+static void process(struct session *s, struct responder *resp, const struct req *r)
+{
+	if (!key_ok(s, r)) {
+		log_info("session %s: rid %lld has a wrong or missing key", s->sid, (long long)r->rid);
+		fail_request(s, resp, "item-not-found");
+		return;
+	}
+	if (s->key[0])
+		memcpy(s->key, r->newkey[0] ? r->newkey : r->key, KEY_HEX + 1);
+	if (r->pause > cfg->max_inactivity) {
+		log_info("session %s: pause %ld is longer than maxpause %ld", s->sid, r->pause,
+		         cfg->max_inactivity);
+		fail_request(s, resp, "policy-violation");
+		return;
+	}
 	s->next_rid = r->rid + 1;
 	s->last_seen = loop_wallclock();
+	s->pause_until_next = 0;
 	mark_dirty(s);
 	if (r->len && s->xmpp && xmpp_send(s->xmpp, r->payload, r->len) < 0) {
 		log_warn("session %s: cannot queue %zu bytes for the XMPP server", s->sid, r->len);
@@ -678,6 +781,8 @@ static void process(struct session *s, struct responder *resp, const struct req_
 		}
 		s->awaiting_features = 1;
 	}
+	if (r->pause >= 0)
+		pause_session(s, r->pause);
 	while (s->nheld > s->hold)
 		answer_held(s, 0, NULL, NULL);
 	try_flush(s);
@@ -690,30 +795,33 @@ static void process_ahead(struct session *s)
 	for (int found = 1; found && s->state != S_ENDED;) {
 		found = 0;
 		for (int i = 0; i < s->nahead; i++) {
-			if (s->ahead[i].rid != s->next_rid)
+			if (s->ahead[i].r.rid != s->next_rid)
 				continue;
 			struct ahead a = s->ahead[i];
 			s->ahead[i] = s->ahead[--s->nahead];
-			struct req_view r = { a.rid, a.payload, a.len, a.restart, a.terminate };
-			process(s, &a.resp, &r);
-			free(a.payload);
+			process(s, &a.resp, &a.r);
+			free((char *)a.r.payload);
 			found = 1;
 			break;
 		}
 	}
 }
 
-static int keep_ahead(struct session *s, struct responder *resp, const struct req_view *r)
+static int keep_ahead(struct session *s, struct responder *resp, const struct req *r)
 {
 	if (s->nahead == HELD_MAX)
 		return -1;
 	struct ahead *a = &s->ahead[s->nahead];
-	*a = (struct ahead){ .rid = r->rid, .resp = *resp, .len = r->len,
-	                     .restart = (uint8_t)r->restart, .terminate = (uint8_t)r->terminate };
-	if (r->len && !(a->payload = malloc(r->len)))
-		return -1;
-	if (r->len)
-		memcpy(a->payload, r->payload, r->len);
+	a->r = *r;
+	a->r.payload = NULL;
+	if (r->len) {
+		char *copy = malloc(r->len);
+		if (!copy)
+			return -1;
+		memcpy(copy, r->payload, r->len);
+		a->r.payload = copy;
+	}
+	a->resp = *resp;
 	resp->kind = RESP_NONE;
 	s->nahead++;
 	return 0;
@@ -747,8 +855,25 @@ static void repeat(struct session *s, struct responder *resp, int64_t rid)
 		return;
 	}
 	log_info("session %s: rid %lld repeated but its answer is gone", s->sid, (long long)rid);
-	answer_terminate(resp, "item-not-found");
-	session_end(s, "item-not-found", NULL, 0);
+	fail_request(s, resp, "item-not-found");
+}
+
+/* The request's own attributes; -1 if one of them is malformed. */
+static int parse_req(const struct frame_request *fr, struct req *r)
+{
+	const char *type = frame_attr(fr, "type"), *restart = frame_attr(fr, "xmpp:restart");
+	const char *pause = frame_attr(fr, "pause");
+	char *end = NULL;
+	memset(r, 0, sizeof *r);
+	r->rid = rid_parse(frame_attr(fr, "rid"));
+	r->payload = (const char *)fr->payload;
+	r->len = fr->payload_len;
+	r->restart = restart && (strcmp(restart, "true") == 0 || strcmp(restart, "1") == 0);
+	r->terminate = type && strcmp(type, "terminate") == 0;
+	r->pause = pause ? strtol(pause, &end, 10) : -1;
+	if (r->rid < 0 || (pause && (*end || end == pause || r->pause < 0)))
+		return -1;
+	return copy_key(r->key, frame_attr(fr, "key")) | copy_key(r->newkey, frame_attr(fr, "newkey"));
 }
 
 static void existing_session(struct session *s, struct responder *resp,
@@ -760,18 +885,11 @@ static void existing_session(struct session *s, struct responder *resp,
 		session_destroy(s);
 		return;
 	}
-	const char *type = frame_attr(fr, "type"), *restart = frame_attr(fr, "xmpp:restart");
-	struct req_view r = {
-		.rid = rid_parse(frame_attr(fr, "rid")),
-		.payload = (const char *)fr->payload,
-		.len = fr->payload_len,
-		.restart = restart && (strcmp(restart, "true") == 0 || strcmp(restart, "1") == 0),
-		.terminate = type && strcmp(type, "terminate") == 0,
-	};
-	if (r.rid < 0) {
-		log_info("session %s: request without a valid rid from %s", s->sid, fr->client);
-		answer_terminate(resp, "bad-request");
-		session_end(s, "bad-request", NULL, 0);
+	struct req r;
+	if (parse_req(fr, &r) < 0) {
+		log_info("session %s: request with a malformed rid, key or pause from %s", s->sid,
+		         fr->client ? fr->client : "-");
+		fail_request(s, resp, "bad-request");
 		return;
 	}
 	switch (rid_check(s->next_rid, r.rid, s->requests)) {
@@ -787,8 +905,7 @@ static void existing_session(struct session *s, struct responder *resp,
 	case RID_OUTSIDE:
 		log_info("session %s: rid %lld outside the window (next %lld)", s->sid,
 		         (long long)r.rid, (long long)s->next_rid);
-		answer_terminate(resp, "item-not-found");
-		session_end(s, "item-not-found", NULL, 0);
+		fail_request(s, resp, "item-not-found");
 		return;
 	case RID_REPEAT:
 		repeat(s, resp, r.rid);
@@ -853,6 +970,8 @@ static int fill_session(struct session *s, const struct frame_request *fr, int64
 	s->ver = strdup(choose_ver(frame_attr(fr, "ver")));
 	s->lang = dup_or_null(frame_attr(fr, "xml:lang"));
 	s->content = header_safe(content) ? strdup(content) : NULL;
+	s->legacy = frame_attr(fr, "ver") == NULL;
+	copy_key(s->key, frame_attr(fr, "newkey")); /* checked by create_session() */
 	s->client = dup_or_null(fr->client);
 	s->ua = dup_or_null(frame_attr(fr, "ua") ? frame_attr(fr, "ua") : fr->user_agent);
 	s->created_at = s->last_seen = loop_wallclock();
@@ -878,8 +997,10 @@ static void create_session(struct responder *resp, const struct frame_request *f
 {
 	int64_t rid = rid_parse(frame_attr(fr, "rid"));
 	const char *to = frame_attr(fr, "to");
-	if (rid < 0) {
-		log_info("session request from %s without a valid rid", fr->client);
+	char newkey[KEY_HEX + 1];
+	if (rid < 0 || copy_key(newkey, frame_attr(fr, "newkey")) < 0) {
+		log_info("session request from %s with a malformed rid or newkey",
+		         fr->client ? fr->client : "-");
 		answer_terminate(resp, "bad-request");
 		return;
 	}

@@ -9,12 +9,17 @@
 #include <string.h>
 #include <unistd.h>
 
-#define SCHEMA_VERSION 1
+#define SCHEMA_VERSION 2
 
 /* A queued row owns its strings. */
 struct queued {
 	struct store_row row;
-	char *strings[10];
+	char *strings[11];
+};
+
+/* migrations[v] takes a database from version v to v + 1. */
+static const char *const migrations[SCHEMA_VERSION] = {
+	[1] = "ALTER TABLE sessions ADD COLUMN key TEXT;",
 };
 
 static sqlite3 *db;
@@ -27,9 +32,9 @@ static int own_pid;
 static const char upsert_sql[] =
 	"INSERT INTO sessions (sid, state, rid, jid, to_domain, route, wait, hold, inactivity,"
 	" requests, ver, lang, client_addr, user_agent, held, created_at, last_seen, ended_at,"
-	" end_condition, pid) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16,?17,?18,?19,?20)"
-	" ON CONFLICT(sid) DO UPDATE SET state=?2, rid=?3, jid=?4, held=?15, last_seen=?17,"
-	" ended_at=?18, end_condition=?19, pid=?20";
+	" end_condition, pid, key) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16,?17,"
+	"?18,?19,?20,?21) ON CONFLICT(sid) DO UPDATE SET state=?2, rid=?3, jid=?4, held=?15,"
+	" last_seen=?17, ended_at=?18, end_condition=?19, pid=?20, key=?21";
 
 static int exec(const char *sql, char *err, size_t errlen)
 {
@@ -63,6 +68,11 @@ static int apply_schema(char *err, size_t errlen)
 	}
 	if (exec("BEGIN IMMEDIATE", err, errlen) < 0)
 		return -1;
+	for (int from = v; from > 0 && from < SCHEMA_VERSION; from++)
+		if (exec(migrations[from], err, errlen) < 0) {
+			sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+			return -1;
+		}
 	if (exec(schema_sql, err, errlen) < 0 || exec(views_sql, err, errlen) < 0) {
 		sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
 		return -1;
@@ -166,8 +176,8 @@ int store_put(const struct store_row *row)
 	q->row = *row;
 	const char **fields[] = { &q->row.sid, &q->row.state, &q->row.jid, &q->row.to_domain,
 	                          &q->row.route, &q->row.ver, &q->row.lang, &q->row.client_addr,
-	                          &q->row.user_agent, &q->row.end_condition };
-	for (int i = 0; i < 10; i++)
+	                          &q->row.user_agent, &q->row.end_condition, &q->row.key };
+	for (int i = 0; i < 11; i++)
 		if (copy(q, i, fields[i]) < 0) {
 			queued_free(q);
 			log_error("out of memory queueing a session row");
@@ -213,6 +223,7 @@ static int write_row(const struct store_row *r)
 		sqlite3_bind_null(upsert, 18);
 	bind_text(19, r->end_condition);
 	sqlite3_bind_int(upsert, 20, own_pid);
+	bind_text(21, r->key);
 	int rc = sqlite3_step(upsert);
 	sqlite3_reset(upsert);
 	return rc == SQLITE_DONE ? 0 : rc;

@@ -23,6 +23,7 @@ struct store_row {
 	int held;
 	double created_at, last_seen, ended_at; /* ended_at 0: NULL */
 	const char *end_condition;
+	const char *key;         /* key sequence (XEP-0124 §15), or NULL */
 };
 
 /* Opens (creating) the database, applies the schema and views. */

@@ -2,6 +2,8 @@
 --
 -- sessiond applies this file at start (it is compiled in) inside one
 -- transaction; PRAGMA user_version tells which version a database has.
+-- A database of an older version is first brought up to date by the
+-- migrations in sessiond/store.c (version 1 -> 2: the key column).
 -- Times are Unix seconds (REAL). Admins: read the views in views.sql.
 --
 -- state: connecting  the XMPP connection is being set up
@@ -31,9 +33,10 @@ CREATE TABLE IF NOT EXISTS sessions (
 	last_seen     REAL NOT NULL,
 	ended_at      REAL,
 	end_condition TEXT,
-	pid           INTEGER                     -- the sessiond process serving it
+	pid           INTEGER,                    -- the sessiond process serving it
+	key           TEXT                        -- key sequence (XEP-0124 §15): what the next key must hash to
 );
 
 CREATE INDEX IF NOT EXISTS sessions_by_state ON sessions (state, ended_at);
 
-PRAGMA user_version = 1;
+PRAGMA user_version = 2;

@@ -87,6 +87,7 @@ class Session:
         attrs = {"to": self.domain, "rid": self.rid, "wait": self.wait, "hold": self.hold,
                  "ver": "1.6", "xml:lang": self.lang, "xmpp:version": "1.0"}
         attrs.update(extra)
+        attrs = {k: v for k, v in attrs.items() if v is not None}
         r = post_raw(self.url, body(attrs))
         self.created = r
         self.sid = r.attr("sid")

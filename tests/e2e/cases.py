@@ -281,6 +281,80 @@ def test_get_is_refused(st):
         expect(e.code == 405 and "OPTIONS" in e.headers.get("Allow", ""), e.code)
 
 
+# ---- key sequences, pauses, legacy clients ----
+
+def key_chain(n):
+    import hashlib
+    k = [os.urandom(20).hex()]
+    for _ in range(n):
+        k.append(hashlib.sha1(k[-1].encode()).hexdigest())
+    return k  # the client uses them from the end: k[n] first (as newkey)
+
+
+@case
+def test_key_sequence(st):
+    k = key_chain(6)
+    s = Session(st.url, st.domain, wait=1)
+    s.create(newkey=k[6])
+    expect(s.request(key=k[5]).status == 200, "first key accepted")
+    expect(s.request(key=k[4].upper()).type is None, "compared case-insensitively")
+    db = row(st, s.sid, until=lambda r: r["key"] == k[4])
+    expect(db["key"] == k[4], "the current key is persisted: %r" % db)
+    # switching to a new chain: key from the old one, newkey from the new one
+    k2 = key_chain(3)
+    expect(s.request(key=k[3], newkey=k2[3]).type is None, "key change accepted")
+    expect(s.request(key=k2[2]).type is None, "new chain in use")
+    r = s.request(key=k[2])  # the old chain is no longer valid
+    expect(r.type == "terminate" and r.condition == "item-not-found", r)
+    db = row(st, s.sid, until=lambda r: r["state"] == "ended")
+    expect(db["end_condition"] == "item-not-found", db)
+    # a missing key, and a malformed one
+    k = key_chain(3)
+    s = Session(st.url, st.domain, wait=1)
+    s.create(newkey=k[3])
+    r = s.request()
+    expect(r.condition == "item-not-found", "a request without its key: %r" % r)
+    s = Session(st.url, st.domain, wait=1)
+    r = s.create(newkey="xyz")
+    expect(r.condition == "bad-request", r)
+
+
+@case
+def test_pause(st):
+    s = Session(st.url, st.domain, wait=3)
+    r = s.create()
+    expect(r.attr("maxpause") == "10", "maxpause advertised: %r" % r)
+    held = s.request_async()
+    time.sleep(0.3)
+    t0 = time.time()
+    r = s.request(pause=8)
+    expect(r.status == 200 and not r.children() and time.time() - t0 < 2,
+           "the pause request is answered at once, without payload: %r" % r)
+    expect(isinstance(held.join(2), bosh.Response), "held requests answered on pause")
+    time.sleep(4 + 1.5)  # longer than inactivity (4 s), shorter than the pause
+    r = s.request()
+    expect(r.status == 200 and r.type is None, "the session survived its pause: %r" % r)
+    r = s.request(pause=30)
+    expect(r.type == "terminate" and r.condition == "policy-violation", "pause > maxpause: %r" % r)
+
+
+@case
+def test_legacy_client_gets_http_errors(st):
+    s = Session(st.url, st.domain, wait=2)
+    r = s.create(ver=None)
+    expect(s.sid, r)
+    r = s.request(rid=s.rid + 10)
+    expect(r.status == 404, "a legacy client (no ver) gets 404 for item-not-found: %r" % r)
+    s = Session(st.url, st.domain, wait=2)
+    s.create(ver=None)
+    r = s.request(rid="x")
+    expect(r.status == 400, "400 for bad-request: %r" % r)
+    s = Session(st.url, st.domain, wait=2)
+    s.create()
+    r = s.request(rid=s.rid + 10)
+    expect(r.status == 200 and r.condition == "item-not-found", "others get the terminate body: %r" % r)
+
+
 # ---- web conventions ----
 
 def http(st, method, body=None, headers=None):
@@ -506,6 +580,35 @@ def test_sessiond_killed(st):
 
 
 # ---- other ways to run the handler (keep last: they start stacks of their own) ----
+
+@case
+def test_database_of_schema_version_1_is_migrated(st):
+    other = side_stack(st)
+    try:
+        db = sqlite3.connect(other.db)
+        db.executescript("""
+            CREATE TABLE sessions (sid TEXT PRIMARY KEY, state TEXT NOT NULL, rid INTEGER NOT NULL,
+              jid TEXT, to_domain TEXT NOT NULL, route TEXT, wait INTEGER NOT NULL,
+              hold INTEGER NOT NULL, inactivity INTEGER NOT NULL, requests INTEGER NOT NULL,
+              ver TEXT, lang TEXT, client_addr TEXT, user_agent TEXT, held INTEGER NOT NULL DEFAULT 0,
+              created_at REAL NOT NULL, last_seen REAL NOT NULL, ended_at REAL, end_condition TEXT,
+              pid INTEGER);
+            INSERT INTO sessions VALUES ('%s', 'active', 5, 'old@localhost/x', 'localhost', NULL,
+              60, 1, 70, 2, '1.11', 'en', '10.0.0.1', NULL, 1, 1.0, 2.0, NULL, NULL, 1);
+            PRAGMA user_version = 1;""" % ("a" * 32))
+        db.close()
+        other.start_sessiond()
+        db = sqlite3.connect(other.db)
+        expect(db.execute("pragma user_version").fetchone()[0] == 2, "migrated to version 2")
+        cols = [r[1] for r in db.execute("pragma table_info(sessions)")]
+        expect("key" in cols, cols)
+        got = db.execute("select state, end_condition, jid from sessions where sid=?", ("a" * 32,)).fetchone()
+        expect(got == ("lost", "remote-connection-failed", "old@localhost/x"), got)
+        db.close()
+    finally:
+        other.stop()
+
+
 
 def side_stack(st, extra_conf=""):
     """A second sessiond (and nginx) in its own folder, in front of the same Prosody."""
