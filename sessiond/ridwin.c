@@ -35,7 +35,7 @@ void ridwin_init(struct ridwin *w, int cap)
 	w->cap = (uint8_t)(cap < 1 ? 1 : cap > RIDWIN_MAX ? RIDWIN_MAX : cap);
 }
 
-int ridwin_put(struct ridwin *w, int64_t rid, const char *body, size_t len)
+int ridwin_put(struct ridwin *w, int64_t rid, const char *body, size_t len, uint64_t sent_at)
 {
 	char *copy = NULL;
 	if (body && len) {
@@ -56,20 +56,39 @@ int ridwin_put(struct ridwin *w, int64_t rid, const char *body, size_t len)
 	slot->rid = rid;
 	slot->body = copy;
 	slot->len = copy ? len : 0;
+	slot->sent_at = sent_at;
 	return 0;
+}
+
+const struct ridwin_entry *ridwin_find(const struct ridwin *w, int64_t rid)
+{
+	for (int i = 0; i < w->n; i++) {
+		const struct ridwin_entry *e = &w->e[(w->head + i) % w->cap];
+		if (e->rid == rid)
+			return e;
+	}
+	return NULL;
+}
+
+void ridwin_ack(struct ridwin *w, int64_t rid)
+{
+	/* Answers are stored in rid order: the acknowledged ones are the oldest. */
+	while (w->n && w->e[w->head].rid <= rid) {
+		free(w->e[w->head].body);
+		w->e[w->head].body = NULL;
+		w->head = (uint8_t)((w->head + 1) % w->cap);
+		w->n--;
+	}
 }
 
 int ridwin_get(const struct ridwin *w, int64_t rid, const char **body, size_t *len)
 {
-	for (int i = 0; i < w->n; i++) {
-		const struct ridwin_entry *e = &w->e[(w->head + i) % w->cap];
-		if (e->rid == rid) {
-			*body = e->body;
-			*len = e->len;
-			return 1;
-		}
-	}
-	return 0;
+	const struct ridwin_entry *e = ridwin_find(w, rid);
+	if (!e)
+		return 0;
+	*body = e->body;
+	*len = e->len;
+	return 1;
 }
 
 void ridwin_clear(struct ridwin *w)

@@ -28,6 +28,7 @@ struct ridwin_entry {
 	int64_t rid;
 	char *body; /* NULL: the plain empty body */
 	size_t len;
+	uint64_t sent_at; /* caller's clock, for 'time' in reports (§9) */
 };
 
 struct ridwin {
@@ -36,10 +37,15 @@ struct ridwin {
 };
 
 void ridwin_init(struct ridwin *w, int cap);
-/* Copies body (NULL/0 stores the empty body without allocating). -1 on OOM. */
-int ridwin_put(struct ridwin *w, int64_t rid, const char *body, size_t len);
+/* Copies body (NULL/0 stores the empty body without allocating). When the
+ * ring is full the oldest answer goes. -1 on OOM. */
+int ridwin_put(struct ridwin *w, int64_t rid, const char *body, size_t len, uint64_t sent_at);
 /* 1 and body/len if rid is cached (body NULL means the empty body), else 0. */
 int ridwin_get(const struct ridwin *w, int64_t rid, const char **body, size_t *len);
+/* The entry for rid, or NULL. */
+const struct ridwin_entry *ridwin_find(const struct ridwin *w, int64_t rid);
+/* The client acknowledged every answer up to rid (§9): forget them. */
+void ridwin_ack(struct ridwin *w, int64_t rid);
 void ridwin_clear(struct ridwin *w);
 
 #endif

@@ -66,6 +66,7 @@ struct req {
 	size_t len;
 	int restart, terminate;
 	long pause;               /* seconds, -1: none */
+	int64_t ack;              /* the client's ack (§9), -1: none */
 	char key[KEY_HEX + 1];    /* "" when absent */
 	char newkey[KEY_HEX + 1];
 	int bad_key_syntax;
@@ -103,6 +104,10 @@ struct session {
 	char key[KEY_HEX + 1];        /* the key the next request's key must hash to; "" off */
 	long pause_until_next;        /* inactivity while paused (§13), 0 when not paused */
 	uint8_t legacy;               /* no 'ver' at creation: HTTP error codes (§19) */
+	uint8_t acks;                 /* the client asked for acks at creation (§9) */
+	int64_t last_answered;        /* highest rid answered */
+	int64_t report_rid;           /* §9 report pending for the next answer, 0: none */
+	uint64_t report_ms;
 	uint8_t awaiting_features;
 	uint8_t paused;
 	uint8_t dirty;
@@ -371,6 +376,27 @@ static int creation_attrs(struct session *s, struct buf *b)
 	return rc;
 }
 
+/* §9: with acks on, every answer says the highest rid received with all
+ * before it (but not when that is the rid answered, after creation), and a
+ * pending report goes out once. */
+static int ack_attrs(struct session *s, const struct held *h, struct buf *b)
+{
+	char num[32];
+	int rc = 0;
+	if (s->acks && (h->creation || s->next_rid - 1 != h->rid)) {
+		snprintf(num, sizeof num, "%lld", (long long)(h->creation ? h->rid : s->next_rid - 1));
+		rc |= buf_attr(b, "ack", num);
+	}
+	if (s->report_rid) {
+		snprintf(num, sizeof num, "%lld", (long long)s->report_rid);
+		rc |= buf_attr(b, "report", num);
+		snprintf(num, sizeof num, "%llu", (unsigned long long)s->report_ms);
+		rc |= buf_attr(b, "time", num);
+		s->report_rid = 0;
+	}
+	return rc;
+}
+
 /* Builds the answer to the i-th held request: the queue (all of it), wrapped. */
 static int build_answer(struct session *s, int i, const char *type, const char *condition,
                         struct buf *b)
@@ -380,6 +406,7 @@ static int build_answer(struct session *s, int i, const char *type, const char *
 		rc |= creation_attrs(s, b);
 	rc |= buf_attr(b, "type", type);
 	rc |= buf_attr(b, "condition", condition);
+	rc |= ack_attrs(s, HELD(s, i), b);
 	if (condition && strcmp(condition, "remote-stream-error") == 0)
 		rc |= buf_printf(b, " xmlns:stream='" STREAM_NS "'");
 	if (!s->queue.len)
@@ -393,7 +420,7 @@ static void answer_held(struct session *s, int i, const char *type, const char *
 {
 	struct held *h = HELD(s, i);
 	struct buf b = { 0 };
-	int plain_empty = !type && !h->creation && !s->queue.len;
+	int plain_empty = !type && !h->creation && !s->queue.len && !s->acks && !s->report_rid;
 	if (plain_empty ? buf_append(&b, empty_body, sizeof empty_body - 1) < 0
 	                : build_answer(s, i, type, condition, &b) < 0) {
 		log_error("session %s: out of memory building an answer", s->sid);
@@ -401,7 +428,10 @@ static void answer_held(struct session *s, int i, const char *type, const char *
 		b = (struct buf){ .data = NULL };
 	}
 	if (b.data) {
-		if (ridwin_put(&s->sent, h->rid, plain_empty ? NULL : b.data, plain_empty ? 0 : b.len) < 0)
+		if (h->rid > s->last_answered)
+			s->last_answered = h->rid;
+		if (ridwin_put(&s->sent, h->rid, plain_empty ? NULL : b.data, plain_empty ? 0 : b.len,
+		               loop_now(loop)) < 0)
 			log_warn("session %s: out of memory caching the answer to rid %lld", s->sid,
 			         (long long)h->rid);
 		loop_del(loop, &h->io);
@@ -743,6 +773,26 @@ static void pause_session(struct session *s, long seconds)
 	log_debug("session %s paused for %lds", s->sid, seconds);
 }
 
+#define REPORT_AFTER_MS 1000 /* an answer older than this, not acknowledged, was lost */
+
+/* The client's ack (§9): forget what it has, and notice an answer it never
+ * got. Returns 1 if a report is due. */
+static int client_ack(struct session *s, int64_t ack)
+{
+	ridwin_ack(&s->sent, ack);
+	if (ack >= s->last_answered)
+		return 0;
+	const struct ridwin_entry *e = ridwin_find(&s->sent, ack + 1);
+	uint64_t now = loop_now(loop);
+	if (!e || now - e->sent_at < REPORT_AFTER_MS)
+		return 0; /* still on its way, most likely */
+	s->report_rid = ack + 1;
+	s->report_ms = now - e->sent_at;
+	log_info("session %s: the client did not get the answer to rid %lld (sent %llu ms ago)",
+	         s->sid, (long long)s->report_rid, (unsigned long long)s->report_ms);
+	return 1;
+}
+
 static void process(struct session *s, struct responder *resp, const struct req *r)
 {
 	if (!key_ok(s, r)) {
@@ -774,6 +824,8 @@ static void process(struct session *s, struct responder *resp, const struct req 
 		session_end(s, "terminate", NULL, 0);
 		return;
 	}
+	if (r->ack >= 0 && client_ack(s, r->ack))
+		answer_held(s, 0, NULL, NULL); /* tell the client about the lost answer at once */
 	if (r->restart && s->xmpp) {
 		if (xmpp_restart(s->xmpp) < 0) {
 			session_end(s, "remote-connection-failed", NULL, 0);
@@ -873,6 +925,10 @@ static int parse_req(const struct frame_request *fr, struct req *r)
 	r->pause = pause ? strtol(pause, &end, 10) : -1;
 	if (r->rid < 0 || (pause && (*end || end == pause || r->pause < 0)))
 		return -1;
+	const char *ack = frame_attr(fr, "ack");
+	r->ack = ack ? rid_parse(ack) : -1;
+	if (ack && r->ack < 0)
+		return -1;
 	return copy_key(r->key, frame_attr(fr, "key")) | copy_key(r->newkey, frame_attr(fr, "newkey"));
 }
 
@@ -903,6 +959,10 @@ static void existing_session(struct session *s, struct responder *resp,
 		/* no room means the window rules are broken */
 		__attribute__((fallthrough));
 	case RID_OUTSIDE:
+		if (r.rid < s->next_rid && ridwin_find(&s->sent, r.rid)) {
+			repeat(s, resp, r.rid); /* older, but kept because not yet acknowledged (§9) */
+			return;
+		}
 		log_info("session %s: rid %lld outside the window (next %lld)", s->sid,
 		         (long long)r.rid, (long long)s->next_rid);
 		fail_request(s, resp, "item-not-found");
@@ -971,6 +1031,7 @@ static int fill_session(struct session *s, const struct frame_request *fr, int64
 	s->lang = dup_or_null(frame_attr(fr, "xml:lang"));
 	s->content = header_safe(content) ? strdup(content) : NULL;
 	s->legacy = frame_attr(fr, "ver") == NULL;
+	s->acks = frame_attr(fr, "ack") != NULL;
 	copy_key(s->key, frame_attr(fr, "newkey")); /* checked by create_session() */
 	s->client = dup_or_null(fr->client);
 	s->ua = dup_or_null(frame_attr(fr, "ua") ? frame_attr(fr, "ua") : fr->user_agent);
@@ -978,7 +1039,8 @@ static int fill_session(struct session *s, const struct frame_request *fr, int64
 	s->last_answer = loop_now(loop);
 	s->awaiting_features = 1;
 	s->timer = (struct timer){ .cb = session_timer, .ctx = s };
-	ridwin_init(&s->sent, s->requests);
+	/* With acks the client says what it got: keep answers until then (bounded). */
+	ridwin_init(&s->sent, s->acks ? RIDWIN_MAX : s->requests);
 	return s->to && s->ver ? 0 : -1;
 }
 

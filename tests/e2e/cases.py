@@ -320,6 +320,32 @@ def test_key_sequence(st):
 
 
 @case
+def test_acknowledgements(st):
+    s = Session(st.url, st.domain, wait=10)
+    r = s.create(ack=1)
+    expect(r.attr("ack") == str(s.rid), "creation response acks the creation rid: %r" % r)
+    first = s.rid + 1
+    held = s.request_async(ack=s.rid)
+    time.sleep(0.3)
+    second = s.request_async(ack=first - 1)
+    r1 = held.join(5)
+    expect(r1.attr("ack") == str(first + 1),
+           "the released answer acks the newer request it was released for: %r" % r1)
+    # the client says it never got the answer to `first`: after a while, a report
+    time.sleep(1.3)
+    t0 = time.time()
+    third = s.request_async(ack=first - 1)
+    r2 = second.join(3)  # the next answer goes out at once, with the report
+    expect(isinstance(r2, bosh.Response) and time.time() - t0 < 2, "a report is sent at once")
+    expect(r2.attr("report") == str(first) and int(r2.attr("time")) >= 1000,
+           "report and time of the lost answer: %r" % r2)
+    again = s.request(rid=first)
+    expect(again.text == r1.text, "the lost answer is still there to resend")
+    s.terminate()
+    third.join(5)
+
+
+@case
 def test_pause(st):
     s = Session(st.url, st.domain, wait=3)
     r = s.create()

@@ -41,24 +41,36 @@ static void test_cache(void)
 	size_t len;
 	ridwin_init(&w, 2);
 	CHECK(ridwin_get(&w, 5, &body, &len) == 0);
-	CHECK(ridwin_put(&w, 5, "<a/>", 4) == 0);
-	CHECK(ridwin_put(&w, 6, NULL, 0) == 0);
+	CHECK(ridwin_put(&w, 5, "<a/>", 4, 0) == 0);
+	CHECK(ridwin_put(&w, 6, NULL, 0, 0) == 0);
 	CHECK(ridwin_get(&w, 5, &body, &len) == 1);
 	CHECK_MEM(body, len, "<a/>");
 	CHECK(ridwin_get(&w, 6, &body, &len) == 1 && body == NULL);
 	/* the third answer pushes out the first */
-	CHECK(ridwin_put(&w, 7, "<c/>", 4) == 0);
+	CHECK(ridwin_put(&w, 7, "<c/>", 4, 0) == 0);
 	CHECK(ridwin_get(&w, 5, &body, &len) == 0);
 	CHECK(ridwin_get(&w, 6, &body, &len) == 1);
 	CHECK(ridwin_get(&w, 7, &body, &len) == 1);
 	CHECK_MEM(body, len, "<c/>");
 	for (int i = 8; i < 100; i++)
-		CHECK(ridwin_put(&w, i, "<x/>", 4) == 0);
+		CHECK(ridwin_put(&w, i, "<x/>", 4, (uint64_t)i) == 0);
 	CHECK(ridwin_get(&w, 99, &body, &len) == 1);
 	CHECK(ridwin_get(&w, 98, &body, &len) == 1);
 	CHECK(ridwin_get(&w, 97, &body, &len) == 0);
+	const struct ridwin_entry *e = ridwin_find(&w, 99);
+	CHECK(e && e->sent_at == 99);
 	ridwin_clear(&w);
 	CHECK(ridwin_get(&w, 99, &body, &len) == 0);
+	/* acknowledged answers are forgotten, oldest first */
+	ridwin_init(&w, 5);
+	for (int i = 10; i < 15; i++)
+		CHECK(ridwin_put(&w, i, "<y/>", 4, 0) == 0);
+	ridwin_ack(&w, 12);
+	CHECK(w.n == 2 && !ridwin_find(&w, 12) && ridwin_find(&w, 13) && ridwin_find(&w, 14));
+	ridwin_ack(&w, 100);
+	CHECK(w.n == 0);
+	CHECK(ridwin_put(&w, 20, "<z/>", 4, 0) == 0 && ridwin_find(&w, 20));
+	ridwin_clear(&w);
 	ridwin_init(&w, 1000); /* clamped to RIDWIN_MAX */
 	CHECK(w.cap == RIDWIN_MAX);
 	ridwin_clear(&w);
