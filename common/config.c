@@ -44,6 +44,9 @@ static const struct key keys[] = {
 	NUMKEY("max_hold", max_hold, 1, 8),
 	NUMKEY("polling", polling, 0, 3600),
 	NUMKEY("max_sessions", max_sessions, 1, 1000000),
+	NUMKEY("max_sessions_per_client", max_sessions_per_client, 0, 1000000),
+	/* node-xmpp-bosh's name for the largest hold */
+	NUMKEY("max_bosh_connections", max_hold, 1, 8),
 	NUMKEY("connect_timeout", connect_timeout, 1, 600),
 	NUMKEY("ended_retention", ended_retention, 0, 365L * 86400),
 	NUMKEY("db_flush_ms", db_flush_ms, 0, 10000),
@@ -71,6 +74,7 @@ void config_defaults(struct config *c)
 	c->max_hold = 1;
 	c->polling = 2;
 	c->max_sessions = 10000;
+	c->max_sessions_per_client = 1000;
 	c->connect_timeout = 10;
 	c->ended_retention = 86400;
 	c->db_flush_ms = 50;

@@ -41,6 +41,7 @@ struct config {
 	long max_hold;
 	long polling;
 	long max_sessions;
+	long max_sessions_per_client;   /* sessions from one client address; 0 = no limit */
 	long connect_timeout;
 	long ended_retention;           /* seconds an ended session's row is kept */
 	long db_flush_ms;               /* longest delay of a database write */

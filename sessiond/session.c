@@ -92,6 +92,7 @@ struct session {
 	int64_t next_rid;
 	int wait, hold, requests, inactivity;
 	char *to, *route, *ver, *lang, *content, *client, *ua, *jid, *end_condition;
+	char *client_from;            /* the creation request's 'from', echoed as 'to' */
 	struct held held[HELD_MAX];   /* a ring: HELD(s, 0) is the oldest */
 	int held_head, nheld;
 	struct ahead ahead[HELD_MAX];
@@ -127,6 +128,15 @@ static struct session **table;
 static size_t table_size, nsessions;
 static struct session *dirty_list;
 static uint64_t next_flush_due;
+
+/* Live sessions per client address, for max_sessions_per_client. */
+struct client_count {
+	struct client_count *next;
+	long n;
+	char addr[];
+};
+#define CLIENT_BUCKETS 4096
+static struct client_count *clients[CLIENT_BUCKETS];
 
 /* sids of sessions lost in an earlier run: answered remote-connection-failed */
 static char (*lost)[SID_HEX + 1];
@@ -192,6 +202,43 @@ static int cmp_sid(const void *a, const void *b) { return strcmp(a, b); }
 static int is_lost(const char *sid)
 {
 	return nlost && bsearch(sid, lost, nlost, sizeof lost[0], cmp_sid) != NULL;
+}
+
+static struct client_count **client_slot(const char *addr)
+{
+	size_t h = 5381;
+	for (const char *p = addr; *p; p++)
+		h = h * 33 + (unsigned char)*p;
+	struct client_count **c = &clients[h % CLIENT_BUCKETS];
+	while (*c && strcmp((*c)->addr, addr) != 0)
+		c = &(*c)->next;
+	return c;
+}
+
+static long client_sessions(const char *addr)
+{
+	struct client_count *c = addr ? *client_slot(addr) : NULL;
+	return c ? c->n : 0;
+}
+
+/* delta +1 when a session starts, -1 when it goes. -1 on OOM. */
+static int client_add(const char *addr, int delta)
+{
+	if (!addr)
+		return 0;
+	struct client_count **slot = client_slot(addr), *c = *slot;
+	if (!c) {
+		if (delta < 0 || !(c = calloc(1, sizeof *c + strlen(addr) + 1)))
+			return delta < 0 ? 0 : -1;
+		strcpy(c->addr, addr);
+		*slot = c;
+	}
+	c->n += delta;
+	if (c->n <= 0) {
+		*slot = c->next;
+		free(c);
+	}
+	return 0;
 }
 
 /* ---- small helpers ---- */
@@ -370,6 +417,7 @@ static int creation_attrs(struct session *s, struct buf *b)
 	rc |= buf_attr(b, "maxpause", num);
 	rc |= buf_attr(b, "ver", s->ver);
 	rc |= buf_attr(b, "from", s->to);
+	rc |= buf_attr(b, "to", s->client_from); /* node-xmpp-bosh clients look for it */
 	rc |= buf_attr(b, "authid", s->xmpp ? xmpp_stream_attr(s->xmpp, "id") : NULL);
 	rc |= buf_attr(b, "xmpp:version", "1.0");
 	rc |= buf_attr(b, "xmpp:restartlogic", "true");
@@ -472,6 +520,7 @@ static void session_free(void *p)
 	free(s->ua);
 	free(s->jid);
 	free(s->end_condition);
+	free(s->client_from);
 	buf_free(&s->queue);
 	ridwin_clear(&s->sent);
 	free(s);
@@ -492,6 +541,7 @@ static void session_destroy(struct session *s)
 	timer_cancel(loop, &s->timer);
 	unlink_dirty(s);
 	table_remove(s);
+	client_add(s->client, -1);
 	loop_defer_free(loop, s, session_free);
 }
 
@@ -1034,6 +1084,7 @@ static int fill_session(struct session *s, const struct frame_request *fr, int64
 	s->acks = frame_attr(fr, "ack") != NULL;
 	copy_key(s->key, frame_attr(fr, "newkey")); /* checked by create_session() */
 	s->client = dup_or_null(fr->client);
+	s->client_from = dup_or_null(frame_attr(fr, "from"));
 	s->ua = dup_or_null(frame_attr(fr, "ua") ? frame_attr(fr, "ua") : fr->user_agent);
 	s->created_at = s->last_seen = loop_wallclock();
 	s->last_answer = loop_now(loop);
@@ -1083,6 +1134,12 @@ static void create_session(struct responder *resp, const struct frame_request *f
 		answer_terminate(resp, "policy-violation");
 		return;
 	}
+	if (cfg->max_sessions_per_client && client_sessions(fr->client) >= cfg->max_sessions_per_client) {
+		log_warn("session request from %s refused: it has max_sessions_per_client (%ld) sessions",
+		         fr->client, cfg->max_sessions_per_client);
+		answer_terminate(resp, "policy-violation");
+		return;
+	}
 	struct session *s = calloc(1, sizeof *s);
 	if (!s || (nsessions + 1 > table_size && table_grow() < 0) || fill_session(s, fr, rid) < 0) {
 		log_error("out of memory creating a session");
@@ -1094,6 +1151,12 @@ static void create_session(struct responder *resp, const struct frame_request *f
 	do
 		new_sid(s->sid);
 	while (find(s->sid));
+	if (client_add(s->client, +1) < 0) {
+		log_error("out of memory counting sessions per client");
+		session_free(s);
+		answer_terminate(resp, "internal-server-error");
+		return;
+	}
 	size_t b = sid_hash(s->sid) & (table_size - 1);
 	s->hnext = table[b];
 	table[b] = s;

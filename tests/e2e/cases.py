@@ -75,7 +75,8 @@ def expect(cond, msg):
 @case
 def test_creation_response(st):
     s = Session(st.url, st.domain, wait=300)
-    r = s.create(content="application/xml; charset=utf-8")
+    r = s.create(content="application/xml; charset=utf-8", **{"from": "alice@" + st.domain})
+    expect(r.attr("to") == "alice@" + st.domain, "the client's from comes back as to: %r" % r)
     expect(r.status == 200, r)
     expect(re.fullmatch(r"[0-9a-f]{32}", s.sid or ""), "sid: %r" % r)
     expect(r.attr("wait") == "20", "wait clamped to max_wait: %r" % r)
@@ -606,6 +607,26 @@ def test_sessiond_killed(st):
 
 
 # ---- other ways to run the handler (keep last: they start stacks of their own) ----
+
+@case
+def test_sessions_per_client_limit(st):
+    other = side_stack(st, "max_sessions_per_client = 2\n")
+    try:
+        other.start_sessiond()
+        other.start_nginx()
+        a, b, c = (Session(other.url, st.domain, wait=1) for _ in range(3))
+        expect(a.create().attr("sid") and b.create().attr("sid"), "two sessions allowed")
+        r = c.create()
+        expect(r.type == "terminate" and r.condition == "policy-violation", r)
+        expect("max_sessions_per_client" in open(other.sessiond_log).read(), "logged")
+        a.terminate()
+        d = Session(other.url, st.domain, wait=1)
+        expect(d.create().attr("sid"), "a slot is free again after a session ends")
+        b.terminate()
+        d.terminate()
+    finally:
+        other.stop()
+
 
 @case
 def test_database_of_schema_version_1_is_migrated(st):
