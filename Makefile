@@ -22,11 +22,11 @@ TEST_DEBS  := $(RUN_DEBS) spawn-fcgi nodejs
 BENCH_DEBS := $(RUN_DEBS) wrk
 
 COMMON_SRC  := common/log.c common/frame.c common/config.c
-HANDLER_SRC := fcgi/handler.c fcgi/body.c $(COMMON_SRC)
+HANDLER_SRC := fcgi/handler.c fcgi/body.c fcgi/query.c $(COMMON_SRC)
 SESSIOND_SRC := sessiond/main.c sessiond/loop.c sessiond/reply.c sessiond/xmpp.c \
 	sessiond/splitter.c sessiond/session.c sessiond/ridwin.c sessiond/store.c \
 	sessiond/front.c sessiond/pool.c $(COMMON_SRC)
-UNIT_TESTS := body splitter frame ridwin config
+UNIT_TESTS := body splitter frame ridwin config query
 
 .PHONY: all deps-build deps-run deps-test deps-bench run test unit unit-asan e2e bench clean
 all: $(B)/sessiond $(B)/bosh-handler
@@ -69,6 +69,7 @@ src_splitter := sessiond/splitter.c
 src_frame    := common/frame.c
 src_ridwin   := sessiond/ridwin.c
 src_config   := common/config.c common/log.c
+src_query    := fcgi/query.c
 
 $(B)/unit/test_%: tests/unit/test_%.c $(wildcard */*.h) | deps-build
 	@mkdir -p $(B)/unit

@@ -52,6 +52,7 @@ static const struct key keys[] = {
 	NUMKEY("db_flush_ms", db_flush_ms, 0, 10000),
 	STRKEY("cors_origins", cors_origins),
 	NUMKEY("cors_max_age", cors_max_age, 0, 86400 * 7),
+	NUMKEY("allow_get", allow_get, 0, 1),
 };
 
 void config_defaults(struct config *c)

@@ -49,6 +49,7 @@ struct config {
 	size_t nbackends;
 	char cors_origins[2048];        /* space-separated origins allowed, "*" for any; "" none */
 	long cors_max_age;              /* seconds a browser may cache a preflight */
+	long allow_get;                 /* serve bodies in GET query strings (JSONP, _BOSH_ script) */
 	char extra_headers[2048];       /* "Name: value\r\n" lines sent with every response */
 };
 

@@ -44,6 +44,7 @@ enum frame_tag {
 	TAG_ERROR = 8,     /* string: the handler rejected the body; why */
 	TAG_DATA = 9,      /* bytes: FRAME_CGI_DATA content */
 	TAG_USER_AGENT = 10, /* string: User-Agent header, if any */
+	TAG_WRAP = 11,     /* string: a GET body's answer form: "xml", "script" (_BOSH_), "jsonp:NAME" */
 };
 
 /* The web server's connection came with the frame (SCM_RIGHTS). Without
@@ -65,6 +66,7 @@ struct frame_request {
 	const char *origin;
 	const char *user_agent;
 	const char *error; /* non-NULL: answer bad-request, log this */
+	const char *wrap;  /* GET forms: "xml", "script" or "jsonp:NAME"; NULL for POST */
 	struct frame_attr attrs[FRAME_MAX_ATTRS];
 	size_t nattrs;
 	const uint8_t *payload;

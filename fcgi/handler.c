@@ -13,6 +13,7 @@
 #include "config.h"
 #include "frame.h"
 #include "log.h"
+#include "query.h"
 
 #include <errno.h>
 #include <fcgiapp.h>
@@ -119,11 +120,13 @@ static long read_body(FCGX_Stream *in, const char *content_length)
 static size_t build_frame(struct frame_request *fr, struct body *b, long len, char *why,
                           size_t whylen)
 {
+	int has_body = strcmp(fr->method, "POST") == 0 || fr->wrap;
 	if (len < 0)
 		snprintf(why, whylen, "request body larger than max_data_held (%ld bytes)",
 		         cfg.max_data_held);
-	else if (strcmp(fr->method, "POST") == 0 &&
-	         body_parse(body_buf, (size_t)len, b, why, whylen) == 0) {
+	else if (fr->error)
+		; /* the query string was already found wanting */
+	else if (has_body && body_parse(body_buf, (size_t)len, b, why, whylen) == 0) {
 		if (b->nattrs > FRAME_MAX_ATTRS) {
 			snprintf(why, whylen, "more than %d attributes on <body/>", FRAME_MAX_ATTRS);
 		} else {
@@ -136,9 +139,30 @@ static size_t build_frame(struct frame_request *fr, struct body *b, long len, ch
 			fr->payload_len = b->payload_len;
 		}
 	}
-	if (why[0] && strcmp(fr->method, "POST") == 0)
+	if (why[0] && has_body)
 		fr->error = why;
 	return frame_encode_request(frame_buf, FRAME_MAX, fr);
+}
+
+/* A GET with a query string carries its body there (query.h). Returns the
+ * body length (in body_buf), or -1 with fr->error set; 0 for a bare GET. */
+static long body_from_query(struct frame_request *fr, const char *qs, char *wrap, size_t wrapcap)
+{
+	struct query_body q;
+	const char *why;
+	if (strcmp(fr->method, "GET") != 0 || !qs || !*qs)
+		return 0;
+	if (query_body(qs, body_buf, (size_t)cfg.max_data_held, &q, &why) < 0) {
+		fr->error = why;
+		fr->wrap = "script";
+		return 0;
+	}
+	if (q.callback[0])
+		snprintf(wrap, wrapcap, "jsonp:%s", q.callback);
+	else
+		snprintf(wrap, wrapcap, "%s", q.script ? "script" : "xml");
+	fr->wrap = wrap;
+	return (long)q.len;
 }
 
 static void reply_unavailable(FCGX_Stream *out)
@@ -177,7 +201,10 @@ static void handle_fcgi(FCGX_Request *req)
 	fr.user_agent = FCGX_GetParam("HTTP_USER_AGENT", req->envp);
 	fr.fcgi_id = (uint16_t)req->requestId;
 	fr.flags = FRAME_F_FD_PASSED;
+	char wrap[QUERY_CALLBACK_MAX + 8];
 	long len = read_body(req->in, FCGX_GetParam("CONTENT_LENGTH", req->envp));
+	if (len == 0)
+		len = body_from_query(&fr, FCGX_GetParam("QUERY_STRING", req->envp), wrap, sizeof wrap);
 	size_t flen = build_frame(&fr, &b, len, why, sizeof why);
 	if (flen == 0 || deliver(frame_buf, flen, req->ipcFd) < 0) {
 		if (flen == 0)
@@ -234,6 +261,9 @@ static int run_cgi(void)
 		if (len > cfg.max_data_held)
 			len = -1;
 	}
+	char wrap[QUERY_CALLBACK_MAX + 8];
+	if (len == 0)
+		len = body_from_query(&fr, getenv("QUERY_STRING"), wrap, sizeof wrap);
 	size_t flen = build_frame(&fr, &b, len, why, sizeof why);
 	int fd = flen ? connect_sessiond(5) : -1;
 	struct timeval tv = { .tv_sec = cfg.max_wait + 30 };

@@ -1,5 +1,6 @@
 #define _GNU_SOURCE
 #include "front.h"
+#include "config.h"
 #include "frame.h"
 #include "log.h"
 #include "reply.h"
@@ -20,6 +21,7 @@ struct conn {
 };
 
 static struct loop *loop;
+static const struct config *front_cfg;
 static struct io listener;
 static uint8_t *msg_buf; /* one frame; the loop is single-threaded */
 static int nconns;
@@ -113,7 +115,13 @@ static void dispatch(struct conn *c, size_t n, int passed)
 		conn_close(c, 0);
 	}
 	resp.cors = reply_cors(fr.origin);
-	if (strcmp(fr.method, "POST") == 0)
+	int get = strcmp(fr.method, "GET") == 0 && fr.wrap && front_cfg->allow_get;
+	if (get && strcmp(fr.wrap, "xml") != 0 && !(resp.wrap = strdup(fr.wrap))) {
+		log_error("out of memory; GET request dropped");
+		reply_drop(&resp);
+		return;
+	}
+	if (strcmp(fr.method, "POST") == 0 || get)
 		sessions_handle(&resp, &fr);
 	else if (strcmp(fr.method, "OPTIONS") == 0)
 		reply_preflight(&resp); /* CORS headers if the origin is allowed, else none */
@@ -170,9 +178,10 @@ static void accept_io(void *ctx, uint32_t events)
 	}
 }
 
-int front_start(struct loop *l, int listen_fd)
+int front_start(struct loop *l, int listen_fd, const struct config *cfg)
 {
 	loop = l;
+	front_cfg = cfg;
 	msg_buf = malloc(FRAME_MAX);
 	if (!msg_buf)
 		return -1;

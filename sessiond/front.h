@@ -11,8 +11,10 @@
 
 #include "loop.h"
 
-/* Takes over a listening socket. */
-int front_start(struct loop *l, int listen_fd);
+struct config;
+
+/* Takes over a listening socket; cfg must outlive it. */
+int front_start(struct loop *l, int listen_fd, const struct config *cfg);
 void front_stop(void);
 
 #endif

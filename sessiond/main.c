@@ -322,7 +322,7 @@ static int run(const char *config_path)
 	reply_init(loop, &cfg);
 	handler_binary(handler, sizeof handler);
 	if (sessions_init(loop, &cfg, backends, cfg.nbackends) < 0 || sessions_recover() < 0 ||
-	    front_start(loop, control) < 0 ||
+	    front_start(loop, control, &cfg) < 0 ||
 	    (fcgi >= 0 && pool_start(loop, fcgi, (int)cfg.handlers, handler, config_path) < 0))
 		return 1;
 	loop_set_idle(loop, sessions_idle, NULL);

@@ -255,10 +255,74 @@ static void keep_pending(int fd, int kind, char *buf, size_t len, size_t off)
 	timer_set(reply_loop, &pw->timer, loop_now(reply_loop) + REPLY_WRITE_TIMEOUT_MS);
 }
 
+/* The body as a JavaScript string literal, safe inside a <script> element. */
+static int js_string(char *dst, size_t cap, const char *src, size_t n, size_t *outlen)
+{
+	size_t o = 0;
+	for (size_t i = 0; i < n; i++) {
+		unsigned char c = (unsigned char)src[i];
+		char esc[8] = { 0 };
+		if (c == '"' || c == '\\')
+			snprintf(esc, sizeof esc, "\\%c", c);
+		else if (c < 0x20 || c == '<' || c == '>' || c == '&')
+			snprintf(esc, sizeof esc, "\\u%04x", c);
+		else if (c == 0xe2 && i + 2 < n && (unsigned char)src[i + 1] == 0x80 &&
+		         ((unsigned char)src[i + 2] == 0xa8 || (unsigned char)src[i + 2] == 0xa9)) {
+			/* U+2028 and U+2029 end a line in older JavaScript */
+			snprintf(esc, sizeof esc, "\\u%04x", (unsigned char)src[i + 2] == 0xa8 ? 0x2028 : 0x2029);
+			i += 2;
+		}
+		size_t el = esc[0] ? strlen(esc) : 1;
+		if (o + el >= cap)
+			return -1;
+		if (esc[0])
+			memcpy(dst + o, esc, el);
+		else
+			dst[o] = (char)c;
+		o += el;
+	}
+	*outlen = o;
+	return 0;
+}
+
+/* GET forms: _BOSH_("...") (Openfire) or NAME({"reply":"..."}) (node-xmpp-bosh). */
+static char *wrap_script(const char *wrap, const struct reply *r, size_t *outlen)
+{
+	size_t cap = r->body_len * 6 + 128;
+	char *out = malloc(cap);
+	if (!out)
+		return NULL;
+	int jsonp = strncmp(wrap, "jsonp:", 6) == 0;
+	int n = jsonp ? snprintf(out, cap, "%s({\"reply\":\"", wrap + 6) : snprintf(out, cap, "_BOSH_(\"");
+	size_t lit;
+	if (js_string(out + n, cap - (size_t)n - 8, r->body, r->body_len, &lit) < 0) {
+		free(out);
+		return NULL;
+	}
+	size_t o = (size_t)n + lit;
+	o += (size_t)snprintf(out + o, cap - o, "%s", jsonp ? "\"});" : "\");");
+	*outlen = o;
+	return out;
+}
+
 void reply_send(struct responder *resp, const struct reply *r)
 {
 	if (resp->kind == RESP_NONE)
 		return;
+	if (resp->wrap) {
+		char *wrap = resp->wrap;
+		size_t len;
+		char *js = wrap_script(wrap, r, &len);
+		resp->wrap = NULL;
+		free(wrap);
+		struct reply w = { .status = r->status, .content_type = "text/javascript; charset=utf-8",
+		                   .headers = r->headers, .body = js, .body_len = js ? len : 0 };
+		if (!js)
+			log_error("out of memory wrapping an answer as a script");
+		reply_send(resp, &w);
+		free(js);
+		return;
+	}
 	char head[4096 + 1024];
 	size_t hlen = format_head(head, sizeof head, r, resp->cors), len = 0, off = 0;
 	char *buf = NULL;
@@ -292,6 +356,10 @@ void reply_preflight(struct responder *resp)
 
 void reply_drop(struct responder *resp)
 {
+	if (resp->kind != RESP_NONE) {
+		free(resp->wrap);
+		resp->wrap = NULL;
+	}
 	if (resp->kind != RESP_NONE && resp->fd >= 0)
 		close(resp->fd);
 	resp->kind = RESP_NONE;

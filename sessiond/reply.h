@@ -23,6 +23,7 @@ struct responder {
 	uint16_t fcgi_id;
 	uint8_t kind;
 	uint8_t cors; /* from reply_cors(): which CORS headers go with the answer */
+	char *wrap;   /* owned: "script" or "jsonp:NAME" for GET forms, else NULL */
 };
 
 struct reply {

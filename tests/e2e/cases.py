@@ -24,6 +24,7 @@ backend.down.test = 127.0.0.1:%d
 cors_origins = https://chat.example https://other.example:8443
 cors_max_age = 600
 header = X-Served-By: bosh-cm-test
+allow_get = 1
 """ % DOWN_PORT
 
 USERS = {"alice": "alice-pw", "bob": "bob-pw", "carol": "carol-pw"}
@@ -423,6 +424,55 @@ def test_cors_preflight_and_headers(st):
         expect(status == 200 and "access-control-allow-origin" not in h, h)
         status, h, body = http(st, "POST", bosh.body({"sid": "0" * 32, "rid": 1}), hdrs)
         expect("access-control-allow-origin" not in h and h.get("x-served-by"), h)
+
+
+def get(url, query):
+    import urllib.request
+    import urllib.error
+    try:
+        with urllib.request.urlopen(url + "?" + query, timeout=30) as r:
+            return r.status, r.headers.get("Content-Type"), r.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, e.headers.get("Content-Type"), e.read().decode()
+
+
+@case
+def test_get_jsonp_and_script_forms(st):
+    import json
+    import urllib.parse
+    import xml.etree.ElementTree as ET
+    s = Session(st.url, st.domain, wait=2)
+    create = bosh.body({"to": st.domain, "rid": s.rid, "wait": 2, "hold": 1, "ver": "1.11",
+                        "xmpp:version": "1.0"})
+    q = urllib.parse.urlencode({"data": create, "callback": "jQuery_123.cb"})
+    status, ctype, text = get(st.url, q)
+    expect(status == 200 and ctype.startswith("text/javascript"), (status, ctype))
+    m = re.fullmatch(r"jQuery_123\.cb\((.*)\);", text, re.S)
+    expect(m, text[:200])
+    reply = json.loads(m.group(1))["reply"]
+    s.sid = ET.fromstring(reply).get("sid")
+    expect(s.sid and "<" not in m.group(1), "the XML is escaped inside the script: %r" % text[:120])
+    # Openfire's script form: the whole query is the body
+    body = bosh.body({"sid": s.sid, "rid": s.next_rid()},
+                     "<iq xmlns='jabber:client' type='get' id='g1'><ping xmlns='urn:xmpp:ping'/></iq>")
+    status, ctype, text = get(st.url, urllib.parse.quote(body))
+    m = re.fullmatch(r'_BOSH_\((".*")\);', text, re.S)
+    expect(status == 200 and m, text[:200])
+    expect(ET.fromstring(json.loads(m.group(1))).tag == "{%s}body" % NS, text)
+    # a hostile callback is refused, inside the script form
+    q = urllib.parse.urlencode({"data": create, "callback": "alert(document.cookie)"})
+    status, ctype, text = get(st.url, q)
+    expect("bad-request" in text and "alert" not in text, text)
+    s.terminate()
+    # off by default
+    other = side_stack(st, "allow_get = 0\n")
+    try:
+        other.start_sessiond()
+        other.start_nginx()
+        status, ctype, text = get(other.url, urllib.parse.urlencode({"data": create}))
+        expect(status == 405, (status, text))
+    finally:
+        other.stop()
 
 
 # ---- ending sessions ----
