@@ -1,4 +1,4 @@
-/* body.h - parse and validate one BOSH <body/> wrapper (XEP-0124 §4, §7).
+/* body.h - parse and validate one BOSH <body/> wrapper (XEP-0124 §6, §7).
  *
  * The input is the raw HTTP request body. The parser is expat, hardened:
  * a DOCTYPE, any entity or notation declaration, a processing instruction,

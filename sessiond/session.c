@@ -103,8 +103,8 @@ struct session {
 	uint64_t linger_until;
 	double created_at, last_seen, ended_at;
 	char key[KEY_HEX + 1];        /* the key the next request's key must hash to; "" off */
-	long pause_until_next;        /* inactivity while paused (§13), 0 when not paused */
-	uint8_t legacy;               /* no 'ver' at creation: HTTP error codes (§19) */
+	long pause_until_next;        /* inactivity while paused (§10), 0 when not paused */
+	uint8_t legacy;               /* no 'ver' at creation: HTTP error codes (§17.1) */
 	uint8_t acks;                 /* the client asked for acks at creation (§9) */
 	int64_t last_answered;        /* highest rid answered */
 	int64_t report_rid;           /* §9 report pending for the next answer, 0: none */
@@ -588,7 +588,7 @@ static void session_end(struct session *s, const char *condition, const char *ch
 	}
 }
 
-/* The inactivity period now: a pause (§13) lasts until the next request. */
+/* The inactivity period now: a pause (§10) lasts until the next request. */
 static uint64_t inactivity_ms(const struct session *s)
 {
 	return (uint64_t)(s->pause_until_next ? s->pause_until_next : s->inactivity) * 1000;
@@ -753,7 +753,7 @@ static void on_xmpp(void *ctx, enum xmpp_event ev, const char *data, size_t len)
 
 /* The answer to a request that ends its session with condition: a legacy
  * client (no 'ver' at creation) gets the deprecated HTTP status instead
- * (XEP-0124 §19), everyone else a terminate body. */
+ * (XEP-0124 §17.1), everyone else a terminate body. */
 static void answer_fatal(struct session *s, struct responder *resp, const char *condition)
 {
 	int status = !s || !s->legacy ? 0
@@ -810,7 +810,7 @@ static int key_ok(struct session *s, const struct req *r)
 	return CRYPTO_memcmp(hex, s->key, KEY_HEX) == 0;
 }
 
-/* §13: answer everything held; the pause request itself carries no payload. */
+/* §10: answer everything held; the pause request itself carries no payload. */
 static void pause_session(struct session *s, long seconds)
 {
 	while (s->nheld > 1)
@@ -929,7 +929,7 @@ static int keep_ahead(struct session *s, struct responder *resp, const struct re
 	return 0;
 }
 
-/* The client sent a rid again (XEP-0124 §14.3). */
+/* The client sent a rid again (XEP-0124 §14.3, "Broken Connections"). */
 static void repeat(struct session *s, struct responder *resp, int64_t rid)
 {
 	for (int i = 0; i < s->nheld; i++) {
