@@ -824,6 +824,10 @@ static void pause_session(struct session *s, long seconds)
 }
 
 #define REPORT_AFTER_MS 1000 /* an answer older than this, not acknowledged, was lost */
+/* A client keeps a request with us all the time; a session with none for
+ * longer than this is being taken over by a page (pre-bind attach, reload
+ * restore): answer that page's first request at once, not after 'wait'. */
+#define ATTACH_GAP_MS 1000
 
 /* The client's ack (§9): forget what it has, and notice an answer it never
  * got. Returns 1 if a report is due. */
@@ -858,6 +862,8 @@ static void process(struct session *s, struct responder *resp, const struct req 
 		fail_request(s, resp, "policy-violation");
 		return;
 	}
+	int takeover = s->nheld == 0 && s->state == S_ACTIVE &&
+	               loop_now(loop) - s->last_answer > ATTACH_GAP_MS;
 	s->next_rid = r->rid + 1;
 	s->last_seen = loop_wallclock();
 	s->pause_until_next = 0;
@@ -885,6 +891,11 @@ static void process(struct session *s, struct responder *resp, const struct req 
 	}
 	if (r->pause >= 0)
 		pause_session(s, r->pause);
+	if (takeover && !s->awaiting_features && s->nheld) {
+		log_debug("session %s: first request after %llu ms without one: answered at once",
+		          s->sid, (unsigned long long)(loop_now(loop) - s->last_answer));
+		answer_held(s, 0, NULL, NULL);
+	}
 	while (s->nheld > s->hold)
 		answer_held(s, 0, NULL, NULL);
 	try_flush(s);

@@ -158,6 +158,23 @@ def test_message_both_ways_held_answered_on_arrival(st):
 
 
 @case
+def test_prebound_session_answers_the_page_at_once(st):
+    # a server-side login hands the session to a page, which attaches a moment later
+    s = login(st, "alice", "prebound", wait=10)
+    time.sleep(1.5)
+    t0 = time.time()
+    r = s.request()
+    expect(r.status == 200 and r.type is None and time.time() - t0 < 1,
+           "the first request after the hand-over is not held for wait (%.1fs)" % (time.time() - t0))
+    t0 = time.time()
+    held = s.request_async()
+    time.sleep(0.5)
+    expect(not held.done(), "later requests are held as usual")
+    s.terminate()
+    held.join(5)
+
+
+@case
 def test_empty_answer_after_wait(st):
     s = Session(st.url, st.domain, wait=2)
     s.create()
