@@ -29,7 +29,7 @@ SESSIOND_SRC := sessiond/main.c sessiond/loop.c sessiond/reply.c sessiond/xmpp.c
 UNIT_TESTS := body splitter frame ridwin config query
 
 .PHONY: all deps-build deps-run deps-test deps-bench run test unit unit-asan e2e bench clean
-all: $(B)/sessiond $(B)/bosh-handler
+all: $(B)/sessiond $(B)/bosh-handler $(B)/bosh-prebind
 
 # ---- dependencies ---------------------------------------------------------
 deps-build:
@@ -62,6 +62,10 @@ $(B)/sessiond: $(SESSIOND_SRC) $(wildcard */*.h) $(B)/sql_text.h | deps-build
 
 $(B)/bosh-handler: $(HANDLER_SRC) $(wildcard */*.h) | deps-build
 	$(CC) $(WARN) $(CFLAGS) $(INC) $(pc_cflags) $(HANDLER_SRC) -o $@ $(pc_libs)
+
+PREBIND_SRC := tools/prebind.c common/frame.c common/config.c common/log.c
+$(B)/bosh-prebind: $(PREBIND_SRC) $(wildcard */*.h) | deps-build
+	$(CC) $(WARN) $(CFLAGS) $(INC) $(pc_cflags) $(PREBIND_SRC) -o $@ $(pc_libs)
 
 # Unit test binaries: tests/unit/test_NAME.c with the module sources they need.
 src_body     := fcgi/body.c

@@ -51,6 +51,10 @@ enum frame_tag {
  * it (plain CGI), sessiond answers with FRAME_CGI_DATA frames on the same
  * socket and then closes it. */
 #define FRAME_F_FD_PASSED 0x1u
+/* Sent only by bosh-prebind over the local socket, never by a handler:
+ * answer this request at once, and the page's next request too (it takes
+ * the session over; it must not wait out 'wait'). */
+#define FRAME_F_HANDOVER 0x2u
 
 struct frame_attr {
 	const char *name;

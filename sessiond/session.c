@@ -67,6 +67,7 @@ struct req {
 	int restart, terminate;
 	long pause;               /* seconds, -1: none */
 	int64_t ack;              /* the client's ack (§9), -1: none */
+	int handover;             /* FRAME_F_HANDOVER: a pre-bind tool's last request */
 	char key[KEY_HEX + 1];    /* "" when absent */
 	char newkey[KEY_HEX + 1];
 	int bad_key_syntax;
@@ -106,6 +107,7 @@ struct session {
 	long pause_until_next;        /* inactivity while paused (§10), 0 when not paused */
 	uint8_t legacy;               /* no 'ver' at creation: HTTP error codes (§17.1) */
 	uint8_t acks;                 /* the client asked for acks at creation (§9) */
+	uint8_t handed_over;          /* bosh-prebind is done: answer the page's first request at once */
 	int64_t last_answered;        /* highest rid answered */
 	int64_t report_rid;           /* §9 report pending for the next answer, 0: none */
 	uint64_t report_ms;
@@ -677,6 +679,45 @@ static int hold_request(struct session *s, struct responder *resp, int64_t rid, 
 
 /* ---- XMPP events ---- */
 
+/* Text content as the server wrote it, entities decoded (the JID is logged
+ * and stored as text). NULL on OOM or a malformed reference. */
+static char *xml_text_decode(const char *src, size_t n)
+{
+	static const struct { const char *ref; char ch; } named[] = {
+		{ "lt;", '<' }, { "gt;", '>' }, { "amp;", '&' }, { "apos;", '\'' }, { "quot;", '"' },
+	};
+	char *out = malloc(n + 1), *o = out;
+	for (size_t i = 0; out && i < n; i++) {
+		if (src[i] != '&') {
+			*o++ = src[i];
+			continue;
+		}
+		const char *semi = memchr(src + i, ';', n - i);
+		size_t k = 0, rl = semi ? (size_t)(semi - (src + i)) : 0;
+		for (; k < 5 && !(rl == strlen(named[k].ref) && strncmp(src + i + 1, named[k].ref, rl) == 0); k++)
+			;
+		unsigned long cp = 0;
+		if (k < 5) {
+			*o++ = named[k].ch;
+		} else if (semi && src[i + 1] == '#' &&
+		           (cp = strtoul(src + i + 2 + (src[i + 2] == 'x'), NULL, src[i + 2] == 'x' ? 16 : 10)) &&
+		           cp < 0x110000) {
+			/* UTF-8 of the code point */
+			if (cp < 0x80) *o++ = (char)cp;
+			else if (cp < 0x800) { *o++ = (char)(0xc0 | cp >> 6); *o++ = (char)(0x80 | (cp & 0x3f)); }
+			else if (cp < 0x10000) { *o++ = (char)(0xe0 | cp >> 12); *o++ = (char)(0x80 | (cp >> 6 & 0x3f)); *o++ = (char)(0x80 | (cp & 0x3f)); }
+			else { *o++ = (char)(0xf0 | cp >> 18); *o++ = (char)(0x80 | (cp >> 12 & 0x3f)); *o++ = (char)(0x80 | (cp >> 6 & 0x3f)); *o++ = (char)(0x80 | (cp & 0x3f)); }
+		} else {
+			free(out);
+			return NULL;
+		}
+		i += rl;
+	}
+	if (out)
+		*o = 0;
+	return out;
+}
+
 static void note_jid(struct session *s, const char *data, size_t len)
 {
 	if (s->jid || !memmem(data, len, "urn:ietf:params:xml:ns:xmpp-bind", 32))
@@ -687,7 +728,7 @@ static void note_jid(struct session *s, const char *data, size_t len)
 	start += 5;
 	const char *end = memmem(start, len - (size_t)(start - data), "</jid>", 6);
 	if (end && end - start < 3072) {
-		s->jid = strndup(start, (size_t)(end - start));
+		s->jid = xml_text_decode(start, (size_t)(end - start));
 		log_info("session %s bound %s", s->sid, s->jid ? s->jid : "?");
 		mark_dirty(s);
 	}
@@ -810,8 +851,10 @@ static int key_ok(struct session *s, const struct req *r)
 	return CRYPTO_memcmp(hex, s->key, KEY_HEX) == 0;
 }
 
-/* §10: answer everything held; the pause request itself carries no payload. */
-static void pause_session(struct session *s, long seconds)
+/* Answers everything held; the newest (this request) without payload, which
+ * stays queued for the next request: a pause request must carry none (§10),
+ * and a pre-bind tool's hand-over leaves it for the page. */
+static void answer_all_keep_queue(struct session *s)
 {
 	while (s->nheld > 1)
 		answer_held(s, 0, NULL, NULL);
@@ -819,6 +862,11 @@ static void pause_session(struct session *s, long seconds)
 	s->queue = (struct buf){ 0 };
 	answer_held(s, 0, NULL, NULL);
 	s->queue = keep;
+}
+
+static void pause_session(struct session *s, long seconds)
+{
+	answer_all_keep_queue(s);
 	s->pause_until_next = seconds;
 	log_debug("session %s paused for %lds", s->sid, seconds);
 }
@@ -862,8 +910,9 @@ static void process(struct session *s, struct responder *resp, const struct req 
 		fail_request(s, resp, "policy-violation");
 		return;
 	}
-	int takeover = s->nheld == 0 && s->state == S_ACTIVE &&
-	               loop_now(loop) - s->last_answer > ATTACH_GAP_MS;
+	int takeover = r->handover || s->handed_over ||
+	               (s->nheld == 0 && s->state == S_ACTIVE && loop_now(loop) - s->last_answer > ATTACH_GAP_MS);
+	s->handed_over = (uint8_t)r->handover;
 	s->next_rid = r->rid + 1;
 	s->last_seen = loop_wallclock();
 	s->pause_until_next = 0;
@@ -891,6 +940,8 @@ static void process(struct session *s, struct responder *resp, const struct req 
 	}
 	if (r->pause >= 0)
 		pause_session(s, r->pause);
+	else if (r->handover)
+		answer_all_keep_queue(s);
 	if (takeover && !s->awaiting_features && s->nheld) {
 		log_debug("session %s: first request after %llu ms without one: answered at once",
 		          s->sid, (unsigned long long)(loop_now(loop) - s->last_answer));
@@ -983,6 +1034,7 @@ static int parse_req(const struct frame_request *fr, struct req *r)
 	r->len = fr->payload_len;
 	r->restart = restart && (strcmp(restart, "true") == 0 || strcmp(restart, "1") == 0);
 	r->terminate = type && strcmp(type, "terminate") == 0;
+	r->handover = (fr->flags & FRAME_F_HANDOVER) != 0;
 	r->pause = pause ? strtol(pause, &end, 10) : -1;
 	if (r->rid < 0 || (pause && (*end || end == pause || r->pause < 0)))
 		return -1;

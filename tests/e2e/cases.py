@@ -175,6 +175,33 @@ def test_prebound_session_answers_the_page_at_once(st):
 
 
 @case
+def test_prebind_command(st):
+    import json
+    tool = os.path.join(st.build, "bosh-prebind")
+    p = subprocess.run([tool, "-c", st.conf, "-r", "web <1>", "bob@" + st.domain],
+                       input="bob-pw\n", capture_output=True, text=True, timeout=60)
+    expect(p.returncode == 0, p.stderr)
+    got = json.loads(p.stdout)
+    expect(got["jid"] == "bob@%s/web <1>" % st.domain and re.fullmatch(r"[0-9a-f]{32}", got["sid"]), got)
+    # the page continues the session with that sid and rid
+    s = Session(st.url, st.domain, wait=5)
+    s.sid, s.rid, s.jid = got["sid"], got["rid"] - 1, got["jid"]
+    t0 = time.time()
+    r = s.request()
+    expect(r.status == 200 and r.type is None and time.time() - t0 < 1, "attached at once: %r" % r)
+    msg, _ = s.until(lambda c: c.tag == "{%s}message" % CLIENT,
+                     "<message xmlns='jabber:client' to='%s'><body>attached</body></message>"
+                     % s.jid.replace("&", "&amp;").replace("<", "&lt;"))
+    expect(msg.find("{%s}body" % CLIENT).text == "attached", msg)
+    db = row(st, s.sid, until=lambda r: r["jid"])
+    expect(db["client_addr"] == "local:bosh-prebind" and db["jid"] == got["jid"], db)
+    s.terminate()
+    p = subprocess.run([tool, "-c", st.conf, "bob@" + st.domain], input="wrong\n",
+                       capture_output=True, text=True, timeout=60)
+    expect(p.returncode == 1 and "authentication failed" in p.stderr and not p.stdout, p)
+
+
+@case
 def test_empty_answer_after_wait(st):
     s = Session(st.url, st.domain, wait=2)
     s.create()
