@@ -519,6 +519,50 @@ def test_get_jsonp_and_script_forms(st):
         other.stop()
 
 
+@case
+def test_discovery_documents_and_policy_files(st):
+    import json
+    import urllib.request
+    import xml.etree.ElementTree as ET
+    from stack import Proc, free_port, wait_for, port_open, REPO
+    out = subprocess.run([os.path.join(REPO, "tools/bosh-discovery"), st.url], capture_output=True,
+                         text=True, check=True).stdout
+    parts = dict(re.findall(r"=== (\S+)[^\n]*\n(.*?)(?=\n=== |\Z)", out, re.S))
+    d = os.path.join(st.dir, "hostmeta")
+    os.makedirs(os.path.join(d, "www/.well-known"), exist_ok=True)
+    for name in ("/.well-known/host-meta", "/.well-known/host-meta.json"):
+        open(os.path.join(d, "www") + name, "w").write(parts[name].strip() + "\n")
+    expect('_xmppconnect.127.0.0.1. IN TXT "_xmpp-client-xbosh=%s"' % st.url in out, out)
+    port = free_port()
+    snippets = ""
+    for f in ("host-meta.conf", "policy-files.conf"):
+        snippets += open(os.path.join(REPO, "conf/nginx", f)).read().replace("/var/www/bosh",
+                                                                            os.path.join(d, "www"))
+    os.makedirs(os.path.join(d, "tmp"), exist_ok=True)
+    open(os.path.join(d, "nginx.conf"), "w").write(
+        "daemon off; pid %s/nginx.pid; error_log %s/error.log; %s\nevents {}\n"
+        "http { access_log off; client_body_temp_path %s/tmp; proxy_temp_path %s/tmp; "
+        "fastcgi_temp_path %s/tmp; uwsgi_temp_path %s/tmp; scgi_temp_path %s/tmp;\n"
+        "server { listen 127.0.0.1:%d;\n%s\n} }\n"
+        % (d, d, "user root root;" if os.geteuid() == 0 else "", d, d, d, d, d, port, snippets))
+    ngx = Proc("nginx", ["nginx", "-p", d, "-c", os.path.join(d, "nginx.conf")], os.path.join(d, "out"))
+    try:
+        wait_for(lambda: port_open(port) or not ngx.alive(), 10, "nginx")
+        base = "http://127.0.0.1:%d" % port
+        with urllib.request.urlopen(base + "/.well-known/host-meta") as r:
+            expect(r.headers["Access-Control-Allow-Origin"] == "*", r.headers)
+            link = ET.fromstring(r.read()).find("{http://docs.oasis-open.org/ns/xri/xrd-1.0}Link")
+        expect(link.get("rel") == "urn:xmpp:alt-connections:xbosh" and link.get("href") == st.url, link)
+        with urllib.request.urlopen(base + "/.well-known/host-meta.json") as r:
+            links = json.loads(r.read())["links"]
+        expect(links == [{"rel": "urn:xmpp:alt-connections:xbosh", "href": st.url}], links)
+        for path in ("/crossdomain.xml", "/clientaccesspolicy.xml"):
+            with urllib.request.urlopen(base + path) as r:
+                ET.fromstring(r.read())  # well-formed
+    finally:
+        ngx.stop()
+
+
 # ---- ending sessions ----
 
 @case
