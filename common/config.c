@@ -43,6 +43,7 @@ static const struct key keys[] = {
 	NUMKEY("max_inactivity", max_inactivity, 1, 86400),
 	NUMKEY("max_hold", max_hold, 1, 8),
 	NUMKEY("polling", polling, 0, 3600),
+	NUMKEY("strict_polling", strict_polling, 0, 1),
 	NUMKEY("max_sessions", max_sessions, 1, 1000000),
 	NUMKEY("max_sessions_per_client", max_sessions_per_client, 0, 1000000),
 	/* node-xmpp-bosh's name for the largest hold */

@@ -40,6 +40,7 @@ struct config {
 	long default_inactivity, max_inactivity;
 	long max_hold;
 	long polling;
+	long strict_polling;            /* enforce XEP-0124 §11's polling rule on held sessions too */
 	long max_sessions;
 	long max_sessions_per_client;   /* sessions from one client address; 0 = no limit */
 	long connect_timeout;

@@ -108,6 +108,8 @@ struct session {
 	uint8_t legacy;               /* no 'ver' at creation: HTTP error codes (§17.1) */
 	uint8_t acks;                 /* the client asked for acks at creation (§9) */
 	uint8_t handed_over;          /* bosh-prebind is done: answer the page's first request at once */
+	uint8_t last_empty_answered_empty; /* §12: the previous new request was empty, and so was its answer */
+	uint64_t last_request_at;     /* loop ms of the previous new request */
 	int64_t last_answered;        /* highest rid answered */
 	int64_t report_rid;           /* §9 report pending for the next answer, 0: none */
 	uint64_t report_ms;
@@ -895,6 +897,22 @@ static int client_ack(struct session *s, int64_t ack)
 	return 1;
 }
 
+/* §12 (polling sessions) and, with strict_polling, §11: an empty new request
+ * sooner than 'polling' seconds after the previous one, when nothing came
+ * back in between, is a client polling too fast. With hold 1 or more the
+ * rule also needs every earlier request to be still unanswered; many
+ * clients keep an empty poll outstanding while they send, which is why it
+ * is a switch for held sessions. */
+static int too_frequent(const struct session *s, const struct req *r)
+{
+	if (r->len || r->pause >= 0 || r->terminate || r->restart || r->handover || !s->last_request_at)
+		return 0;
+	int soon = loop_now(loop) - s->last_request_at < (uint64_t)cfg->polling * 1000;
+	if (s->hold == 0)
+		return soon && s->last_empty_answered_empty;
+	return cfg->strict_polling && soon && s->nheld + 1 >= s->requests;
+}
+
 static void process(struct session *s, struct responder *resp, const struct req *r)
 {
 	if (!key_ok(s, r)) {
@@ -910,6 +928,12 @@ static void process(struct session *s, struct responder *resp, const struct req 
 		fail_request(s, resp, "policy-violation");
 		return;
 	}
+	if (too_frequent(s, r)) {
+		log_info("session %s: empty requests faster than polling (%lds)", s->sid, cfg->polling);
+		fail_request(s, resp, "policy-violation");
+		return;
+	}
+	s->last_request_at = loop_now(loop);
 	int takeover = r->handover || s->handed_over ||
 	               (s->nheld == 0 && s->state == S_ACTIVE && loop_now(loop) - s->last_answer > ATTACH_GAP_MS);
 	s->handed_over = (uint8_t)r->handover;
@@ -947,9 +971,11 @@ static void process(struct session *s, struct responder *resp, const struct req 
 		          s->sid, (unsigned long long)(loop_now(loop) - s->last_answer));
 		answer_held(s, 0, NULL, NULL);
 	}
+	int had_payload = s->queue.len > 0;
 	while (s->nheld > s->hold)
 		answer_held(s, 0, NULL, NULL);
 	try_flush(s);
+	s->last_empty_answered_empty = r->len == 0 && !had_payload && !r->restart;
 	session_schedule(s);
 }
 
@@ -1072,6 +1098,10 @@ static void existing_session(struct session *s, struct responder *resp,
 		/* no room means the window rules are broken */
 		__attribute__((fallthrough));
 	case RID_OUTSIDE:
+		/* §11: one request more than 'requests' is allowed to pause or terminate */
+		if (r.rid == s->next_rid + s->requests && (r.terminate || r.pause >= 0) &&
+		    keep_ahead(s, resp, &r) == 0)
+			return;
 		if (r.rid < s->next_rid && ridwin_find(&s->sent, r.rid)) {
 			repeat(s, resp, r.rid); /* older, but kept because not yet acknowledged (§9) */
 			return;

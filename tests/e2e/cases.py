@@ -241,6 +241,42 @@ def test_polling_session_hold_0(st):
     s.terminate()
 
 
+@case
+def test_polling_too_fast(st):
+    s = Session(st.url, st.domain, wait=10, hold=0)
+    s.create()
+    expect(s.request().type is None, "first poll")
+    time.sleep(2.2)  # polling is 2 s
+    expect(s.request().type is None, "a poll after the polling interval is fine")
+    r = s.request()
+    expect(r.type == "terminate" and r.condition == "policy-violation", "two empty polls at once: %r" % r)
+    db = row(st, s.sid, until=lambda r: r["state"] == "ended")
+    expect(db["end_condition"] == "policy-violation", db)
+    # payloads in between are no overactivity
+    s = Session(st.url, st.domain, wait=10, hold=0)
+    s.create()
+    for i in range(3):
+        r = s.request("<presence xmlns='jabber:client' type='unavailable'/>")
+        expect(r.type is None, r)
+    s.terminate()
+
+
+@case
+def test_terminate_may_exceed_the_window_by_one(st):
+    s = Session(st.url, st.domain, wait=10)
+    s.create()
+    n = s.rid + 1
+    later = s.request_async(rid=n + 1)              # ahead of a gap
+    term = s.request_async(rid=n + 2, type="terminate")  # one more than 'requests' (2)
+    time.sleep(0.5)
+    first = s.request(rid=n)                        # fills the gap: all three run in order
+    answers = [first, later.join(5), term.join(5)]
+    expect(all(isinstance(a, bosh.Response) for a in answers), answers)
+    expect(not any(a.condition == "item-not-found" for a in answers), answers)
+    db = row(st, s.sid, until=lambda r: r["state"] == "ended")
+    expect(db["end_condition"] == "terminate", db)
+
+
 # ---- rid rules ----
 
 @case
@@ -762,6 +798,32 @@ def test_sessions_per_client_limit(st):
         expect(d.create().attr("sid"), "a slot is free again after a session ends")
         b.terminate()
         d.terminate()
+    finally:
+        other.stop()
+
+
+@case
+def test_strict_polling_on_held_sessions(st):
+    other = side_stack(st, "strict_polling = 1\n")
+    try:
+        other.start_sessiond()
+        other.start_nginx()
+        s = Session(other.url, st.domain, wait=10)
+        s.create()
+        held = s.request_async()
+        time.sleep(0.3)
+        r = s.request()  # a second empty request while the first is held, within 'polling'
+        expect(r.condition == "policy-violation", "§11 overactivity: %r" % r)
+        expect(isinstance(held.join(5), bosh.Response), "the held request is answered too")
+        s = Session(other.url, st.domain, wait=10)  # sending data that way is fine
+        s.create()
+        held = s.request_async()
+        time.sleep(0.3)
+        second = s.request_async("<presence xmlns='jabber:client' type='unavailable'/>")
+        r1 = held.join(5)
+        expect(isinstance(r1, bosh.Response) and r1.type is None, r1)
+        s.terminate()
+        second.join(5)
     finally:
         other.stop()
 
