@@ -37,6 +37,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -94,6 +96,7 @@ struct session {
 	int wait, hold, requests, inactivity;
 	char *to, *route, *ver, *lang, *content, *client, *ua, *jid, *end_condition;
 	char *client_from;            /* the creation request's 'from', echoed as 'to' */
+	uint8_t secure;               /* the XMPP connection cannot be read by others (loopback) */
 	struct held held[HELD_MAX];   /* a ring: HELD(s, 0) is the oldest */
 	int held_head, nheld;
 	struct ahead ahead[HELD_MAX];
@@ -422,6 +425,8 @@ static int creation_attrs(struct session *s, struct buf *b)
 	rc |= buf_attr(b, "ver", s->ver);
 	rc |= buf_attr(b, "from", s->to);
 	rc |= buf_attr(b, "to", s->client_from); /* node-xmpp-bosh clients look for it */
+	/* Plain TCP is secure only on this machine; TLS to the server comes with the backend work. */
+	rc |= buf_attr(b, "secure", s->secure ? "true" : "false");
 	rc |= buf_attr(b, "authid", s->xmpp ? xmpp_stream_attr(s->xmpp, "id") : NULL);
 	rc |= buf_attr(b, "xmpp:version", "1.0");
 	rc |= buf_attr(b, "xmpp:restartlogic", "true");
@@ -1199,6 +1204,15 @@ static int valid_domain(const char *d)
 	return 1;
 }
 
+static int is_loopback(const struct sockaddr *sa)
+{
+	if (sa->sa_family == AF_INET)
+		return (ntohl(((const struct sockaddr_in *)(const void *)sa)->sin_addr.s_addr) >> 24) == 127;
+	if (sa->sa_family == AF_INET6)
+		return IN6_IS_ADDR_LOOPBACK(&((const struct sockaddr_in6 *)(const void *)sa)->sin6_addr);
+	return 0;
+}
+
 static void create_session(struct responder *resp, const struct frame_request *fr)
 {
 	int64_t rid = rid_parse(frame_attr(fr, "rid"));
@@ -1261,6 +1275,7 @@ static void create_session(struct responder *resp, const struct frame_request *f
 		.max_output = (size_t)cfg->max_data_held * 4,
 		.connect_timeout_ms = (unsigned)cfg->connect_timeout * 1000,
 	};
+	s->secure = (uint8_t)is_loopback((const struct sockaddr *)&be->addr);
 	hold_request(s, resp, rid, 1);
 	s->xmpp = xmpp_open(loop, &p, on_xmpp, s);
 	mark_dirty(s);

@@ -85,6 +85,7 @@ def test_creation_response(st):
     expect(r.attr("inactivity") == "4" and r.attr("polling"), r)
     expect(r.attr("ver") == "1.6", "ver is the lower of ours and the client's: %r" % r)
     expect(r.attr("from") == st.domain, r)
+    expect(r.attr("secure") == "true", "the XMPP server is on loopback: %r" % r)
     expect(r.attr("{%s}version" % bosh.XBOSH) == "1.0", r)
     expect(r.attr("{%s}restartlogic" % bosh.XBOSH) == "true", r)
     expect(s.features is not None, "stream features in the creation response: %r" % r)
@@ -824,6 +825,23 @@ def test_strict_polling_on_held_sessions(st):
         expect(isinstance(r1, bosh.Response) and r1.type is None, r1)
         s.terminate()
         second.join(5)
+    finally:
+        other.stop()
+
+
+@case
+def test_max_sessions(st):
+    other = side_stack(st, "max_sessions = 2\nmax_sessions_per_client = 0\n")
+    try:
+        other.start_sessiond()
+        other.start_nginx()
+        a, b, c = (Session(other.url, st.domain, wait=1) for _ in range(3))
+        expect(a.create().attr("sid") and b.create().attr("sid"), "two sessions allowed")
+        r = c.create()
+        expect(r.condition == "policy-violation", r)
+        expect("max_sessions (2) reached" in open(other.sessiond_log).read(), "logged")
+        a.terminate()
+        expect(c.create().attr("sid"), "room again after a session ended")
     finally:
         other.stop()
 
