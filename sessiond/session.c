@@ -918,12 +918,14 @@ static int too_frequent(const struct session *s, const struct req *r)
 	return cfg->strict_polling && soon && s->nheld + 1 >= s->requests;
 }
 
-static void process(struct session *s, struct responder *resp, const struct req *r)
+/* The checks a request in turn must pass: key (§15), pause (§10),
+ * frequency (§11, §12). On failure the session ends; returns -1. */
+static int admit(struct session *s, struct responder *resp, const struct req *r)
 {
 	if (!key_ok(s, r)) {
 		log_info("session %s: rid %lld has a wrong or missing key", s->sid, (long long)r->rid);
 		fail_request(s, resp, "item-not-found");
-		return;
+		return -1;
 	}
 	if (s->key[0])
 		memcpy(s->key, r->newkey[0] ? r->newkey : r->key, KEY_HEX + 1);
@@ -931,13 +933,20 @@ static void process(struct session *s, struct responder *resp, const struct req 
 		log_info("session %s: pause %ld is longer than maxpause %ld", s->sid, r->pause,
 		         cfg->max_inactivity);
 		fail_request(s, resp, "policy-violation");
-		return;
+		return -1;
 	}
 	if (too_frequent(s, r)) {
 		log_info("session %s: empty requests faster than polling (%lds)", s->sid, cfg->polling);
 		fail_request(s, resp, "policy-violation");
-		return;
+		return -1;
 	}
+	return 0;
+}
+
+static void process(struct session *s, struct responder *resp, const struct req *r)
+{
+	if (admit(s, resp, r) < 0)
+		return;
 	s->last_request_at = loop_now(loop);
 	int takeover = r->handover || s->handed_over ||
 	               (s->nheld == 0 && s->state == S_ACTIVE && loop_now(loop) - s->last_answer > ATTACH_GAP_MS);
