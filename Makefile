@@ -22,7 +22,7 @@ TEST_DEBS  := $(RUN_DEBS) spawn-fcgi nodejs
 BENCH_DEBS := $(RUN_DEBS) wrk
 
 COMMON_SRC  := common/log.c common/frame.c common/config.c
-HANDLER_SRC := fcgi/handler.c fcgi/body.c fcgi/query.c $(COMMON_SRC)
+HANDLER_SRC := fcgi/handler.c fcgi/body.c fcgi/query.c fcgi/autostart.c $(COMMON_SRC)
 SESSIOND_SRC := sessiond/main.c sessiond/loop.c sessiond/reply.c sessiond/xmpp.c \
 	sessiond/splitter.c sessiond/session.c sessiond/ridwin.c sessiond/store.c \
 	sessiond/front.c sessiond/pool.c $(COMMON_SRC)

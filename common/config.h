@@ -29,6 +29,8 @@ struct config {
 	char log_file[PATH_MAX];        /* "-" is stderr */
 	char handler_log_file[PATH_MAX];
 	char handler_path[PATH_MAX];    /* handler binary sessiond starts; "" = next to sessiond */
+	char sessiond_path[PATH_MAX];   /* sessiond binary a handler starts (autostart); "" = next to it */
+	char pid_file[PATH_MAX];        /* sessiond writes its PID here; "" = none */
 	char user[64];                  /* drop to this user when started as root */
 	char group[64];                 /* sockets are 0660 with this group */
 	int log_level;
@@ -51,6 +53,7 @@ struct config {
 	char cors_origins[2048];        /* space-separated origins allowed, "*" for any; "" none */
 	long cors_max_age;              /* seconds a browser may cache a preflight */
 	long allow_get;                 /* serve bodies in GET query strings (JSONP, _BOSH_ script) */
+	long autostart;                 /* a handler that finds no sessiond starts one */
 	char extra_headers[2048];       /* "Name: value\r\n" lines sent with every response */
 };
 

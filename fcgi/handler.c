@@ -8,6 +8,7 @@
  * hand over: the handler waits for sessiond's answer and writes it out.
  */
 #define _GNU_SOURCE
+#include "autostart.h"
 #include "body.h"
 #include "bosh.h"
 #include "config.h"
@@ -27,11 +28,12 @@
 #include <unistd.h>
 
 static struct config cfg;
+static const char *config_file;  /* the one we read, for sessiond's autostart */
 static int sessiond_fd = -1;   /* persistent connection (FastCGI mode) */
 static uint8_t *frame_buf;     /* one encoded frame */
 static char *body_buf;         /* one request body, max_data_held + 1 bytes */
 
-static int connect_sessiond(int timeout_s)
+static int connect_once(int timeout_s, int quiet)
 {
 	int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
 	if (fd < 0) {
@@ -50,11 +52,23 @@ static int connect_sessiond(int timeout_s)
 	if (setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof sndbuf) < 0 ||
 	    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv) < 0 ||
 	    connect(fd, (struct sockaddr *)&sa, sizeof sa) < 0) {
-		log_warn("cannot reach sessiond at %s: %s", cfg.control_socket, strerror(errno));
+		if (!quiet)
+			log_warn("cannot reach sessiond at %s: %s", cfg.control_socket, strerror(errno));
 		close(fd);
 		return -1;
 	}
 	return fd;
+}
+
+/* Connects; with autostart, a missing sessiond is started first (shared hosting). */
+static int connect_sessiond(int timeout_s)
+{
+	int fd = connect_once(timeout_s, cfg.autostart);
+	if (fd >= 0 || !cfg.autostart)
+		return fd;
+	if (autostart_sessiond(&cfg, config_file, 10000) < 0)
+		return -1;
+	return connect_once(timeout_s, 0);
 }
 
 static int send_frame(int fd, const uint8_t *buf, size_t len, int pass_fd)
@@ -282,8 +296,21 @@ static int run_cgi(void)
 	return 0;
 }
 
-/* The config: -c PATH, else $BOSH_CONFIG, else bosh.conf next to this binary
- * (shared hosting: the handler and its config sit in one web folder). */
+/* name in the folder of this binary (shared hosting: one web folder holds all). */
+static void beside_self(char *out, size_t size, const char *name)
+{
+	char self[PATH_MAX - 16];
+	ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
+	char *slash = n > 0 ? (self[n] = 0, strrchr(self, '/')) : NULL;
+	if (!slash) {
+		snprintf(out, size, "%s", name);
+		return;
+	}
+	*slash = 0;
+	snprintf(out, size, "%s/%s", self, name);
+}
+
+/* The config: -c PATH, else $BOSH_CONFIG, else bosh.conf next to this binary. */
 static const char *config_path(int argc, char **argv)
 {
 	static char path[PATH_MAX];
@@ -293,14 +320,7 @@ static const char *config_path(int argc, char **argv)
 	const char *env = getenv("BOSH_CONFIG");
 	if (env && *env)
 		return env;
-	char self[PATH_MAX - 16];
-	ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
-	if (n <= 0)
-		return "bosh.conf";
-	self[n] = 0;
-	char *slash = strrchr(self, '/');
-	*slash = 0;
-	snprintf(path, sizeof path, "%s/bosh.conf", self);
+	beside_self(path, sizeof path, "bosh.conf");
 	return path;
 }
 
@@ -309,11 +329,14 @@ int main(int argc, char **argv)
 	char err[512];
 	config_defaults(&cfg);
 	const char *path = config_path(argc, argv);
+	config_file = path;
 	if (access(path, R_OK) == 0 && config_load(&cfg, path, err, sizeof err) < 0) {
 		fprintf(stderr, "bosh-handler: %s\n", err);
 		return 1;
 	}
 	log_open("bosh-handler", cfg.handler_log_file, (enum log_level)cfg.log_level);
+	if (!cfg.sessiond_path[0])
+		beside_self(cfg.sessiond_path, sizeof cfg.sessiond_path, "sessiond");
 	signal(SIGPIPE, SIG_IGN);
 	frame_buf = malloc(FRAME_MAX);
 	body_buf = malloc((size_t)cfg.max_data_held + 1);

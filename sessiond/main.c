@@ -243,6 +243,15 @@ static void housekeep(void *ctx)
 	timer_set(loop, &housekeeping, loop_now(loop) + HOUSEKEEPING_MS);
 }
 
+static void write_pid_file(void)
+{
+	if (!cfg.pid_file[0])
+		return;
+	FILE *f = fopen(cfg.pid_file, "w");
+	if (!f || fprintf(f, "%ld\n", (long)getpid()) < 0 || fclose(f) != 0)
+		log_warn("cannot write pid_file %s: %s", cfg.pid_file, strerror(errno));
+}
+
 /* The handler binary: configured, else bosh-handler beside this program. */
 static void handler_binary(char *out, size_t size)
 {
@@ -325,6 +334,7 @@ static int run(const char *config_path)
 	    front_start(loop, control, &cfg) < 0 ||
 	    (fcgi >= 0 && pool_start(loop, fcgi, (int)cfg.handlers, handler, config_path) < 0))
 		return 1;
+	write_pid_file();
 	loop_set_idle(loop, sessions_idle, NULL);
 	housekeeping = (struct timer){ .cb = housekeep };
 	timer_set(loop, &housekeeping, loop_now(loop) + HOUSEKEEPING_MS);
@@ -339,6 +349,8 @@ static int run(const char *config_path)
 	if (fcgi >= 0 && cfg.fcgi_socket[0] == '/')
 		unlink(cfg.fcgi_socket);
 	store_close();
+	if (cfg.pid_file[0])
+		unlink(cfg.pid_file);
 	log_info("sessiond stopped");
 	return rc < 0 ? 1 : 0;
 }

@@ -942,6 +942,70 @@ def test_handler_as_plain_cgi(st):
     expect(ET.fromstring(text).get("condition") == "bad-request", text)
 
 
+def cgi_request(conf, handler, body_text, timeout=30):
+    """The handler run as plain CGI, as a web server would; returns the answer's XML."""
+    import xml.etree.ElementTree as ET
+    data = body_text.encode()
+    env = {"REQUEST_METHOD": "POST", "CONTENT_LENGTH": str(len(data)), "REMOTE_ADDR": "192.0.2.9",
+           "GATEWAY_INTERFACE": "CGI/1.1", "PATH": os.environ["PATH"], "BOSH_CONFIG": conf,
+           "ASAN_OPTIONS": "detect_leaks=0"}
+    p = subprocess.run([handler], input=data, env=env, capture_output=True, timeout=timeout)
+    head, _, rest = p.stdout.partition(b"\r\n\r\n")
+    return head.decode(), ET.fromstring(rest.decode())
+
+
+def daemons_for(conf):
+    """PIDs of the sessiond processes serving this config file."""
+    pids = []
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            try:
+                argv = open("/proc/%s/cmdline" % d, "rb").read().split(b"\0")
+            except OSError:
+                continue
+            if argv and argv[0].endswith(b"sessiond") and conf.encode() in argv:
+                pids.append(int(d))
+    return pids
+
+
+@case
+def test_cgi_handler_starts_sessiond(st):
+    import concurrent.futures
+    other = side_stack(st, "handlers = 0\nautostart = 1\npid_file = sessiond.pid\n"
+                           "sessiond_path = %s\n" % st.sessiond_bin)
+    other.write_conf()
+    pidfile = os.path.join(other.dir, "sessiond.pid")
+
+    def create():
+        head, x = cgi_request(other.conf, st.handler_bin,
+                              bosh.body({"to": st.domain, "rid": 77, "wait": 2, "ver": "1.11"}))
+        return head, x.get("sid")
+
+    try:
+        expect(not daemons_for(other.conf), "no sessiond yet")
+        head, sid = create()
+        expect(head.startswith("Status: 200") and sid, head)
+        pid = int(open(pidfile).read())
+        expect(daemons_for(other.conf) == [pid], "one sessiond, started by the first request")
+        # killed between requests: the next request starts a new one and hears the truth
+        os.kill(pid, signal.SIGKILL)
+        time.sleep(0.3)
+        head, x = cgi_request(other.conf, st.handler_bin, bosh.body({"sid": sid, "rid": 78}))
+        expect(x.get("condition") == "remote-connection-failed", x.attrib)
+        pid = int(open(pidfile).read())
+        os.kill(pid, signal.SIGKILL)
+        time.sleep(0.3)
+        # 20 first requests at once: exactly one sessiond
+        with concurrent.futures.ThreadPoolExecutor(20) as ex:
+            results = list(ex.map(lambda _: create(), range(20)))
+        expect(all(h.startswith("Status: 200") and sid for h, sid in results), results)
+        expect(len(daemons_for(other.conf)) == 1, "one sessiond for 20 racing handlers: %r"
+               % daemons_for(other.conf))
+    finally:
+        for pid in daemons_for(other.conf):
+            os.kill(pid, signal.SIGTERM)
+
+
 @case
 def test_root_drops_privileges(st):
     if os.geteuid() != 0:
