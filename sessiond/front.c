@@ -139,6 +139,8 @@ static void conn_io(void *ctx, uint32_t events)
 		ssize_t n = recv_frame(c->io.fd, &passed);
 		if (n < 0 && (errno == EAGAIN || errno == EINTR))
 			return;
+		if (n <= 0 && passed >= 0)
+			close(passed); /* an empty message with a descriptor: not ours to keep */
 		if (n <= 0) {
 			if (n < 0 && errno != EMSGSIZE)
 				log_info("handler connection: %s", strerror(errno));

@@ -684,6 +684,33 @@ def test_strophe_login_chat_logout(st):
     strophe_case.test_strophe_login_chat_logout(st)
 
 
+@case
+def test_garbage_from_a_handler_harms_nothing(st):
+    import socket as so
+    import struct
+    control = os.path.join(st.dir, "sessiond.sock")
+    frames = [b"", b"XX", b"BF\x02\x01\0\0\0\0", b"BF\x01\x01\xff\xff\xff\xff",
+              b"BF\x01\x01\0\0\0\x05\x04\0\0\0\x09POST", b"\0" * 70000]
+    for f in frames:
+        c = so.socket(so.AF_UNIX, so.SOCK_SEQPACKET)
+        c.connect(control)
+        r, w = os.pipe()  # a descriptor riding along with garbage must be closed, not kept
+        try:
+            c.sendmsg([f], [(so.SOL_SOCKET, so.SCM_RIGHTS, struct.pack("i", r))])
+        except OSError:
+            pass
+        c.close()
+        os.close(r)
+        os.close(w)
+    time.sleep(0.3)
+    log = open(st.sessiond_log, errors="replace").read()
+    expect("bad frame from a handler" in log, "rejections are logged")
+    expect(st.sessiond.alive(), "sessiond is still running")
+    s = Session(st.url, st.domain, wait=1)
+    expect(s.create().attr("sid"), "and still serving")
+    s.terminate()
+
+
 # ---- the handler pool ----
 
 @case
