@@ -689,6 +689,8 @@ def test_garbage_from_a_handler_harms_nothing(st):
     import socket as so
     import struct
     control = os.path.join(st.dir, "sessiond.sock")
+    fds = lambda: len(os.listdir("/proc/%d/fd" % st.sessiond.pid))
+    before = fds()
     frames = [b"", b"XX", b"BF\x02\x01\0\0\0\0", b"BF\x01\x01\xff\xff\xff\xff",
               b"BF\x01\x01\0\0\0\x05\x04\0\0\0\x09POST", b"\0" * 70000]
     for f in frames:
@@ -706,6 +708,7 @@ def test_garbage_from_a_handler_harms_nothing(st):
     log = open(st.sessiond_log, errors="replace").read()
     expect("bad frame from a handler" in log, "rejections are logged")
     expect(st.sessiond.alive(), "sessiond is still running")
+    expect(fds() <= before, "no descriptor kept: %d -> %d" % (before, fds()))
     s = Session(st.url, st.domain, wait=1)
     expect(s.create().attr("sid"), "and still serving")
     s.terminate()
