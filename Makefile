@@ -25,8 +25,8 @@ COMMON_SRC  := common/log.c common/frame.c common/config.c
 HANDLER_SRC := fcgi/handler.c fcgi/body.c fcgi/query.c fcgi/autostart.c $(COMMON_SRC)
 SESSIOND_SRC := sessiond/main.c sessiond/loop.c sessiond/reply.c sessiond/xmpp.c \
 	sessiond/splitter.c sessiond/session.c sessiond/ridwin.c sessiond/store.c \
-	sessiond/front.c sessiond/pool.c $(COMMON_SRC)
-UNIT_TESTS := body splitter frame ridwin config query
+	sessiond/front.c sessiond/pool.c sessiond/jsonattrs.c $(COMMON_SRC)
+UNIT_TESTS := body splitter frame ridwin config query jsonattrs
 
 .PHONY: all deps-build deps-run deps-test deps-bench run test unit unit-asan e2e bench clean
 all: $(B)/sessiond $(B)/bosh-handler $(B)/bosh-prebind
@@ -74,6 +74,7 @@ src_frame    := common/frame.c
 src_ridwin   := sessiond/ridwin.c
 src_config   := common/config.c common/log.c
 src_query    := fcgi/query.c
+src_jsonattrs := sessiond/jsonattrs.c
 
 $(B)/unit/test_%: tests/unit/test_%.c $(wildcard */*.h) | deps-build
 	@mkdir -p $(B)/unit

@@ -22,6 +22,7 @@
 #include "session.h"
 #include "bosh.h"
 #include "log.h"
+#include "jsonattrs.h"
 #include "ridwin.h"
 #include "splitter.h"
 #include "store.h"
@@ -70,6 +71,7 @@ struct req {
 	long pause;               /* seconds, -1: none */
 	int64_t ack;              /* the client's ack (§9), -1: none */
 	int handover;             /* FRAME_F_HANDOVER: a pre-bind tool's last request */
+	const char *stream_attrs; /* node-xmpp-bosh stream_attrs as XML attributes, or NULL */
 	char key[KEY_HEX + 1];    /* "" when absent */
 	char newkey[KEY_HEX + 1];
 	int bad_key_syntax;
@@ -77,7 +79,7 @@ struct req {
 
 /* A request that arrived ahead of its turn (rid gap); processed in order. */
 struct ahead {
-	struct req r;             /* r.payload is owned here */
+	struct req r;             /* r.payload (and r.stream_attrs after it) is owned here */
 	struct responder resp;
 };
 
@@ -970,7 +972,7 @@ static void process(struct session *s, struct responder *resp, const struct req 
 	if (r->ack >= 0 && client_ack(s, r->ack))
 		answer_held(s, 0, NULL, NULL); /* tell the client about the lost answer at once */
 	if (r->restart && s->xmpp) {
-		if (xmpp_restart(s->xmpp) < 0) {
+		if (xmpp_restart(s->xmpp, r->stream_attrs) < 0) {
 			session_end(s, "remote-connection-failed", NULL, 0);
 			return;
 		}
@@ -1017,14 +1019,15 @@ static int keep_ahead(struct session *s, struct responder *resp, const struct re
 		return -1;
 	struct ahead *a = &s->ahead[s->nahead];
 	a->r = *r;
-	a->r.payload = NULL;
-	if (r->len) {
-		char *copy = malloc(r->len);
-		if (!copy)
-			return -1;
-		memcpy(copy, r->payload, r->len);
-		a->r.payload = copy;
-	}
+	size_t extra = r->stream_attrs ? strlen(r->stream_attrs) + 1 : 0;
+	char *copy = malloc(r->len + extra + 1);
+	if (!copy)
+		return -1;
+	memcpy(copy, r->payload ? r->payload : "", r->len);
+	if (extra)
+		memcpy(copy + r->len, r->stream_attrs, extra);
+	a->r.payload = copy;
+	a->r.stream_attrs = extra ? copy + r->len : NULL;
 	a->resp = *resp;
 	resp->kind = RESP_NONE;
 	s->nahead++;
@@ -1062,8 +1065,9 @@ static void repeat(struct session *s, struct responder *resp, int64_t rid)
 	fail_request(s, resp, "item-not-found");
 }
 
-/* The request's own attributes; -1 if one of them is malformed. */
-static int parse_req(const struct frame_request *fr, struct req *r)
+/* The request's own attributes; -1 if one of them is malformed. attrs_buf
+ * holds the converted stream_attrs (node-xmpp-bosh) while r is in use. */
+static int parse_req(const struct frame_request *fr, struct req *r, char *attrs_buf, size_t cap)
 {
 	const char *type = frame_attr(fr, "type"), *restart = frame_attr(fr, "xmpp:restart");
 	const char *pause = frame_attr(fr, "pause");
@@ -1082,6 +1086,14 @@ static int parse_req(const struct frame_request *fr, struct req *r)
 	r->ack = ack ? rid_parse(ack) : -1;
 	if (ack && r->ack < 0)
 		return -1;
+	const char *json = frame_attr(fr, "stream_attrs"), *why;
+	if (json && r->restart) {
+		if (json_attrs(json, attrs_buf, cap, &why) < 0) {
+			log_info("request from %s: %s", fr->client ? fr->client : "-", why);
+			return -1;
+		}
+		r->stream_attrs = attrs_buf;
+	}
 	return copy_key(r->key, frame_attr(fr, "key")) | copy_key(r->newkey, frame_attr(fr, "newkey"));
 }
 
@@ -1095,7 +1107,8 @@ static void existing_session(struct session *s, struct responder *resp,
 		return;
 	}
 	struct req r;
-	if (parse_req(fr, &r) < 0) {
+	char attrs_buf[1024];
+	if (parse_req(fr, &r, attrs_buf, sizeof attrs_buf) < 0) {
 		log_info("session %s: request with a malformed rid, key or pause from %s", s->sid,
 		         fr->client ? fr->client : "-");
 		fail_request(s, resp, "bad-request");

@@ -144,15 +144,18 @@ static void append_escaped(char *dst, size_t cap, const char *s)
 	dst[o] = 0;
 }
 
-static int send_header(struct xmpp_conn *c)
+static int send_header(struct xmpp_conn *c, const char *extra_attrs)
 {
-	char h[1024] = "<?xml version='1.0'?><stream:stream to='";
+	char h[2048 + 1024] = "<?xml version='1.0'?><stream:stream to='";
 	append_escaped(h, sizeof h, c->domain);
 	if (c->lang) {
 		strcat(h, "' xml:lang='");
 		append_escaped(h, sizeof h, c->lang);
 	}
-	strcat(h, "' version='1.0' xmlns='jabber:client' xmlns:stream='" STREAM_NS "'>");
+	strcat(h, "' version='1.0' xmlns='jabber:client' xmlns:stream='" STREAM_NS "'");
+	if (extra_attrs && strlen(h) + strlen(extra_attrs) + 2 < sizeof h)
+		strcat(h, extra_attrs);
+	strcat(h, ">");
 	return append_out(c, h, strlen(h));
 }
 
@@ -307,7 +310,7 @@ struct xmpp_conn *xmpp_open(struct loop *l, const struct xmpp_params *p, xmpp_cb
 	c->io = (struct io){ .fd = -1, .cb = conn_io, .ctx = c };
 	c->timer = (struct timer){ .cb = conn_timeout, .ctx = c };
 	c->quiet = (struct timer){ .cb = conn_quiet, .ctx = c };
-	if (!c->domain || (p->lang && !c->lang) || !c->split || send_header(c) < 0)
+	if (!c->domain || (p->lang && !c->lang) || !c->split || send_header(c, NULL) < 0)
 		goto fail;
 	c->io.fd = socket(p->addr->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (c->io.fd < 0) {
@@ -343,12 +346,12 @@ int xmpp_send(struct xmpp_conn *c, const char *data, size_t len)
 	return 0;
 }
 
-int xmpp_restart(struct xmpp_conn *c)
+int xmpp_restart(struct xmpp_conn *c, const char *extra_attrs)
 {
 	if (c->state != C_OPEN && c->state != C_CONNECTING)
 		return -1;
 	/* The server answers the new header with a new stream: parse it afresh. */
-	if (splitter_reset(c->split) < 0 || send_header(c) < 0)
+	if (splitter_reset(c->split) < 0 || send_header(c, extra_attrs) < 0)
 		return -1;
 	if (c->state == C_OPEN && flush_out(c) < 0)
 		return -1;

@@ -42,8 +42,9 @@ struct xmpp_conn *xmpp_open(struct loop *l, const struct xmpp_params *p, xmpp_cb
 /* Queues bytes for the server. -1 if the output bound is exceeded. */
 int xmpp_send(struct xmpp_conn *c, const char *data, size_t len);
 
-/* XEP-0206 restart: a new stream header, a fresh parser. */
-int xmpp_restart(struct xmpp_conn *c);
+/* XEP-0206 restart: a new stream header, a fresh parser. extra_attrs (or
+ * NULL) goes into the new header as it is: " name='escaped value'...". */
+int xmpp_restart(struct xmpp_conn *c, const char *extra_attrs);
 
 /* Stop or resume reading (back-pressure when the client is not polling). */
 void xmpp_pause(struct xmpp_conn *c, int paused);

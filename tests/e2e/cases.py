@@ -869,6 +869,63 @@ def test_strict_polling_on_held_sessions(st):
         other.stop()
 
 
+class FakeXmppServer:
+    """A few lines of XMPP server for what a real one will not show us: it
+    records every stream header it is sent and answers each with features."""
+
+    def __init__(self):
+        import socket as so
+        import threading
+        self.sock = so.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(8)
+        self.port = self.sock.getsockname()[1]
+        self.headers = []
+        threading.Thread(target=self.serve, daemon=True).start()
+
+    def serve(self):
+        conn, _ = self.sock.accept()
+        buf = b""
+        while True:
+            data = conn.recv(65536)
+            if not data:
+                return
+            buf += data
+            while b"<stream:stream" in buf and b">" in buf[buf.index(b"<stream:stream"):]:
+                start = buf.index(b"<stream:stream")
+                end = buf.index(b">", start) + 1
+                self.headers.append(buf[start:end].decode())
+                buf = buf[end:]
+                conn.sendall(b"<?xml version='1.0'?><stream:stream xmlns='jabber:client' "
+                             b"xmlns:stream='http://etherx.jabber.org/streams' id='f%d' "
+                             b"from='fake.test' version='1.0'><stream:features/>" % len(self.headers))
+
+    def close(self):
+        self.sock.close()
+
+
+@case
+def test_stream_attrs_on_restart(st):
+    fake = FakeXmppServer()
+    other = side_stack(st, "backend.fake.test = 127.0.0.1:%d\n" % fake.port)
+    try:
+        other.start_sessiond()
+        other.start_nginx()
+        s = Session(other.url, "fake.test", wait=2)
+        expect(s.create().attr("sid"), "session on the fake server")
+        r = s.request(**{"xmpp:restart": "true", "stream_attrs": '{"foo":"bar & baz","lang2":"x"}'})
+        expect(r.type is None, r)
+        time.sleep(0.2)
+        expect(len(fake.headers) == 2, fake.headers)
+        expect("foo='bar &amp; baz'" in fake.headers[1] and "lang2='x'" in fake.headers[1],
+               "the extra attributes are in the new stream header: %r" % fake.headers[1])
+        r = s.request(**{"xmpp:restart": "true", "stream_attrs": '{"to":"elsewhere"}'})
+        expect(r.condition == "bad-request", "a stream_attrs that would change 'to': %r" % r)
+    finally:
+        other.stop()
+        fake.close()
+
+
 @case
 def test_database_of_schema_version_1_is_migrated(st):
     other = side_stack(st)
