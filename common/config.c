@@ -79,7 +79,7 @@ void config_defaults(struct config *c)
 	c->max_hold = 1;
 	c->polling = 2;
 	c->max_sessions = 10000;
-	c->max_sessions_per_client = 1000;
+	c->max_sessions_per_client = 0;
 	c->connect_timeout = 10;
 	c->ended_retention = 86400;
 	c->db_flush_ms = 50;
