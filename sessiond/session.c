@@ -72,6 +72,7 @@ struct req {
 	int64_t ack;              /* the client's ack (§9), -1: none */
 	int handover;             /* FRAME_F_HANDOVER: a pre-bind tool's last request */
 	const char *stream_attrs; /* node-xmpp-bosh stream_attrs as XML attributes, or NULL */
+	uint64_t sender;          /* hash of client address and User-Agent */
 	char key[KEY_HEX + 1];    /* "" when absent */
 	char newkey[KEY_HEX + 1];
 	int bad_key_syntax;
@@ -115,6 +116,7 @@ struct session {
 	uint8_t handed_over;          /* bosh-prebind is done: answer the page's first request at once */
 	uint8_t last_empty_answered_empty; /* §12: the previous new request was empty, and so was its answer */
 	uint64_t last_request_at;     /* loop ms of the previous new request */
+	uint64_t sender;              /* who sent the previous request (struct req.sender) */
 	int64_t last_answered;        /* highest rid answered */
 	int64_t report_rid;           /* §9 report pending for the next answer, 0: none */
 	uint64_t report_ms;
@@ -883,7 +885,9 @@ static void pause_session(struct session *s, long seconds)
 #define REPORT_AFTER_MS 1000 /* an answer older than this, not acknowledged, was lost */
 /* A client keeps a request with us all the time; a session with none for
  * longer than this is being taken over by a page (pre-bind attach, reload
- * restore): answer that page's first request at once, not after 'wait'. */
+ * restore): answer that page's first request at once, not after 'wait'.
+ * A request from another address or User-Agent than the last one (a page
+ * attaching to what a server-side script set up) is a take-over too. */
 #define ATTACH_GAP_MS 1000
 
 /* The client's ack (§9): forget what it has, and notice an answer it never
@@ -951,7 +955,9 @@ static void process(struct session *s, struct responder *resp, const struct req 
 		return;
 	s->last_request_at = loop_now(loop);
 	int takeover = r->handover || s->handed_over ||
-	               (s->nheld == 0 && s->state == S_ACTIVE && loop_now(loop) - s->last_answer > ATTACH_GAP_MS);
+	               (s->nheld == 0 && s->state == S_ACTIVE &&
+	                (loop_now(loop) - s->last_answer > ATTACH_GAP_MS || r->sender != s->sender));
+	s->sender = r->sender;
 	s->handed_over = (uint8_t)r->handover;
 	s->next_rid = r->rid + 1;
 	s->last_seen = loop_wallclock();
@@ -1065,6 +1071,17 @@ static void repeat(struct session *s, struct responder *resp, int64_t rid)
 	fail_request(s, resp, "item-not-found");
 }
 
+/* FNV-1a over client address and User-Agent: who is talking. */
+static uint64_t sender_of(const struct frame_request *fr)
+{
+	uint64_t h = 1469598103934665603ULL;
+	const char *parts[] = { fr->client ? fr->client : "", "\n", fr->user_agent ? fr->user_agent : "" };
+	for (int i = 0; i < 3; i++)
+		for (const char *p = parts[i]; *p; p++)
+			h = (h ^ (unsigned char)*p) * 1099511628211ULL;
+	return h;
+}
+
 /* The request's own attributes; -1 if one of them is malformed. attrs_buf
  * holds the converted stream_attrs (node-xmpp-bosh) while r is in use. */
 static int parse_req(const struct frame_request *fr, struct req *r, char *attrs_buf, size_t cap)
@@ -1079,6 +1096,7 @@ static int parse_req(const struct frame_request *fr, struct req *r, char *attrs_
 	r->restart = restart && (strcmp(restart, "true") == 0 || strcmp(restart, "1") == 0);
 	r->terminate = type && strcmp(type, "terminate") == 0;
 	r->handover = (fr->flags & FRAME_F_HANDOVER) != 0;
+	r->sender = sender_of(fr);
 	r->pause = pause ? strtol(pause, &end, 10) : -1;
 	if (r->rid < 0 || (pause && (*end || end == pause || r->pause < 0)))
 		return -1;
@@ -1205,6 +1223,7 @@ static int fill_session(struct session *s, const struct frame_request *fr, int64
 	copy_key(s->key, frame_attr(fr, "newkey")); /* checked by create_session() */
 	s->client = dup_or_null(fr->client);
 	s->client_from = dup_or_null(frame_attr(fr, "from"));
+	s->sender = sender_of(fr);
 	s->ua = dup_or_null(frame_attr(fr, "ua") ? frame_attr(fr, "ua") : fr->user_agent);
 	s->created_at = s->last_seen = loop_wallclock();
 	s->last_answer = loop_now(loop);

@@ -714,6 +714,18 @@ def test_garbage_from_a_handler_harms_nothing(st):
     s.terminate()
 
 
+@case
+def test_strophe_attach_prebound(st):
+    import strophe_attach_case
+    strophe_attach_case.test_strophe_attach_prebound(st)
+
+
+@case
+def test_strophe_restore_after_reload(st):
+    import strophe_attach_case
+    strophe_attach_case.test_strophe_restore_after_reload(st)
+
+
 # ---- the handler pool ----
 
 @case
