@@ -102,7 +102,7 @@ struct session {
 	uint8_t secure;               /* the XMPP connection cannot be read by others (loopback) */
 	struct held held[HELD_MAX];   /* a ring: HELD(s, 0) is the oldest */
 	int held_head, nheld;
-	struct ahead ahead[HELD_MAX];
+	struct ahead *ahead[HELD_MAX]; /* rare: allocated one by one, not kept in every session */
 	int nahead;
 	struct buf queue;             /* stanzas for the client */
 	struct ridwin sent;           /* last answers, for repeated rids */
@@ -547,8 +547,9 @@ static void session_destroy(struct session *s)
 	}
 	s->nheld = 0;
 	for (int i = 0; i < s->nahead; i++) {
-		reply_drop(&s->ahead[i].resp);
-		free((char *)s->ahead[i].r.payload);
+		reply_drop(&s->ahead[i]->resp);
+		free((char *)s->ahead[i]->r.payload);
+		free(s->ahead[i]);
 	}
 	s->nahead = 0;
 	timer_cancel(loop, &s->timer);
@@ -584,8 +585,9 @@ static void session_end(struct session *s, const char *condition, const char *ch
 	put_row(s); /* the final row, written even though s goes away */
 	unlink_dirty(s);
 	for (int i = 0; i < s->nahead; i++) {
-		answer_body(&s->ahead[i].resp, s->content, empty_body, sizeof empty_body - 1);
-		free((char *)s->ahead[i].r.payload);
+		answer_body(&s->ahead[i]->resp, s->content, empty_body, sizeof empty_body - 1);
+		free((char *)s->ahead[i]->r.payload);
+		free(s->ahead[i]);
 	}
 	s->nahead = 0;
 	if (s->nheld) {
@@ -1007,9 +1009,10 @@ static void process_ahead(struct session *s)
 	for (int found = 1; found && s->state != S_ENDED;) {
 		found = 0;
 		for (int i = 0; i < s->nahead; i++) {
-			if (s->ahead[i].r.rid != s->next_rid)
+			if (s->ahead[i]->r.rid != s->next_rid)
 				continue;
-			struct ahead a = s->ahead[i];
+			struct ahead a = *s->ahead[i];
+			free(s->ahead[i]);
 			s->ahead[i] = s->ahead[--s->nahead];
 			process(s, &a.resp, &a.r);
 			free((char *)a.r.payload);
@@ -1023,12 +1026,16 @@ static int keep_ahead(struct session *s, struct responder *resp, const struct re
 {
 	if (s->nahead == HELD_MAX)
 		return -1;
-	struct ahead *a = &s->ahead[s->nahead];
+	struct ahead *a = malloc(sizeof *a);
+	if (!a)
+		return -1;
 	a->r = *r;
 	size_t extra = r->stream_attrs ? strlen(r->stream_attrs) + 1 : 0;
 	char *copy = malloc(r->len + extra + 1);
-	if (!copy)
+	if (!copy) {
+		free(a);
 		return -1;
+	}
 	memcpy(copy, r->payload ? r->payload : "", r->len);
 	if (extra)
 		memcpy(copy + r->len, r->stream_attrs, extra);
@@ -1036,7 +1043,7 @@ static int keep_ahead(struct session *s, struct responder *resp, const struct re
 	a->r.stream_attrs = extra ? copy + r->len : NULL;
 	a->resp = *resp;
 	resp->kind = RESP_NONE;
-	s->nahead++;
+	s->ahead[s->nahead++] = a;
 	return 0;
 }
 
