@@ -104,10 +104,7 @@ e2e: all $(B)/asan/sessiond $(B)/asan/bosh-handler
 	python3 tests/e2e/run.py --build $(B)
 
 test: deps-test
-	$(MAKE) all
-	$(MAKE) unit
-	$(MAKE) unit-asan
-	$(MAKE) e2e
+	@$(MAKE) --no-print-directory all unit unit-asan e2e
 
 # ---- running --------------------------------------------------------------
 PORT ?= 5280

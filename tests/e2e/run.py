@@ -69,7 +69,8 @@ def main():
             shutil.rmtree(st.dir, ignore_errors=True)
         else:
             print("data folder kept: " + st.dir)
-    print("e2e (%.0fs): %d passed, %d failed" % (time.time() - started, passed, failed))
+    print("end-to-end tests took %.0fs" % (time.time() - started))
+    print("e2e: %d passed, %d failed" % (passed, failed))
     return 0 if failed == 0 else 1
 
 

@@ -1,7 +1,7 @@
-// Shared by attach.mjs and restore.mjs: runs Strophe.js 5 in Node the way
-// chat.mjs does, and gives each script the same shape of result: one JSON line
-// on stdout, exit 0 only on full success, exit 1 with the reason and the raw
-// BOSH bodies on stderr otherwise, and a hard timeout.
+// Shared by chat.mjs, attach.mjs and restore.mjs: runs Strophe.js 5 in Node
+// and gives each script the same shape of result: one JSON line on stdout,
+// exit 0 only on full success, exit 1 with the reason and the raw BOSH bodies
+// on stderr otherwise, and a hard timeout.
 //
 // Strophe's Node build brings DOMParser, XMLSerializer and document from
 // @xmldom/xmldom; Node has no XMLHttpRequest, which Strophe's BOSH transport
@@ -147,6 +147,7 @@ const ridOf = (data) => {
 export class Client {
     constructor(name, url, options = {}) {
         this.name = name;
+        this.label = name; // who the status failures name; a script may make it more specific
         this.statuses = [];
         this.received = []; // {from, type, body}
         this.sent = []; // {ms, rid, type}
@@ -200,10 +201,10 @@ export class Client {
             this.statuses.push({ status, name: statusName[status] ?? String(status), condition: condition ?? null, ms: ms() });
             if (DEBUG) process.stderr.write(`${ms()} ${this.name} status ${statusName[status]} ${condition ?? ''}\n`);
             if (BAD.includes(status)) {
-                fail(`${this.name}: status ${statusName[status]}` + (condition ? ` (${condition})` : ''));
+                fail(`${this.label}: status ${statusName[status]}` + (condition ? ` (${condition})` : ''));
             }
             if (status === S.DISCONNECTED && !this.expectDisconnect) {
-                fail(`${this.name}: DISCONNECTED before disconnect() was called` + (condition ? ` (${condition})` : ''));
+                fail(`${this.label}: DISCONNECTED before disconnect() was called` + (condition ? ` (${condition})` : ''));
             }
             if (status === S.CONNECTED || status === S.ATTACHED) this.sid = this.conn._proto.sid ?? null;
             for (const resolve of this.waiters.get(status) ?? []) resolve();
