@@ -885,9 +885,10 @@ class FakeXmppServer:
     """A few lines of XMPP server for what a real one will not show us: it
     records every stream header it is sent and answers each with features."""
 
-    def __init__(self):
+    def __init__(self, misbehave=b""):
         import socket as so
         import threading
+        self.misbehave = misbehave  # sent when the client sends anything but a stream header
         self.sock = so.socket()
         self.sock.bind(("127.0.0.1", 0))
         self.sock.listen(8)
@@ -903,6 +904,10 @@ class FakeXmppServer:
             if not data:
                 return
             buf += data
+            if self.misbehave and b"<stream:stream" not in buf:
+                conn.sendall(self.misbehave)
+                buf = b""
+                continue
             while b"<stream:stream" in buf and b">" in buf[buf.index(b"<stream:stream"):]:
                 start = buf.index(b"<stream:stream")
                 end = buf.index(b">", start) + 1
@@ -936,6 +941,36 @@ def test_stream_attrs_on_restart(st):
     finally:
         other.stop()
         fake.close()
+
+
+@case
+def test_misbehaving_server_ends_only_its_session(st):
+    cases = [(b"<message><<garbage", "malformed XML"),
+             (b"<message>" + b"x" * 6000 + b"</message>", "larger than max_xmpp_stanza_size")]
+    for bad, logged in cases:
+        fake = FakeXmppServer(bad)
+        other = side_stack(st, "backend.fake.test = 127.0.0.1:%d\nmax_xmpp_stanza_size = 4096\n"
+                           % fake.port)
+        try:
+            other.start_sessiond()
+            other.start_nginx()
+            witness = Session(other.url, st.domain, wait=5)
+            witness.login("carol", USERS["carol"], "witness")
+            s = Session(other.url, "fake.test", wait=5)
+            s.create()
+            r = s.request("<presence xmlns='jabber:client'/>")
+            if r.type != "terminate":
+                r = s.request()
+            expect(r.type == "terminate" and r.condition == "remote-connection-failed", r)
+            expect(logged in open(other.sessiond_log).read(), "the log says why: " + logged)
+            ping = ("<iq xmlns='jabber:client' type='get' id='w1' to='%s'><ping xmlns='urn:xmpp:ping'/>"
+                    "</iq>" % st.domain)
+            pong, _ = witness.until(lambda c: c.get("id") == "w1", ping)
+            expect(pong.get("type") == "result", "the other session did not notice")
+            witness.terminate()
+        finally:
+            other.stop()
+            fake.close()
 
 
 @case
