@@ -87,6 +87,21 @@ static void answer_method(struct responder *resp, const char *method)
 	reply_send(resp, &r);
 }
 
+/* The GET answer form a handler asked for; checked again here, since a
+ * handler is trusted no more than the network it read from. */
+static int wrap_ok(const char *w)
+{
+	if (strcmp(w, "xml") == 0 || strcmp(w, "script") == 0)
+		return 1;
+	if (strncmp(w, "jsonp:", 6) != 0 || !w[6] || strlen(w + 6) > 64)
+		return 0;
+	for (const char *p = w + 6; *p; p++)
+		if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
+		      *p == '_' || *p == '$' || *p == '.'))
+			return 0;
+	return 1;
+}
+
 static void dispatch(struct conn *c, size_t n, int passed)
 {
 	struct frame_request fr;
@@ -115,7 +130,7 @@ static void dispatch(struct conn *c, size_t n, int passed)
 		conn_close(c, 0);
 	}
 	resp.cors = reply_cors(fr.origin);
-	int get = strcmp(fr.method, "GET") == 0 && fr.wrap && front_cfg->allow_get;
+	int get = strcmp(fr.method, "GET") == 0 && fr.wrap && wrap_ok(fr.wrap) && front_cfg->allow_get;
 	if (get && strcmp(fr.wrap, "xml") != 0 && !(resp.wrap = strdup(fr.wrap))) {
 		log_error("out of memory; GET request dropped");
 		reply_drop(&resp);
