@@ -43,8 +43,6 @@ int log_level_parse(const char *s)
 	return -1;
 }
 
-void log_set_level(enum log_level level) { log_threshold = level; }
-
 int log_enabled(enum log_level level) { return level <= log_threshold; }
 
 void log_msg(enum log_level level, const char *fmt, ...)

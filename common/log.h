@@ -12,7 +12,6 @@ int log_open(const char *prog, const char *path, enum log_level level);
 /* Parses "error", "warn", "info", "debug". Returns -1 for anything else. */
 int log_level_parse(const char *s);
 
-void log_set_level(enum log_level level);
 int log_enabled(enum log_level level);
 
 void log_msg(enum log_level level, const char *fmt, ...)

@@ -1,4 +1,5 @@
 #include "jsonattrs.h"
+#include "utf8.h"
 
 #include <stdint.h>
 #include <string.h>
@@ -38,18 +39,6 @@ static int hex4(const char *s, unsigned *v)
 	return 0;
 }
 
-static int put_utf8(char *dst, unsigned cp)
-{
-	if (cp < 0x80) { dst[0] = (char)cp; return 1; }
-	if (cp < 0x800) { dst[0] = (char)(0xc0 | cp >> 6); dst[1] = (char)(0x80 | (cp & 0x3f)); return 2; }
-	if (cp < 0x10000) {
-		dst[0] = (char)(0xe0 | cp >> 12); dst[1] = (char)(0x80 | (cp >> 6 & 0x3f));
-		dst[2] = (char)(0x80 | (cp & 0x3f)); return 3;
-	}
-	dst[0] = (char)(0xf0 | cp >> 18); dst[1] = (char)(0x80 | (cp >> 12 & 0x3f));
-	dst[2] = (char)(0x80 | (cp >> 6 & 0x3f)); dst[3] = (char)(0x80 | (cp & 0x3f)); return 4;
-}
-
 /* One \u escape (with its low surrogate, if any) at s (after the "\u"). */
 static const char *unicode_escape(const char *s, char *buf, size_t *n)
 {
@@ -67,7 +56,7 @@ static const char *unicode_escape(const char *s, char *buf, size_t *n)
 	}
 	if (cp == 0 || cp < 0x20)
 		return NULL; /* not allowed in XML attribute values */
-	*n = (size_t)put_utf8(buf, cp);
+	*n = (size_t)utf8_put(buf, cp);
 	return s;
 }
 

@@ -34,7 +34,6 @@ struct pending {
 
 static struct loop *reply_loop;
 static const struct config *reply_cfg;
-static size_t npending;
 /* Allowed origins, pointing into a copy of cors_origins; index + 1 is the verdict. */
 static char cors_list[sizeof ((struct config *)0)->cors_origins];
 static const char *cors_origin[CORS_MAX];
@@ -79,8 +78,6 @@ static int cors_headers(char *dst, size_t cap, uint8_t cors)
 	                cors == CORS_ANY ? "*" : cors_origin[cors - 1],
 	                cors == CORS_ANY ? "" : "Vary: Origin\r\n", reply_cfg->cors_max_age);
 }
-
-size_t reply_pending(void) { return npending; }
 
 static const char *status_text(int status)
 {
@@ -186,7 +183,6 @@ static void pending_finish(struct pending *pw)
 	loop_del(reply_loop, &pw->io);
 	timer_cancel(reply_loop, &pw->timer);
 	close(pw->io.fd);
-	npending--;
 	loop_defer_free(reply_loop, pw, pending_free);
 }
 
@@ -251,7 +247,6 @@ static void keep_pending(int fd, int kind, char *buf, size_t len, size_t off)
 		close(fd);
 		return;
 	}
-	npending++;
 	timer_set(reply_loop, &pw->timer, loop_now(reply_loop) + REPLY_WRITE_TIMEOUT_MS);
 }
 

@@ -53,7 +53,4 @@ void reply_send(struct responder *resp, const struct reply *r);
 /* Closes without an answer (the web server gave up on the request). */
 void reply_drop(struct responder *resp);
 
-/* Answers still being written (for shutdown and tests). */
-size_t reply_pending(void);
-
 #endif

@@ -25,6 +25,7 @@
 #include "jsonattrs.h"
 #include "ridwin.h"
 #include "splitter.h"
+#include "utf8.h"
 #include "store.h"
 #include "xmpp.h"
 
@@ -659,7 +660,8 @@ static void held_io(void *ctx, uint32_t events)
 	if (h->resp.kind == RESP_NONE)
 		return;
 	ssize_t n = recv(h->resp.fd, tmp, sizeof tmp, MSG_DONTWAIT);
-	if (n > 0 || (n < 0 && (errno == EAGAIN || errno == EINTR)) || !(events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)))
+	(void)events; /* recv() says what happened */
+	if (n > 0 || (n < 0 && (errno == EAGAIN || errno == EINTR)))
 		return; /* stray bytes (FastCGI keep-alive chatter) change nothing */
 	int i = (int)((h - s->held) - s->held_head + HELD_MAX) % HELD_MAX;
 	log_debug("session %s: web server dropped held rid %lld", s->sid, (long long)h->rid);
@@ -715,11 +717,7 @@ static char *xml_text_decode(const char *src, size_t n)
 		} else if (semi && src[i + 1] == '#' &&
 		           (cp = strtoul(src + i + 2 + (src[i + 2] == 'x'), NULL, src[i + 2] == 'x' ? 16 : 10)) &&
 		           cp < 0x110000) {
-			/* UTF-8 of the code point */
-			if (cp < 0x80) *o++ = (char)cp;
-			else if (cp < 0x800) { *o++ = (char)(0xc0 | cp >> 6); *o++ = (char)(0x80 | (cp & 0x3f)); }
-			else if (cp < 0x10000) { *o++ = (char)(0xe0 | cp >> 12); *o++ = (char)(0x80 | (cp >> 6 & 0x3f)); *o++ = (char)(0x80 | (cp & 0x3f)); }
-			else { *o++ = (char)(0xf0 | cp >> 18); *o++ = (char)(0x80 | (cp >> 12 & 0x3f)); *o++ = (char)(0x80 | (cp >> 6 & 0x3f)); *o++ = (char)(0x80 | (cp & 0x3f)); }
+			o += utf8_put(o, cp);
 		} else {
 			free(out);
 			return NULL;
