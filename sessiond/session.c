@@ -26,6 +26,7 @@
 #include "ridwin.h"
 #include "splitter.h"
 #include "utf8.h"
+#include "xmlesc.h"
 #include "store.h"
 #include "xmpp.h"
 
@@ -299,7 +300,7 @@ static int buf_attr(struct buf *b, const char *name, const char *value)
 	if (buf_printf(b, " %s='", name) < 0)
 		return -1;
 	for (const char *p = value; *p; p++) {
-		const char *rep = *p == '&' ? "&amp;" : *p == '<' ? "&lt;" : *p == '\'' ? "&apos;" : NULL;
+		const char *rep = xml_attr_entity(*p);
 		if (rep ? buf_append(b, rep, strlen(rep)) : buf_append(b, p, 1))
 			return -1;
 	}

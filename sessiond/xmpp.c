@@ -2,6 +2,7 @@
 #include "xmpp.h"
 #include "log.h"
 #include "splitter.h"
+#include "xmlesc.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -127,13 +128,7 @@ static void append_escaped(char *dst, size_t cap, const char *s)
 {
 	size_t o = strlen(dst);
 	for (; *s && o + 7 < cap; s++) {
-		const char *rep = NULL;
-		switch (*s) {
-		case '&': rep = "&amp;"; break;
-		case '<': rep = "&lt;"; break;
-		case '\'': rep = "&apos;"; break;
-		case '"': rep = "&quot;"; break;
-		}
+		const char *rep = xml_attr_entity(*s);
 		if (rep) {
 			memcpy(dst + o, rep, strlen(rep));
 			o += strlen(rep);
