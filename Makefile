@@ -12,11 +12,11 @@
 CC      ?= cc
 CFLAGS  ?= -O2 -g
 WARN    := -std=c11 -Wall -Wextra -Wshadow -Wformat=2 -Wstrict-prototypes
-PKGS    := fcgi sqlite3 expat openssl
+PKGS    := fcgi sqlite3 expat openssl libcares
 B       := build
 
 # Debian packages: to build, to test, to run the demo.
-BUILD_DEBS := gcc make pkg-config libfcgi-dev libsqlite3-dev libexpat1-dev libssl-dev
+BUILD_DEBS := gcc make pkg-config libfcgi-dev libsqlite3-dev libexpat1-dev libssl-dev libc-ares-dev
 RUN_DEBS   := nginx prosody sqlite3 python3
 TEST_DEBS  := $(RUN_DEBS) spawn-fcgi nodejs
 BENCH_DEBS := $(RUN_DEBS) wrk
@@ -25,7 +25,8 @@ COMMON_SRC  := common/log.c common/frame.c common/config.c
 HANDLER_SRC := fcgi/handler.c fcgi/body.c fcgi/query.c fcgi/autostart.c $(COMMON_SRC)
 SESSIOND_SRC := sessiond/main.c sessiond/loop.c sessiond/reply.c sessiond/xmpp.c \
 	sessiond/splitter.c sessiond/session.c sessiond/ridwin.c sessiond/store.c \
-	sessiond/front.c sessiond/pool.c sessiond/jsonattrs.c $(COMMON_SRC)
+	sessiond/front.c sessiond/pool.c sessiond/jsonattrs.c sessiond/resolver.c \
+	sessiond/dial.c sessiond/tls.c $(COMMON_SRC)
 UNIT_TESTS := body splitter frame ridwin config query jsonattrs
 
 .PHONY: all deps-build deps-run deps-test deps-bench run test unit unit-asan e2e bench clean

@@ -57,6 +57,11 @@ static const struct key keys[] = {
 	STRKEY("cors_origins", cors_origins),
 	NUMKEY("cors_max_age", cors_max_age, 0, 86400 * 7),
 	NUMKEY("allow_get", allow_get, 0, 1),
+	STRKEY("no_tls_domains", no_tls_domains),
+	STRKEY("allowed_routes", allowed_routes),
+	STRKEY("dns_servers", dns_servers),
+	PATHKEY("tls_ca_file", tls_ca_file),
+	NUMKEY("stanza_timeout", stanza_timeout, 1, 3600),
 };
 
 void config_defaults(struct config *c)
@@ -84,6 +89,7 @@ void config_defaults(struct config *c)
 	c->ended_retention = 86400;
 	c->db_flush_ms = 50;
 	c->cors_max_age = 86400;
+	c->stanza_timeout = 60;
 }
 
 static char *trim(char *s)
@@ -119,29 +125,72 @@ static int parse_number(const char *s, long *out)
 	return 0;
 }
 
+static int parse_host_port(struct config_backend *b, const char *value, size_t len)
+{
+	char buf[300];
+	long port;
+	if (len >= sizeof buf)
+		return -1;
+	memcpy(buf, value, len);
+	buf[len] = 0;
+	char *colon = strrchr(buf, ':');
+	if (!colon || colon == buf || (size_t)(colon - buf) >= sizeof b->host ||
+	    parse_number(colon + 1, &port) < 0 || port < 1 || port > 65535)
+		return -1;
+	*colon = 0;
+	char *host = buf;
+	if (host[0] == '[' && colon[-1] == ']') { /* [::1]:5222 */
+		host++;
+		colon[-1] = 0;
+	}
+	size_t hlen = strlen(host);
+	if (hlen == 0 || hlen >= sizeof b->host)
+		return -1;
+	memcpy(b->host, host, hlen + 1);
+	snprintf(b->port, sizeof b->port, "%ld", port);
+	return 0;
+}
+
+static int backend_option(struct config_backend *b, const char *opt, size_t len, const char **why)
+{
+	static const char *const modes[] = { [TLS_STARTTLS] = "starttls", [TLS_DIRECT] = "directtls",
+	                                     [TLS_NONE] = "plain" };
+	for (int m = TLS_STARTTLS; m <= TLS_NONE; m++)
+		if (len == strlen(modes[m]) && strncmp(opt, modes[m], len) == 0) {
+			b->tls = (enum backend_tls)m;
+			return 0;
+		}
+	if (len > 11 && strncmp(opt, "pin-sha256=", 11) == 0 && len - 11 == 44) {
+		snprintf(b->pin, sizeof b->pin, "%.*s", 44, opt + 11);
+		return 0;
+	}
+	return *why = "unknown option (expected starttls, directtls, plain or pin-sha256=BASE64)", -1;
+}
+
+/* "HOST:PORT [OPTION...]" or "srv [OPTION...]". */
 static int set_backend(struct config *c, const char *domain, const char *value, const char **why)
 {
-	const char *colon = strrchr(value, ':');
-	long port;
 	if (!*domain || strlen(domain) >= sizeof c->backends[0].domain)
 		return *why = "domain missing or too long", -1;
-	if (!colon || colon == value || (size_t)(colon - value) >= sizeof c->backends[0].host ||
-	    parse_number(colon + 1, &port) < 0 || port < 1 || port > 65535)
-		return *why = "expected HOST:PORT", -1;
 	if (config_backend(c, domain))
 		return *why = "domain given twice", -1;
 	if (c->nbackends == CONFIG_MAX_BACKENDS)
 		return *why = "too many backends", -1;
-	struct config_backend *b = &c->backends[c->nbackends++];
-	snprintf(b->domain, sizeof b->domain, "%s", domain);
-	const char *host = value;
-	size_t hostlen = (size_t)(colon - value);
-	if (host[0] == '[' && colon[-1] == ']') { /* [::1]:5222 */
-		host++;
-		hostlen -= 2;
+	struct config_backend b = { .tls = TLS_DEFAULT };
+	snprintf(b.domain, sizeof b.domain, "%s", domain);
+	size_t len = strcspn(value, " \t");
+	if (!(len == 3 && strncmp(value, "srv", 3) == 0) && parse_host_port(&b, value, len) < 0)
+		return *why = "expected HOST:PORT or srv", -1;
+	for (const char *p = value + len; *p;) {
+		p += strspn(p, " \t");
+		len = strcspn(p, " \t");
+		if (len && backend_option(&b, p, len, why) < 0)
+			return -1;
+		p += len;
 	}
-	snprintf(b->host, sizeof b->host, "%.*s", (int)hostlen, host);
-	snprintf(b->port, sizeof b->port, "%ld", port);
+	if (b.tls == TLS_DIRECT && !b.host[0])
+		return *why = "directtls needs HOST:PORT (SRV says which targets use TLS)", -1;
+	c->backends[c->nbackends++] = b;
 	return 0;
 }
 
@@ -223,6 +272,15 @@ static int check_consistency(struct config *c, const char **why, const char **ke
 		return *key = "default_wait", *why = "larger than max_wait", -1;
 	if (c->default_inactivity > c->max_inactivity)
 		return *key = "default_inactivity", *why = "larger than max_inactivity", -1;
+	/* Applied after the whole file is read, so the order of lines does not matter. */
+	char names[sizeof c->no_tls_domains];
+	snprintf(names, sizeof names, "%s", c->no_tls_domains);
+	for (char *save = NULL, *d = strtok_r(names, " \t,", &save); d; d = strtok_r(NULL, " \t,", &save)) {
+		struct config_backend *b = (struct config_backend *)config_backend(c, d);
+		if (!b)
+			return *key = "no_tls_domains", *why = "names a domain with no backend line", -1;
+		b->tls = TLS_NONE;
+	}
 	return 0;
 }
 

@@ -1,8 +1,10 @@
 /* config.h - the one configuration file, read by sessiond and the handler.
  *
  * Format: "key = value" lines; '#' starts a comment line; blank lines are
- * ignored. "backend.DOMAIN = HOST:PORT" serves the XMPP domain DOMAIN from
- * that server (repeatable, one per domain). "header = Name: value" adds a
+ * ignored. "backend.DOMAIN = HOST:PORT [OPTIONS]" serves the XMPP domain
+ * DOMAIN from that server, "backend.DOMAIN = srv [OPTIONS]" from the servers
+ * its SRV records name (repeatable, one per domain); OPTIONS are starttls,
+ * directtls, plain and pin-sha256=BASE64. "header = Name: value" adds a
  * header to every response (repeatable). Relative paths are taken
  * relative to the directory of the configuration file. Every key, its
  * default and its bounds are in the table in config.c and in README.md.
@@ -15,10 +17,20 @@
 
 #define CONFIG_MAX_BACKENDS 64
 
+/* How the connection to a domain's server is protected. */
+enum backend_tls {
+	TLS_DEFAULT,   /* STARTTLS required, except to a loopback address */
+	TLS_STARTTLS,  /* STARTTLS required, loopback too */
+	TLS_DIRECT,    /* TLS from the first byte (XEP-0368) */
+	TLS_NONE,      /* never (no_tls_domains, or "plain") */
+};
+
 struct config_backend {
 	char domain[256];
-	char host[256];
+	char host[256];     /* "" when the server is found through SRV records */
 	char port[8];
+	enum backend_tls tls;
+	char pin[48];       /* base64 SHA-256 of the server's SubjectPublicKeyInfo, or "" */
 };
 
 struct config {
@@ -55,6 +67,12 @@ struct config {
 	long allow_get;                 /* serve bodies in GET query strings (JSONP, _BOSH_ script) */
 	long autostart;                 /* a handler that finds no sessiond starts one */
 	char extra_headers[2048];       /* "Name: value\r\n" lines sent with every response */
+	/* the connections to XMPP servers */
+	char no_tls_domains[2048];      /* domains served without TLS (node-xmpp-bosh's name) */
+	char allowed_routes[2048];      /* HOST:PORT targets a client's 'route' may name */
+	char dns_servers[512];          /* "" = resolv.conf; else c-ares' HOST[:PORT],... */
+	char tls_ca_file[PATH_MAX];     /* "" = the system's CA store */
+	long stanza_timeout;            /* seconds a server may take to finish a stanza */
 };
 
 /* Fills *c with the defaults. */

@@ -12,8 +12,10 @@
 #include "loop.h"
 #include "pool.h"
 #include "reply.h"
+#include "resolver.h"
 #include "session.h"
 #include "store.h"
+#include "tls.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -32,6 +34,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
+#include <time.h>
 #include <unistd.h>
 
 #define HOUSEKEEPING_MS 30000
@@ -41,7 +44,6 @@ static struct config cfg;
 static struct loop *loop;
 static struct io signals;
 static struct timer housekeeping;
-static struct backend_addr backends[CONFIG_MAX_BACKENDS];
 
 static void usage(void)
 {
@@ -50,24 +52,6 @@ static void usage(void)
 	                "  -f         stay in the foreground (default: become a daemon)\n"
 	                "  -l LEVEL   log level, overriding log_level\n"
 	                "  -t         check the configuration and exit\n");
-}
-
-static int resolve_backends(void)
-{
-	for (size_t i = 0; i < cfg.nbackends; i++) {
-		const struct config_backend *b = &cfg.backends[i];
-		struct addrinfo hints = { .ai_socktype = SOCK_STREAM }, *res;
-		int rc = getaddrinfo(b->host, b->port, &hints, &res);
-		if (rc != 0) {
-			log_error("backend for %s: cannot resolve %s: %s", b->domain, b->host, gai_strerror(rc));
-			return -1;
-		}
-		backends[i].cfg = b;
-		memcpy(&backends[i].addr, res->ai_addr, res->ai_addrlen);
-		backends[i].addrlen = res->ai_addrlen;
-		freeaddrinfo(res);
-	}
-	return 0;
 }
 
 /* A Unix socket of ours. The control socket replaces a stale file but
@@ -320,7 +304,11 @@ static int run(const char *config_path)
 	 * glibc gives the top of the heap back and takes it again (brk) each time. */
 	mallopt(M_TRIM_THRESHOLD, 16 * 1024 * 1024);
 	mallopt(M_TOP_PAD, 1024 * 1024);
-	if (resolve_backends() < 0 || lookup_ids(&uid, &gid) < 0 || !(loop = loop_new()) ||
+	srandom((unsigned)time(NULL) ^ (unsigned)getpid()); /* SRV weights */
+	/* Before dropping privileges: resolv.conf and the CA files are read now. */
+	if (lookup_ids(&uid, &gid) < 0 || !(loop = loop_new()) ||
+	    resolver_init(loop, cfg.dns_servers, (unsigned)cfg.connect_timeout * 1000) < 0 ||
+	    tls_init(cfg.tls_ca_file) < 0 ||
 	    setup_signals() < 0 || open_sockets(&control, &fcgi, uid, gid) < 0 ||
 	    drop_privileges(uid, gid) < 0)
 		return 1;
@@ -330,7 +318,7 @@ static int run(const char *config_path)
 	}
 	reply_init(loop, &cfg);
 	handler_binary(handler, sizeof handler);
-	if (sessions_init(loop, &cfg, backends, cfg.nbackends) < 0 || sessions_recover() < 0 ||
+	if (sessions_init(loop, &cfg) < 0 || sessions_recover() < 0 ||
 	    front_start(loop, control, &cfg) < 0 ||
 	    (fcgi >= 0 && pool_start(loop, fcgi, (int)cfg.handlers, handler, config_path) < 0))
 		return 1;
@@ -349,6 +337,8 @@ static int run(const char *config_path)
 	if (fcgi >= 0 && cfg.fcgi_socket[0] == '/')
 		unlink(cfg.fcgi_socket);
 	store_close();
+	resolver_shutdown();
+	tls_shutdown();
 	if (cfg.pid_file[0])
 		unlink(cfg.pid_file);
 	log_info("sessiond stopped");

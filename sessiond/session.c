@@ -101,7 +101,7 @@ struct session {
 	int wait, hold, requests, inactivity;
 	char *to, *route, *ver, *lang, *content, *client, *ua, *jid, *end_condition;
 	char *client_from;            /* the creation request's 'from', echoed as 'to' */
-	uint8_t secure;               /* the XMPP connection cannot be read by others (loopback) */
+	uint8_t secure;               /* the XMPP connection cannot be read by others (TLS, loopback) */
 	struct held held[HELD_MAX];   /* a ring: HELD(s, 0) is the oldest */
 	int held_head, nheld;
 	struct ahead *ahead[HELD_MAX]; /* rare: allocated one by one, not kept in every session */
@@ -134,8 +134,6 @@ struct session {
 
 static struct loop *loop;
 static const struct config *cfg;
-static const struct backend_addr *backends;
-static size_t nbackends;
 
 static struct session **table;
 static size_t table_size, nsessions;
@@ -431,7 +429,6 @@ static int creation_attrs(struct session *s, struct buf *b)
 	rc |= buf_attr(b, "ver", s->ver);
 	rc |= buf_attr(b, "from", s->to);
 	rc |= buf_attr(b, "to", s->client_from); /* node-xmpp-bosh clients look for it */
-	/* Plain TCP is secure only on this machine; TLS to the server comes with the backend work. */
 	rc |= buf_attr(b, "secure", s->secure ? "true" : "false");
 	rc |= buf_attr(b, "authid", s->xmpp ? xmpp_stream_attr(s->xmpp, "id") : NULL);
 	rc |= buf_attr(b, "xmpp:version", "1.0");
@@ -770,6 +767,7 @@ static void on_xmpp(void *ctx, enum xmpp_event ev, const char *data, size_t len)
 		queue_for_client(s, data, len);
 		if (s->state == S_ENDED)
 			return;
+		s->secure = (uint8_t)xmpp_secure(s->xmpp);
 		if (s->state == S_CONNECTING) {
 			s->state = S_ACTIVE;
 			mark_dirty(s);
@@ -1169,13 +1167,6 @@ static void existing_session(struct session *s, struct responder *resp,
 
 /* ---- creation ---- */
 
-static const struct backend_addr *backend_for(const char *domain)
-{
-	for (size_t i = 0; i < nbackends; i++)
-		if (strcasecmp(backends[i].cfg->domain, domain) == 0)
-			return &backends[i];
-	return NULL;
-}
 
 static void new_sid(char *out)
 {
@@ -1251,13 +1242,72 @@ static int valid_domain(const char *d)
 	return 1;
 }
 
-static int is_loopback(const struct sockaddr *sa)
+/* "xmpp:HOST:PORT" (XEP-0124 §7.1) into host and port; -1 if malformed. */
+static int parse_route(const char *route, char *host, size_t hostlen, unsigned *port)
 {
-	if (sa->sa_family == AF_INET)
-		return (ntohl(((const struct sockaddr_in *)(const void *)sa)->sin_addr.s_addr) >> 24) == 127;
-	if (sa->sa_family == AF_INET6)
-		return IN6_IS_ADDR_LOOPBACK(&((const struct sockaddr_in6 *)(const void *)sa)->sin6_addr);
+	if (strncmp(route, "xmpp:", 5) != 0)
+		return -1;
+	route += 5;
+	const char *colon = strrchr(route, ':');
+	char *end;
+	if (!colon || colon == route || (size_t)(colon - route) >= hostlen)
+		return -1;
+	unsigned long p = strtoul(colon + 1, &end, 10);
+	if (*end || colon[1] == 0 || p < 1 || p > 65535)
+		return -1;
+	size_t n = (size_t)(colon - route);
+	if (route[0] == '[' && colon[-1] == ']') { /* xmpp:[::1]:5222 */
+		route++;
+		n -= 2;
+	}
+	memcpy(host, route, n);
+	host[n] = 0;
+	*port = (unsigned)p;
+	return valid_domain(host) || strchr(host, ':') ? 0 : -1;
+}
+
+static int route_allowed(const char *host, unsigned port)
+{
+	const char *list = cfg->allowed_routes;
+	char want[300];
+	snprintf(want, sizeof want, "%s:%u", host, port);
+	for (const char *p = list; *p;) {
+		p += strspn(p, " \t,");
+		size_t len = strcspn(p, " \t,");
+		if (len && ((len == strlen(want) && strncasecmp(p, want, len) == 0) ||
+		            (len == strlen(want) + 5 && strncasecmp(p, "xmpp:", 5) == 0 &&
+		             strncasecmp(p + 5, want, len - 5) == 0)))
+			return 1;
+		p += len;
+	}
 	return 0;
+}
+
+/* Where the XMPP connection goes. The client's 'route' is honoured only for
+ * a target the configuration names (the domain's own backend, or one in
+ * allowed_routes), so nobody can make us connect to an arbitrary address.
+ * Returns NULL (target = backend), or the condition to terminate with. */
+static const char *choose_target(const char *route, const struct config_backend *be,
+                                 char *host, size_t hostlen, unsigned *port)
+{
+	host[0] = 0;
+	if (be->host[0]) {
+		snprintf(host, hostlen, "%s", be->host);
+		*port = (unsigned)atoi(be->port);
+	}
+	if (!route || !*route)
+		return NULL;
+	char rhost[256];
+	unsigned rport;
+	if (parse_route(route, rhost, sizeof rhost, &rport) < 0)
+		return "improper-addressing";
+	if (be->host[0] && strcasecmp(rhost, be->host) == 0 && rport == *port)
+		return NULL;
+	if (!route_allowed(rhost, rport))
+		return "host-unknown";
+	snprintf(host, hostlen, "%s", rhost);
+	*port = rport;
+	return NULL;
 }
 
 static void create_session(struct responder *resp, const struct frame_request *fr)
@@ -1276,10 +1326,20 @@ static void create_session(struct responder *resp, const struct frame_request *f
 		answer_terminate(resp, "improper-addressing");
 		return;
 	}
-	const struct backend_addr *be = valid_domain(to) ? backend_for(to) : NULL;
+	const struct config_backend *be = valid_domain(to) ? config_backend(cfg, to) : NULL;
 	if (!be) {
 		log_info("session request from %s for unknown domain '%.100s'", fr->client, to);
 		answer_terminate(resp, "host-unknown");
+		return;
+	}
+	char host[256];
+	unsigned port = 0;
+	const char *route = frame_attr(fr, "route");
+	const char *refused = choose_target(route, be, host, sizeof host, &port);
+	if (refused) {
+		log_info("session request from %s: route '%.100s' refused (%s): not allowed by allowed_routes",
+		         fr->client, route, refused);
+		answer_terminate(resp, refused);
 		return;
 	}
 	if (nsessions >= (size_t)cfg->max_sessions) {
@@ -1317,12 +1377,13 @@ static void create_session(struct responder *resp, const struct frame_request *f
 	nsessions++;
 	log_info("session %s created for %s (client %s)", s->sid, s->to, s->client ? s->client : "-");
 	struct xmpp_params p = {
-		.addr = (const struct sockaddr *)&be->addr, .addrlen = be->addrlen, .domain = s->to,
-		.lang = s->lang, .max_stanza = (size_t)cfg->max_xmpp_stanza_size,
+		.domain = s->to, .host = host[0] ? host : NULL, .port = (uint16_t)port,
+		.tls = be->tls, .pin = be->pin, .lang = s->lang,
+		.max_stanza = (size_t)cfg->max_xmpp_stanza_size,
 		.max_output = (size_t)cfg->max_data_held * 4,
 		.connect_timeout_ms = (unsigned)cfg->connect_timeout * 1000,
+		.stanza_timeout_ms = (unsigned)cfg->stanza_timeout * 1000,
 	};
-	s->secure = (uint8_t)is_loopback((const struct sockaddr *)&be->addr);
 	hold_request(s, resp, rid, 1);
 	s->xmpp = xmpp_open(loop, &p, on_xmpp, s);
 	mark_dirty(s);
@@ -1358,12 +1419,10 @@ void sessions_handle(struct responder *resp, const struct frame_request *fr)
 
 /* ---- start and stop ---- */
 
-int sessions_init(struct loop *l, const struct config *c, const struct backend_addr *b, size_t nb)
+int sessions_init(struct loop *l, const struct config *c)
 {
 	loop = l;
 	cfg = c;
-	backends = b;
-	nbackends = nb;
 	return table_grow();
 }
 

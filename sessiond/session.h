@@ -15,14 +15,7 @@
 #include <sys/socket.h>
 
 /* A backend with its address resolved at start. */
-struct backend_addr {
-	const struct config_backend *cfg;
-	struct sockaddr_storage addr;
-	socklen_t addrlen;
-};
-
-int sessions_init(struct loop *l, const struct config *cfg, const struct backend_addr *backends,
-                  size_t nbackends);
+int sessions_init(struct loop *l, const struct config *cfg);
 
 /* Loads what the database says about sessions of an earlier run. */
 int sessions_recover(void);

@@ -571,6 +571,16 @@ static int unpark(struct splitter *s)
 	return ok ? 0 : -1;
 }
 
+int splitter_pending(const struct splitter *s)
+{
+	if (s->result != SPLITTER_OK || s->closed)
+		return 0;
+	if (s->depth >= 2)
+		return 1;
+	/* Between elements, held bytes from a '<' on are an unfinished tag. */
+	return s->len > 0 && memchr(s->buf, '<', s->len) != NULL;
+}
+
 int splitter_park(struct splitter *s)
 {
 	if (!s->p || s->result != SPLITTER_OK || s->depth != 1 || s->closed || s->len != 0 ||

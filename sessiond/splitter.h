@@ -60,6 +60,10 @@ int splitter_reset(struct splitter *s);
  * parser in the same state. Returns 1 if parked, 0 if it could not be now. */
 int splitter_park(struct splitter *s);
 
+/* 1 while a top-level element (or the stream header) has begun and not
+ * ended: a server that sends one must finish it in bounded time. */
+int splitter_pending(const struct splitter *s);
+
 /* Attribute of the last stream header ("id", "from", "version", "xml:lang"),
  * or NULL. Valid until the next reset. */
 const char *splitter_stream_attr(const struct splitter *s, const char *name);

@@ -1,35 +1,54 @@
 #define _GNU_SOURCE
 #include "xmpp.h"
+#include "dial.h"
 #include "log.h"
 #include "splitter.h"
+#include "tls.h"
 #include "xmlesc.h"
 
 #include <errno.h>
-#include <fcntl.h>
+#include <openssl/err.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #define XMPP_LINGER_MS 2000
 #define XMPP_PARK_MS 1000 /* quiet this long, the parser's memory is given back */
+#define TLS_NS "urn:ietf:params:xml:ns:xmpp-tls"
 
-enum conn_state { C_CONNECTING, C_OPEN, C_DONE, C_CLOSING };
+enum conn_state { C_DIALING, C_HANDSHAKE, C_OPEN, C_DONE, C_CLOSING };
+
+/* Where STARTTLS stands; direct TLS goes straight to TLS_UP. */
+enum tls_phase { TLS_OFF, TLS_WANT_FEATURES, TLS_WANT_PROCEED, TLS_UP };
+
+struct obuf {
+	char *data;
+	size_t len, off, cap;
+};
 
 struct xmpp_conn {
 	struct io io;
-	struct timer timer;
+	struct timer timer;   /* opening deadline, then the closing linger */
 	struct timer quiet;   /* parks the splitter of a connection gone quiet */
+	struct timer stanza;  /* a started stanza must end by then */
 	struct loop *loop;
 	struct splitter *split;
+	struct dialer *dialer;
+	SSL *ssl;
 	xmpp_cb cb;
 	void *ctx;
 	enum conn_state state;
-	int paused;
-	char *out;
-	size_t out_len, out_off, out_cap, max_output;
-	char *domain, *lang;
+	enum tls_phase tls;
+	enum backend_tls policy;
+	uint8_t paused, ready, loopback, ssl_write_wants_read, ssl_read_wants_write;
+	struct obuf out;      /* bytes for the server */
+	struct obuf early;    /* the owner's bytes before the stream is ready */
+	size_t max_output;
+	unsigned connect_timeout_ms, stanza_timeout_ms;
+	char *domain, *lang, *pin;
 };
 
 static char read_buf[65536];
@@ -37,11 +56,22 @@ static char read_buf[65536];
 static void conn_free(void *p)
 {
 	struct xmpp_conn *c = p;
+	dial_cancel(c->dialer);
+	SSL_free(c->ssl);
 	splitter_free(c->split);
-	free(c->out);
+	free(c->out.data);
+	free(c->early.data);
 	free(c->domain);
 	free(c->lang);
+	free(c->pin);
 	free(c);
+}
+
+static void cancel_timers(struct xmpp_conn *c)
+{
+	timer_cancel(c->loop, &c->timer);
+	timer_cancel(c->loop, &c->quiet);
+	timer_cancel(c->loop, &c->stanza);
 }
 
 /* Reports a terminal event once; the owner then calls xmpp_close(). */
@@ -50,9 +80,11 @@ static void finish_stream(struct xmpp_conn *c, enum xmpp_event ev, const char *d
 	if (c->state == C_DONE || c->state == C_CLOSING)
 		return;
 	c->state = C_DONE;
-	timer_cancel(c->loop, &c->timer);
-	timer_cancel(c->loop, &c->quiet);
-	loop_mod(c->loop, &c->io, 0);
+	cancel_timers(c);
+	dial_cancel(c->dialer);
+	c->dialer = NULL;
+	if (c->io.fd >= 0)
+		loop_mod(c->loop, &c->io, 0);
 	if (c->cb)
 		c->cb(c->ctx, ev, data, len);
 }
@@ -65,61 +97,118 @@ static void fail(struct xmpp_conn *c, enum xmpp_event ev, const char *why)
 static void update_interest(struct xmpp_conn *c)
 {
 	uint32_t ev = 0;
-	if (c->state == C_CONNECTING || c->out_len > c->out_off)
+	if (c->io.fd < 0)
+		return;
+	if (c->out.len > c->out.off || c->ssl_read_wants_write)
 		ev |= EPOLLOUT;
-	if (c->state == C_CLOSING || (c->state == C_OPEN && !c->paused))
+	if (c->state == C_CLOSING || c->ssl_write_wants_read || (c->state == C_OPEN && !c->paused))
 		ev |= EPOLLIN | EPOLLRDHUP;
 	loop_mod(c->loop, &c->io, ev);
 }
 
-static int append_out(struct xmpp_conn *c, const char *data, size_t len)
+/* ---- output buffers ---- */
+
+static int obuf_append(struct obuf *b, const char *data, size_t len, size_t max)
 {
-	if (c->out_off == c->out_len)
-		c->out_off = c->out_len = 0;
-	if (c->out_len - c->out_off + len > c->max_output)
+	if (b->off == b->len)
+		b->off = b->len = 0;
+	if (b->len - b->off + len > max)
 		return -1;
-	if (c->out_len + len > c->out_cap) {
-		if (c->out_off) { /* compact before growing */
-			memmove(c->out, c->out + c->out_off, c->out_len - c->out_off);
-			c->out_len -= c->out_off;
-			c->out_off = 0;
+	if (b->len + len > b->cap) {
+		if (b->off) { /* compact before growing */
+			memmove(b->data, b->data + b->off, b->len - b->off);
+			b->len -= b->off;
+			b->off = 0;
 		}
-		size_t cap = c->out_cap ? c->out_cap : 1024;
-		while (cap < c->out_len + len)
+		size_t cap = b->cap ? b->cap : 1024;
+		while (cap < b->len + len)
 			cap *= 2;
-		char *n = realloc(c->out, cap);
+		char *n = realloc(b->data, cap);
 		if (!n)
 			return -1;
-		c->out = n;
-		c->out_cap = cap;
+		b->data = n;
+		b->cap = cap;
 	}
-	memcpy(c->out + c->out_len, data, len);
-	c->out_len += len;
+	memcpy(b->data + b->len, data, len);
+	b->len += len;
 	return 0;
 }
 
-static void release_idle_buffer(struct xmpp_conn *c)
+/* Idle sessions are the common case: hold no output memory for them. */
+static void obuf_release_if_empty(struct obuf *b)
 {
-	/* Idle sessions are the common case: hold no output memory for them. */
-	if (c->out_off == c->out_len && c->out_cap > 0) {
-		free(c->out);
-		c->out = NULL;
-		c->out_cap = c->out_len = c->out_off = 0;
+	if (b->off == b->len && b->cap > 0) {
+		free(b->data);
+		*b = (struct obuf){ 0 };
 	}
+}
+
+static int append_out(struct xmpp_conn *c, const char *data, size_t len)
+{
+	return obuf_append(&c->out, data, len, c->max_output);
+}
+
+/* ---- the socket, plain or through TLS ---- */
+
+static void ssl_failure(struct xmpp_conn *c, int err, char *why, size_t whylen)
+{
+	char buf[256];
+	snprintf(why, whylen, "TLS with the XMPP server for %s failed: %s", c->domain,
+	         err == SSL_ERROR_SYSCALL ? strerror(errno ? errno : EPIPE) : tls_error(buf, sizeof buf));
+}
+
+/* recv(): >0 bytes, 0 EOF, -1 with errno (EAGAIN: try later). */
+static ssize_t conn_recv(struct xmpp_conn *c, char *buf, size_t len)
+{
+	if (!c->ssl)
+		return recv(c->io.fd, buf, len, MSG_DONTWAIT);
+	c->ssl_read_wants_write = 0;
+	ERR_clear_error();
+	int n = SSL_read(c->ssl, buf, (int)(len > 16384 * 4 ? 16384 * 4 : len));
+	if (n > 0)
+		return n;
+	int err = SSL_get_error(c->ssl, n);
+	if (err == SSL_ERROR_WANT_READ || err == SSL_ERROR_WANT_WRITE) {
+		c->ssl_read_wants_write = err == SSL_ERROR_WANT_WRITE;
+		errno = EAGAIN;
+		return -1;
+	}
+	if (err == SSL_ERROR_ZERO_RETURN || (err == SSL_ERROR_SYSCALL && errno == 0))
+		return 0; /* close_notify, or EOF without it: the stream has ended either way */
+	errno = EPROTO;
+	return -1;
+}
+
+static ssize_t conn_send(struct xmpp_conn *c, const char *buf, size_t len)
+{
+	if (!c->ssl)
+		return send(c->io.fd, buf, len, MSG_NOSIGNAL | MSG_DONTWAIT);
+	c->ssl_write_wants_read = 0;
+	ERR_clear_error();
+	int n = SSL_write(c->ssl, buf, (int)(len > 65536 ? 65536 : len));
+	if (n > 0)
+		return n;
+	int err = SSL_get_error(c->ssl, n);
+	if (err == SSL_ERROR_WANT_READ || err == SSL_ERROR_WANT_WRITE) {
+		c->ssl_write_wants_read = err == SSL_ERROR_WANT_READ;
+		errno = EAGAIN;
+		return -1;
+	}
+	errno = EPIPE;
+	return -1;
 }
 
 static int flush_out(struct xmpp_conn *c)
 {
-	while (c->out_off < c->out_len) {
-		ssize_t n = send(c->io.fd, c->out + c->out_off, c->out_len - c->out_off,
-		                 MSG_NOSIGNAL | MSG_DONTWAIT);
+	while (c->out.off < c->out.len) {
+		ssize_t n = conn_send(c, c->out.data + c->out.off, c->out.len - c->out.off);
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n < 0)
 			return errno == EAGAIN ? 0 : -1;
-		c->out_off += (size_t)n;
+		c->out.off += (size_t)n;
 	}
-	release_idle_buffer(c);
+	obuf_release_if_empty(&c->out);
 	return 0;
 }
 
@@ -154,34 +243,163 @@ static int send_header(struct xmpp_conn *c, const char *extra_attrs)
 	return append_out(c, h, strlen(h));
 }
 
+/* ---- STARTTLS and the features the owner sees ---- */
+
+static int offers_starttls(const char *data, size_t len)
+{
+	return memmem(data, len, TLS_NS, strlen(TLS_NS)) != NULL;
+}
+
+/* Features without <starttls/>: over BOSH the client cannot use it. */
+static size_t strip_starttls(const char *data, size_t len, char *out)
+{
+	const char *start = memmem(data, len, "<starttls", 9);
+	if (!start) {
+		memcpy(out, data, len);
+		return len;
+	}
+	const char *rest = data + len;
+	const char *selfclose = memmem(start, (size_t)(rest - start), "/>", 2);
+	const char *gt = memchr(start, '>', (size_t)(rest - start));
+	const char *end = NULL;
+	if (selfclose && selfclose + 1 == gt)
+		end = selfclose + 2;
+	else if ((end = memmem(start, (size_t)(rest - start), "</starttls>", 11)))
+		end += 11;
+	if (!end) {
+		memcpy(out, data, len);
+		return len;
+	}
+	size_t head = (size_t)(start - data);
+	memcpy(out, data, head);
+	memcpy(out + head, end, (size_t)(rest - end));
+	return head + (size_t)(rest - end);
+}
+
+/* The stream is ready for the owner: its bytes so far go out now. */
+static void become_ready(struct xmpp_conn *c)
+{
+	c->ready = 1;
+	timer_cancel(c->loop, &c->timer);
+	if (c->early.len > c->early.off &&
+	    append_out(c, c->early.data + c->early.off, c->early.len - c->early.off) < 0) {
+		fail(c, XMPP_FAILED, "too much queued for the XMPP server");
+		return;
+	}
+	free(c->early.data);
+	c->early = (struct obuf){ 0 };
+}
+
+static void deliver_features(struct xmpp_conn *c, const char *data, size_t len)
+{
+	char *copy = NULL;
+	if (!c->ready && c->tls != TLS_UP && offers_starttls(data, len) && (copy = malloc(len))) {
+		len = strip_starttls(data, len, copy);
+		data = copy;
+		log_debug("features for %s: STARTTLS offered, not used (policy)", c->domain);
+	}
+	if (!c->ready)
+		become_ready(c);
+	if (c->state == C_OPEN && c->cb)
+		c->cb(c->ctx, XMPP_FEATURES, data, len);
+	free(copy);
+}
+
+static void on_first_features(struct xmpp_conn *c, const char *data, size_t len)
+{
+	if (offers_starttls(data, len)) {
+		static const char req[] = "<starttls xmlns='" TLS_NS "'/>";
+		c->tls = TLS_WANT_PROCEED;
+		if (append_out(c, req, sizeof req - 1) < 0 || flush_out(c) < 0)
+			fail(c, XMPP_FAILED, "writing to the XMPP server failed");
+		return;
+	}
+	char why[400];
+	snprintf(why, sizeof why, "the XMPP server for %s does not offer STARTTLS, and TLS is "
+	         "required (list the domain in no_tls_domains to allow a plain connection)", c->domain);
+	fail(c, XMPP_FAILED, why);
+}
+
+static void start_tls(struct xmpp_conn *c)
+{
+	c->ssl = tls_new(c->io.fd, c->domain);
+	if (!c->ssl) {
+		fail(c, XMPP_FAILED, "cannot start TLS (see the log)");
+		return;
+	}
+	c->state = C_HANDSHAKE;
+}
+
+static void on_tls_answer(struct xmpp_conn *c, const char *data, size_t len)
+{
+	if (len > 8 && memcmp(data, "<proceed", 8) == 0 && memmem(data, len, TLS_NS, strlen(TLS_NS)))
+		start_tls(c);
+	else
+		fail(c, XMPP_FAILED, "the XMPP server refused STARTTLS");
+}
+
 static int on_split(void *ctx, enum splitter_event ev, const char *data, size_t len)
 {
 	struct xmpp_conn *c = ctx;
-	static const enum xmpp_event map[] = {
-		[SPLIT_STREAM_OPEN] = XMPP_STREAM_OPEN,
-		[SPLIT_FEATURES] = XMPP_FEATURES,
-		[SPLIT_STREAM_ERROR] = XMPP_STREAM_ERROR,
-		[SPLIT_ELEMENT] = XMPP_STANZA,
-		[SPLIT_STREAM_CLOSE] = XMPP_STREAM_CLOSED,
-	};
-	if (ev == SPLIT_STREAM_ERROR || ev == SPLIT_STREAM_CLOSE) {
-		finish_stream(c, map[ev], data, len);
+	switch (ev) {
+	case SPLIT_STREAM_ERROR:
+		finish_stream(c, XMPP_STREAM_ERROR, data, len);
 		return 1;
+	case SPLIT_STREAM_CLOSE:
+		finish_stream(c, XMPP_STREAM_CLOSED, data, len);
+		return 1;
+	case SPLIT_STREAM_OPEN:
+		if (c->ready && c->cb)
+			c->cb(c->ctx, XMPP_STREAM_OPEN, data, len);
+		break;
+	case SPLIT_FEATURES:
+		if (c->tls == TLS_WANT_FEATURES)
+			on_first_features(c, data, len);
+		else if (c->tls != TLS_WANT_PROCEED)
+			deliver_features(c, data, len);
+		break;
+	case SPLIT_ELEMENT:
+		if (c->tls == TLS_WANT_PROCEED)
+			on_tls_answer(c, data, len);
+		else if (!c->ready)
+			fail(c, XMPP_FAILED, "the XMPP server sent a stanza before its stream features");
+		else if (c->cb)
+			c->cb(c->ctx, XMPP_STANZA, data, len);
+		break;
 	}
-	if (c->cb)
-		c->cb(c->ctx, map[ev], data, len);
 	return c->state != C_OPEN;
+}
+
+/* ---- reading ---- */
+
+static void watch_stanza_time(struct xmpp_conn *c)
+{
+	if (c->state != C_OPEN || c->paused || !splitter_pending(c->split))
+		timer_cancel(c->loop, &c->stanza);
+	else if (!timer_armed(&c->stanza))
+		timer_set(c->loop, &c->stanza, loop_now(c->loop) + c->stanza_timeout_ms);
 }
 
 static void handle_input(struct xmpp_conn *c)
 {
 	for (int rounds = 0; rounds < 4 && c->state == C_OPEN && !c->paused; rounds++) {
-		ssize_t n = recv(c->io.fd, read_buf, sizeof read_buf, MSG_DONTWAIT);
+		ssize_t n = conn_recv(c, read_buf, sizeof read_buf);
 		if (n < 0 && (errno == EAGAIN || errno == EINTR))
+			break;
+		if (n == 0) {
+			/* A close without </stream:stream> is a lost connection. */
+			fail(c, XMPP_FAILED, splitter_pending(c->split)
+			     ? "the XMPP server closed the connection in the middle of a stanza"
+			     : "the XMPP server closed the connection without ending the stream");
 			return;
-		if (n <= 0) {
-			fail(c, n == 0 ? XMPP_STREAM_CLOSED : XMPP_FAILED,
-			     n == 0 ? NULL : strerror(errno));
+		}
+		if (n < 0) {
+			char why[600];
+			if (c->ssl)
+				ssl_failure(c, SSL_ERROR_SSL, why, sizeof why);
+			else
+				snprintf(why, sizeof why, "reading from the XMPP server failed: %s", strerror(errno));
+			fail(c, XMPP_FAILED, why);
 			return;
 		}
 		enum splitter_result r = splitter_feed(c->split, read_buf, (size_t)n);
@@ -192,19 +410,28 @@ static void handle_input(struct xmpp_conn *c)
 			snprintf(why, sizeof why, "the server sent malformed XML: %s", splitter_error(c->split));
 			fail(c, XMPP_FAILED, why);
 		}
-		if ((size_t)n < sizeof read_buf)
-			return;
+		if ((size_t)n < sizeof read_buf && !c->ssl)
+			break;
 	}
+	watch_stanza_time(c);
 }
 
 static void finish_close(struct xmpp_conn *c)
 {
-	timer_cancel(c->loop, &c->timer);
-	timer_cancel(c->loop, &c->quiet);
-	loop_del(c->loop, &c->io);
-	close(c->io.fd);
-	c->io.fd = -1;
+	cancel_timers(c);
+	if (c->io.fd >= 0) {
+		loop_del(c->loop, &c->io);
+		close(c->io.fd);
+		c->io.fd = -1;
+	}
 	loop_defer_free(c->loop, c, conn_free);
+}
+
+static void end_writing(struct xmpp_conn *c)
+{
+	if (c->ssl)
+		SSL_shutdown(c->ssl); /* close_notify; the answer is not waited for */
+	shutdown(c->io.fd, SHUT_WR);
 }
 
 static void closing_io(struct xmpp_conn *c, uint32_t events)
@@ -213,11 +440,11 @@ static void closing_io(struct xmpp_conn *c, uint32_t events)
 		finish_close(c);
 		return;
 	}
-	if (c->out_off == c->out_len)
-		shutdown(c->io.fd, SHUT_WR);
+	if (c->out.off == c->out.len)
+		end_writing(c);
 	if (events & (EPOLLIN | EPOLLRDHUP)) {
 		ssize_t n;
-		while ((n = recv(c->io.fd, read_buf, sizeof read_buf, MSG_DONTWAIT)) > 0)
+		while ((n = conn_recv(c, read_buf, sizeof read_buf)) > 0)
 			;
 		if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR)) {
 			finish_close(c);
@@ -227,20 +454,54 @@ static void closing_io(struct xmpp_conn *c, uint32_t events)
 	update_interest(c);
 }
 
-static void connected(struct xmpp_conn *c)
+/* ---- TLS handshake ---- */
+
+static void handshake_done(struct xmpp_conn *c)
 {
-	int err = 0;
-	socklen_t len = sizeof err;
-	if (getsockopt(c->io.fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0)
-		err = errno;
-	if (err) {
-		char why[256];
-		snprintf(why, sizeof why, "connecting to the XMPP server failed: %s", strerror(err));
-		fail(c, XMPP_FAILED, why);
+	char why[512];
+	if (tls_check_peer(c->ssl, c->domain, c->pin, why, sizeof why) < 0) {
+		char msg[700];
+		snprintf(msg, sizeof msg, "TLS with the XMPP server for %s refused: %s", c->domain, why);
+		fail(c, XMPP_FAILED, msg);
 		return;
 	}
+	log_info("TLS to the XMPP server for %s: %s, %s%s", c->domain, SSL_get_version(c->ssl),
+	         SSL_get_cipher_name(c->ssl), SSL_session_reused(c->ssl) ? ", session resumed" : "");
+	int was_starttls = c->tls == TLS_WANT_PROCEED;
+	c->tls = TLS_UP;
 	c->state = C_OPEN;
+	/* After STARTTLS the stream starts again (RFC 6120 §5.4.3.3). */
+	if (was_starttls && (splitter_reset(c->split) < 0 || send_header(c, NULL) < 0)) {
+		fail(c, XMPP_FAILED, "out of memory restarting the stream");
+		return;
+	}
+	if (flush_out(c) < 0)
+		fail(c, XMPP_FAILED, "writing to the XMPP server failed");
 }
+
+static void tls_step(struct xmpp_conn *c)
+{
+	ERR_clear_error();
+	int r = SSL_do_handshake(c->ssl);
+	if (r == 1) {
+		handshake_done(c);
+		if (c->state == C_OPEN)
+			handle_input(c); /* the server may have written already */
+		if (c->state == C_OPEN)
+			update_interest(c);
+		return;
+	}
+	int err = SSL_get_error(c->ssl, r);
+	if (err == SSL_ERROR_WANT_READ || err == SSL_ERROR_WANT_WRITE) {
+		loop_mod(c->loop, &c->io, err == SSL_ERROR_WANT_READ ? EPOLLIN : EPOLLOUT);
+		return;
+	}
+	char why[600];
+	ssl_failure(c, err, why, sizeof why);
+	fail(c, XMPP_FAILED, why);
+}
+
+/* ---- events ---- */
 
 static void conn_io(void *ctx, uint32_t events)
 {
@@ -251,25 +512,21 @@ static void conn_io(void *ctx, uint32_t events)
 		closing_io(c, events);
 		return;
 	}
-	if (c->state == C_CONNECTING) {
-		connected(c);
-		if (c->state != C_OPEN)
-			return;
+	if (c->state == C_HANDSHAKE) {
+		tls_step(c);
+		return;
 	}
-	if (events & EPOLLIN) {
+	if (events & (EPOLLIN | EPOLLERR | EPOLLHUP | EPOLLRDHUP) || (c->ssl_read_wants_write && events & EPOLLOUT)) {
 		handle_input(c);
 		if (c->state == C_OPEN)
 			timer_set(c->loop, &c->quiet, loop_now(c->loop) + XMPP_PARK_MS);
 	}
-	else if (events & (EPOLLERR | EPOLLHUP | EPOLLRDHUP))
-		handle_input(c); /* recv reports the error or EOF */
-	if (c->state == C_OPEN && (events & EPOLLOUT) && flush_out(c) < 0)
+	if (c->state == C_OPEN && (events & (EPOLLOUT | EPOLLIN)) && flush_out(c) < 0)
 		fail(c, XMPP_FAILED, "writing to the XMPP server failed");
-	if (c->state == C_OPEN) {
+	if (c->state == C_HANDSHAKE)
+		tls_step(c); /* <proceed/> just arrived */
+	else if (c->state == C_OPEN)
 		update_interest(c);
-		if (timer_armed(&c->timer) && xmpp_stream_attr(c, "id"))
-			timer_cancel(c->loop, &c->timer);
-	}
 }
 
 /* Most connections are idle most of the time: an idle one needs no parser. */
@@ -287,7 +544,45 @@ static void conn_timeout(void *ctx)
 		finish_close(c);
 		return;
 	}
-	fail(c, XMPP_FAILED, "the XMPP server did not open a stream in time");
+	char why[400];
+	snprintf(why, sizeof why, "the XMPP server for %s did not %s in time", c->domain,
+	         c->state == C_DIALING ? "answer" : c->state == C_HANDSHAKE ? "finish the TLS handshake"
+	         : "open a stream and send its features");
+	fail(c, XMPP_FAILED, why);
+}
+
+static void stanza_timeout(void *ctx)
+{
+	struct xmpp_conn *c = ctx;
+	char why[300];
+	snprintf(why, sizeof why, "the XMPP server for %s did not finish a stanza within %u s",
+	         c->domain, c->stanza_timeout_ms / 1000);
+	fail(c, XMPP_FAILED, why);
+}
+
+static void dialed(void *ctx, const struct dial_result *r, const char *why)
+{
+	struct xmpp_conn *c = ctx;
+	c->dialer = NULL;
+	if (!r) {
+		fail(c, XMPP_FAILED, why);
+		return;
+	}
+	c->io.fd = r->fd;
+	c->loopback = (uint8_t)r->loopback;
+	if (loop_add(c->loop, &c->io, EPOLLIN | EPOLLOUT) < 0) {
+		fail(c, XMPP_FAILED, "cannot watch the connection to the XMPP server");
+		return;
+	}
+	/* From here the server has connect_timeout to be ready. */
+	timer_set(c->loop, &c->timer, loop_now(c->loop) + c->connect_timeout_ms);
+	int direct = r->direct_tls || c->policy == TLS_DIRECT;
+	int starttls = !direct && (c->policy == TLS_STARTTLS || (c->policy == TLS_DEFAULT && !r->loopback));
+	c->tls = starttls ? TLS_WANT_FEATURES : TLS_OFF;
+	if (direct)
+		start_tls(c);
+	else
+		c->state = C_OPEN;
 }
 
 struct xmpp_conn *xmpp_open(struct loop *l, const struct xmpp_params *p, xmpp_cb cb, void *ctx)
@@ -299,30 +594,32 @@ struct xmpp_conn *xmpp_open(struct loop *l, const struct xmpp_params *p, xmpp_cb
 	c->cb = cb;
 	c->ctx = ctx;
 	c->max_output = p->max_output;
+	c->policy = p->tls;
+	c->connect_timeout_ms = p->connect_timeout_ms;
+	c->stanza_timeout_ms = p->stanza_timeout_ms ? p->stanza_timeout_ms : 60000;
 	c->domain = strdup(p->domain);
 	c->lang = p->lang ? strdup(p->lang) : NULL;
+	c->pin = p->pin && *p->pin ? strdup(p->pin) : NULL;
 	c->split = splitter_new(p->max_stanza, on_split, c);
 	c->io = (struct io){ .fd = -1, .cb = conn_io, .ctx = c };
 	c->timer = (struct timer){ .cb = conn_timeout, .ctx = c };
 	c->quiet = (struct timer){ .cb = conn_quiet, .ctx = c };
-	if (!c->domain || (p->lang && !c->lang) || !c->split || send_header(c, NULL) < 0)
+	c->stanza = (struct timer){ .cb = stanza_timeout, .ctx = c };
+	if (!c->domain || (p->lang && !c->lang) || (p->pin && *p->pin && !c->pin) || !c->split ||
+	    send_header(c, NULL) < 0)
 		goto fail;
-	c->io.fd = socket(p->addr->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-	if (c->io.fd < 0) {
-		log_warn("socket: %s", strerror(errno));
+	struct dial_request req = {
+		.domain = p->domain, .host = p->host, .port = p->port,
+		.direct_tls = p->tls == TLS_DIRECT, .connect_timeout_ms = p->connect_timeout_ms,
+	};
+	c->dialer = dial_start(l, &req, dialed, c);
+	if (!c->dialer)
 		goto fail;
-	}
-	if (connect(c->io.fd, p->addr, p->addrlen) < 0 && errno != EINPROGRESS) {
-		log_info("connect to the XMPP server failed at once: %s", strerror(errno));
-		goto fail;
-	}
-	if (loop_add(l, &c->io, EPOLLOUT) < 0)
-		goto fail;
-	timer_set(l, &c->timer, loop_now(l) + p->connect_timeout_ms);
+	/* Trying several SRV targets may take a few connect timeouts, not more. */
+	timer_set(l, &c->timer, loop_now(l) + 3 * (uint64_t)p->connect_timeout_ms);
 	return c;
 fail:
-	if (c->io.fd >= 0)
-		close(c->io.fd);
+	log_error("cannot start a connection to the XMPP server for %s", p->domain);
 	conn_free(c);
 	return NULL;
 }
@@ -333,6 +630,8 @@ int xmpp_send(struct xmpp_conn *c, const char *data, size_t len)
 		return -1;
 	if (len == 0)
 		return 0;
+	if (!c->ready) /* nothing of the client's may precede TLS */
+		return obuf_append(&c->early, data, len, c->max_output);
 	if (append_out(c, data, len) < 0)
 		return -1;
 	if (c->state == C_OPEN && flush_out(c) < 0)
@@ -343,12 +642,12 @@ int xmpp_send(struct xmpp_conn *c, const char *data, size_t len)
 
 int xmpp_restart(struct xmpp_conn *c, const char *extra_attrs)
 {
-	if (c->state != C_OPEN && c->state != C_CONNECTING)
+	if (c->state != C_OPEN || !c->ready)
 		return -1;
 	/* The server answers the new header with a new stream: parse it afresh. */
 	if (splitter_reset(c->split) < 0 || send_header(c, extra_attrs) < 0)
 		return -1;
-	if (c->state == C_OPEN && flush_out(c) < 0)
+	if (flush_out(c) < 0)
 		return -1;
 	update_interest(c);
 	return 0;
@@ -358,12 +657,19 @@ void xmpp_pause(struct xmpp_conn *c, int paused)
 {
 	if (c->paused == paused)
 		return;
-	c->paused = paused;
+	c->paused = (uint8_t)paused;
 	if (c->state == C_OPEN) {
 		update_interest(c);
 		if (!paused)
 			handle_input(c); /* level-triggered epoll would tell us, but be prompt */
+		else
+			watch_stanza_time(c);
 	}
+}
+
+int xmpp_secure(const struct xmpp_conn *c)
+{
+	return c->tls == TLS_UP || c->loopback;
 }
 
 const char *xmpp_stream_attr(const struct xmpp_conn *c, const char *name)
@@ -376,14 +682,12 @@ void xmpp_close(struct xmpp_conn *c)
 	if (!c || c->state == C_CLOSING)
 		return;
 	c->cb = NULL;
-	timer_cancel(c->loop, &c->timer);
-	timer_cancel(c->loop, &c->quiet);
+	cancel_timers(c);
+	dial_cancel(c->dialer);
+	c->dialer = NULL;
 	if (c->state != C_OPEN || c->io.fd < 0) {
 		c->state = C_CLOSING;
-		if (c->io.fd >= 0)
-			finish_close(c);
-		else
-			loop_defer_free(c->loop, c, conn_free);
+		finish_close(c);
 		return;
 	}
 	c->state = C_CLOSING;
@@ -392,8 +696,8 @@ void xmpp_close(struct xmpp_conn *c)
 		finish_close(c);
 		return;
 	}
-	if (c->out_off == c->out_len)
-		shutdown(c->io.fd, SHUT_WR);
+	if (c->out.off == c->out.len)
+		end_writing(c);
 	timer_set(c->loop, &c->timer, loop_now(c->loop) + XMPP_LINGER_MS);
 	update_interest(c);
 }

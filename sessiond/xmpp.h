@@ -1,17 +1,21 @@
 /* xmpp.h - one client-to-server XMPP connection, non-blocking, on the loop.
  *
- * Opens TCP to the server, sends the stream header, and turns the server's
- * bytes into events (splitter.c does the splitting). The owner gets every
- * event through one callback; after XMPP_FAILED or XMPP_STREAM_CLOSED no
- * more events come and the owner must call xmpp_close().
+ * Finds and connects to the server (dial.c), protects the stream with TLS
+ * as the domain's policy says (direct TLS, or STARTTLS negotiated here, so
+ * the owner never sees it), and turns the server's bytes into events
+ * (splitter.c does the splitting). The owner gets every event through one
+ * callback; its first XMPP_FEATURES are those of the protected stream.
+ * After XMPP_FAILED, XMPP_STREAM_ERROR or XMPP_STREAM_CLOSED no more events
+ * come and the owner must call xmpp_close().
  */
 #ifndef BOSH_XMPP_H
 #define BOSH_XMPP_H
 
+#include "config.h"
 #include "loop.h"
 
 #include <stddef.h>
-#include <sys/socket.h>
+#include <stdint.h>
 
 enum xmpp_event {
 	XMPP_STREAM_OPEN,   /* the server's stream header arrived */
@@ -27,13 +31,16 @@ typedef void (*xmpp_cb)(void *ctx, enum xmpp_event ev, const char *data, size_t 
 struct xmpp_conn;
 
 struct xmpp_params {
-	const struct sockaddr *addr;
-	socklen_t addrlen;
-	const char *domain;      /* 'to' of the stream header */
+	const char *domain;      /* 'to' of the stream header, and the name TLS checks */
+	const char *host;        /* explicit server, or NULL to look up SRV records */
+	uint16_t port;
+	enum backend_tls tls;
+	const char *pin;         /* SPKI pin (tls.h), or NULL */
 	const char *lang;        /* xml:lang, or NULL */
 	size_t max_stanza;
 	size_t max_output;       /* bytes queued towards the server before failing */
 	unsigned connect_timeout_ms;
+	unsigned stanza_timeout_ms; /* longest time to finish a started stanza */
 };
 
 /* Starts connecting. NULL on immediate failure (logged). */
@@ -48,6 +55,9 @@ int xmpp_restart(struct xmpp_conn *c, const char *extra_attrs);
 
 /* Stop or resume reading (back-pressure when the client is not polling). */
 void xmpp_pause(struct xmpp_conn *c, int paused);
+
+/* 1 if nobody else can read the stream: TLS, or a loopback connection. */
+int xmpp_secure(const struct xmpp_conn *c);
 
 /* Attribute of the server's stream header ("id", "from", "version"). */
 const char *xmpp_stream_attr(const struct xmpp_conn *c, const char *name);
