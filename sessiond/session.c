@@ -608,6 +608,13 @@ static uint64_t inactivity_ms(const struct session *s)
 	return (uint64_t)(s->pause_until_next ? s->pause_until_next : s->inactivity) * 1000;
 }
 
+/* A safety net only: xmpp.c gives up first, and says why (DNS, several
+ * targets, TLS). Its limits add up to four connect timeouts. */
+static uint64_t features_deadline_ms(void)
+{
+	return (uint64_t)cfg->connect_timeout * 4000 + 1000;
+}
+
 static void session_timer(void *ctx)
 {
 	struct session *s = ctx;
@@ -617,8 +624,8 @@ static void session_timer(void *ctx)
 		return;
 	}
 	if (s->nheld && HELD(s, 0)->creation) {
-		log_warn("session %s: no stream features from the XMPP server within %lds", s->sid,
-		         cfg->connect_timeout);
+		log_warn("session %s: no stream features from the XMPP server within %llus", s->sid,
+		         (unsigned long long)features_deadline_ms() / 1000);
 		session_end(s, "remote-connection-failed", NULL, 0);
 		return;
 	}
@@ -638,7 +645,7 @@ static void session_schedule(struct session *s)
 	if (s->state == S_ENDED)
 		due = s->linger_until;
 	else if (s->nheld && HELD(s, 0)->creation)
-		due = HELD(s, 0)->since + (uint64_t)cfg->connect_timeout * 1000;
+		due = HELD(s, 0)->since + features_deadline_ms();
 	else if (s->nheld)
 		due = HELD(s, 0)->since + (uint64_t)s->wait * 1000;
 	else if (!s->nheld)

@@ -114,6 +114,7 @@ SSL *tls_new(int fd, const char *domain)
 		SSL_free(ssl);
 		return NULL;
 	}
+	SSL_set_connect_state(ssl);
 	SSL_set_tlsext_host_name(ssl, domain);
 	struct cached_session *c = cache_slot(domain, 0);
 	if (c && SSL_SESSION_is_resumable(c->sess)) {

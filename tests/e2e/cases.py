@@ -29,6 +29,7 @@ allow_get = 1
 
 USERS = {"alice": "alice-pw", "bob": "bob-pw", "carol": "carol-pw"}
 CASES = []
+CLEANUPS = []  # called by run.py after the last case: what cases started for several of them
 
 
 def case(fn):

@@ -13,6 +13,7 @@ import traceback
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import cases  # noqa: E402
+import backend_cases  # noqa: E402,F401  (registers its cases)
 from stack import Stack  # noqa: E402
 
 
@@ -54,6 +55,8 @@ def main():
             failed += 1
             print("FAIL  sessiond died during the tests", flush=True)
     finally:
+        for cleanup in cases.CLEANUPS:
+            cleanup()
         st.stop()
         asan = [l for l in open(st.sessiond_log, errors="replace")
                 if "AddressSanitizer" in l or "runtime error:" in l] if os.path.exists(st.sessiond_log) else []

@@ -71,6 +71,26 @@ static void test_headers_and_cors(void)
 	CHECK(c.cors_max_age == 86400);
 }
 
+static void test_backend_options(void)
+{
+	struct config c;
+	char err[256];
+	static const char pin[] = "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=";
+	char text[512];
+	snprintf(text, sizeof text,
+	         "backend.a.org = srv\nbackend.b.org = h:5223 directtls\n"
+	         "backend.c.org = srv starttls pin-sha256=%s\nbackend.d.org = h:1\n"
+	         "no_tls_domains = d.org\n", pin);
+	CHECK(load(text, &c, err, sizeof err) == 0);
+	const struct config_backend *a = config_backend(&c, "a.org"), *b = config_backend(&c, "b.org");
+	const struct config_backend *cc = config_backend(&c, "c.org"), *d = config_backend(&c, "d.org");
+	CHECK(a && a->host[0] == 0 && a->tls == TLS_DEFAULT);
+	CHECK(b && strcmp(b->host, "h") == 0 && b->tls == TLS_DIRECT);
+	CHECK(cc && cc->tls == TLS_STARTTLS && strcmp(cc->pin, pin) == 0);
+	CHECK(d && d->tls == TLS_NONE); /* no_tls_domains applies whatever the order */
+	CHECK(c.stanza_timeout == 60);
+}
+
 static void test_errors(void)
 {
 	struct config c;
@@ -89,6 +109,10 @@ static void test_errors(void)
 		{ "header = NoColon\n", "key 'header': expected 'Name: value'" },
 		{ "header = Bad Name: x\n", "key 'header': header name" },
 		{ "header = X-Ok: a\x01b\n", "key 'header': header value" },
+		{ "backend.x.org = srv fast\n", "key 'backend.x.org': unknown option" },
+		{ "backend.x.org = srv directtls\n", "directtls needs HOST:PORT" },
+		{ "backend.x.org = h:1 pin-sha256=short\n", "unknown option" },
+		{ "no_tls_domains = y.org\n", "key 'no_tls_domains': names a domain with no backend line" },
 	};
 	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
 		CHECK(load(bad[i].text, &c, err, sizeof err) < 0);
@@ -108,5 +132,6 @@ int main(void)
 	test_good();
 	test_errors();
 	test_headers_and_cors();
+	test_backend_options();
 	return check_summary("config");
 }
