@@ -182,6 +182,37 @@ def test_tls_peer_checks(st):
     wit.terminate()
 
 
+def machine_address():
+    """An IPv4 address of this machine that is not loopback."""
+    import subprocess
+    out = subprocess.run(["hostname", "-I"], capture_output=True, text=True).stdout.split()
+    v4 = [a for a in out if "." in a and not a.startswith("127.")]
+    expect(v4, "this test needs a non-loopback IPv4 address; hostname -I says %r" % out)
+    return v4[0]
+
+
+@case
+def test_tls_required_by_default_off_loopback(st):
+    addr = machine_address()
+    strict, lax = FakeXmppServer(host=addr), FakeXmppServer(host=addr)
+    other = side_stack(st, "backend.strict.test = %s:%d\nbackend.lax.test = %s:%d\n"
+                       "no_tls_domains = lax.test\n" % (addr, strict.port, addr, lax.port))
+    try:
+        other.start_sessiond()
+        other.start_nginx()
+        r = Session(other.url, "strict.test", wait=5).create()
+        expect(r.type == "terminate" and r.condition == "remote-connection-failed", r)
+        wait_log(other, "the XMPP server for strict.test does not offer STARTTLS, and TLS is required")
+        s = Session(other.url, "lax.test", wait=5)
+        r = s.create()  # no_tls_domains: plain TCP, and the client is told it is not secure
+        expect(r.type != "terminate" and r.attr("secure") == "false", r)
+        s.terminate()
+    finally:
+        other.stop()
+        strict.close()
+        lax.close()
+
+
 @case
 def test_tls_sessions_resume(st):
     w = world(st)

@@ -903,12 +903,12 @@ class FakeXmppServer:
     """A few lines of XMPP server for what a real one will not show us: it
     records every stream header it is sent and answers each with features."""
 
-    def __init__(self, misbehave=b""):
+    def __init__(self, misbehave=b"", host="127.0.0.1"):
         import socket as so
         import threading
         self.misbehave = misbehave  # sent when the client sends anything but a stream header
         self.sock = so.socket()
-        self.sock.bind(("127.0.0.1", 0))
+        self.sock.bind((host, 0))
         self.sock.listen(8)
         self.port = self.sock.getsockname()[1]
         self.headers = []
