@@ -4,6 +4,8 @@
 #include "resolver.h"
 
 #include <errno.h>
+#include <arpa/inet.h>
+#include <netdb.h>
 #include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -95,7 +97,12 @@ static void succeed(struct dialer *d)
 static void attempt_failed(struct dialer *d, const char *why)
 {
 	const struct target *t = &d->targets[d->cur];
-	snprintf(d->last_error, sizeof d->last_error, "%s:%u: %s", t->host, (unsigned)t->port, why);
+	char addr[INET6_ADDRSTRLEN] = "?";
+	if (d->acur < d->naddrs)
+		getnameinfo((const struct sockaddr *)&d->addrs[d->acur].addr, d->addrs[d->acur].len, addr,
+		            sizeof addr, NULL, 0, NI_NUMERICHOST);
+	snprintf(d->last_error, sizeof d->last_error, "%s:%u (%s): %s", t->host, (unsigned)t->port,
+	         addr, why);
 	log_info("XMPP server for %s: %s", d->domain, d->last_error);
 	timer_cancel(d->loop, &d->timer);
 	if (d->io.fd >= 0) {

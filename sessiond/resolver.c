@@ -3,6 +3,7 @@
 #include "log.h"
 
 #include <ares.h>
+#include <arpa/inet.h>
 #include <arpa/nameser.h>
 #include <errno.h>
 #include <stdio.h>
@@ -253,12 +254,39 @@ static void on_addrinfo(void *arg, int status, int timeouts, struct ares_addrinf
 	answered(q, status);
 }
 
+/* An address written as one needs no name server (and c-ares would ask one). */
+static int literal_address(const char *host, uint16_t port, struct resolved_addr *out)
+{
+	struct sockaddr_in *v4 = (struct sockaddr_in *)&out->addr;
+	struct sockaddr_in6 *v6 = (struct sockaddr_in6 *)&out->addr;
+	memset(out, 0, sizeof *out);
+	if (inet_pton(AF_INET, host, &v4->sin_addr) == 1) {
+		v4->sin_family = AF_INET;
+		v4->sin_port = htons(port);
+		out->len = sizeof *v4;
+		return 1;
+	}
+	if (inet_pton(AF_INET6, host, &v6->sin6_addr) == 1) {
+		v6->sin6_family = AF_INET6;
+		v6->sin6_port = htons(port);
+		out->len = sizeof *v6;
+		return 1;
+	}
+	return 0;
+}
+
 struct resolver_query *resolver_addrs(const char *host, uint16_t port, resolver_addr_cb cb, void *ctx)
 {
 	struct resolver_query *q = query_new(ctx);
 	if (!q)
 		return NULL;
 	q->addr_cb = cb;
+	if (literal_address(host, port, &q->u.addr[0])) {
+		q->n = 1;
+		q->later = (struct timer){ .cb = deliver, .ctx = q };
+		timer_set(loop, &q->later, loop_now(loop));
+		return q;
+	}
 	char service[8];
 	snprintf(service, sizeof service, "%u", (unsigned)port);
 	struct ares_addrinfo_hints hints = { .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM };

@@ -545,9 +545,10 @@ static void conn_timeout(void *ctx)
 		return;
 	}
 	char why[400];
-	snprintf(why, sizeof why, "the XMPP server for %s did not %s in time", c->domain,
-	         c->state == C_DIALING ? "answer" : c->state == C_HANDSHAKE ? "finish the TLS handshake"
-	         : "open a stream and send its features");
+	snprintf(why, sizeof why, "the XMPP server for %s %s in time", c->domain,
+	         c->state == C_DIALING ? "could not be looked up and reached"
+	         : c->state == C_HANDSHAKE ? "did not finish the TLS handshake"
+	         : "did not open a stream and send its features");
 	fail(c, XMPP_FAILED, why);
 }
 

@@ -62,6 +62,7 @@ class TlsWorld:
             ("_xmpp-client._tcp.refused.test", "SRV"): [(0, 0, 0, ".")],
             ("down.srv.test", "A"): ["127.0.0.1"],
             ("xmpp.srv.test", "A"): ["127.0.0.1"],
+            ("xmpp.srv.test", "AAAA"): ["::1"],  # nothing listens there: IPv4 is tried next
             ("a-only.test", "A"): ["127.0.0.1"],
         })
         c2s = "127.0.0.1:%d" % self.c2s
@@ -234,7 +235,8 @@ def test_srv_records_are_followed(st):
     questions = set(q for q, _ in w.dns.questions)
     expect({"_xmpp-client._tcp.srv.test", "_xmpps-client._tcp.srv.test"} <= questions, questions)
     # priority 5 (direct TLS, down) is tried before priority 10 (STARTTLS, up)
-    expect(log_has(w.side, "down.srv.test:%d:" % w.down), "the first target was tried first")
+    expect(log_has(w.side, "down.srv.test:%d (127.0.0.1):" % w.down), "the first target was tried first")
+    expect(log_has(w.side, "xmpp.srv.test:%d (::1):" % w.c2s), "its IPv6 address, then IPv4")
     expect(log_has(w.side, "connected to xmpp.srv.test:%d for srv.test" % w.c2s), "then the second")
     s.terminate()
     s, r = created(w, "direct-srv.test")  # _xmpps-client: TLS from the first byte
@@ -331,8 +333,14 @@ def test_servers_that_misbehave_end_only_their_session(st):
         "trickle.test": (ScriptedXmppServer(trickle), "did not finish a stanza within 2 s"),
         "midstreamerror.test": (ScriptedXmppServer(stream_error_mid_stanza), "malformed XML"),
     }
-    conf = "connect_timeout = 2\nstanza_timeout = 2\n" + "".join(
-        "backend.%s = 127.0.0.1:%d\n" % (d, srv.port) for d, (srv, _) in servers.items())
+    # A name server that never answers: only the session waiting for it waits.
+    blackhole = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    blackhole.bind(("127.0.0.1", 0))
+    servers["deaddns.test"] = (blackhole, "could not be looked up and reached in time")
+    conf = "connect_timeout = 2\nstanza_timeout = 2\ndns_servers = 127.0.0.1:%d\n" % (
+        blackhole.getsockname()[1]) + "backend.deaddns.test = srv\n" + "".join(
+        "backend.%s = 127.0.0.1:%d\n" % (d, srv.port) for d, (srv, _) in servers.items()
+        if d != "deaddns.test")
     other = side_stack(st, conf)
     try:
         other.start_sessiond()

@@ -28,7 +28,8 @@ def decode_name(msg, off):
 
 class FakeDns:
     def __init__(self, records):
-        """records: {(name, 'SRV'): [(prio, weight, port, target)], (name, 'A'): ['127.0.0.1']}"""
+        """records: {(name, 'SRV'): [(prio, weight, port, target)], (name, 'A'): ['127.0.0.1'],
+        (name, 'AAAA'): ['::1']}"""
         self.records = {(n.lower(), t): v for (n, t), v in records.items()}
         self.names = {n for n, _ in self.records}
         self.questions = []
@@ -44,6 +45,8 @@ class FakeDns:
                     for p, w, port, t in self.records.get((qname, "SRV"), [])]
         if qtype == T_A:
             return [socket.inet_aton(a) for a in self.records.get((qname, "A"), [])]
+        if qtype == T_AAAA:
+            return [socket.inet_pton(socket.AF_INET6, a) for a in self.records.get((qname, "AAAA"), [])]
         return []
 
     def reply(self, msg):
