@@ -26,7 +26,7 @@ HANDLER_SRC := fcgi/handler.c fcgi/body.c fcgi/query.c fcgi/autostart.c $(COMMON
 SESSIOND_SRC := sessiond/main.c sessiond/loop.c sessiond/reply.c sessiond/xmpp.c \
 	sessiond/splitter.c sessiond/session.c sessiond/ridwin.c sessiond/store.c \
 	sessiond/front.c sessiond/pool.c sessiond/jsonattrs.c sessiond/resolver.c \
-	sessiond/dial.c sessiond/tls.c $(COMMON_SRC)
+	sessiond/dial.c sessiond/tls.c sessiond/snapshot.c sessiond/restart.c $(COMMON_SRC)
 UNIT_TESTS := body splitter frame ridwin config query jsonattrs
 
 .PHONY: all deps-build deps-run deps-test deps-bench run test unit unit-asan e2e bench clean
@@ -70,7 +70,7 @@ $(B)/bosh-prebind: $(PREBIND_SRC) $(wildcard */*.h) | deps-build
 
 # Unit test binaries: tests/unit/test_NAME.c with the module sources they need.
 src_body     := fcgi/body.c
-src_splitter := sessiond/splitter.c
+src_splitter := sessiond/splitter.c sessiond/snapshot.c
 src_frame    := common/frame.c
 src_ridwin   := sessiond/ridwin.c
 src_config   := common/config.c common/log.c

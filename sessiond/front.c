@@ -5,6 +5,7 @@
 #include "log.h"
 #include "reply.h"
 #include "session.h"
+#include "snapshot.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -18,6 +19,7 @@
 struct conn {
 	struct io io;
 	int dead;
+	struct conn *prev, *next; /* every live connection, for a graceful restart */
 };
 
 static struct loop *loop;
@@ -25,6 +27,7 @@ static const struct config *front_cfg;
 static struct io listener;
 static uint8_t *msg_buf; /* one frame; the loop is single-threaded */
 static int nconns;
+static struct conn *conns;
 
 static void conn_free(void *p) { free(p); }
 
@@ -33,6 +36,12 @@ static void conn_close(struct conn *c, int close_fd)
 	if (c->dead)
 		return;
 	c->dead = 1;
+	if (c->prev)
+		c->prev->next = c->next;
+	else
+		conns = c->next;
+	if (c->next)
+		c->next->prev = c->prev;
 	loop_del(loop, &c->io);
 	if (close_fd)
 		close(c->io.fd);
@@ -168,6 +177,8 @@ static void conn_io(void *ctx, uint32_t events)
 	}
 }
 
+static int adopt(int fd);
+
 static void accept_io(void *ctx, uint32_t events)
 {
 	(void)ctx;
@@ -179,20 +190,29 @@ static void accept_io(void *ctx, uint32_t events)
 				log_warn("accept on the control socket: %s", strerror(errno));
 			return;
 		}
-		struct conn *c = nconns < FRONT_MAX_CONNS ? calloc(1, sizeof *c) : NULL;
-		if (!c) {
-			log_warn("too many handler connections (%d); refusing one", nconns);
+		if (adopt(fd) < 0)
 			close(fd);
-			continue;
-		}
-		c->io = (struct io){ .fd = fd, .cb = conn_io, .ctx = c };
-		if (loop_add(loop, &c->io, EPOLLIN) < 0) {
-			close(fd);
-			free(c);
-			continue;
-		}
-		nconns++;
 	}
+}
+
+static int adopt(int fd)
+{
+	struct conn *c = nconns < FRONT_MAX_CONNS ? calloc(1, sizeof *c) : NULL;
+	if (!c) {
+		log_warn("too many handler connections (%d); refusing one", nconns);
+		return -1;
+	}
+	c->io = (struct io){ .fd = fd, .cb = conn_io, .ctx = c };
+	if (loop_add(loop, &c->io, EPOLLIN) < 0) {
+		free(c);
+		return -1;
+	}
+	c->next = conns;
+	if (conns)
+		conns->prev = c;
+	conns = c;
+	nconns++;
+	return 0;
 }
 
 int front_start(struct loop *l, int listen_fd, const struct config *cfg)
@@ -212,4 +232,31 @@ void front_stop(void)
 	close(listener.fd);
 	free(msg_buf);
 	msg_buf = NULL;
+}
+
+/* Graceful restart: the listener and every handler connection stay open
+ * across exec; frames not read yet wait in them for the successor. */
+void front_snapshot(struct snap_w *w, void (*keep)(void *ctx, int fd), void *ctx)
+{
+	snap_put_i64(w, listener.fd);
+	keep(ctx, listener.fd);
+	snap_put_u64(w, (uint64_t)nconns);
+	for (struct conn *c = conns; c; c = c->next) {
+		snap_put_i64(w, c->io.fd);
+		keep(ctx, c->io.fd);
+	}
+}
+
+int front_restore(struct loop *l, struct snap_r *r, const struct config *cfg)
+{
+	int fd = (int)snap_get_i64(r);
+	if (snap_failed(r) || front_start(l, fd, cfg) < 0)
+		return -1;
+	uint64_t n = snap_get_u64(r);
+	for (uint64_t i = 0; i < n && !snap_failed(r); i++) {
+		int cfd = (int)snap_get_i64(r);
+		if (cfd >= 0 && adopt(cfd) < 0)
+			close(cfd);
+	}
+	return snap_failed(r) ? -1 : 0;
 }

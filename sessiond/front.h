@@ -17,4 +17,10 @@ struct config;
 int front_start(struct loop *l, int listen_fd, const struct config *cfg);
 void front_stop(void);
 
+/* Graceful restart (snapshot.h): the listener and the handler connections. */
+struct snap_w;
+struct snap_r;
+void front_snapshot(struct snap_w *w, void (*keep)(void *ctx, int fd), void *ctx);
+int front_restore(struct loop *l, struct snap_r *r, const struct config *cfg);
+
 #endif

@@ -13,6 +13,7 @@
 #include "pool.h"
 #include "reply.h"
 #include "resolver.h"
+#include "restart.h"
 #include "session.h"
 #include "store.h"
 #include "tls.h"
@@ -44,6 +45,8 @@ static struct config cfg;
 static struct loop *loop;
 static struct io signals;
 static struct timer housekeeping;
+static struct restart_params restart;
+static char self_path[PATH_MAX];
 
 static void usage(void)
 {
@@ -196,6 +199,9 @@ static void signal_io(void *ctx, uint32_t events)
 	while (read(signals.fd, &si, sizeof si) == sizeof si) {
 		if (si.ssi_signo == SIGCHLD) {
 			pool_reap();
+		} else if (si.ssi_signo == SIGUSR2) {
+			log_info("signal USR2: restarting in place");
+			restart_request(&restart);
 		} else {
 			log_info("signal %u: stopping (%zu sessions)", si.ssi_signo, sessions_count());
 			loop_stop(loop);
@@ -211,6 +217,7 @@ static int setup_signals(void)
 	sigaddset(&set, SIGTERM);
 	sigaddset(&set, SIGINT);
 	sigaddset(&set, SIGHUP);
+	sigaddset(&set, SIGUSR2);
 	sigprocmask(SIG_BLOCK, &set, NULL);
 	signal(SIGPIPE, SIG_IGN);
 	signals = (struct io){ .fd = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC), .cb = signal_io };
@@ -293,24 +300,52 @@ static int open_sockets(int *control, int *fcgi, uid_t uid, gid_t gid)
 	return 0;
 }
 
-static int run(const char *config_path)
+/* After a graceful restart: everything comes from the predecessor. */
+static int resume(struct snap_r *snap, int fcgi, const char *handler, const char *config_path)
+{
+	long n = -1;
+	if (pool_restore(loop, snap, fcgi, handler, config_path) == 0 &&
+	    front_restore(loop, snap, &cfg) == 0)
+		n = sessions_restore(snap);
+	free((void *)snap->data);
+	if (n < 0) {
+		log_error("restart: the predecessor's state could not be taken over");
+		return -1;
+	}
+	restart_cloexec_all();
+	log_info("restarted in place: %ld sessions taken over", n);
+	return 0;
+}
+
+static int start_fresh(int control, int fcgi, const char *handler, const char *config_path)
+{
+	return sessions_recover() < 0 || front_start(loop, control, &cfg) < 0 ||
+	       (fcgi >= 0 && pool_start(loop, fcgi, (int)cfg.handlers, handler, config_path) < 0) ? -1 : 0;
+}
+
+static int run(const char *config_path, const char *level, int resume_fd)
 {
 	uid_t uid;
 	gid_t gid;
-	int control, fcgi;
+	int control = -1, fcgi = -1;
 	char err[512], handler[PATH_MAX];
+	struct snap_r snap = { 0 };
 	raise_fd_limit();
 	/* Every request allocates and frees a few small buffers; without this
 	 * glibc gives the top of the heap back and takes it again (brk) each time. */
 	mallopt(M_TRIM_THRESHOLD, 16 * 1024 * 1024);
 	mallopt(M_TOP_PAD, 1024 * 1024);
 	srandom((unsigned)time(NULL) ^ (unsigned)getpid()); /* SRV weights */
+	if (resume_fd >= 0 && restart_read_snapshot(resume_fd, &snap, &fcgi) < 0) {
+		log_error("restart: the snapshot is unreadable");
+		return 1;
+	}
 	/* Before dropping privileges: resolv.conf and the CA files are read now. */
 	if (lookup_ids(&uid, &gid) < 0 || !(loop = loop_new()) ||
 	    resolver_init(loop, cfg.dns_servers, (unsigned)cfg.connect_timeout * 1000) < 0 ||
-	    tls_init(cfg.tls_ca_file) < 0 ||
-	    setup_signals() < 0 || open_sockets(&control, &fcgi, uid, gid) < 0 ||
-	    drop_privileges(uid, gid) < 0)
+	    tls_init(cfg.tls_ca_file) < 0 || setup_signals() < 0)
+		return 1;
+	if (resume_fd < 0 && (open_sockets(&control, &fcgi, uid, gid) < 0 || drop_privileges(uid, gid) < 0))
 		return 1;
 	if (store_open(cfg.database, err, sizeof err) < 0) {
 		log_error("database: %s", err);
@@ -318,10 +353,12 @@ static int run(const char *config_path)
 	}
 	reply_init(loop, &cfg);
 	handler_binary(handler, sizeof handler);
-	if (sessions_init(loop, &cfg) < 0 || sessions_recover() < 0 ||
-	    front_start(loop, control, &cfg) < 0 ||
-	    (fcgi >= 0 && pool_start(loop, fcgi, (int)cfg.handlers, handler, config_path) < 0))
+	if (sessions_init(loop, &cfg) < 0 ||
+	    (resume_fd >= 0 ? resume(&snap, fcgi, handler, config_path)
+	                    : start_fresh(control, fcgi, handler, config_path)) < 0)
 		return 1;
+	restart = (struct restart_params){ .loop = loop, .self = self_path, .config_path = config_path,
+	                                   .level = level, .fcgi_fd = fcgi };
 	write_pid_file();
 	loop_set_idle(loop, sessions_idle, NULL);
 	housekeeping = (struct timer){ .cb = housekeep };
@@ -349,12 +386,14 @@ int main(int argc, char **argv)
 {
 	const char *config_path = "bosh.conf", *level = NULL;
 	int foreground = 0, check = 0, opt;
-	while ((opt = getopt(argc, argv, "c:fl:th")) != -1) {
+	int resume_fd = -1;
+	while ((opt = getopt(argc, argv, "c:fl:thR:")) != -1) {
 		switch (opt) {
 		case 'c': config_path = optarg; break;
 		case 'f': foreground = 1; break;
 		case 'l': level = optarg; break;
 		case 't': check = 1; break;
+		case 'R': resume_fd = atoi(optarg); break; /* internal: a graceful restart */
 		default: usage(); return opt == 'h' ? 0 : 2;
 		}
 	}
@@ -375,9 +414,15 @@ int main(int argc, char **argv)
 		return 0;
 	}
 	log_open("sessiond", cfg.log_file, (enum log_level)(level ? log_level_parse(level) : cfg.log_level));
-	if (!foreground && daemonize() < 0) {
+	if (!foreground && resume_fd < 0 && daemonize() < 0) {
 		log_error("cannot become a daemon: %s", strerror(errno));
 		return 1;
 	}
-	return run(config_path);
+	ssize_t n = readlink("/proc/self/exe", self_path, sizeof self_path - 1);
+	self_path[n > 0 ? n : 0] = 0;
+	/* An upgrade replaces the file: restart with the binary now on disk. */
+	char *deleted = strstr(self_path, " (deleted)");
+	if (deleted)
+		*deleted = 0;
+	return run(config_path, level, resume_fd);
 }

@@ -1,6 +1,7 @@
 #define _GNU_SOURCE
 #include "pool.h"
 #include "log.h"
+#include "snapshot.h"
 
 #include <errno.h>
 #include <signal.h>
@@ -146,4 +147,32 @@ void pool_stop(void)
 		}
 	free(handler);
 	free(config);
+}
+
+/* Graceful restart: the handlers stay our children across exec (same PID). */
+void pool_snapshot(struct snap_w *w)
+{
+	snap_put_u64(w, (uint64_t)nworkers);
+	for (int i = 0; i < nworkers; i++)
+		snap_put_i64(w, workers[i].pid);
+}
+
+int pool_restore(struct loop *l, struct snap_r *r, int fd, const char *handler_path,
+                 const char *config_path)
+{
+	loop = l;
+	listen_fd = fd;
+	handler = strdup(handler_path);
+	config = strdup(config_path);
+	uint64_t n = snap_get_u64(r);
+	if (!handler || !config || n > POOL_MAX)
+		return -1;
+	nworkers = (int)n;
+	for (int i = 0; i < nworkers; i++) {
+		workers[i] = (struct worker){ .pid = (pid_t)snap_get_i64(r), .started = loop_now(l) };
+		workers[i].restart = (struct timer){ .cb = spawn, .ctx = &workers[i] };
+		if (workers[i].pid <= 0) /* it was between deaths: start one now */
+			spawn(&workers[i]);
+	}
+	return snap_failed(r) ? -1 : 0;
 }

@@ -22,4 +22,11 @@ void pool_reap(void);
 /* Stops every handler (SIGTERM) and waits a little for them. */
 void pool_stop(void);
 
+/* Graceful restart (snapshot.h): the handler PIDs. */
+struct snap_w;
+struct snap_r;
+void pool_snapshot(struct snap_w *w);
+int pool_restore(struct loop *l, struct snap_r *r, int fd, const char *handler_path,
+                 const char *config_path);
+
 #endif

@@ -175,11 +175,19 @@ static void pending_free(void *p)
 	free(pw);
 }
 
+static int npending;
+
+int reply_pending_count(void)
+{
+	return npending;
+}
+
 static void pending_finish(struct pending *pw)
 {
 	if (pw->dead)
 		return;
 	pw->dead = 1;
+	npending--;
 	loop_del(reply_loop, &pw->io);
 	timer_cancel(reply_loop, &pw->timer);
 	close(pw->io.fd);
@@ -248,6 +256,7 @@ static void keep_pending(int fd, int kind, char *buf, size_t len, size_t off)
 		return;
 	}
 	timer_set(reply_loop, &pw->timer, loop_now(reply_loop) + REPLY_WRITE_TIMEOUT_MS);
+	npending++;
 }
 
 /* The body as a JavaScript string literal, safe inside a <script> element. */

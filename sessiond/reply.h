@@ -50,6 +50,10 @@ void reply_preflight(struct responder *resp);
 /* Writes r to resp and closes it. */
 void reply_send(struct responder *resp, const struct reply *r);
 
+/* Answers still being written (the web server reads slowly); a graceful
+ * restart waits for them. */
+int reply_pending_count(void);
+
 /* Closes without an answer (the web server gave up on the request). */
 void reply_drop(struct responder *resp);
 

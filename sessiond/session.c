@@ -20,6 +20,7 @@
  */
 #define _GNU_SOURCE
 #include "session.h"
+#include "snapshot.h"
 #include "bosh.h"
 #include "log.h"
 #include "jsonattrs.h"
@@ -1317,6 +1318,25 @@ static const char *choose_target(const char *route, const struct config_backend 
 	return NULL;
 }
 
+static void connect_xmpp(struct session *s, const struct config_backend *be, const char *host,
+                         unsigned port)
+{
+	struct xmpp_params p = {
+		.domain = s->to, .host = host[0] ? host : NULL, .port = (uint16_t)port,
+		.tls = be->tls, .pin = be->pin, .lang = s->lang,
+		.max_stanza = (size_t)cfg->max_xmpp_stanza_size,
+		.max_output = (size_t)cfg->max_data_held * 4,
+		.connect_timeout_ms = (unsigned)cfg->connect_timeout * 1000,
+		.stanza_timeout_ms = (unsigned)cfg->stanza_timeout * 1000,
+	};
+	s->xmpp = xmpp_open(loop, &p, on_xmpp, s);
+	mark_dirty(s);
+	if (!s->xmpp)
+		session_end(s, "remote-connection-failed", NULL, 0);
+	else
+		session_schedule(s);
+}
+
 static void create_session(struct responder *resp, const struct frame_request *fr)
 {
 	int64_t rid = rid_parse(frame_attr(fr, "rid"));
@@ -1383,21 +1403,8 @@ static void create_session(struct responder *resp, const struct frame_request *f
 	table[b] = s;
 	nsessions++;
 	log_info("session %s created for %s (client %s)", s->sid, s->to, s->client ? s->client : "-");
-	struct xmpp_params p = {
-		.domain = s->to, .host = host[0] ? host : NULL, .port = (uint16_t)port,
-		.tls = be->tls, .pin = be->pin, .lang = s->lang,
-		.max_stanza = (size_t)cfg->max_xmpp_stanza_size,
-		.max_output = (size_t)cfg->max_data_held * 4,
-		.connect_timeout_ms = (unsigned)cfg->connect_timeout * 1000,
-		.stanza_timeout_ms = (unsigned)cfg->stanza_timeout * 1000,
-	};
 	hold_request(s, resp, rid, 1);
-	s->xmpp = xmpp_open(loop, &p, on_xmpp, s);
-	mark_dirty(s);
-	if (!s->xmpp)
-		session_end(s, "remote-connection-failed", NULL, 0);
-	else
-		session_schedule(s);
+	connect_xmpp(s, be, host, port);
 }
 
 void sessions_handle(struct responder *resp, const struct frame_request *fr)
@@ -1480,3 +1487,354 @@ void sessions_shutdown(void)
 }
 
 size_t sessions_count(void) { return nsessions; }
+
+/* ---- graceful restart (snapshot.h) ----
+ *
+ * Every session whose XMPP connection can move (plain TCP, set up) goes to
+ * the successor with its held requests, requests waiting for a rid gap,
+ * queued stanzas, answers kept for repeated rids, and timers (loop_now() is
+ * CLOCK_MONOTONIC, the same in both processes). A session still connecting
+ * is connected again by the successor: its client has seen nothing of the
+ * stream yet. */
+
+static void put_resp(struct snap_w *w, const struct responder *r, sessions_fd_cb keep, void *ctx)
+{
+	snap_put_i64(w, r->fd);
+	snap_put_u64(w, r->fcgi_id);
+	snap_put_u64(w, r->kind);
+	snap_put_u64(w, r->cors);
+	snap_put_str(w, r->wrap);
+	if (r->fd >= 0)
+		keep(ctx, r->fd);
+}
+
+static void get_resp(struct snap_r *r, struct responder *o)
+{
+	o->fd = (int)snap_get_i64(r);
+	o->fcgi_id = (uint16_t)snap_get_u64(r);
+	o->kind = (uint8_t)snap_get_u64(r);
+	o->cors = (uint8_t)snap_get_u64(r);
+	o->wrap = snap_get_str(r);
+}
+
+static void put_req(struct snap_w *w, const struct req *q)
+{
+	snap_put_i64(w, q->rid);
+	snap_put_bytes(w, q->payload, q->len);
+	snap_put_i64(w, q->restart);
+	snap_put_i64(w, q->terminate);
+	snap_put_i64(w, q->pause);
+	snap_put_i64(w, q->ack);
+	snap_put_i64(w, q->handover);
+	snap_put_str(w, q->stream_attrs);
+	snap_put_u64(w, q->sender);
+	snap_put_str(w, q->key);
+	snap_put_str(w, q->newkey);
+	snap_put_i64(w, q->bad_key_syntax);
+}
+
+static struct ahead *get_ahead(struct snap_r *r)
+{
+	struct ahead *a = calloc(1, sizeof *a);
+	if (!a)
+		return NULL;
+	size_t len;
+	a->r.rid = snap_get_i64(r);
+	char *payload = snap_get_bytes(r, &len);
+	a->r.restart = (int)snap_get_i64(r);
+	a->r.terminate = (int)snap_get_i64(r);
+	a->r.pause = (long)snap_get_i64(r);
+	a->r.ack = snap_get_i64(r);
+	a->r.handover = (int)snap_get_i64(r);
+	char *attrs = snap_get_str(r);
+	a->r.sender = snap_get_u64(r);
+	snap_get_into(r, a->r.key, sizeof a->r.key);
+	snap_get_into(r, a->r.newkey, sizeof a->r.newkey);
+	a->r.bad_key_syntax = (int)snap_get_i64(r);
+	get_resp(r, &a->resp);
+	/* One allocation, payload then stream_attrs, as keep_ahead() makes it. */
+	size_t extra = attrs ? strlen(attrs) + 1 : 0;
+	char *copy = malloc(len + extra + 1);
+	if (copy) {
+		memcpy(copy, payload ? payload : "", len);
+		if (extra)
+			memcpy(copy + len, attrs, extra);
+	}
+	a->r.payload = copy;
+	a->r.len = len;
+	a->r.stream_attrs = extra && copy ? copy + len : NULL;
+	free(payload);
+	free(attrs);
+	if (!copy || snap_failed(r)) {
+		free(copy);
+		free(a->resp.wrap);
+		free(a);
+		return NULL;
+	}
+	return a;
+}
+
+static void put_strings(struct snap_w *w, const struct session *s)
+{
+	const char *strs[] = { s->to, s->route, s->ver, s->lang, s->content, s->client, s->ua,
+	                       s->jid, s->end_condition, s->client_from, s->key };
+	for (size_t i = 0; i < sizeof strs / sizeof strs[0]; i++)
+		snap_put_str(w, strs[i]);
+}
+
+static void get_strings(struct snap_r *r, struct session *s)
+{
+	char **strs[] = { &s->to, &s->route, &s->ver, &s->lang, &s->content, &s->client, &s->ua,
+	                  &s->jid, &s->end_condition, &s->client_from };
+	for (size_t i = 0; i < sizeof strs / sizeof strs[0]; i++)
+		*strs[i] = snap_get_str(r);
+	snap_get_into(r, s->key, sizeof s->key);
+}
+
+static void put_numbers(struct snap_w *w, const struct session *s)
+{
+	int64_t nums[] = { s->state, s->next_rid, s->wait, s->hold, s->requests, s->inactivity,
+	                   s->secure, s->pause_until_next, s->legacy, s->acks, s->handed_over,
+	                   s->last_empty_answered_empty, (int64_t)s->last_request_at, (int64_t)s->sender,
+	                   s->last_answered, s->report_rid, (int64_t)s->report_ms, s->awaiting_features,
+	                   s->paused, (int64_t)s->last_answer, (int64_t)s->linger_until };
+	for (size_t i = 0; i < sizeof nums / sizeof nums[0]; i++)
+		snap_put_i64(w, nums[i]);
+	snap_put_double(w, s->created_at);
+	snap_put_double(w, s->last_seen);
+	snap_put_double(w, s->ended_at);
+}
+
+static void get_numbers(struct snap_r *r, struct session *s)
+{
+	s->state = (enum state)snap_get_i64(r);
+	s->next_rid = snap_get_i64(r);
+	s->wait = (int)snap_get_i64(r);
+	s->hold = (int)snap_get_i64(r);
+	s->requests = (int)snap_get_i64(r);
+	s->inactivity = (int)snap_get_i64(r);
+	s->secure = (uint8_t)snap_get_i64(r);
+	s->pause_until_next = (long)snap_get_i64(r);
+	s->legacy = (uint8_t)snap_get_i64(r);
+	s->acks = (uint8_t)snap_get_i64(r);
+	s->handed_over = (uint8_t)snap_get_i64(r);
+	s->last_empty_answered_empty = (uint8_t)snap_get_i64(r);
+	s->last_request_at = (uint64_t)snap_get_i64(r);
+	s->sender = (uint64_t)snap_get_i64(r);
+	s->last_answered = snap_get_i64(r);
+	s->report_rid = snap_get_i64(r);
+	s->report_ms = (uint64_t)snap_get_i64(r);
+	s->awaiting_features = (uint8_t)snap_get_i64(r);
+	s->paused = (uint8_t)snap_get_i64(r);
+	s->last_answer = (uint64_t)snap_get_i64(r);
+	s->linger_until = (uint64_t)snap_get_i64(r);
+	s->created_at = snap_get_double(r);
+	s->last_seen = snap_get_double(r);
+	s->ended_at = snap_get_double(r);
+}
+
+static void put_session(struct snap_w *w, const struct session *s, sessions_fd_cb keep, void *ctx)
+{
+	snap_put_str(w, s->sid);
+	put_numbers(w, s);
+	put_strings(w, s);
+	snap_put_bytes(w, s->queue.data, s->queue.len);
+	snap_put_u64(w, s->sent.cap);
+	snap_put_u64(w, s->sent.n);
+	for (int i = 0; i < s->sent.n; i++) {
+		const struct ridwin_entry *e = &s->sent.e[(s->sent.head + i) % s->sent.cap];
+		snap_put_i64(w, e->rid);
+		snap_put_bytes(w, e->body, e->len);
+		snap_put_u64(w, e->sent_at);
+	}
+	snap_put_u64(w, (uint64_t)s->nheld);
+	for (int i = 0; i < s->nheld; i++) {
+		const struct held *h = HELD((struct session *)s, i);
+		snap_put_i64(w, h->rid);
+		snap_put_u64(w, h->since);
+		snap_put_u64(w, h->creation);
+		put_resp(w, &h->resp, keep, ctx);
+	}
+	snap_put_u64(w, (uint64_t)s->nahead);
+	for (int i = 0; i < s->nahead; i++) {
+		put_req(w, &s->ahead[i]->r);
+		put_resp(w, &s->ahead[i]->resp, keep, ctx);
+	}
+	int moves = s->xmpp && s->state == S_ACTIVE;
+	snap_put_u64(w, (uint64_t)moves);
+	if (moves) {
+		xmpp_snapshot(s->xmpp, w);
+		keep(ctx, xmpp_fd(s->xmpp));
+	}
+}
+
+/* A session that cannot move (TLS to its server) ends before the others go. */
+static int session_can_move(const struct session *s)
+{
+	return s->state != S_ACTIVE || (s->xmpp && xmpp_movable(s->xmpp));
+}
+
+long sessions_end_unmovable(void)
+{
+	long n = 0;
+	for (size_t i = 0; i < table_size; i++)
+		for (struct session *s = table[i], *next; s; s = next) {
+			next = s->hnext;
+			if (!session_can_move(s)) {
+				log_warn("session %s: its TLS connection cannot move to the new process", s->sid);
+				session_end(s, "remote-connection-failed", NULL, 0);
+				n++;
+			}
+		}
+	return n;
+}
+
+int sessions_snapshot(struct snap_w *w, sessions_fd_cb keep, void *ctx)
+{
+	store_flush();
+	snap_put_u64(w, nsessions);
+	for (size_t i = 0; i < table_size; i++)
+		for (struct session *s = table[i]; s; s = s->hnext)
+			put_session(w, s, keep, ctx);
+	snap_put_u64(w, nlost);
+	for (size_t i = 0; i < nlost; i++)
+		snap_put_str(w, lost[i]);
+	return w->failed ? -1 : 0;
+}
+
+static int get_held(struct snap_r *r, struct session *s)
+{
+	uint64_t n = snap_get_u64(r);
+	if (n > HELD_MAX)
+		return -1;
+	for (uint64_t i = 0; i < n; i++) {
+		struct held *h = HELD(s, s->nheld);
+		*h = (struct held){ .s = s };
+		h->rid = snap_get_i64(r);
+		h->since = snap_get_u64(r);
+		h->creation = (uint8_t)snap_get_u64(r);
+		get_resp(r, &h->resp);
+		if (snap_failed(r))
+			return -1;
+		h->io = (struct io){ .fd = h->resp.fd, .cb = held_io, .ctx = h };
+		if (loop_add(loop, &h->io, EPOLLIN | EPOLLRDHUP) < 0) {
+			reply_drop(&h->resp);
+			continue;
+		}
+		s->nheld++;
+	}
+	return 0;
+}
+
+static int get_sent_and_ahead(struct snap_r *r, struct session *s)
+{
+	ridwin_init(&s->sent, (int)snap_get_u64(r));
+	uint64_t n = snap_get_u64(r);
+	for (uint64_t i = 0; i < n && i < RIDWIN_MAX && !snap_failed(r); i++) {
+		size_t len;
+		int64_t rid = snap_get_i64(r);
+		char *body = snap_get_bytes(r, &len);
+		uint64_t at = snap_get_u64(r);
+		ridwin_put(&s->sent, rid, body, len, at);
+		free(body);
+	}
+	if (get_held(r, s) < 0)
+		return -1;
+	uint64_t na = snap_get_u64(r);
+	if (na > HELD_MAX)
+		return -1;
+	for (uint64_t i = 0; i < na; i++) {
+		struct ahead *a = get_ahead(r);
+		if (!a)
+			return -1;
+		s->ahead[s->nahead++] = a;
+	}
+	return snap_failed(r) ? -1 : 0;
+}
+
+static void reconnect(struct session *s)
+{
+	const struct config_backend *be = config_backend(cfg, s->to);
+	char host[256];
+	unsigned port = 0;
+	if (!be || choose_target(s->route, be, host, sizeof host, &port)) {
+		session_end(s, "host-unknown", NULL, 0);
+		return;
+	}
+	connect_xmpp(s, be, host, port);
+}
+
+/* A session half read from a snapshot: not in the table, not counted. */
+static void discard_restored(struct session *s)
+{
+	for (int i = 0; i < s->nheld; i++) {
+		loop_del(loop, &HELD(s, i)->io);
+		reply_drop(&HELD(s, i)->resp);
+	}
+	for (int i = 0; i < s->nahead; i++) {
+		reply_drop(&s->ahead[i]->resp);
+		free((char *)s->ahead[i]->r.payload);
+		free(s->ahead[i]);
+	}
+	session_free(s);
+}
+
+static struct session *get_session(struct snap_r *r)
+{
+	struct session *s = calloc(1, sizeof *s);
+	if (!s)
+		return NULL;
+	snap_get_into(r, s->sid, sizeof s->sid);
+	get_numbers(r, s);
+	get_strings(r, s);
+	size_t qlen;
+	s->queue.data = snap_get_bytes(r, &qlen);
+	s->queue.len = s->queue.cap = qlen;
+	s->timer = (struct timer){ .cb = session_timer, .ctx = s };
+	if (snap_failed(r) || strlen(s->sid) != SID_HEX || !s->to || get_sent_and_ahead(r, s) < 0) {
+		discard_restored(s);
+		return NULL;
+	}
+	if (snap_get_u64(r)) {
+		s->xmpp = xmpp_restore(loop, r, (size_t)cfg->max_xmpp_stanza_size, on_xmpp, s);
+		if (!s->xmpp)
+			log_warn("session %s: its XMPP connection could not be taken over", s->sid);
+	}
+	return s;
+}
+
+long sessions_restore(struct snap_r *r)
+{
+	uint64_t n = snap_get_u64(r);
+	long restored = 0;
+	for (uint64_t i = 0; i < n && !snap_failed(r); i++) {
+		struct session *s = get_session(r);
+		if (!s)
+			return -1; /* the rest of the snapshot cannot be trusted either */
+		if ((nsessions + 1 > table_size && table_grow() < 0) || client_add(s->client, +1) < 0) {
+			session_destroy(s);
+			return -1;
+		}
+		size_t b = sid_hash(s->sid) & (table_size - 1);
+		s->hnext = table[b];
+		table[b] = s;
+		nsessions++;
+		restored++;
+		mark_dirty(s);
+		if (s->state == S_CONNECTING)
+			reconnect(s);
+		else if (s->state == S_ACTIVE && !s->xmpp)
+			session_end(s, "remote-connection-failed", NULL, 0);
+		else
+			session_schedule(s);
+	}
+	uint64_t nl = snap_get_u64(r);
+	for (uint64_t i = 0; i < nl && !snap_failed(r); i++) {
+		char sid[SID_HEX + 1];
+		snap_get_into(r, sid, sizeof sid);
+		remember_lost(NULL, sid);
+	}
+	if (nlost)
+		qsort(lost, nlost, sizeof lost[0], cmp_sid);
+	return snap_failed(r) ? -1 : restored;
+}

@@ -35,4 +35,15 @@ size_t sessions_count(void);
 /* An answer with no session behind it (unknown sid, bad request). */
 void answer_terminate(struct responder *resp, const char *condition);
 
+/* Graceful restart (snapshot.h). keep(ctx, fd) is called for every
+ * descriptor the snapshot names, which must survive into the successor. */
+struct snap_w;
+struct snap_r;
+typedef void (*sessions_fd_cb)(void *ctx, int fd);
+/* Ends the sessions whose XMPP connection cannot move (TLS); returns how many. */
+long sessions_end_unmovable(void);
+int sessions_snapshot(struct snap_w *w, sessions_fd_cb keep, void *ctx);
+/* Takes the sessions of a snapshot over; returns how many, -1 if it is corrupt. */
+long sessions_restore(struct snap_r *r);
+
 #endif

@@ -20,6 +20,7 @@
  */
 #define _POSIX_C_SOURCE 200809L /* strdup */
 #include "splitter.h"
+#include "snapshot.h"
 
 #include <expat.h>
 #include <stdint.h>
@@ -670,4 +671,90 @@ void splitter_free(struct splitter *s)
 	free_ns(s);
 	free(s->root_qname);
 	free(s);
+}
+
+/* ---- graceful restart ---- */
+
+int splitter_snapshot(const struct splitter *s, struct snap_w *w)
+{
+	if (s->result != SPLITTER_OK || s->closed || (s->depth >= 1 && !s->root_qname))
+		return -1;
+	/* What is held is exactly the unfinished part: the open element, or a
+	 * partial tag or header (buf_compact() dropped everything before it). */
+	snap_put_u64(w, s->depth >= 1);
+	snap_put_str(w, s->root_qname);
+	size_t n = 0;
+	for (char **a = s->attrs; a && a[0] && a[1]; a += 2)
+		n++;
+	snap_put_u64(w, n);
+	for (size_t i = 0; i < n; i++) {
+		snap_put_str(w, s->attrs[2 * i]);
+		snap_put_str(w, s->attrs[2 * i + 1]);
+	}
+	snap_put_u64(w, s->n_ns);
+	for (size_t i = 0; i < s->n_ns; i++) {
+		snap_put_str(w, s->ns[i].prefix);
+		snap_put_bytes(w, s->ns[i].decl, s->ns[i].decl_len);
+	}
+	snap_put_bytes(w, s->buf, s->len);
+	return w->failed ? -1 : 0;
+}
+
+static int restore_stream(struct splitter *s, struct snap_r *r)
+{
+	s->root_qname = snap_get_str(r);
+	uint64_t n = snap_get_u64(r);
+	if (snap_failed(r) || !s->root_qname || n > 64)
+		return -1;
+	s->attrs = calloc(2 * n + 1, sizeof *s->attrs);
+	for (size_t i = 0; s->attrs && i < 2 * n; i++)
+		s->attrs[i] = snap_get_str(r);
+	uint64_t nns = snap_get_u64(r);
+	if (!s->attrs || snap_failed(r) || nns > 64 || !(s->ns = calloc(nns ? nns : 1, sizeof *s->ns)))
+		return -1;
+	for (; s->n_ns < nns; s->n_ns++) {
+		struct ns_decl *d = &s->ns[s->n_ns];
+		d->prefix = snap_get_str(r);
+		d->decl = snap_get_bytes(r, &d->decl_len);
+		if (!d->decl)
+			return -1;
+	}
+	/* Parked: the next feed builds a parser inside the stream (unpark()). */
+	XML_ParserFree(s->p);
+	s->p = NULL;
+	s->depth = 1;
+	return snap_failed(r) ? -1 : 0;
+}
+
+struct splitter *splitter_restore(struct snap_r *r, size_t max_stanza, splitter_cb cb, void *ctx)
+{
+	struct splitter *s = splitter_new(max_stanza, NULL, NULL);
+	if (!s)
+		return NULL;
+	int in_stream = (int)snap_get_u64(r);
+	if (in_stream) {
+		if (restore_stream(s, r) < 0)
+			goto fail;
+	} else {
+		char *q = snap_get_str(r);
+		free(q);
+		if (snap_get_u64(r) != 0 || snap_get_u64(r) != 0)
+			goto fail;
+	}
+	size_t len;
+	char *tail = snap_get_bytes(r, &len);
+	if (snap_failed(r))
+		goto fail;
+	/* Replayed with no callback: the tail holds no complete element. */
+	if (len && splitter_feed(s, tail, len) != SPLITTER_OK) {
+		free(tail);
+		goto fail;
+	}
+	free(tail);
+	s->cb = cb;
+	s->ctx = ctx;
+	return s;
+fail:
+	splitter_free(s);
+	return NULL;
 }

@@ -73,4 +73,12 @@ const char *splitter_error(const struct splitter *s);
 
 void splitter_free(struct splitter *s);
 
+/* Graceful restart: the stream's state and its unfinished tail, so a new
+ * process's splitter resumes in the middle of the stream, even in the
+ * middle of a stanza. -1 if the splitter has failed or the stream ended. */
+struct snap_w;
+struct snap_r;
+int splitter_snapshot(const struct splitter *s, struct snap_w *w);
+struct splitter *splitter_restore(struct snap_r *r, size_t max_stanza, splitter_cb cb, void *ctx);
+
 #endif

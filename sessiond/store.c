@@ -80,9 +80,20 @@ static int apply_schema(char *err, size_t errlen)
 	return exec("COMMIT", err, errlen);
 }
 
+static char *db_path;
+
+int store_reopen(char *err, size_t errlen)
+{
+	return db_path ? store_open(db_path, err, errlen) : -1;
+}
+
 int store_open(const char *path, char *err, size_t errlen)
 {
 	own_pid = (int)getpid();
+	if (path != db_path) {
+		free(db_path);
+		db_path = strdup(path);
+	}
 	if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
 	                    NULL) != SQLITE_OK) {
 		snprintf(err, errlen, "%s: %s", path, db ? sqlite3_errmsg(db) : "out of memory");

@@ -29,6 +29,8 @@ struct store_row {
 /* Opens (creating) the database, applies the schema and views. */
 int store_open(const char *path, char *err, size_t errlen);
 void store_close(void);
+/* Opens the file store_open() opened last (after a failed restart). */
+int store_reopen(char *err, size_t errlen);
 
 /* Marks sessions a previous run left open as lost. Calls cb for every lost
  * session whose row is younger than retention seconds. Returns the number

@@ -2,6 +2,7 @@
 #include "xmpp.h"
 #include "dial.h"
 #include "log.h"
+#include "snapshot.h"
 #include "splitter.h"
 #include "tls.h"
 #include "xmlesc.h"
@@ -701,4 +702,77 @@ void xmpp_close(struct xmpp_conn *c)
 		end_writing(c);
 	timer_set(c->loop, &c->timer, loop_now(c->loop) + XMPP_LINGER_MS);
 	update_interest(c);
+}
+
+/* ---- graceful restart ---- */
+
+int xmpp_movable(const struct xmpp_conn *c)
+{
+	/* An OpenSSL connection cannot move to another process; a connection
+	 * still being set up is simply made again by the successor. */
+	return c->state == C_OPEN && c->ready && !c->ssl && !c->dialer && c->io.fd >= 0 &&
+	       c->early.len == c->early.off;
+}
+
+int xmpp_snapshot(const struct xmpp_conn *c, struct snap_w *w)
+{
+	if (!xmpp_movable(c))
+		return -1;
+	snap_put_i64(w, c->io.fd);
+	snap_put_str(w, c->domain);
+	snap_put_str(w, c->lang);
+	snap_put_str(w, c->pin);
+	snap_put_u64(w, (uint64_t)c->policy);
+	snap_put_u64(w, c->max_output);
+	snap_put_u64(w, c->connect_timeout_ms);
+	snap_put_u64(w, c->stanza_timeout_ms);
+	snap_put_u64(w, c->paused);
+	snap_put_u64(w, c->loopback);
+	snap_put_bytes(w, c->out.data ? c->out.data + c->out.off : NULL, c->out.len - c->out.off);
+	return splitter_snapshot(c->split, w);
+}
+
+struct xmpp_conn *xmpp_restore(struct loop *l, struct snap_r *r, size_t max_stanza, xmpp_cb cb,
+                               void *ctx)
+{
+	struct xmpp_conn *c = calloc(1, sizeof *c);
+	if (!c)
+		return NULL;
+	c->loop = l;
+	c->io = (struct io){ .fd = (int)snap_get_i64(r), .cb = conn_io, .ctx = c };
+	c->domain = snap_get_str(r);
+	c->lang = snap_get_str(r);
+	c->pin = snap_get_str(r);
+	c->policy = (enum backend_tls)snap_get_u64(r);
+	c->max_output = snap_get_u64(r);
+	c->connect_timeout_ms = (unsigned)snap_get_u64(r);
+	c->stanza_timeout_ms = (unsigned)snap_get_u64(r);
+	c->paused = (uint8_t)snap_get_u64(r);
+	c->loopback = (uint8_t)snap_get_u64(r);
+	size_t outlen;
+	char *out = snap_get_bytes(r, &outlen);
+	c->out = (struct obuf){ .data = out, .len = outlen, .cap = outlen };
+	c->split = snap_failed(r) ? NULL : splitter_restore(r, max_stanza, on_split, c);
+	c->timer = (struct timer){ .cb = conn_timeout, .ctx = c };
+	c->quiet = (struct timer){ .cb = conn_quiet, .ctx = c };
+	c->stanza = (struct timer){ .cb = stanza_timeout, .ctx = c };
+	c->state = C_OPEN;
+	c->ready = 1;
+	c->tls = TLS_OFF;
+	if (!c->split || !c->domain || c->io.fd < 0 || loop_add(l, &c->io, 0) < 0) {
+		if (c->io.fd >= 0)
+			close(c->io.fd);
+		conn_free(c);
+		return NULL;
+	}
+	c->cb = cb;
+	c->ctx = ctx;
+	update_interest(c);
+	watch_stanza_time(c);
+	return c;
+}
+
+int xmpp_fd(const struct xmpp_conn *c)
+{
+	return c->io.fd;
 }

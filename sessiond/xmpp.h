@@ -66,4 +66,14 @@ const char *xmpp_stream_attr(const struct xmpp_conn *c, const char *name);
  * flushes what is queued, and frees itself; no more callbacks. */
 void xmpp_close(struct xmpp_conn *c);
 
+/* Graceful restart. A movable connection is open, plain TCP and idle in its
+ * setup: its socket, queued output and parser state go to the successor. */
+struct snap_w;
+struct snap_r;
+int xmpp_movable(const struct xmpp_conn *c);
+int xmpp_snapshot(const struct xmpp_conn *c, struct snap_w *w);
+struct xmpp_conn *xmpp_restore(struct loop *l, struct snap_r *r, size_t max_stanza, xmpp_cb cb,
+                               void *ctx);
+int xmpp_fd(const struct xmpp_conn *c);
+
 #endif

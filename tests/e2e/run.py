@@ -14,6 +14,7 @@ import traceback
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import cases  # noqa: E402
 import backend_cases  # noqa: E402,F401  (registers its cases)
+import restart_cases  # noqa: E402,F401
 from stack import Stack  # noqa: E402
 
 

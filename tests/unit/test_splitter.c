@@ -1,5 +1,6 @@
 /* The stream splitter: events, exact bytes, namespace insertion, limits. */
 #include "check.h"
+#include "snapshot.h"
 #include "splitter.h"
 
 #include <expat.h>
@@ -722,6 +723,60 @@ static void test_park(void)
 	col_free(&c);
 }
 
+/* A graceful restart at every byte of a stream: the events before the
+ * snapshot and those of the restored splitter are exactly one run's. */
+static void test_snapshot(void)
+{
+	static const char stream[] = HDR
+		"<stream:features><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'/></stream:features>"
+		"<message to='a@b' xml:lang='de'><body>eins &amp; zwei</body><x xmlns='urn:x'/></message> "
+		"<presence/><iq type='result' id='x'/></stream:stream>";
+	size_t len = sizeof stream - 1;
+	struct col plain = { 0 };
+	struct splitter *a = splitter_new(4096, collect, &plain);
+	CHECK(splitter_feed(a, stream, len) == SPLITTER_OK);
+	splitter_free(a);
+	int mismatches = 0;
+	for (size_t k = 0; k < len; k++) {
+		struct col c = { 0 };
+		struct splitter *s = splitter_new(4096, collect, &c);
+		struct snap_w w = { 0 };
+		if (splitter_feed(s, stream, k) != SPLITTER_OK || splitter_snapshot(s, &w) < 0) {
+			mismatches++;
+			splitter_free(s);
+			col_free(&c);
+			continue;
+		}
+		splitter_free(s);
+		struct snap_r r = { .data = w.data, .len = w.len };
+		s = splitter_restore(&r, 4096, collect, &c);
+		if (!s || r.off != r.len || splitter_feed(s, stream + k, len - k) != SPLITTER_OK ||
+		    !col_same(&plain, &c)) {
+			if (mismatches++ == 0)
+				fprintf(stderr, "snapshot at byte %zu: events differ\n", k);
+		}
+		splitter_free(s);
+		free(w.data);
+		col_free(&c);
+	}
+	CHECK(mismatches == 0);
+	col_free(&plain);
+	/* A truncated snapshot is refused, never half restored. */
+	struct col c = { 0 };
+	struct splitter *s = splitter_new(4096, collect, &c);
+	struct snap_w w = { 0 };
+	CHECK(splitter_feed(s, stream, 200) == SPLITTER_OK && splitter_snapshot(s, &w) == 0);
+	for (size_t cut = 0; cut < w.len; cut += 7) {
+		struct snap_r r = { .data = w.data, .len = cut };
+		struct splitter *t = splitter_restore(&r, 4096, collect, &c);
+		CHECK(t == NULL);
+		splitter_free(t);
+	}
+	splitter_free(s);
+	free(w.data);
+	col_free(&c);
+}
+
 int main(void)
 {
 	test_example_stream();
@@ -738,6 +793,7 @@ int main(void)
 	test_stop();
 	test_many();
 	test_park();
+	test_snapshot();
 	splitter_free(NULL);
 	return check_summary("splitter");
 }

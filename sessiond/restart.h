@@ -1,0 +1,37 @@
+/* restart.h - graceful restart and upgrade in place.
+ *
+ * On SIGUSR2 sessiond checks the binary on disk against the configuration
+ * (`sessiond -t`), ends the sessions whose XMPP connection cannot move (TLS:
+ * an OpenSSL connection lives in this process's memory), waits for answers
+ * still being written, and then execs the binary on disk with a snapshot of
+ * everything else (snapshot.h) in a memfd. The PID stays the same, so the
+ * handlers (its children), their connections, the listening sockets, every
+ * held request's web-server connection and every XMPP connection simply
+ * stay open: nothing is lost and nothing has to reconnect. If the check or
+ * exec fails, the running sessiond logs why and carries on serving.
+ */
+#ifndef BOSH_RESTART_H
+#define BOSH_RESTART_H
+
+#include "loop.h"
+#include "snapshot.h"
+
+struct restart_params {
+	struct loop *loop;
+	const char *self;        /* the binary on disk */
+	const char *config_path;
+	const char *level;       /* -l given at start, or NULL */
+	int fcgi_fd;             /* the FastCGI listener of the handler pool, or -1 */
+};
+
+void restart_request(const struct restart_params *p);
+
+/* In the successor: reads the snapshot from fd (and closes it). The reader
+ * owns a buffer: free r->data when done. Checks the magic. */
+int restart_read_snapshot(int fd, struct snap_r *r, int *fcgi_fd);
+
+/* In the successor, once everything is taken over: our descriptors go back
+ * to close-on-exec, so handlers started later inherit none of them. */
+void restart_cloexec_all(void);
+
+#endif

@@ -1,0 +1,119 @@
+"""End-to-end cases for restarting sessiond gracefully (SIGUSR2): sessions,
+held requests, handlers and XMPP connections, even one in the middle of a
+stanza, carry on in the successor with nothing lost."""
+import os
+import signal
+import sqlite3
+import threading
+import time
+
+from backend_cases import ScriptedXmppServer, log_has, wait_log
+from bosh import Session
+from cases import USERS, case, expect, handler_pids, side_stack
+
+
+def restart(stack, times=1):
+    """SIGUSR2, then wait until the successor says it has taken over."""
+    before = open(stack.sessiond_log, errors="replace").read().count("restarted in place:")
+    stack.sessiond.signal(signal.SIGUSR2)
+    deadline = time.time() + 20
+    while time.time() < deadline:
+        if open(stack.sessiond_log, errors="replace").read().count("restarted in place:") > before:
+            return
+        expect(stack.sessiond.alive(), "sessiond died restarting")
+        time.sleep(0.05)
+    raise AssertionError("no 'restarted in place' in the log")
+
+
+@case
+def test_graceful_restart_keeps_sessions_and_held_requests(st):
+    other = side_stack(st)
+    try:
+        other.start_sessiond()
+        other.start_nginx()
+        alice = Session(other.url, st.domain, wait=3)
+        alice.login("alice", USERS["alice"], "restart")
+        bob = Session(other.url, st.domain, wait=3)
+        bob.login("bob", USERS["bob"], "restart")
+        held = alice.request_async()  # held across the restart
+        time.sleep(0.3)
+        pid, handlers = other.sessiond.pid, sorted(handler_pids(other))
+        restart(other)
+        expect(other.sessiond.pid == pid, "the same process")
+        msg = "<message xmlns='jabber:client' to='%s' id='r1'><body>after restart</body></message>" % alice.jid
+        sent = bob.request_async(msg)  # held in its turn: nothing comes for bob
+        got = held.join(15)
+        expect(got is not None and not isinstance(got, Exception), "the held request was answered: %r" % got)
+        bodies = [c.findtext("{jabber:client}body") for c in got.children()]
+        expect("after restart" in bodies, "alice's held request got bob's message: %r" % got)
+        # a repeated rid still gets the very same answer (the answers went along)
+        again = alice.request(rid=alice.rid)
+        expect(again.text == got.text, "repeated rid after the restart: %r vs %r" % (again, got))
+        pending = alice.request_async()  # keep alice alive while bob's request is held
+        r = sent.join(15)
+        expect(r is not None and not isinstance(r, Exception) and r.type != "terminate",
+               "bob's session survived: %r" % r)
+        pending.join(15)
+        expect(sorted(handler_pids(other)) == handlers, "the handlers carried on")
+        db = sqlite3.connect(other.db)
+        states = [r[0] for r in db.execute("select state from sessions where sid in (?, ?)",
+                                           (alice.sid, bob.sid))]
+        db.close()
+        expect(states == ["active", "active"], "rows still active, not lost: %r" % states)
+        carol = Session(other.url, st.domain, wait=5)
+        carol.login("carol", USERS["carol"], "after")  # new sessions work too
+        for s in (alice, bob, carol):
+            expect(s.terminate().type == "terminate", "terminate after restart")
+    finally:
+        other.stop()
+
+
+@case
+def test_graceful_restart_in_the_middle_of_a_stanza(st):
+    go_on = threading.Event()
+
+    def half_then_rest(conn):
+        conn.sendall(b"<message from='a@half.test' id='h1'><body>first half")
+        go_on.wait(20)
+        conn.sendall(b", second half</body></message>")
+        time.sleep(5)
+
+    fake = ScriptedXmppServer(half_then_rest)
+    other = side_stack(st, "backend.half.test = 127.0.0.1:%d\n" % fake.port)
+    try:
+        other.start_sessiond()
+        other.start_nginx()
+        s = Session(other.url, "half.test", wait=10)
+        s.create()
+        held = s.request_async("<presence xmlns='jabber:client'/>")
+        time.sleep(0.5)  # the first half has arrived and sits in the parser
+        restart(other)
+        go_on.set()
+        got = held.join(15)
+        expect(got is not None and not isinstance(got, Exception), got)
+        bodies = [c.findtext("{jabber:client}body") for c in got.children()]
+        expect(bodies == ["first half, second half"], "the stanza arrived whole: %r" % got)
+    finally:
+        other.stop()
+        fake.close()
+
+
+@case
+def test_restart_refused_when_the_new_binary_cannot_start(st):
+    other = side_stack(st)
+    try:
+        other.start_sessiond()
+        other.start_nginx()
+        s = Session(other.url, st.domain, wait=5)
+        s.login("alice", USERS["alice"], "refused")
+        with open(other.conf, "a") as f:
+            f.write("this line is not a setting\n")
+        other.sessiond.signal(signal.SIGUSR2)
+        wait_log(other, "restart refused")
+        expect(other.sessiond.alive(), "still running")
+        pong = s.request("<iq xmlns='jabber:client' type='get' id='p1'><ping xmlns='urn:xmpp:ping'/></iq>")
+        expect(pong.type != "terminate", "the session carries on: %r" % pong)
+        expect(not log_has(other, "restarted in place"), "no restart happened")
+        s.terminate()
+    finally:
+        other.stop()
