@@ -77,12 +77,14 @@ src_config   := common/config.c common/log.c
 src_query    := fcgi/query.c
 src_jsonattrs := sessiond/jsonattrs.c
 
-$(B)/unit/test_%: tests/unit/test_%.c $(wildcard */*.h) | deps-build
+# A test is rebuilt when the module sources it links change too.
+.SECONDEXPANSION:
+$(B)/unit/test_%: tests/unit/test_%.c $$(src_$$*) $(wildcard */*.h) | deps-build
 	@mkdir -p $(B)/unit
 	$(CC) $(WARN) -O1 -g $(INC) -Itests/unit $(pc_cflags) $< $(src_$*) -o $@ $(pc_libs)
 
 SAN := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
-$(B)/asan/test_%: tests/unit/test_%.c $(wildcard */*.h) | deps-build
+$(B)/asan/test_%: tests/unit/test_%.c $$(src_$$*) $(wildcard */*.h) | deps-build
 	@mkdir -p $(B)/asan
 	$(CC) $(WARN) -O1 -g $(SAN) $(INC) -Itests/unit $(pc_cflags) $< $(src_$*) -o $@ $(pc_libs)
 

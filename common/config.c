@@ -62,6 +62,7 @@ static const struct key keys[] = {
 	STRKEY("dns_servers", dns_servers),
 	PATHKEY("tls_ca_file", tls_ca_file),
 	NUMKEY("stanza_timeout", stanza_timeout, 1, 3600),
+	NUMKEY("drain_time", drain_time, 0, 7 * 86400),
 };
 
 void config_defaults(struct config *c)
@@ -90,6 +91,7 @@ void config_defaults(struct config *c)
 	c->db_flush_ms = 50;
 	c->cors_max_age = 86400;
 	c->stanza_timeout = 60;
+	c->drain_time = 900;
 }
 
 static char *trim(char *s)

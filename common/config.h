@@ -73,6 +73,7 @@ struct config {
 	char dns_servers[512];          /* "" = resolv.conf; else c-ares' HOST[:PORT],... */
 	char tls_ca_file[PATH_MAX];     /* "" = the system's CA store */
 	long stanza_timeout;            /* seconds a server may take to finish a stanza */
+	long drain_time;                /* after a graceful restart: seconds TLS sessions may stay */
 };
 
 /* Fills *c with the defaults. */

@@ -352,7 +352,19 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	log_debug("handler ready, sessiond at %s", cfg.control_socket);
-	while (FCGX_Accept_r(&req) >= 0)
+	/* SIGTERM (sessiond stopping us, or our parent gone) takes effect only
+	 * while we wait for the next request, never in the middle of one. */
+	sigset_t term;
+	sigemptyset(&term);
+	sigaddset(&term, SIGTERM);
+	sigprocmask(SIG_BLOCK, &term, NULL);
+	for (;;) {
+		sigprocmask(SIG_UNBLOCK, &term, NULL);
+		int rc = FCGX_Accept_r(&req);
+		sigprocmask(SIG_BLOCK, &term, NULL);
+		if (rc < 0)
+			break;
 		handle_fcgi(&req);
+	}
 	return 0;
 }

@@ -19,6 +19,7 @@
 struct conn {
 	struct io io;
 	int dead;
+	int channel; /* from the successor of a restart: [kind byte][frame] */
 	struct conn *prev, *next; /* every live connection, for a graceful restart */
 };
 
@@ -28,6 +29,9 @@ static struct io listener;
 static uint8_t *msg_buf; /* one frame; the loop is single-threaded */
 static int nconns;
 static struct conn *conns;
+static struct io drainer = { .fd = -1 }; /* to the process draining TLS sessions */
+
+enum { FWD_FCGI, FWD_CGI };
 
 static void conn_free(void *p) { free(p); }
 
@@ -56,7 +60,7 @@ static ssize_t recv_frame(int fd, int *passed)
 		char buf[CMSG_SPACE(4 * sizeof(int))];
 		struct cmsghdr align;
 	} ctl;
-	struct iovec iov = { .iov_base = msg_buf, .iov_len = FRAME_MAX };
+	struct iovec iov = { .iov_base = msg_buf, .iov_len = FRAME_MAX + 1 }; /* + a forwarded kind byte */
 	struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = ctl.buf,
 	                      .msg_controllen = sizeof ctl.buf };
 	*passed = -1;
@@ -111,19 +115,65 @@ static int wrap_ok(const char *w)
 	return 1;
 }
 
+/* A request for a session the drainer has: the frame and the way back go
+ * there as they are. */
+static int forward(struct conn *c, size_t n, int passed, const struct frame_request *fr)
+{
+	if (drainer.fd < 0 || !sessions_draining(frame_attr(fr, "sid")))
+		return 0;
+	int cgi = !(fr->flags & FRAME_F_FD_PASSED);
+	int way_back = cgi ? c->io.fd : passed;
+	uint8_t kind = cgi ? FWD_CGI : FWD_FCGI;
+	union {
+		char buf[CMSG_SPACE(sizeof(int))];
+		struct cmsghdr align;
+	} ctl;
+	struct iovec iov[2] = { { &kind, 1 }, { msg_buf, n } };
+	struct msghdr msg = { .msg_iov = iov, .msg_iovlen = 2, .msg_control = ctl.buf,
+	                      .msg_controllen = sizeof ctl.buf };
+	struct cmsghdr *cm = CMSG_FIRSTHDR(&msg);
+	cm->cmsg_level = SOL_SOCKET;
+	cm->cmsg_type = SCM_RIGHTS;
+	cm->cmsg_len = CMSG_LEN(sizeof(int));
+	memcpy(CMSG_DATA(cm), &way_back, sizeof(int));
+	if (sendmsg(drainer.fd, &msg, MSG_NOSIGNAL | MSG_DONTWAIT) < 0)
+		log_warn("forwarding a request to the draining process failed: %s", strerror(errno));
+	if (cgi)
+		conn_close(c, 1);
+	else
+		close(passed);
+	return 1;
+}
+
 static void dispatch(struct conn *c, size_t n, int passed)
 {
 	struct frame_request fr;
 	char err[128];
-	if (frame_decode_request(msg_buf, n, &fr, err, sizeof err) < 0) {
+	const uint8_t *frame = msg_buf;
+	int cgi_from_channel = 0;
+	if (c->channel) { /* forwarded: the kind byte, then the handler's frame */
+		if (n < 1 || passed < 0) {
+			if (passed >= 0)
+				close(passed);
+			return;
+		}
+		cgi_from_channel = msg_buf[0] == FWD_CGI;
+		frame++;
+		n--;
+	}
+	if (frame_decode_request(frame, n, &fr, err, sizeof err) < 0) {
 		log_warn("bad frame from a handler (%s); closing its connection", err);
 		if (passed >= 0)
 			close(passed);
 		conn_close(c, 1);
 		return;
 	}
+	if (!c->channel && forward(c, n, passed, &fr))
+		return;
 	struct responder resp;
-	if (fr.flags & FRAME_F_FD_PASSED) {
+	if (cgi_from_channel) {
+		resp = (struct responder){ .fd = passed, .kind = RESP_CGI };
+	} else if (fr.flags & FRAME_F_FD_PASSED) {
 		if (passed < 0) {
 			log_warn("handler frame says a connection is attached but none came; dropped");
 			return;
@@ -219,7 +269,7 @@ int front_start(struct loop *l, int listen_fd, const struct config *cfg)
 {
 	loop = l;
 	front_cfg = cfg;
-	msg_buf = malloc(FRAME_MAX);
+	msg_buf = malloc(FRAME_MAX + 1);
 	if (!msg_buf)
 		return -1;
 	listener = (struct io){ .fd = listen_fd, .cb = accept_io };
@@ -259,4 +309,62 @@ int front_restore(struct loop *l, struct snap_r *r, const struct config *cfg)
 			close(cfd);
 	}
 	return snap_failed(r) ? -1 : 0;
+}
+
+/* ---- the two processes of a restart ---- */
+
+static void drainer_io(void *ctx, uint32_t events)
+{
+	(void)ctx;
+	char b;
+	if (!(events & (EPOLLHUP | EPOLLERR | EPOLLRDHUP)) && recv(drainer.fd, &b, 1, MSG_DONTWAIT) != 0)
+		return;
+	log_info("the process draining sessions of the last restart has finished");
+	loop_del(loop, &drainer);
+	close(drainer.fd);
+	drainer.fd = -1;
+	sessions_drainer_gone();
+}
+
+int front_has_drainer(void)
+{
+	return drainer.fd >= 0;
+}
+
+int front_set_drainer(int fd)
+{
+	drainer = (struct io){ .fd = fd, .cb = drainer_io };
+	return loop_add(loop, &drainer, EPOLLRDHUP);
+}
+
+void front_snapshot_drainer(struct snap_w *w, void (*keep)(void *ctx, int fd), void *ctx)
+{
+	snap_put_i64(w, drainer.fd);
+	if (drainer.fd >= 0)
+		keep(ctx, drainer.fd);
+}
+
+int front_restore_drainer(struct snap_r *r)
+{
+	int fd = (int)snap_get_i64(r);
+	return fd >= 0 && !snap_failed(r) ? front_set_drainer(fd) : 0;
+}
+
+int front_become_drainer(int channel)
+{
+	/* The listener and the handlers' connections are the successor's now. */
+	loop_del(loop, &listener);
+	close(listener.fd);
+	listener.fd = -1;
+	while (conns)
+		conn_close(conns, 1);
+	if (drainer.fd >= 0) { /* an older drainer is the successor's business */
+		loop_del(loop, &drainer);
+		close(drainer.fd);
+		drainer.fd = -1;
+	}
+	if (adopt(channel) < 0)
+		return -1;
+	conns->channel = 1;
+	return 0;
 }

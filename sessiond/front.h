@@ -23,4 +23,14 @@ struct snap_r;
 void front_snapshot(struct snap_w *w, void (*keep)(void *ctx, int fd), void *ctx);
 int front_restore(struct loop *l, struct snap_r *r, const struct config *cfg);
 
+/* Requests for the sessions another process drains (session.h) go to it
+ * through fd, with their way back. */
+int front_set_drainer(int fd);
+int front_has_drainer(void);
+void front_snapshot_drainer(struct snap_w *w, void (*keep)(void *ctx, int fd), void *ctx);
+int front_restore_drainer(struct snap_r *r);
+/* In the process that drains: stop serving handlers; take requests from
+ * the successor through channel only. */
+int front_become_drainer(int channel);
+
 #endif

@@ -18,6 +18,7 @@ struct deferred {
 
 struct loop {
 	int epfd;
+	struct io *ios;      /* registered, newest first */
 	int running;
 	uint64_t now;
 	struct timer **heap; /* 1-based */
@@ -67,6 +68,11 @@ void loop_free(struct loop *l)
 	free(l);
 }
 
+static int registered(const struct loop *l, const struct io *io)
+{
+	return io->reg_prev || l->ios == io;
+}
+
 int loop_add(struct loop *l, struct io *io, uint32_t events)
 {
 	struct epoll_event ev = { .events = events, .data.ptr = io };
@@ -75,6 +81,11 @@ int loop_add(struct loop *l, struct io *io, uint32_t events)
 		return -1;
 	}
 	io->events = events;
+	io->reg_prev = NULL;
+	io->reg_next = l->ios;
+	if (l->ios)
+		l->ios->reg_prev = io;
+	l->ios = io;
 	return 0;
 }
 
@@ -96,6 +107,30 @@ void loop_del(struct loop *l, struct io *io)
 	if (io->fd >= 0)
 		epoll_ctl(l->epfd, EPOLL_CTL_DEL, io->fd, NULL);
 	io->events = 0;
+	if (!registered(l, io))
+		return;
+	if (io->reg_prev)
+		io->reg_prev->reg_next = io->reg_next;
+	else
+		l->ios = io->reg_next;
+	if (io->reg_next)
+		io->reg_next->reg_prev = io->reg_prev;
+	io->reg_prev = io->reg_next = NULL;
+}
+
+int loop_after_fork(struct loop *l)
+{
+	int epfd = epoll_create1(EPOLL_CLOEXEC);
+	if (epfd < 0)
+		return -1;
+	close(l->epfd); /* the parent's instance lives on in the parent */
+	l->epfd = epfd;
+	for (struct io *io = l->ios; io; io = io->reg_next) {
+		struct epoll_event ev = { .events = io->events, .data.ptr = io };
+		if (io->fd >= 0 && epoll_ctl(epfd, EPOLL_CTL_ADD, io->fd, &ev) < 0)
+			log_warn("after fork: epoll_ctl(ADD, fd %d): %s", io->fd, strerror(errno));
+	}
+	return 0;
 }
 
 /* ---- timer heap ---- */

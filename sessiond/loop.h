@@ -15,12 +15,14 @@ struct loop;
 
 typedef void (*io_cb)(void *ctx, uint32_t events);
 
-/* Embedded in its owner; fd and cb set by the owner before loop_add. */
+/* Embedded in its owner; fd and cb set by the owner before loop_add. An io
+ * in the loop must not be copied over or moved: loop_del() it first. */
 struct io {
 	int fd;
+	uint32_t events; /* as registered */
 	io_cb cb;
 	void *ctx;
-	uint32_t events; /* as registered */
+	struct io *reg_prev, *reg_next; /* every io in the loop (loop_after_fork) */
 };
 
 typedef void (*timer_cb)(void *ctx);
@@ -56,6 +58,11 @@ typedef int (*loop_idle_cb)(void *ctx);
 void loop_set_idle(struct loop *l, loop_idle_cb cb, void *ctx);
 
 void loop_defer_free(struct loop *l, void *ptr, void (*freefn)(void *));
+
+/* In a child after fork(): the epoll instance is shared with the parent, so
+ * the child gets one of its own with the same registrations. Call it first
+ * thing, before any loop_add/mod/del. */
+int loop_after_fork(struct loop *l);
 
 /* Runs until loop_stop(). Returns 0, or -1 if epoll fails. */
 int loop_run(struct loop *l);

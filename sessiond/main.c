@@ -305,7 +305,7 @@ static int resume(struct snap_r *snap, int fcgi, const char *handler, const char
 {
 	long n = -1;
 	if (pool_restore(loop, snap, fcgi, handler, config_path) == 0 &&
-	    front_restore(loop, snap, &cfg) == 0)
+	    front_restore(loop, snap, &cfg) == 0 && front_restore_drainer(snap) == 0)
 		n = sessions_restore(snap);
 	free((void *)snap->data);
 	if (n < 0) {
@@ -358,7 +358,7 @@ static int run(const char *config_path, const char *level, int resume_fd)
 	                    : start_fresh(control, fcgi, handler, config_path)) < 0)
 		return 1;
 	restart = (struct restart_params){ .loop = loop, .self = self_path, .config_path = config_path,
-	                                   .level = level, .fcgi_fd = fcgi };
+	                                   .level = level, .fcgi_fd = fcgi, .drain_time = cfg.drain_time };
 	write_pid_file();
 	loop_set_idle(loop, sessions_idle, NULL);
 	housekeeping = (struct timer){ .cb = housekeep };
@@ -367,6 +367,13 @@ static int run(const char *config_path, const char *level, int resume_fd)
 	         cfg.control_socket, fcgi >= 0 ? cfg.fcgi_socket : "(external handlers)", cfg.database,
 	         cfg.nbackends);
 	int rc = loop_run(loop);
+	if (restart_is_drainer()) {
+		/* The sockets and the pid file are the successor's. */
+		sessions_shutdown();
+		store_close();
+		log_info("draining process stopped");
+		return rc < 0 ? 1 : 0;
+	}
 	pool_stop();
 	sessions_shutdown();
 	front_stop();

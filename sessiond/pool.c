@@ -127,7 +127,7 @@ void pool_stop(void)
 		if (workers[i].pid > 0)
 			kill(workers[i].pid, SIGTERM);
 	}
-	/* Handlers exit at once on SIGTERM (they hold no state); wait briefly. */
+	/* Handlers exit on SIGTERM once the request in hand is done; wait briefly. */
 	for (int tries = 0; tries < 50; tries++) {
 		int alive = 0;
 		for (int i = 0; i < nworkers; i++) {
@@ -175,4 +175,11 @@ int pool_restore(struct loop *l, struct snap_r *r, int fd, const char *handler_p
 			spawn(&workers[i]);
 	}
 	return snap_failed(r) ? -1 : 0;
+}
+
+void pool_forget(void)
+{
+	for (int i = 0; i < nworkers; i++)
+		timer_cancel(loop, &workers[i].restart);
+	nworkers = 0;
 }

@@ -22,6 +22,9 @@ void pool_reap(void);
 /* Stops every handler (SIGTERM) and waits a little for them. */
 void pool_stop(void);
 
+/* In a process forked off at a restart: the handlers are not its own. */
+void pool_forget(void);
+
 /* Graceful restart (snapshot.h): the handler PIDs. */
 struct snap_w;
 struct snap_r;

@@ -14,13 +14,14 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
 #define CHECK_TIMEOUT_MS 10000
-#define DRAIN_MAX_MS 3000
-#define DRAIN_POLL_MS 20
+#define PENDING_MAX_MS 3000
+#define PENDING_POLL_MS 20
 
 static struct restart_params params;
 static struct timer drain_timer;
@@ -107,15 +108,103 @@ static int write_memfd(const struct snap_w *w)
 	return fd;
 }
 
+/* ---- the drainer: the sessions that cannot move stay in a child ---- */
+
+static int drainer;
+
+int restart_is_drainer(void)
+{
+	return drainer;
+}
+
+static void drain_check(void *ctx)
+{
+	(void)ctx;
+	if (sessions_count() == 0) {
+		log_info("drained: every session over TLS has ended; exiting");
+		loop_stop(params.loop);
+		return;
+	}
+	if (loop_now(params.loop) >= drain_until) {
+		log_warn("drain_time passed with %zu sessions left; ending them", sessions_count());
+		sessions_end_all("system-shutdown");
+		drain_until = UINT64_MAX; /* they linger briefly with their answer, then go */
+	}
+	timer_set(params.loop, &drain_timer, loop_now(params.loop) + 1000);
+}
+
+/* In the child: a copy of everything; keep the TLS sessions, drop the rest
+ * without touching it (the successor has the same descriptors). */
+static void become_drainer(int channel)
+{
+	char err[256];
+	drainer = 1;
+	if (loop_after_fork(params.loop) < 0 || store_after_fork(err, sizeof err) < 0) {
+		log_error("drainer: cannot set up (%s); exiting", err);
+		_exit(1);
+	}
+	pool_forget();
+	if (front_become_drainer(channel) < 0 || sessions_split(0) < 0) {
+		log_error("drainer: out of memory; exiting");
+		_exit(1);
+	}
+	log_info("draining %zu sessions over TLS in process %ld (drain_time %lds)", sessions_count(),
+	         (long)getpid(), params.drain_time);
+	drain_until = loop_now(params.loop) + (uint64_t)params.drain_time * 1000;
+	drain_timer = (struct timer){ .cb = drain_check };
+	timer_set(params.loop, &drain_timer, loop_now(params.loop) + 1000);
+}
+
+/* Returns the successor's end of the channel to the drainer, -1 if none is
+ * needed, -2 on failure. In the child it returns -3: carry on draining. */
+static int fork_drainer(void)
+{
+	if (sessions_unmovable_count() == 0)
+		return -1;
+	int ch[2];
+	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, ch) < 0)
+		return -2;
+	store_flush();
+	pid_t pid = fork();
+	if (pid < 0) {
+		close(ch[0]);
+		close(ch[1]);
+		return -2;
+	}
+	if (pid == 0) {
+		close(ch[1]);
+		become_drainer(ch[0]);
+		return -3;
+	}
+	close(ch[0]);
+	return ch[1];
+}
+
 static void exec_successor(void)
 {
 	struct snap_w w = { 0 };
+	int channel = fork_drainer();
+	if (channel == -3)
+		return; /* the drainer's loop goes on */
+	if (channel == -2) {
+		log_error("restart abandoned: cannot start a process for the TLS sessions: %s",
+		          strerror(errno));
+		in_progress = 0;
+		return;
+	}
+	if (sessions_split(1) < 0 || (channel >= 0 && front_set_drainer(channel) < 0)) {
+		log_error("restart: out of memory splitting the sessions");
+		/* the drainer has the TLS sessions; we carry on with the rest */
+		in_progress = 0;
+		return;
+	}
 	snap_put_u64(&w, SNAP_MAGIC);
 	snap_put_i64(&w, params.fcgi_fd);
 	if (params.fcgi_fd >= 0)
 		keep_fd(NULL, params.fcgi_fd);
 	pool_snapshot(&w);
 	front_snapshot(&w, keep_fd, NULL);
+	front_snapshot_drainer(&w, keep_fd, NULL);
 	if (sessions_snapshot(&w, keep_fd, NULL) < 0 || w.failed) {
 		log_error("restart abandoned: out of memory writing the snapshot");
 		goto undo;
@@ -146,11 +235,11 @@ undo:
 
 /* Answers still being written to the web server would be lost with the
  * process image: give them a moment. */
-static void drain_tick(void *ctx)
+static void pending_tick(void *ctx)
 {
 	(void)ctx;
 	if (reply_pending_count() > 0 && loop_now(params.loop) < drain_until) {
-		timer_set(params.loop, &drain_timer, loop_now(params.loop) + DRAIN_POLL_MS);
+		timer_set(params.loop, &drain_timer, loop_now(params.loop) + PENDING_POLL_MS);
 		return;
 	}
 	exec_successor();
@@ -158,22 +247,29 @@ static void drain_tick(void *ctx)
 
 void restart_request(const struct restart_params *p)
 {
+	if (drainer) {
+		log_info("this process only drains sessions of an earlier restart; signal ignored");
+		return;
+	}
 	if (in_progress) {
 		log_info("restart already under way");
 		return;
 	}
 	params = *p;
+	if (front_has_drainer() && sessions_unmovable_count() > 0) {
+		/* One drainer at a time keeps the forwarding simple. */
+		log_error("restart refused: the sessions over TLS of the last restart are still "
+		          "draining (see drain_time); try again when they have ended");
+		return;
+	}
 	if (check_successor() < 0) {
 		log_error("restart refused: '%s -t -c %s' failed; still serving with this process",
 		          params.self, params.config_path);
 		return;
 	}
 	in_progress = 1;
-	long ended = sessions_end_unmovable();
-	if (ended)
-		log_warn("restart: %ld sessions over TLS could not move and were ended", ended);
-	drain_until = loop_now(p->loop) + DRAIN_MAX_MS;
-	drain_timer = (struct timer){ .cb = drain_tick };
+	drain_until = loop_now(p->loop) + PENDING_MAX_MS;
+	drain_timer = (struct timer){ .cb = pending_tick };
 	timer_set(p->loop, &drain_timer, loop_now(p->loop));
 }
 

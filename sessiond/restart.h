@@ -9,6 +9,11 @@
  * held request's web-server connection and every XMPP connection simply
  * stay open: nothing is lost and nothing has to reconnect. If the check or
  * exec fails, the running sessiond logs why and carries on serving.
+ *
+ * Sessions over TLS cannot move: just before the exec sessiond forks, and
+ * the child (the drainer) keeps those sessions until they end or
+ * drain_time passes, while the successor serves everything else and every
+ * new session, and forwards requests for the drained sessions to it.
  */
 #ifndef BOSH_RESTART_H
 #define BOSH_RESTART_H
@@ -22,7 +27,11 @@ struct restart_params {
 	const char *config_path;
 	const char *level;       /* -l given at start, or NULL */
 	int fcgi_fd;             /* the FastCGI listener of the handler pool, or -1 */
+	long drain_time;         /* seconds the drainer keeps TLS sessions at most */
 };
+
+/* 1 in the process draining TLS sessions after a restart. */
+int restart_is_drainer(void);
 
 void restart_request(const struct restart_params *p);
 

@@ -1668,25 +1668,95 @@ static void put_session(struct snap_w *w, const struct session *s, sessions_fd_c
 	}
 }
 
-/* A session that cannot move (TLS to its server) ends before the others go. */
+/* A session whose TLS connection cannot move stays with the process that
+ * has it, which drains it (restart.c). */
 static int session_can_move(const struct session *s)
 {
 	return s->state != S_ACTIVE || (s->xmpp && xmpp_movable(s->xmpp));
 }
 
-long sessions_end_unmovable(void)
+/* sids of sessions another process drains: their requests go there */
+static char (*draining)[SID_HEX + 1];
+static size_t ndraining;
+
+long sessions_unmovable_count(void)
 {
 	long n = 0;
 	for (size_t i = 0; i < table_size; i++)
+		for (struct session *s = table[i]; s; s = s->hnext)
+			n += !session_can_move(s);
+	return n;
+}
+
+/* Drops a session without a word to anyone: the other process of a restart
+ * has the same connections and carries on with it. */
+static void session_forget(struct session *s)
+{
+	for (int i = 0; i < s->nheld; i++) {
+		loop_del(loop, &HELD(s, i)->io);
+		reply_drop(&HELD(s, i)->resp);
+	}
+	s->nheld = 0;
+	for (int i = 0; i < s->nahead; i++) {
+		reply_drop(&s->ahead[i]->resp);
+		free((char *)s->ahead[i]->r.payload);
+		free(s->ahead[i]);
+	}
+	s->nahead = 0;
+	xmpp_forget(s->xmpp);
+	s->xmpp = NULL;
+	timer_cancel(loop, &s->timer);
+	unlink_dirty(s);
+	table_remove(s);
+	client_add(s->client, -1);
+	loop_defer_free(loop, s, session_free);
+}
+
+int sessions_split(int keep_movable)
+{
+	size_t cap = ndraining;
+	if (!keep_movable)
+		ndraining = 0; /* the drainer forwards nothing */
+	for (size_t i = 0; i < table_size; i++)
 		for (struct session *s = table[i], *next; s; s = next) {
 			next = s->hnext;
-			if (!session_can_move(s)) {
-				log_warn("session %s: its TLS connection cannot move to the new process", s->sid);
-				session_end(s, "remote-connection-failed", NULL, 0);
-				n++;
+			if (session_can_move(s) == keep_movable)
+				continue;
+			if (keep_movable) { /* remember where its requests must go */
+				if (ndraining == cap) {
+					void *n = realloc(draining, (cap = cap ? cap * 2 : 16) * sizeof *draining);
+					if (!n)
+						return -1;
+					draining = n;
+				}
+				memcpy(draining[ndraining++], s->sid, SID_HEX + 1);
 			}
+			session_forget(s);
 		}
-	return n;
+	if (ndraining)
+		qsort(draining, ndraining, sizeof draining[0], cmp_sid);
+	return 0;
+}
+
+int sessions_draining(const char *sid)
+{
+	return sid && ndraining && strlen(sid) == SID_HEX &&
+	       bsearch(sid, draining, ndraining, sizeof draining[0], cmp_sid) != NULL;
+}
+
+void sessions_drainer_gone(void)
+{
+	ndraining = 0;
+}
+
+void sessions_end_all(const char *condition)
+{
+	for (size_t i = 0; i < table_size; i++)
+		for (struct session *s = table[i], *next; s; s = next) {
+			next = s->hnext;
+			if (s->state != S_ENDED)
+				session_end(s, condition, NULL, 0);
+		}
 }
 
 int sessions_snapshot(struct snap_w *w, sessions_fd_cb keep, void *ctx)
@@ -1699,6 +1769,9 @@ int sessions_snapshot(struct snap_w *w, sessions_fd_cb keep, void *ctx)
 	snap_put_u64(w, nlost);
 	for (size_t i = 0; i < nlost; i++)
 		snap_put_str(w, lost[i]);
+	snap_put_u64(w, ndraining);
+	for (size_t i = 0; i < ndraining; i++)
+		snap_put_str(w, draining[i]);
 	return w->failed ? -1 : 0;
 }
 
@@ -1836,5 +1909,9 @@ long sessions_restore(struct snap_r *r)
 	}
 	if (nlost)
 		qsort(lost, nlost, sizeof lost[0], cmp_sid);
+	uint64_t nd = snap_get_u64(r);
+	draining = nd && nd < (1u << 24) ? calloc((size_t)nd, sizeof *draining) : NULL;
+	for (ndraining = 0; draining && ndraining < nd && !snap_failed(r); ndraining++)
+		snap_get_into(r, draining[ndraining], sizeof draining[0]);
 	return snap_failed(r) ? -1 : restored;
 }

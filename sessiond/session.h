@@ -40,8 +40,16 @@ void answer_terminate(struct responder *resp, const char *condition);
 struct snap_w;
 struct snap_r;
 typedef void (*sessions_fd_cb)(void *ctx, int fd);
-/* Ends the sessions whose XMPP connection cannot move (TLS); returns how many. */
-long sessions_end_unmovable(void);
+/* Sessions whose XMPP connection cannot move (TLS). */
+long sessions_unmovable_count(void);
+/* After the fork of a restart: the successor's side keeps the movable
+ * sessions (and notes the others' sids as draining elsewhere), the drainer
+ * the others. The sessions dropped are forgotten, not ended. */
+int sessions_split(int keep_movable);
+/* 1 if requests for sid go to the process draining it. */
+int sessions_draining(const char *sid);
+void sessions_drainer_gone(void);
+void sessions_end_all(const char *condition);
 int sessions_snapshot(struct snap_w *w, sessions_fd_cb keep, void *ctx);
 /* Takes the sessions of a snapshot over; returns how many, -1 if it is corrupt. */
 long sessions_restore(struct snap_r *r);

@@ -707,8 +707,11 @@ static int restore_stream(struct splitter *s, struct snap_r *r)
 	if (snap_failed(r) || !s->root_qname || n > 64)
 		return -1;
 	s->attrs = calloc(2 * n + 1, sizeof *s->attrs);
-	for (size_t i = 0; s->attrs && i < 2 * n; i++)
+	for (size_t i = 0; s->attrs && i < 2 * n; i++) {
 		s->attrs[i] = snap_get_str(r);
+		if (!s->attrs[i])
+			return -1; /* free_attrs() stops at the first NULL: none follow it */
+	}
 	uint64_t nns = snap_get_u64(r);
 	if (!s->attrs || snap_failed(r) || nns > 64 || !(s->ns = calloc(nns ? nns : 1, sizeof *s->ns)))
 		return -1;
@@ -716,8 +719,10 @@ static int restore_stream(struct splitter *s, struct snap_r *r)
 		struct ns_decl *d = &s->ns[s->n_ns];
 		d->prefix = snap_get_str(r);
 		d->decl = snap_get_bytes(r, &d->decl_len);
-		if (!d->decl)
+		if (!d->decl) {
+			free(d->prefix);
 			return -1;
+		}
 	}
 	/* Parked: the next feed builds a parser inside the stream (unpark()). */
 	XML_ParserFree(s->p);

@@ -119,6 +119,18 @@ static void queued_free(struct queued *q)
 		free(q->strings[i]);
 }
 
+int store_after_fork(char *err, size_t errlen)
+{
+	/* SQLite connections must not cross fork(): leave the parent's alone
+	 * (closing it here could checkpoint or unlock under the parent). */
+	db = NULL;
+	upsert = NULL;
+	for (size_t i = 0; i < queue_len; i++)
+		queued_free(&queue[i]);
+	queue_len = 0;
+	return store_reopen(err, errlen);
+}
+
 void store_close(void)
 {
 	for (size_t i = 0; i < queue_len; i++)

@@ -776,3 +776,17 @@ int xmpp_fd(const struct xmpp_conn *c)
 {
 	return c->io.fd;
 }
+
+void xmpp_forget(struct xmpp_conn *c)
+{
+	/* The other process of a restart owns the connection: send nothing,
+	 * not even a TLS close_notify; closing our copy leaves it open. */
+	if (!c)
+		return;
+	c->cb = NULL;
+	cancel_timers(c);
+	dial_cancel(c->dialer);
+	c->dialer = NULL;
+	c->state = C_CLOSING;
+	finish_close(c);
+}

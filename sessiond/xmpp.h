@@ -75,5 +75,7 @@ int xmpp_snapshot(const struct xmpp_conn *c, struct snap_w *w);
 struct xmpp_conn *xmpp_restore(struct loop *l, struct snap_r *r, size_t max_stanza, xmpp_cb cb,
                                void *ctx);
 int xmpp_fd(const struct xmpp_conn *c);
+/* Frees c and closes this process's copy of its socket, sending nothing. */
+void xmpp_forget(struct xmpp_conn *c);
 
 #endif

@@ -117,3 +117,28 @@ def test_restart_refused_when_the_new_binary_cannot_start(st):
         s.terminate()
     finally:
         other.stop()
+
+
+@case
+def test_graceful_restart_drains_tls_sessions(st):
+    from backend_cases import ping, world
+    w = world(st)
+    tls = Session(w.side.url, "secure.test", wait=3)
+    tls.login("alice", "alice-pw", "drain")
+    plain = Session(w.side.url, st.domain, wait=3)
+    plain.login("carol", USERS["carol"], "drain")
+    restart(w.side)
+    wait_log(w.side, "sessions over TLS in process")
+    # an OpenSSL connection cannot move: a forked child keeps it, and the
+    # successor forwards the session's requests there
+    expect(ping(tls, "secure.test", "d1"), "the TLS session goes on in the draining process")
+    expect(ping(plain, st.domain, "d2"), "the plain session moved to the successor")
+    fresh = Session(w.side.url, "secure.test", wait=3)
+    fresh.login("alice", "alice-pw", "fresh")  # new TLS sessions start in the successor
+    expect(ping(fresh, "secure.test", "d3"), "a new TLS session")
+    expect(tls.terminate().type == "terminate", "terminate through the drainer")
+    wait_log(w.side, "drained: every session over TLS has ended", timeout=15)
+    wait_log(w.side, "the process draining sessions of the last restart has finished", timeout=5)
+    expect(ping(fresh, "secure.test", "d4") and ping(plain, st.domain, "d5"), "the rest carries on")
+    fresh.terminate()
+    plain.terminate()
