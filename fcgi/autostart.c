@@ -35,31 +35,52 @@ int sessiond_answers(const char *control_socket)
 	return ok;
 }
 
-/* sessiond daemonizes itself (fork, setsid, fork): we wait only for the first child. */
+/* In the child: the web server's pipes and sockets must not stay open in a
+ * daemon that outlives this request (the server would wait for their EOF),
+ * so everything but stdio is closed and stdio goes to sessiond's log file,
+ * where even errors printed before its log is open are kept. */
+static void exec_sessiond(const struct config *cfg, const char *config_path)
+{
+	int null = open("/dev/null", O_RDWR);
+	int out = strcmp(cfg->log_file, "-") == 0 ? -1 : open(cfg->log_file, O_WRONLY | O_APPEND | O_CREAT, 0640);
+	if (out < 0)
+		out = null;
+	if (null < 0 || dup2(null, 0) < 0 || dup2(out, 1) < 0 || dup2(out, 2) < 0)
+		_exit(126);
+	if (close_range(3, ~0U, 0) < 0)
+		for (int fd = 3; fd < 1024; fd++)
+			close(fd);
+	execl(cfg->sessiond_path, cfg->sessiond_path, "-c", config_path, (char *)NULL);
+	dprintf(2, "bosh-handler: cannot run %s: %s\n", cfg->sessiond_path, strerror(errno));
+	_exit(127);
+}
+
+/* sessiond becomes a daemon itself (fork, setsid, fork), and its first
+ * process exits only once the daemon is ready (0) or has failed: waiting for
+ * that child is waiting for the outcome. */
 static int spawn(const struct config *cfg, const char *config_path)
 {
+	if (strcmp(cfg->log_file, "-") == 0)
+		log_warn("autostart: log_file is '-': the sessiond started now logs nowhere; set log_file");
 	pid_t pid = fork();
 	if (pid < 0) {
 		log_error("autostart: fork: %s", strerror(errno));
 		return -1;
 	}
-	if (pid == 0) {
-		int null = open("/dev/null", O_RDWR);
-		if (null >= 0) {
-			dup2(null, 0);
-			dup2(null, 1);
-			dup2(null, 2);
-		}
-		execl(cfg->sessiond_path, cfg->sessiond_path, "-c", config_path, (char *)NULL);
-		_exit(127);
-	}
-	int status;
-	if (waitpid(pid, &status, 0) < 0 || !WIFEXITED(status) || WEXITSTATUS(status) != 0) {
-		log_error("autostart: %s -c %s failed to start (status %d); see its log file",
-		          cfg->sessiond_path, config_path, WIFEXITED(status) ? WEXITSTATUS(status) : -1);
+	if (pid == 0)
+		exec_sessiond(cfg, config_path);
+	int status = 0;
+	pid_t got;
+	do
+		got = waitpid(pid, &status, 0);
+	while (got < 0 && errno == EINTR);
+	if (got < 0 || !WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+		log_error("autostart: %s -c %s did not start (%s %d); its reason is in %s",
+		          cfg->sessiond_path, config_path, got < 0 ? "waitpid failed," : "exit status",
+		          got < 0 ? errno : WIFEXITED(status) ? WEXITSTATUS(status) : -1, cfg->log_file);
 		return -1;
 	}
-	log_info("autostart: started sessiond (%s)", cfg->sessiond_path);
+	log_info("autostart: started sessiond (%s -c %s)", cfg->sessiond_path, config_path);
 	return 0;
 }
 

@@ -27,6 +27,9 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+/* Longest a request waits for the start lock, then again for a new sessiond. */
+#define AUTOSTART_WAIT_MS 10000
+
 static struct config cfg;
 static const char *config_file;  /* the one we read, for sessiond's autostart */
 static int sessiond_fd = -1;   /* persistent connection (FastCGI mode) */
@@ -66,7 +69,7 @@ static int connect_sessiond(int timeout_s)
 	int fd = connect_once(timeout_s, cfg.autostart);
 	if (fd >= 0 || !cfg.autostart)
 		return fd;
-	if (autostart_sessiond(&cfg, config_file, 10000) < 0)
+	if (autostart_sessiond(&cfg, config_file, AUTOSTART_WAIT_MS) < 0)
 		return -1;
 	return connect_once(timeout_s, 0);
 }
@@ -335,9 +338,13 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	log_open("bosh-handler", cfg.handler_log_file, (enum log_level)cfg.log_level);
+	if (access(path, R_OK) < 0)
+		log_warn("no configuration at %s (%s): using the defaults", path, strerror(errno));
 	if (!cfg.sessiond_path[0])
 		beside_self(cfg.sessiond_path, sizeof cfg.sessiond_path, "sessiond");
 	signal(SIGPIPE, SIG_IGN);
+	/* Web servers may start us with SIGCHLD ignored; autostart waits for its child. */
+	signal(SIGCHLD, SIG_DFL);
 	frame_buf = malloc(FRAME_MAX);
 	body_buf = malloc((size_t)cfg.max_data_held + 1);
 	if (!frame_buf || !body_buf || FCGX_Init() != 0) {
