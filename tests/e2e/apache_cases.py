@@ -1,0 +1,225 @@
+"""The end-to-end cases behind Apache, in each of its three modes, with the
+configs of conf/apache/:
+
+- mod_proxy_fcgi to the handler pool of the main stack's sessiond;
+- mod_fcgid: Apache runs the handlers, the first one starts sessiond;
+- plain CGI from .htaccess, in a folder laid out by `make install-cgi`.
+
+Each mode runs the same BOSH cases as nginx does (login, message both ways,
+wait, terminate, from cases.py); CGI mode also starting sessiond on demand.
+Each Apache is started on first use and stopped by teardown().
+"""
+import concurrent.futures
+import os
+import re
+import signal
+import subprocess
+import tempfile
+import time
+
+import bosh
+import cases
+from apache import Apache, tail
+from bosh import Session
+from cases import USERS, daemons_for, expect, row
+from stack import REPO, wait_for
+
+CASES = []
+_apaches = {}      # mode -> Apache
+_autostarted = []  # config files whose sessiond a handler started
+
+
+def case(fn):
+    CASES.append((fn.__name__, fn))
+    return fn
+
+
+def all_cases():
+    return CASES
+
+
+class Site:
+    """What the cases of cases.py need of a stack: the endpoint, the database, the log."""
+
+    def __init__(self, url, domain, db, sessiond_log):
+        self.url = url
+        self.domain = domain
+        self.db = db
+        self.sessiond_log = sessiond_log
+
+
+def same_cases_as_nginx(site):
+    for fn in (cases.test_login_restart_bind, cases.test_message_both_ways_held_answered_on_arrival,
+               cases.test_empty_answer_after_wait, cases.test_terminate):
+        fn(site)
+
+
+def give_to_web_user(path):
+    """As root, Apache runs its children as nobody: so do the handlers and the
+    sessiond they start, as a shared host runs them as the user."""
+    if os.geteuid() == 0:
+        subprocess.run(["chown", "-R", "nobody:nogroup", path], check=True)
+
+
+def test_conf(st, extra=""):
+    """The lines the nginx cases rely on: our Prosody, short timeouts."""
+    return ("\n# added by tests/e2e/apache_cases.py\nlog_level = debug\nbackend.%s = 127.0.0.1:%d\n%s%s"
+            % (st.domain, st.c2s_port, cases.SESSIOND_CONF, extra))
+
+
+def stop_daemons(conf):
+    for pid in daemons_for(conf):
+        os.kill(pid, signal.SIGTERM)
+    wait_for(lambda: not daemons_for(conf), 10, "sessiond to stop")
+
+
+def teardown():
+    for a in _apaches.values():
+        a.stop()
+    _apaches.clear()
+    for conf in _autostarted:
+        for pid in daemons_for(conf):
+            os.kill(pid, signal.SIGTERM)
+
+
+def sanitizer_reports(st):
+    """Sanitizer lines in the logs of the Apache modes (CGI stderr lands in error.log)."""
+    found = []
+    for root, _, files in os.walk(st.dir):
+        if "apache-" not in root:
+            continue
+        for f in files:
+            if f.endswith(".log"):
+                found += [l for l in open(os.path.join(root, f), errors="replace")
+                          if "AddressSanitizer" in l or "runtime error:" in l]
+    return found
+
+
+def logs(st):
+    """For a failure: the tails of the Apache modes' logs."""
+    out = ""
+    for root, _, files in os.walk(st.dir):
+        if "apache-" in root:
+            for f in files:
+                if f.endswith(".log"):
+                    out += "--- %s ---\n%s" % (os.path.join(root, f), tail(os.path.join(root, f), 15))
+    return out
+
+
+# ---- mod_proxy_fcgi ----
+
+def proxy_site(st):
+    if "proxy" not in _apaches:
+        _apaches["proxy"] = Apache(os.path.join(st.dir, "apache-proxy"), ["proxy", "proxy_fcgi"],
+                                   "conf/apache/proxy-fcgi.conf",
+                                   {"/run/bosh/handler.sock": st.handler_sock}).start()
+    return Site(_apaches["proxy"].url(), st.domain, st.db, st.sessiond_log)
+
+
+@case
+def test_apache_proxy_fcgi(st):
+    site = proxy_site(st)
+    r = Session(site.url, st.domain).create()
+    expect(r.status == 200 and r.attr("sid"), r)
+    expect(r.headers.get("Server", "").startswith("Apache"), "answered through Apache: %r" % r.headers)
+    expect(r.headers.get("X-Served-By") == "bosh-cm-test", "sessiond's answer, headers and all")
+    same_cases_as_nginx(site)
+
+
+# ---- mod_fcgid ----
+
+def fcgid_site(st):
+    d = os.path.join(st.dir, "apache-fcgid")
+    data = os.path.join(d, "bosh")
+    conf = os.path.join(data, "bosh.conf")
+    if "fcgid" not in _apaches:
+        os.makedirs(data)
+        with open(conf, "w") as f:
+            f.write("control_socket = sessiond.sock\ndatabase = sessions.db\nlog_file = sessiond.log\n"
+                    "handler_log_file = handler.log\npid_file = sessiond.pid\nhandlers = 0\n"
+                    "autostart = 1\n" + test_conf(st))
+        give_to_web_user(data)
+        _autostarted.append(conf)
+        hdir = os.path.dirname(st.handler_bin)
+        # The database path comes from the environment, as a host would set it.
+        extra = ("FcgidInitialEnv ASAN_OPTIONS detect_leaks=0:abort_on_error=0\n"
+                 "FcgidInitialEnv BOSH_DATABASE from-env.db\n")
+        _apaches["fcgid"] = Apache(d, ["fcgid"], "conf/apache/fcgid.conf",
+                                   {"/etc/bosh/bosh.conf": conf,
+                                    "/usr/local/sbin/bosh-handler": st.handler_bin,
+                                    '"/usr/local/sbin"': '"%s"' % hdir,
+                                    '<Files "bosh-handler">': '<Files "%s">'
+                                    % os.path.basename(st.handler_bin)},
+                                   extra).start()
+    return Site(_apaches["fcgid"].url(), st.domain, os.path.join(data, "from-env.db"),
+                os.path.join(data, "sessiond.log")), conf
+
+
+def fcgid_handlers(st):
+    """The handler processes mod_fcgid runs (sessiond's own are started with -c)."""
+    return [p for p in map(int, filter(str.isdigit, os.listdir("/proc")))
+            if cmdline(p) == [st.handler_bin]]
+
+
+def warm_up(site, st, n):
+    """mod_fcgid starts a handler only when every one is busy, and the request
+    waits up to a second for it; sessiond answers a request that comes after
+    such a gap at once (a page restoring its session). The timed cases of
+    cases.py expect no such gap: start n handlers first, as traffic would."""
+    def hold(_):
+        s = Session(site.url, site.domain, wait=2)
+        s.create()
+        s.request()
+        s.terminate()
+    deadline = time.time() + 30
+    while len(fcgid_handlers(st)) < n and time.time() < deadline:
+        with concurrent.futures.ThreadPoolExecutor(n) as ex:
+            list(ex.map(hold, range(n)))
+    expect(len(fcgid_handlers(st)) >= n, "mod_fcgid runs %d handlers" % len(fcgid_handlers(st)))
+
+
+@case
+def test_apache_fcgid(st):
+    site, conf = fcgid_site(st)
+    expect(not daemons_for(conf), "no sessiond before the first request")
+    s = Session(site.url, st.domain)
+    expect(s.create().attr("sid"), "the first request is answered")
+    s.terminate()
+    pids = daemons_for(conf)
+    expect(len(pids) == 1, "one sessiond, started by a handler: %r" % pids)
+    ppid = int(re.search(r"^PPid:\s+(\d+)", open("/proc/%d/status" % pids[0]).read(), re.M).group(1))
+    expect(fcgid_handlers(st) and ppid not in fcgid_handlers(st),
+           "sessiond is a daemon of its own, not a handler's child")
+    expect(os.path.exists(site.db), "BOSH_DATABASE from FcgidInitialEnv reached sessiond")
+    warm_up(site, st, 6)
+    same_cases_as_nginx(site)
+    expect(daemons_for(conf) == pids, "still the one sessiond")
+
+
+def cmdline(pid):
+    try:
+        return open("/proc/%d/cmdline" % pid).read().split("\0")[:-1]
+    except OSError:
+        return []
+
+
+@case
+def test_apache_fcgid_held_requests_do_not_starve_others(st):
+    """mod_fcgid counts a handler busy while its request is held: with the
+    process limits of conf/apache/fcgid.conf, held requests leave room."""
+    site, _ = fcgid_site(st)
+    warm_up(site, st, 8)
+    held = []
+    for i in range(6):
+        s = Session(site.url, st.domain, wait=15)
+        s.create()
+        held.append((s, s.request_async()))
+    time.sleep(1)
+    expect(not any(p.done() for _, p in held), "six requests held")
+    t0 = time.time()
+    s = cases.login(site, "carol", "starve")
+    expect(time.time() - t0 < 10, "a login beside six held requests took %.1fs" % (time.time() - t0))
+    s.terminate()
+    for s, p in held:
+        s.terminate()
+        expect(isinstance(p.join(10), bosh.Response), "held request answered at terminate")
