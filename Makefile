@@ -5,6 +5,7 @@
 #   make run      start nginx + sessiond + handlers (+ a local Prosody) on loopback
 #   make test     unit tests (plain and with ASan/UBSan) and end-to-end tests
 #   make bench    side-by-side benchmark against Prosody's mod_bosh
+#   make install-cgi DIR=~/public_html/chat          a shared-hosting folder (CGI)
 #
 # `make run` and `make test` install missing Debian packages when run as
 # root, and say exactly which are missing otherwise.
@@ -28,7 +29,8 @@ SESSIOND_SRC := sessiond/main.c sessiond/loop.c sessiond/reply.c sessiond/xmpp.c
 	sessiond/front.c sessiond/pool.c sessiond/jsonattrs.c $(COMMON_SRC)
 UNIT_TESTS := body splitter frame ridwin config query jsonattrs
 
-.PHONY: all deps-build deps-run deps-test deps-bench run test unit unit-asan e2e bench clean
+.PHONY: all deps-build deps-run deps-test deps-bench run test unit unit-asan e2e bench clean \
+	install-cgi
 all: $(B)/sessiond $(B)/bosh-handler $(B)/bosh-prebind
 
 # ---- dependencies ---------------------------------------------------------
@@ -118,6 +120,25 @@ run: deps-run all
 
 bench: deps-bench all
 	sh tests/bench.sh
+
+# ---- installing -------------------------------------------------------------
+# A folder a web host serves, laid out for plain CGI: the handler as
+# `http-bind`, sessiond beside it, a bosh.conf (kept if there is one) and
+# .htaccess files that let the web reach http-bind and nothing else.
+# CGI_HANDLER and CGI_SESSIOND pick other builds (the tests use the sanitizer ones).
+CGI_HANDLER  ?= $(B)/bosh-handler
+CGI_SESSIOND ?= $(B)/sessiond
+
+install-cgi: $(CGI_HANDLER) $(CGI_SESSIOND)
+	@[ -n "$(DIR)" ] || { echo "usage: make install-cgi DIR=~/public_html/chat" >&2; exit 2; }
+	install -d $(DIR) $(DIR)/data
+	install -m 755 $(CGI_HANDLER) $(DIR)/http-bind
+	install -m 755 $(CGI_SESSIOND) $(DIR)/sessiond
+	[ -e $(DIR)/bosh.conf ] || install -m 644 conf/apache/bosh-cgi.conf $(DIR)/bosh.conf
+	[ -e $(DIR)/.htaccess ] || install -m 644 conf/apache/htaccess-cgi $(DIR)/.htaccess
+	printf '# sessiond'"'"'s database, sockets and logs: not for the web\nRequire all denied\n' \
+		> $(DIR)/data/.htaccess
+	@echo "Now set backend.DOMAIN in $(DIR)/bosh.conf; the endpoint is that folder's URL + /http-bind."
 
 clean:
 	rm -rf $(B)

@@ -223,3 +223,146 @@ def test_apache_fcgid_held_requests_do_not_starve_others(st):
     for s, p in held:
         s.terminate()
         expect(isinstance(p.join(10), bosh.Response), "held request answered at terminate")
+
+
+# ---- plain CGI from .htaccess (make install-cgi) ----
+
+def install_cgi(st, d, extra=""):
+    r = subprocess.run(["make", "-s", "-C", REPO, "install-cgi", "DIR=" + d,
+                        "CGI_HANDLER=" + st.handler_bin, "CGI_SESSIOND=" + st.sessiond_bin],
+                       capture_output=True, text=True, timeout=300)
+    expect(r.returncode == 0, "make install-cgi: " + r.stdout + r.stderr)
+    with open(os.path.join(d, "bosh.conf"), "a") as f:
+        f.write(test_conf(st, extra))
+    give_to_web_user(d)
+    conf = os.path.realpath(os.path.join(d, "bosh.conf"))  # what the handler finds beside itself
+    _autostarted.append(conf)
+    return conf
+
+
+def cgi_apache(st):
+    if "cgi" not in _apaches:
+        d = os.path.join(st.dir, "apache-cgi")
+        _apaches["cgi"] = a = Apache(d, ["cgid"], None,
+                                     extra="SetEnv ASAN_OPTIONS detect_leaks=0:abort_on_error=0\n")
+        install_cgi(st, os.path.join(a.htdocs, "chat"))
+        a.start()
+    return _apaches["cgi"]
+
+
+def cgi_site(st):
+    a = cgi_apache(st)
+    d = os.path.join(a.htdocs, "chat")
+    return (Site(a.url("/chat/http-bind"), st.domain, os.path.join(d, "data", "sessions.db"),
+                 os.path.join(d, "data", "sessiond.log")), os.path.realpath(os.path.join(d, "bosh.conf")))
+
+
+def create(site, **kw):
+    s = Session(site.url, site.domain, wait=2, **kw)
+    return s, s.create()
+
+
+@case
+def test_apache_cgi_first_request_starts_sessiond(st):
+    site, conf = cgi_site(st)
+    expect(not daemons_for(conf), "no sessiond before the first request")
+    s, r = create(site)
+    expect(r.status == 200 and r.attr("sid"), r)
+    pid = int(open(os.path.join(os.path.dirname(conf), "data", "sessiond.pid")).read())
+    expect(daemons_for(conf) == [pid], "one sessiond, started by the first request: %r" % daemons_for(conf))
+    uid = re.search(r"^Uid:\s+(\d+)", open("/proc/%d/status" % pid).read(), re.M).group(1)
+    want = os.stat(os.path.dirname(conf)).st_uid
+    expect(int(uid) == want, "sessiond runs as the folder's owner, no root: %s" % uid)
+    s.terminate()
+    same_cases_as_nginx(site)
+
+
+@case
+def test_apache_cgi_only_the_endpoint_is_served(st):
+    site, conf = cgi_site(st)
+    base = site.url.rsplit("/", 1)[0]
+    import urllib.request
+    import urllib.error
+    for name in ("bosh.conf", "sessiond", "data/sessions.db", "data/sessiond.log", ".htaccess"):
+        try:
+            urllib.request.urlopen(base + "/" + name, timeout=10)
+            raise AssertionError("%s is readable from the web" % name)
+        except urllib.error.HTTPError as e:
+            expect(e.code == 403, "%s: %d" % (name, e.code))
+
+
+@case
+def test_apache_cgi_20_first_requests_start_one_sessiond(st):
+    site, conf = cgi_site(st)
+    stop_daemons(conf)
+    with concurrent.futures.ThreadPoolExecutor(20) as ex:
+        results = list(ex.map(lambda _: create(site)[1], range(20)))
+    expect(all(r.status == 200 and r.attr("sid") for r in results), results)
+    expect(len(set(r.attr("sid") for r in results)) == 20, "20 sessions")
+    expect(len(daemons_for(conf)) == 1, "one sessiond for 20 racing requests: %r" % daemons_for(conf))
+
+
+@case
+def test_apache_cgi_sessiond_killed_between_requests(st):
+    site, conf = cgi_site(st)
+    s = cases.login(site, "alice", "killed")
+    row(site, s.sid, until=lambda r: r["rid"] == s.rid)
+    old = daemons_for(conf)
+    expect(len(old) == 1, old)
+    os.kill(old[0], signal.SIGKILL)
+    wait_for(lambda: not os.path.exists("/proc/%d" % old[0]), 10, "sessiond to die")
+    r = s.request()
+    # the documented answer for a session whose sessiond went away
+    expect(r.status == 200 and r.type == "terminate" and r.condition == "remote-connection-failed", r)
+    new = daemons_for(conf)
+    expect(len(new) == 1 and new != old, "the request started a new sessiond: %r -> %r" % (old, new))
+    expect(row(site, s.sid)["state"] == "lost", "the row says lost")
+    s2 = cases.login(site, "alice", "after")
+    s2.terminate()
+
+
+@case
+def test_apache_cgi_idle_exit(st):
+    site, conf = cgi_site(st)
+    with open(conf) as f:
+        original = f.read()
+    try:
+        with open(conf, "a") as f:
+            f.write("idle_exit = 2\n")
+        stop_daemons(conf)
+        s, r = create(site)
+        pid = daemons_for(conf)
+        expect(r.attr("sid") and len(pid) == 1, pid)
+        s.terminate()
+        # no session left: it leaves after 2 s (checked every half second)
+        wait_for(lambda: not daemons_for(conf), 15, "sessiond to leave after idle_exit")
+        expect(re.search(r"no session for 2 s \(idle_exit\): stopping", open(site.sessiond_log).read()),
+               "the exit is logged")
+        expect(not os.path.exists(os.path.join(os.path.dirname(conf), "data", "sessiond.sock")),
+               "its socket is gone")
+        s, r = create(site)
+        expect(r.status == 200 and r.attr("sid"), "the next request starts it again: %r" % r)
+        s.terminate()
+    finally:
+        with open(conf, "w") as f:
+            f.write(original)
+        stop_daemons(conf)
+
+
+@case
+def test_apache_cgi_sessiond_cannot_start(st):
+    a = cgi_apache(st)
+    d = os.path.join(a.htdocs, "broken")
+    conf = install_cgi(st, d, "database = no-such-folder/sessions.db\n")
+    t0 = time.time()
+    r = bosh.post_raw(a.url("/broken/http-bind"),
+                      bosh.body({"to": st.domain, "rid": 5, "wait": 2, "ver": "1.11"}))
+    took = time.time() - t0
+    expect(r.status == 503 and r.type == "terminate" and r.condition == "remote-connection-failed", r)
+    # sessiond says at once that it failed: the handler does not wait out its 10 s
+    expect(took < 8, "answered after %.1fs" % took)
+    expect(not daemons_for(conf), "no sessiond left behind")
+    log = open(os.path.join(d, "data", "handler.log"), errors="replace").read()
+    expect(re.search(r"autostart: .*sessiond -c .*bosh\.conf did not start", log), "logged: " + log[-500:])
+    expect("no-such-folder" in open(os.path.join(d, "data", "sessiond.log"), errors="replace").read(),
+           "sessiond's reason is in its log")
