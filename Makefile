@@ -5,6 +5,7 @@
 #   make run      start nginx + sessiond + handlers (+ a local Prosody) on loopback
 #   make test     unit tests (plain and with ASan/UBSan) and end-to-end tests
 #   make bench    side-by-side benchmark against Prosody's mod_bosh
+#   make install PREFIX=/usr/local [DESTDIR=...]   programs, SQL, examples, man pages
 #   make install-cgi DIR=~/public_html/chat          a shared-hosting folder (CGI)
 #
 # `make run` and `make test` install missing Debian packages when run as
@@ -30,7 +31,7 @@ SESSIOND_SRC := sessiond/main.c sessiond/loop.c sessiond/reply.c sessiond/xmpp.c
 UNIT_TESTS := body splitter frame ridwin config query jsonattrs
 
 .PHONY: all deps-build deps-run deps-test deps-bench run test unit unit-asan e2e bench clean \
-	install-cgi
+	install install-cgi
 all: $(B)/sessiond $(B)/bosh-handler $(B)/bosh-prebind
 
 # ---- dependencies ---------------------------------------------------------
@@ -122,6 +123,29 @@ bench: deps-bench all
 	sh tests/bench.sh
 
 # ---- installing -------------------------------------------------------------
+# sessiond and bosh-handler go side by side (sessiond finds the handler
+# beside itself, and the handler finds sessiond there for autostart).
+PREFIX  ?= /usr/local
+DESTDIR ?=
+SBINDIR := $(PREFIX)/sbin
+BINDIR  := $(PREFIX)/bin
+DATADIR := $(PREFIX)/share/bosh-cm
+DOCDIR  := $(PREFIX)/share/doc/bosh-cm
+MANDIR  := $(PREFIX)/share/man
+
+install: all
+	install -d $(DESTDIR)$(SBINDIR) $(DESTDIR)$(BINDIR) $(DESTDIR)$(DATADIR)/sql \
+		$(DESTDIR)$(DOCDIR)/examples/nginx $(DESTDIR)$(DOCDIR)/examples/apache \
+		$(DESTDIR)$(MANDIR)/man8
+	install -m 755 $(B)/sessiond $(B)/bosh-handler $(DESTDIR)$(SBINDIR)/
+	install -m 755 $(B)/bosh-prebind tools/bosh-discovery $(DESTDIR)$(BINDIR)/
+	install -m 644 sql/schema.sql sql/views.sql $(DESTDIR)$(DATADIR)/sql/
+	install -m 644 conf/bosh.conf.example $(DESTDIR)$(DOCDIR)/examples/
+	install -m 644 conf/nginx/*.conf $(DESTDIR)$(DOCDIR)/examples/nginx/
+	install -m 644 conf/apache/* $(DESTDIR)$(DOCDIR)/examples/apache/
+	install -m 644 README.md $(DESTDIR)$(DOCDIR)/
+	install -m 644 man/sessiond.8 man/bosh-handler.8 $(DESTDIR)$(MANDIR)/man8/
+
 # A folder a web host serves, laid out for plain CGI: the handler as
 # `http-bind`, sessiond beside it, a bosh.conf (kept if there is one) and
 # .htaccess files that let the web reach http-bind and nothing else.

@@ -366,3 +366,27 @@ def test_apache_cgi_sessiond_cannot_start(st):
     expect(re.search(r"autostart: .*sessiond -c .*bosh\.conf did not start", log), "logged: " + log[-500:])
     expect("no-such-folder" in open(os.path.join(d, "data", "sessiond.log"), errors="replace").read(),
            "sessiond's reason is in its log")
+
+
+# ---- installing ----
+
+@case
+def test_make_install(st):
+    dest = tempfile.mkdtemp(prefix="bosh-install-", dir=st.dir)
+    r = subprocess.run(["make", "-s", "-C", REPO, "install", "PREFIX=/opt/bosh", "DESTDIR=" + dest],
+                       capture_output=True, text=True, timeout=300)
+    expect(r.returncode == 0, "make install: " + r.stdout + r.stderr)
+    root = os.path.join(dest, "opt/bosh")
+    for f in ("sbin/sessiond", "sbin/bosh-handler", "bin/bosh-prebind", "bin/bosh-discovery",
+              "share/bosh-cm/sql/schema.sql", "share/bosh-cm/sql/views.sql",
+              "share/man/man8/sessiond.8", "share/man/man8/bosh-handler.8",
+              "share/doc/bosh-cm/examples/bosh.conf.example",
+              "share/doc/bosh-cm/examples/nginx/bosh.conf",
+              "share/doc/bosh-cm/examples/apache/proxy-fcgi.conf",
+              "share/doc/bosh-cm/examples/apache/fcgid.conf",
+              "share/doc/bosh-cm/examples/apache/htaccess-cgi"):
+        expect(os.path.isfile(os.path.join(root, f)), "installed: " + f)
+    expect(os.access(os.path.join(root, "sbin/sessiond"), os.X_OK), "sessiond is executable")
+    r = subprocess.run([os.path.join(root, "sbin/sessiond"), "-t", "-c", st.conf],
+                       capture_output=True, text=True, timeout=30)
+    expect(r.returncode == 0 and "OK" in r.stdout, "the installed sessiond runs: %r" % r)
