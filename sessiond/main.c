@@ -46,6 +46,7 @@ static int ready_fd = -1;        /* to the process that started the daemon */
 static struct timer idle_timer;  /* idle_exit */
 static int idle_empty;           /* no session since idle_since */
 static uint64_t idle_since;
+static int control_gone;         /* the control socket's file is already removed */
 
 static void usage(void)
 {
@@ -247,6 +248,20 @@ static void housekeep(void *ctx)
 	timer_set(loop, &housekeeping, loop_now(loop) + HOUSEKEEPING_MS);
 }
 
+/* Only if it is still ours: after an idle exit, a new sessiond may
+ * already have started and written its own. */
+static void remove_pid_file(void)
+{
+	long pid = 0;
+	FILE *f = cfg.pid_file[0] ? fopen(cfg.pid_file, "r") : NULL;
+	if (!f)
+		return;
+	int ours = fscanf(f, "%ld", &pid) == 1 && pid == (long)getpid();
+	fclose(f);
+	if (ours && unlink(cfg.pid_file) < 0)
+		log_warn("cannot remove pid_file %s: %s", cfg.pid_file, strerror(errno));
+}
+
 static void write_pid_file(void)
 {
 	if (!cfg.pid_file[0])
@@ -335,6 +350,9 @@ static void check_idle(void *ctx)
 		idle_since = now;
 	} else if (now - idle_since >= (uint64_t)cfg.idle_exit * 1000) {
 		log_info("no session for %ld s (idle_exit): stopping", cfg.idle_exit);
+		/* Off the file system first: a handler that comes now starts a new
+		 * sessiond rather than queue a request this one will never read. */
+		control_gone = unlink(cfg.control_socket) == 0;
 		loop_stop(loop);
 		return;
 	}
@@ -401,12 +419,12 @@ static int run(const char *config_path)
 	pool_stop();
 	sessions_shutdown();
 	front_stop();
-	unlink(cfg.control_socket);
+	if (!control_gone)
+		unlink(cfg.control_socket);
 	if (fcgi >= 0 && cfg.fcgi_socket[0] == '/')
 		unlink(cfg.fcgi_socket);
 	store_close();
-	if (cfg.pid_file[0])
-		unlink(cfg.pid_file);
+	remove_pid_file();
 	log_info("sessiond stopped");
 	return rc < 0 ? 1 : 0;
 }

@@ -322,6 +322,23 @@ def test_apache_cgi_sessiond_killed_between_requests(st):
 
 
 @case
+def test_apache_cgi_sessiond_killed_under_a_held_request(st):
+    site, conf = cgi_site(st)
+    s = cases.login(site, "bob", "held-kill")
+    held = s.request_async()
+    time.sleep(0.5)
+    expect(not held.done(), "held")
+    old = daemons_for(conf)
+    os.kill(old[0], signal.SIGKILL)
+    # the handler sees sessiond go with the request unanswered, and asks a new one
+    r = held.join(15)
+    expect(isinstance(r, bosh.Response) and r.status == 200 and r.type == "terminate" and
+           r.condition == "remote-connection-failed", r)
+    new = daemons_for(conf)
+    expect(len(new) == 1 and new != old, "a new sessiond: %r -> %r" % (old, new))
+
+
+@case
 def test_apache_cgi_idle_exit(st):
     site, conf = cgi_site(st)
     with open(conf) as f:
@@ -338,8 +355,9 @@ def test_apache_cgi_idle_exit(st):
         wait_for(lambda: not daemons_for(conf), 15, "sessiond to leave after idle_exit")
         expect(re.search(r"no session for 2 s \(idle_exit\): stopping", open(site.sessiond_log).read()),
                "the exit is logged")
-        expect(not os.path.exists(os.path.join(os.path.dirname(conf), "data", "sessiond.sock")),
-               "its socket is gone")
+        for name in ("sessiond.sock", "sessiond.pid"):
+            expect(not os.path.exists(os.path.join(os.path.dirname(conf), "data", name)),
+                   "its %s is gone" % name)
         s, r = create(site)
         expect(r.status == 200 and r.attr("sid"), "the next request starts it again: %r" % r)
         s.terminate()
