@@ -81,6 +81,8 @@ StartServers 1
 ServerLimit 2
 ThreadsPerChild 32
 MaxRequestWorkers 64
+MinSpareThreads 8
+MaxSpareThreads 64
 <IfModule cgid_module>
 	ScriptSock %(d)s/run/cgid.sock
 </IfModule>

@@ -1,8 +1,10 @@
 """The end-to-end cases behind Apache, in each of its three modes, with the
 configs of conf/apache/:
 
-- mod_proxy_fcgi to the handler pool of the main stack's sessiond;
-- mod_fcgid: Apache runs the handlers, the first one starts sessiond;
+- mod_proxy_fcgi to the handler pool of the main stack's sessiond (and to
+  a pool on TCP);
+- mod_fcgid: Apache runs the handlers, the first one starts sessiond (from
+  the server config, and from .htaccess);
 - plain CGI from .htaccess, in a folder laid out by `make install-cgi`.
 
 Each mode runs the same BOSH cases as nginx does (login, message both ways,
@@ -22,7 +24,7 @@ import cases
 from apache import Apache, tail
 from bosh import Session
 from cases import USERS, daemons_for, expect, row
-from stack import REPO, wait_for
+from stack import REPO, free_port, port_open, wait_for
 
 CASES = []
 _apaches = {}      # mode -> Apache
@@ -124,6 +126,25 @@ def test_apache_proxy_fcgi(st):
     expect(r.headers.get("Server", "").startswith("Apache"), "answered through Apache: %r" % r.headers)
     expect(r.headers.get("X-Served-By") == "bosh-cm-test", "sessiond's answer, headers and all")
     same_cases_as_nginx(site)
+
+
+@case
+def test_apache_proxy_fcgi_over_tcp(st):
+    """fcgi_socket = HOST:PORT and the ProxyPass line for it from proxy-fcgi.conf."""
+    port = free_port()
+    other = cases.side_stack(st, "fcgi_socket = 127.0.0.1:%d\n" % port)
+    d = os.path.join(st.dir, "apache-proxy-tcp")
+    a = Apache(d, ["proxy", "proxy_fcgi"], "conf/apache/proxy-fcgi.conf",
+               {'"unix:/run/bosh/handler.sock|fcgi://localhost/"': '"fcgi://127.0.0.1:%d/"' % port})
+    try:
+        other.start_sessiond()
+        wait_for(lambda: port_open(port), 10, "the handler pool on TCP")
+        a.start()
+        site = Site(a.url(), st.domain, other.db, other.sessiond_log)
+        cases.test_login_restart_bind(site)
+    finally:
+        a.stop()
+        other.stop()
 
 
 # ---- mod_fcgid ----
@@ -246,6 +267,9 @@ def cgi_apache(st):
         _apaches["cgi"] = a = Apache(d, ["cgid"], None,
                                      extra="SetEnv ASAN_OPTIONS detect_leaks=0:abort_on_error=0\n")
         install_cgi(st, os.path.join(a.htdocs, "chat"))
+        # a path from SetEnv in .htaccess, as a user would set it there
+        with open(os.path.join(a.htdocs, "chat", ".htaccess"), "a") as f:
+            f.write("SetEnv BOSH_HANDLER_LOG_FILE data/handler-setenv.log\n")
         a.start()
     return _apaches["cgi"]
 
@@ -273,6 +297,9 @@ def test_apache_cgi_first_request_starts_sessiond(st):
     uid = re.search(r"^Uid:\s+(\d+)", open("/proc/%d/status" % pid).read(), re.M).group(1)
     want = os.stat(os.path.dirname(conf)).st_uid
     expect(int(uid) == want, "sessiond runs as the folder's owner, no root: %s" % uid)
+    log = os.path.join(os.path.dirname(conf), "data", "handler-setenv.log")
+    expect(os.path.exists(log) and "autostart: started sessiond" in open(log).read(),
+           "the handler log named by SetEnv in .htaccess")
     s.terminate()
     same_cases_as_nginx(site)
 
@@ -384,6 +411,29 @@ def test_apache_cgi_sessiond_cannot_start(st):
     expect(re.search(r"autostart: .*sessiond -c .*bosh\.conf did not start", log), "logged: " + log[-500:])
     expect("no-such-folder" in open(os.path.join(d, "data", "sessiond.log"), errors="replace").read(),
            "sessiond's reason is in its log")
+
+
+@case
+def test_apache_fcgid_from_htaccess(st):
+    """A folder of make install-cgi with htaccess-fcgid, on a host with mod_fcgid."""
+    d = os.path.join(st.dir, "apache-fcgid-htaccess")
+    a = Apache(d, ["fcgid"], None, extra="FcgidInitialEnv ASAN_OPTIONS detect_leaks=0:abort_on_error=0\n"
+               "FcgidIOTimeout 90\nFcgidBusyTimeout 120\nFcgidMaxProcessesPerClass 64\n")
+    _apaches["fcgid-htaccess"] = a
+    chat = os.path.join(a.htdocs, "chat")
+    conf = install_cgi(st, chat)
+    subprocess.run(["install", "-m", "644", os.path.join(REPO, "conf/apache/htaccess-fcgid"),
+                    os.path.join(chat, ".htaccess")], check=True)
+    a.start()
+    site = Site(a.url("/chat/http-bind"), st.domain, os.path.join(chat, "data", "sessions.db"),
+                os.path.join(chat, "data", "sessiond.log"))
+    expect(not daemons_for(conf), "no sessiond before the first request")
+    cases.test_login_restart_bind(site)
+    cases.test_empty_answer_after_wait(site)
+    expect(len(daemons_for(conf)) == 1, "one sessiond: %r" % daemons_for(conf))
+    handlers = [p for p in map(int, filter(str.isdigit, os.listdir("/proc")))
+                if cmdline(p) == [os.path.join(chat, "http-bind")]]
+    expect(handlers, "mod_fcgid runs http-bind as a FastCGI process")
 
 
 # ---- installing ----
