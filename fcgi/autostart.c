@@ -55,10 +55,30 @@ static void exec_sessiond(const struct config *cfg, const char *config_path)
 	_exit(127);
 }
 
+/* Waits for pid at most timeout_ms; 0 when it exited, with *status. */
+static int wait_child(pid_t pid, int *status, int timeout_ms)
+{
+	for (int waited = 0;; waited += POLL_MS) {
+		pid_t got = waitpid(pid, status, WNOHANG);
+		if (got == pid)
+			return 0;
+		if (got < 0 && errno != EINTR) {
+			log_error("autostart: waitpid: %s", strerror(errno));
+			return -1;
+		}
+		if (waited >= timeout_ms) {
+			log_error("autostart: sessiond (pid %ld) not ready after %d ms", (long)pid, timeout_ms);
+			return -1;
+		}
+		sleep_ms(POLL_MS);
+	}
+}
+
 /* sessiond becomes a daemon itself (fork, setsid, fork), and its first
  * process exits only once the daemon is ready (0) or has failed: waiting for
- * that child is waiting for the outcome. */
-static int spawn(const struct config *cfg, const char *config_path)
+ * that child is waiting for the outcome. Bounded: a sessiond stuck in its
+ * start (a DNS lookup of a backend) must not hold every request. */
+static int spawn(const struct config *cfg, const char *config_path, int timeout_ms)
 {
 	if (strcmp(cfg->log_file, "-") == 0)
 		log_warn("autostart: log_file is '-': the sessiond started now logs nowhere; set log_file");
@@ -70,14 +90,12 @@ static int spawn(const struct config *cfg, const char *config_path)
 	if (pid == 0)
 		exec_sessiond(cfg, config_path);
 	int status = 0;
-	pid_t got;
-	do
-		got = waitpid(pid, &status, 0);
-	while (got < 0 && errno == EINTR);
-	if (got < 0 || !WIFEXITED(status) || WEXITSTATUS(status) != 0) {
-		log_error("autostart: %s -c %s did not start (%s %d); its reason is in %s",
-		          cfg->sessiond_path, config_path, got < 0 ? "waitpid failed," : "exit status",
-		          got < 0 ? errno : WIFEXITED(status) ? WEXITSTATUS(status) : -1, cfg->log_file);
+	if (wait_child(pid, &status, timeout_ms) < 0)
+		return -1;
+	if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+		log_error("autostart: %s -c %s did not start (exit status %d); its reason is in %s",
+		          cfg->sessiond_path, config_path, WIFEXITED(status) ? WEXITSTATUS(status) : -1,
+		          cfg->log_file);
 		return -1;
 	}
 	log_info("autostart: started sessiond (%s -c %s)", cfg->sessiond_path, config_path);
@@ -114,7 +132,7 @@ int autostart_sessiond(const struct config *cfg, const char *config_path, int ti
 	 * before us may just have started sessiond. */
 	int rc = 0;
 	if (!sessiond_answers(cfg->control_socket)) {
-		rc = spawn(cfg, config_path);
+		rc = spawn(cfg, config_path, timeout_ms);
 		int waited = 0;
 		while (rc == 0 && !sessiond_answers(cfg->control_socket) && waited < timeout_ms) {
 			sleep_ms(POLL_MS);
