@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #define POLL_MS 25
+#define READY_GRACE_MS 1000
 
 static void sleep_ms(int ms)
 {
@@ -133,14 +134,15 @@ int autostart_sessiond(const struct config *cfg, const char *config_path, int ti
 	int rc = 0;
 	if (!sessiond_answers(cfg->control_socket)) {
 		rc = spawn(cfg, config_path, timeout_ms);
+		/* Ready means listening; a short grace covers a full listen queue. */
 		int waited = 0;
-		while (rc == 0 && !sessiond_answers(cfg->control_socket) && waited < timeout_ms) {
+		while (rc == 0 && !sessiond_answers(cfg->control_socket) && waited < READY_GRACE_MS) {
 			sleep_ms(POLL_MS);
 			waited += POLL_MS;
 		}
-		if (rc == 0 && waited >= timeout_ms) {
-			log_error("autostart: sessiond did not answer on %s within %d ms", cfg->control_socket,
-			          timeout_ms);
+		if (rc == 0 && waited >= READY_GRACE_MS) {
+			log_error("autostart: sessiond said it was ready but does not answer on %s",
+			          cfg->control_socket);
 			rc = -1;
 		}
 	}
