@@ -5,6 +5,8 @@
 #   make run      start nginx + sessiond + handlers (+ a local Prosody) on loopback
 #   make test     unit tests (plain and with ASan/UBSan) and end-to-end tests
 #   make bench    side-by-side benchmark against Prosody's mod_bosh
+#   make install PREFIX=/usr/local [DESTDIR=...]   programs, SQL, examples, man pages
+#   make install-cgi DIR=~/public_html/chat          a shared-hosting folder (CGI)
 #
 # `make run` and `make test` install missing Debian packages when run as
 # root, and say exactly which are missing otherwise.
@@ -18,7 +20,7 @@ B       := build
 # Debian packages: to build, to test, to run the demo.
 BUILD_DEBS := gcc make pkg-config libfcgi-dev libsqlite3-dev libexpat1-dev libssl-dev libc-ares-dev
 RUN_DEBS   := nginx prosody sqlite3 python3
-TEST_DEBS  := $(RUN_DEBS) spawn-fcgi nodejs
+TEST_DEBS  := $(RUN_DEBS) spawn-fcgi nodejs apache2 libapache2-mod-fcgid
 BENCH_DEBS := $(RUN_DEBS) wrk
 
 COMMON_SRC  := common/log.c common/frame.c common/config.c
@@ -29,7 +31,8 @@ SESSIOND_SRC := sessiond/main.c sessiond/loop.c sessiond/reply.c sessiond/xmpp.c
 	sessiond/dial.c sessiond/tls.c sessiond/snapshot.c sessiond/restart.c $(COMMON_SRC)
 UNIT_TESTS := body splitter frame ridwin config query jsonattrs
 
-.PHONY: all deps-build deps-run deps-test deps-bench run test unit unit-asan e2e bench clean
+.PHONY: all deps-build deps-run deps-test deps-bench run test unit unit-asan e2e bench clean \
+	install install-cgi
 all: $(B)/sessiond $(B)/bosh-handler $(B)/bosh-prebind
 
 # ---- dependencies ---------------------------------------------------------
@@ -121,6 +124,48 @@ run: deps-run all
 
 bench: deps-bench all
 	sh tests/bench.sh
+
+# ---- installing -------------------------------------------------------------
+# sessiond and bosh-handler go side by side (sessiond finds the handler
+# beside itself, and the handler finds sessiond there for autostart).
+PREFIX  ?= /usr/local
+DESTDIR ?=
+SBINDIR := $(PREFIX)/sbin
+BINDIR  := $(PREFIX)/bin
+DATADIR := $(PREFIX)/share/bosh-cm
+DOCDIR  := $(PREFIX)/share/doc/bosh-cm
+MANDIR  := $(PREFIX)/share/man
+
+install: all
+	install -d $(DESTDIR)$(SBINDIR) $(DESTDIR)$(BINDIR) $(DESTDIR)$(DATADIR)/sql \
+		$(DESTDIR)$(DOCDIR)/examples/nginx $(DESTDIR)$(DOCDIR)/examples/apache \
+		$(DESTDIR)$(MANDIR)/man8
+	install -m 755 $(B)/sessiond $(B)/bosh-handler $(DESTDIR)$(SBINDIR)/
+	install -m 755 $(B)/bosh-prebind tools/bosh-discovery $(DESTDIR)$(BINDIR)/
+	install -m 644 sql/schema.sql sql/views.sql $(DESTDIR)$(DATADIR)/sql/
+	install -m 644 conf/bosh.conf.example $(DESTDIR)$(DOCDIR)/examples/
+	install -m 644 conf/nginx/*.conf $(DESTDIR)$(DOCDIR)/examples/nginx/
+	install -m 644 conf/apache/* $(DESTDIR)$(DOCDIR)/examples/apache/
+	install -m 644 README.md $(DESTDIR)$(DOCDIR)/
+	install -m 644 man/sessiond.8 man/bosh-handler.8 $(DESTDIR)$(MANDIR)/man8/
+
+# A folder a web host serves, laid out for plain CGI: the handler as
+# `http-bind`, sessiond beside it, a bosh.conf (kept if there is one) and
+# .htaccess files that let the web reach http-bind and nothing else.
+# CGI_HANDLER and CGI_SESSIOND pick other builds (the tests use the sanitizer ones).
+CGI_HANDLER  ?= $(B)/bosh-handler
+CGI_SESSIOND ?= $(B)/sessiond
+
+install-cgi: $(CGI_HANDLER) $(CGI_SESSIOND)
+	@[ -n "$(DIR)" ] || { echo "usage: make install-cgi DIR=~/public_html/chat" >&2; exit 2; }
+	install -d $(DIR) $(DIR)/data
+	install -m 755 $(CGI_HANDLER) $(DIR)/http-bind
+	install -m 755 $(CGI_SESSIOND) $(DIR)/sessiond
+	[ -e $(DIR)/bosh.conf ] || install -m 644 conf/apache/bosh-cgi.conf $(DIR)/bosh.conf
+	[ -e $(DIR)/.htaccess ] || install -m 644 conf/apache/htaccess-cgi $(DIR)/.htaccess
+	printf '# sessiond'"'"'s database, sockets and logs: not for the web\nRequire all denied\n' \
+		> $(DIR)/data/.htaccess
+	@echo "Now set backend.DOMAIN in $(DIR)/bosh.conf; the endpoint is that folder's URL + /http-bind."
 
 clean:
 	rm -rf $(B)

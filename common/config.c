@@ -4,10 +4,12 @@
 
 #include <ctype.h>
 #include <errno.h>
+#include <pwd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <unistd.h>
 
 enum key_kind { K_PATH, K_STRING, K_NUMBER, K_LEVEL };
 
@@ -33,6 +35,7 @@ static const struct key keys[] = {
 	PATHKEY("sessiond_path", sessiond_path),
 	PATHKEY("pid_file", pid_file),
 	NUMKEY("autostart", autostart, 0, 1),
+	NUMKEY("idle_exit", idle_exit, 0, 30L * 86400),
 	STRKEY("user", user),
 	STRKEY("group", group),
 	{ "log_level", K_LEVEL, offsetof(struct config, log_level), 0, 0, 0 },
@@ -104,11 +107,24 @@ static char *trim(char *s)
 	return s;
 }
 
-/* Relative paths are relative to the config file, so one folder holds a deployment. */
+/* The account's own home, not $HOME: web servers run CGI programs without it. */
+static const char *home_dir(void)
+{
+	const struct passwd *pw = getpwuid(geteuid());
+	if (pw && pw->pw_dir && pw->pw_dir[0])
+		return pw->pw_dir;
+	const char *home = getenv("HOME");
+	return home && *home ? home : "/";
+}
+
+/* Relative paths are relative to the config file, so one folder holds a
+ * deployment; "~/" is the user's home (shared hosting, no system folders). */
 static int set_path(char *dst, size_t size, const char *dir, const char *value)
 {
 	int n;
-	if (value[0] == '/' || strcmp(value, "-") == 0 || value[0] == 0 || !dir[0] ||
+	if (strncmp(value, "~/", 2) == 0)
+		n = snprintf(dst, size, "%s/%s", home_dir(), value + 2);
+	else if (value[0] == '/' || strcmp(value, "-") == 0 || value[0] == 0 || !dir[0] ||
 	    (strchr(value, ':') && value[0] != '.'))
 		n = snprintf(dst, size, "%s", value);
 	else
@@ -268,6 +284,25 @@ static void anchor_default_paths(struct config *c, const char *dir)
 	}
 }
 
+/* BOSH_DATABASE=... and the like, from SetEnv or FcgidInitialEnv. sessiond
+ * started by a handler inherits its environment, so both see the same paths. */
+static int apply_env(struct config *c, const char *dir, char *err, size_t errlen)
+{
+	for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) {
+		if (keys[i].kind != K_PATH)
+			continue;
+		char name[64] = "BOSH_";
+		for (size_t j = 0; keys[i].name[j] && j + 6 < sizeof name; j++)
+			name[5 + j] = (char)toupper((unsigned char)keys[i].name[j]);
+		const char *value = getenv(name);
+		if (value && *value && set_path((char *)c + keys[i].offset, keys[i].size, dir, value) < 0) {
+			snprintf(err, errlen, "environment %s: path too long", name);
+			return -1;
+		}
+	}
+	return 0;
+}
+
 static int check_consistency(struct config *c, const char **why, const char **key)
 {
 	if (c->default_wait > c->max_wait)
@@ -325,6 +360,8 @@ int config_load(struct config *c, const char *path, char *err, size_t errlen)
 		}
 	}
 	fclose(f);
+	if (rc == 0)
+		rc = apply_env(c, dir, err, errlen);
 	const char *why, *key;
 	if (rc == 0 && check_consistency(c, &why, &key) < 0) {
 		snprintf(err, errlen, "%s: key '%s': %s", path, key, why);

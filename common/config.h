@@ -6,8 +6,12 @@
  * its SRV records name (repeatable, one per domain); OPTIONS are starttls,
  * directtls, plain and pin-sha256=BASE64. "header = Name: value" adds a
  * header to every response (repeatable). Relative paths are taken
- * relative to the directory of the configuration file. Every key, its
- * default and its bounds are in the table in config.c and in README.md.
+ * relative to the directory of the configuration file; "~/" starts a path
+ * in the home directory of the user running the program. A path key can
+ * also come from the environment, BOSH_ and the key in capitals (e.g.
+ * BOSH_DATABASE, set with SetEnv or FcgidInitialEnv), and wins over the
+ * file. Every key, its default and its bounds are in the table in
+ * config.c and in README.md.
  */
 #ifndef BOSH_CONFIG_H
 #define BOSH_CONFIG_H
@@ -66,6 +70,7 @@ struct config {
 	long cors_max_age;              /* seconds a browser may cache a preflight */
 	long allow_get;                 /* serve bodies in GET query strings (JSONP, _BOSH_ script) */
 	long autostart;                 /* a handler that finds no sessiond starts one */
+	long idle_exit;                 /* seconds with no session before sessiond exits; 0 never */
 	char extra_headers[2048];       /* "Name: value\r\n" lines sent with every response */
 	/* the connections to XMPP servers */
 	char no_tls_domains[2048];      /* domains served without TLS (node-xmpp-bosh's name) */

@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #define POLL_MS 25
+#define READY_GRACE_MS 1000
 
 static void sleep_ms(int ms)
 {
@@ -35,31 +36,70 @@ int sessiond_answers(const char *control_socket)
 	return ok;
 }
 
-/* sessiond daemonizes itself (fork, setsid, fork): we wait only for the first child. */
-static int spawn(const struct config *cfg, const char *config_path)
+/* In the child: the web server's pipes and sockets must not stay open in a
+ * daemon that outlives this request (the server would wait for their EOF),
+ * so everything but stdio is closed and stdio goes to sessiond's log file,
+ * where even errors printed before its log is open are kept. */
+static void exec_sessiond(const struct config *cfg, const char *config_path)
 {
+	int null = open("/dev/null", O_RDWR);
+	int out = strcmp(cfg->log_file, "-") == 0 ? -1 : open(cfg->log_file, O_WRONLY | O_APPEND | O_CREAT, 0640);
+	if (out < 0)
+		out = null;
+	if (null < 0 || dup2(null, 0) < 0 || dup2(out, 1) < 0 || dup2(out, 2) < 0)
+		_exit(126);
+	if (close_range(3, ~0U, 0) < 0)
+		for (int fd = 3; fd < 1024; fd++)
+			close(fd);
+	execl(cfg->sessiond_path, cfg->sessiond_path, "-c", config_path, (char *)NULL);
+	dprintf(2, "bosh-handler: cannot run %s: %s\n", cfg->sessiond_path, strerror(errno));
+	_exit(127);
+}
+
+/* Waits for pid at most timeout_ms; 0 when it exited, with *status. */
+static int wait_child(pid_t pid, int *status, int timeout_ms)
+{
+	for (int waited = 0;; waited += POLL_MS) {
+		pid_t got = waitpid(pid, status, WNOHANG);
+		if (got == pid)
+			return 0;
+		if (got < 0 && errno != EINTR) {
+			log_error("autostart: waitpid: %s", strerror(errno));
+			return -1;
+		}
+		if (waited >= timeout_ms) {
+			log_error("autostart: sessiond (pid %ld) not ready after %d ms", (long)pid, timeout_ms);
+			return -1;
+		}
+		sleep_ms(POLL_MS);
+	}
+}
+
+/* sessiond becomes a daemon itself (fork, setsid, fork), and its first
+ * process exits only once the daemon is ready (0) or has failed: waiting for
+ * that child is waiting for the outcome. Bounded: a sessiond stuck in its
+ * start (a DNS lookup of a backend) must not hold every request. */
+static int spawn(const struct config *cfg, const char *config_path, int timeout_ms)
+{
+	if (strcmp(cfg->log_file, "-") == 0)
+		log_warn("autostart: log_file is '-': the sessiond started now logs nowhere; set log_file");
 	pid_t pid = fork();
 	if (pid < 0) {
 		log_error("autostart: fork: %s", strerror(errno));
 		return -1;
 	}
-	if (pid == 0) {
-		int null = open("/dev/null", O_RDWR);
-		if (null >= 0) {
-			dup2(null, 0);
-			dup2(null, 1);
-			dup2(null, 2);
-		}
-		execl(cfg->sessiond_path, cfg->sessiond_path, "-c", config_path, (char *)NULL);
-		_exit(127);
-	}
-	int status;
-	if (waitpid(pid, &status, 0) < 0 || !WIFEXITED(status) || WEXITSTATUS(status) != 0) {
-		log_error("autostart: %s -c %s failed to start (status %d); see its log file",
-		          cfg->sessiond_path, config_path, WIFEXITED(status) ? WEXITSTATUS(status) : -1);
+	if (pid == 0)
+		exec_sessiond(cfg, config_path);
+	int status = 0;
+	if (wait_child(pid, &status, timeout_ms) < 0)
+		return -1;
+	if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+		log_error("autostart: %s -c %s did not start (exit status %d); its reason is in %s",
+		          cfg->sessiond_path, config_path, WIFEXITED(status) ? WEXITSTATUS(status) : -1,
+		          cfg->log_file);
 		return -1;
 	}
-	log_info("autostart: started sessiond (%s)", cfg->sessiond_path);
+	log_info("autostart: started sessiond (%s -c %s)", cfg->sessiond_path, config_path);
 	return 0;
 }
 
@@ -93,15 +133,16 @@ int autostart_sessiond(const struct config *cfg, const char *config_path, int ti
 	 * before us may just have started sessiond. */
 	int rc = 0;
 	if (!sessiond_answers(cfg->control_socket)) {
-		rc = spawn(cfg, config_path);
+		rc = spawn(cfg, config_path, timeout_ms);
+		/* Ready means listening; a short grace covers a full listen queue. */
 		int waited = 0;
-		while (rc == 0 && !sessiond_answers(cfg->control_socket) && waited < timeout_ms) {
+		while (rc == 0 && !sessiond_answers(cfg->control_socket) && waited < READY_GRACE_MS) {
 			sleep_ms(POLL_MS);
 			waited += POLL_MS;
 		}
-		if (rc == 0 && waited >= timeout_ms) {
-			log_error("autostart: sessiond did not answer on %s within %d ms", cfg->control_socket,
-			          timeout_ms);
+		if (rc == 0 && waited >= READY_GRACE_MS) {
+			log_error("autostart: sessiond said it was ready but does not answer on %s",
+			          cfg->control_socket);
 			rc = -1;
 		}
 	}

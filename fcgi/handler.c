@@ -27,6 +27,9 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+/* Longest a request waits for the start lock, then again for a new sessiond. */
+#define AUTOSTART_WAIT_MS 10000
+
 static struct config cfg;
 static const char *config_file;  /* the one we read, for sessiond's autostart */
 static int sessiond_fd = -1;   /* persistent connection (FastCGI mode) */
@@ -66,7 +69,7 @@ static int connect_sessiond(int timeout_s)
 	int fd = connect_once(timeout_s, cfg.autostart);
 	if (fd >= 0 || !cfg.autostart)
 		return fd;
-	if (autostart_sessiond(&cfg, config_file, 10000) < 0)
+	if (autostart_sessiond(&cfg, config_file, AUTOSTART_WAIT_MS) < 0)
 		return -1;
 	return connect_once(timeout_s, 0);
 }
@@ -235,7 +238,10 @@ static void handle_fcgi(FCGX_Request *req)
 	FCGX_Free(req, 1);
 }
 
-/* Plain CGI: relay sessiond's answer to stdout. */
+/* Plain CGI: relay sessiond's answer to stdout. Returns 0, -1 on an error
+ * or a timeout, or RELAY_NONE if sessiond closed without a byte of answer
+ * (it stopped: killed, or idle_exit as the request came). */
+#define RELAY_NONE (-2)
 static int relay_cgi_answer(int fd)
 {
 	int got = 0;
@@ -243,6 +249,8 @@ static int relay_cgi_answer(int fd)
 		ssize_t n = recv(fd, frame_buf, FRAME_MAX, 0);
 		if (n < 0 && errno == EINTR)
 			continue;
+		if (n == 0 && !got)
+			return RELAY_NONE;
 		if (n <= 0)
 			return got ? 0 : -1;
 		const uint8_t *data;
@@ -256,6 +264,30 @@ static int relay_cgi_answer(int fd)
 			return -1;
 		got = 1;
 	}
+}
+
+/* Sends the frame and relays the answer. A sessiond that went away with
+ * the request unanswered is given one more try, with autostart a new one:
+ * whatever the old one knew is lost either way, and the new one answers
+ * what it can (a new session, or remote-connection-failed for an old one). */
+static int exchange_cgi(const uint8_t *frame, size_t len)
+{
+	struct timeval tv = { .tv_sec = cfg.max_wait + 30 };
+	int rc = -1;
+	for (int attempt = 0; attempt < 2; attempt++) {
+		int fd = connect_sessiond(5);
+		if (fd < 0)
+			return -1;
+		rc = send_frame(fd, frame, len, -1) == 0 &&
+		             setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv) == 0
+		         ? relay_cgi_answer(fd)
+		         : -1;
+		close(fd);
+		if (rc != RELAY_NONE || !cfg.autostart)
+			break;
+		log_warn("sessiond closed the connection without an answer; trying once more");
+	}
+	return rc == 0 ? 0 : -1;
 }
 
 static int run_cgi(void)
@@ -279,18 +311,13 @@ static int run_cgi(void)
 	if (len == 0)
 		len = body_from_query(&fr, getenv("QUERY_STRING"), wrap, sizeof wrap);
 	size_t flen = build_frame(&fr, &b, len, why, sizeof why);
-	int fd = flen ? connect_sessiond(5) : -1;
-	struct timeval tv = { .tv_sec = cfg.max_wait + 30 };
-	int ok = fd >= 0 && send_frame(fd, frame_buf, flen, -1) == 0 &&
-	         setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv) == 0 &&
-	         relay_cgi_answer(fd) == 0;
-	if (!ok) {
+	if (flen == 0)
+		log_error("request frame does not fit in %d bytes", FRAME_MAX);
+	if (flen == 0 || exchange_cgi(frame_buf, flen) < 0) {
 		static const char body[] = BOSH_TERMINATE_BODY("remote-connection-failed");
 		printf("Status: 503 Service Unavailable\r\nContent-Type: text/xml; charset=utf-8\r\n"
 		       "Content-Length: %zu\r\n\r\n%s", sizeof body - 1, body);
 	}
-	if (fd >= 0)
-		close(fd);
 	body_free(&b);
 	fflush(stdout);
 	return 0;
@@ -335,9 +362,13 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	log_open("bosh-handler", cfg.handler_log_file, (enum log_level)cfg.log_level);
+	if (access(path, R_OK) < 0)
+		log_warn("no configuration at %s (%s): using the defaults", path, strerror(errno));
 	if (!cfg.sessiond_path[0])
 		beside_self(cfg.sessiond_path, sizeof cfg.sessiond_path, "sessiond");
 	signal(SIGPIPE, SIG_IGN);
+	/* Web servers may start us with SIGCHLD ignored; autostart waits for its child. */
+	signal(SIGCHLD, SIG_DFL);
 	frame_buf = malloc(FRAME_MAX);
 	body_buf = malloc((size_t)cfg.max_data_held + 1);
 	if (!frame_buf || !body_buf || FCGX_Init() != 0) {

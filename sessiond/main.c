@@ -47,6 +47,11 @@ static struct io signals;
 static struct timer housekeeping;
 static struct restart_params restart;
 static char self_path[PATH_MAX];
+static int ready_fd = -1;        /* to the process that started the daemon */
+static struct timer idle_timer;  /* idle_exit */
+static int idle_empty;           /* no session since idle_since */
+static uint64_t idle_since;
+static int control_gone;         /* the control socket's file is already removed */
 
 static void usage(void)
 {
@@ -234,6 +239,20 @@ static void housekeep(void *ctx)
 	timer_set(loop, &housekeeping, loop_now(loop) + HOUSEKEEPING_MS);
 }
 
+/* Only if it is still ours: after an idle exit, a new sessiond may
+ * already have started and written its own. */
+static void remove_pid_file(void)
+{
+	long pid = 0;
+	FILE *f = cfg.pid_file[0] ? fopen(cfg.pid_file, "r") : NULL;
+	if (!f)
+		return;
+	int ours = fscanf(f, "%ld", &pid) == 1 && pid == (long)getpid();
+	fclose(f);
+	if (ours && unlink(cfg.pid_file) < 0)
+		log_warn("cannot remove pid_file %s: %s", cfg.pid_file, strerror(errno));
+}
+
 static void write_pid_file(void)
 {
 	if (!cfg.pid_file[0])
@@ -259,28 +278,80 @@ static void handler_binary(char *out, size_t size)
 	snprintf(out, size, "%s/bosh-handler", n > 0 ? self : ".");
 }
 
+/* Becomes a daemon (fork, setsid, fork). The first process stays until the
+ * daemon says it is ready (exit 0) or dies first (exit 1), so whoever started
+ * it, a handler starting it on demand among them, learns the outcome at once
+ * instead of polling a socket. stdout and stderr go to the log file: what the
+ * daemon or its libraries print (sanitizer reports too) is not lost. */
 static int daemonize(void)
 {
+	int ready[2];
+	if (pipe2(ready, O_CLOEXEC) < 0)
+		return -1;
 	pid_t pid = fork();
 	if (pid < 0)
 		return -1;
-	if (pid > 0)
-		_exit(0);
-	setsid();
-	if ((pid = fork()) < 0)
+	if (pid > 0) {
+		char c;
+		ssize_t n;
+		close(ready[1]);
+		do
+			n = read(ready[0], &c, 1);
+		while (n < 0 && errno == EINTR);
+		_exit(n == 1 ? 0 : 1);
+	}
+	close(ready[0]);
+	if (setsid() < 0 || (pid = fork()) < 0)
 		return -1;
 	if (pid > 0)
 		_exit(0);
+	ready_fd = ready[1];
 	int null = open("/dev/null", O_RDWR);
-	if (null >= 0) {
-		dup2(null, 0);
-		dup2(null, 1);
-		if (strcmp(cfg.log_file, "-") != 0)
-			dup2(null, 2);
-		if (null > 2)
-			close(null);
-	}
+	int out = strcmp(cfg.log_file, "-") == 0 ? -1 : open(cfg.log_file, O_WRONLY | O_APPEND | O_CREAT, 0640);
+	if (null < 0 || dup2(null, 0) < 0 || (out >= 0 && (dup2(out, 1) < 0 || dup2(out, 2) < 0)))
+		log_warn("cannot point standard streams at /dev/null and %s: %s", cfg.log_file, strerror(errno));
+	if (null > 2)
+		close(null);
+	if (out > 2)
+		close(out);
 	return 0;
+}
+
+static void tell_ready(void)
+{
+	if (ready_fd < 0)
+		return;
+	if (write(ready_fd, "r", 1) != 1)
+		log_warn("cannot tell the starting process we are ready: %s", strerror(errno));
+	close(ready_fd);
+	ready_fd = -1;
+}
+
+/* Shared hosts kill idle daemons anyway: with idle_exit, sessiond leaves by
+ * itself once it has had no session for that long, and the next request's
+ * handler starts a new one (autostart). */
+static void check_idle(void *ctx)
+{
+	(void)ctx;
+	uint64_t now = loop_now(loop);
+	if (restart_is_drainer())
+		return; /* the socket is the successor's; the drainer leaves by itself */
+	if (sessions_count() > 0) {
+		idle_empty = 0;
+	} else if (!idle_empty) {
+		idle_empty = 1;
+		idle_since = now;
+	} else if (now - idle_since >= (uint64_t)cfg.idle_exit * 1000) {
+		log_info("no session for %ld s (idle_exit): stopping", cfg.idle_exit);
+		/* Off the file system first: a handler that comes now starts a new
+		 * sessiond rather than queue a request this one will never read. */
+		control_gone = unlink(cfg.control_socket) == 0;
+		loop_stop(loop);
+		return;
+	}
+	/* a quarter of idle_exit: it exits at most 25% late */
+	uint64_t step = (uint64_t)cfg.idle_exit * 250;
+	timer_set(loop, &idle_timer, now + (step < 250 ? 250 : step > HOUSEKEEPING_MS ? HOUSEKEEPING_MS : step));
 }
 
 static int open_sockets(int *control, int *fcgi, uid_t uid, gid_t gid)
@@ -363,9 +434,14 @@ static int run(const char *config_path, const char *level, int resume_fd)
 	loop_set_idle(loop, sessions_idle, NULL);
 	housekeeping = (struct timer){ .cb = housekeep };
 	timer_set(loop, &housekeeping, loop_now(loop) + HOUSEKEEPING_MS);
+	if (cfg.idle_exit > 0) {
+		idle_timer = (struct timer){ .cb = check_idle };
+		check_idle(NULL);
+	}
 	log_info("sessiond ready: control socket %s, FastCGI %s, database %s, %zu domains",
 	         cfg.control_socket, fcgi >= 0 ? cfg.fcgi_socket : "(external handlers)", cfg.database,
 	         cfg.nbackends);
+	tell_ready();
 	int rc = loop_run(loop);
 	if (restart_is_drainer()) {
 		/* The sockets and the pid file are the successor's. */
@@ -377,14 +453,14 @@ static int run(const char *config_path, const char *level, int resume_fd)
 	pool_stop();
 	sessions_shutdown();
 	front_stop();
-	unlink(cfg.control_socket);
+	if (!control_gone)
+		unlink(cfg.control_socket);
 	if (fcgi >= 0 && cfg.fcgi_socket[0] == '/')
 		unlink(cfg.fcgi_socket);
 	store_close();
 	resolver_shutdown();
 	tls_shutdown();
-	if (cfg.pid_file[0])
-		unlink(cfg.pid_file);
+	remove_pid_file();
 	log_info("sessiond stopped");
 	return rc < 0 ? 1 : 0;
 }

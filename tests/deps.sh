@@ -21,8 +21,8 @@ if ! apt-get install -y -q --no-install-recommends $missing >/dev/null 2>&1; the
 		exit 1
 	}
 fi
-# A package's postinst may start its service (nginx, prosody): we run our own.
-for svc in nginx prosody; do
+# A package's postinst may start its service (nginx, prosody, apache2): we run our own.
+for svc in nginx prosody apache2; do
 	case " $missing " in *" $svc "*) (service "$svc" stop || systemctl stop "$svc") >/dev/null 2>&1 ;; esac
 done
 exit 0

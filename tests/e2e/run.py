@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
-"""End-to-end tests: real Prosody, real nginx, sessiond and its handlers
-(the AddressSanitizer build), real SQLite. Prints 'N passed, N failed'.
+"""End-to-end tests: real Prosody, real nginx and Apache, sessiond and its
+handlers (the AddressSanitizer build), real SQLite. Prints 'N passed, N failed'.
 
 usage: run.py [--build DIR] [-k SUBSTRING] [--keep]
 """
@@ -12,6 +12,7 @@ import time
 import traceback
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import apache_cases  # noqa: E402
 import cases  # noqa: E402
 import backend_cases  # noqa: E402,F401  (registers its cases)
 import restart_cases  # noqa: E402,F401
@@ -37,29 +38,34 @@ def main():
     try:
         st.start()
         cases.setup(st)
-        for name, fn in cases.all_cases():
-            if args.k not in name:
-                continue
-            t0 = time.time()
-            try:
-                fn(st)
-                passed += 1
-                print("ok    %-45s %5.1fs" % (name, time.time() - t0), flush=True)
-            except Exception:
-                failed += 1
-                print("FAIL  %-45s %5.1fs" % (name, time.time() - t0), flush=True)
-                traceback.print_exc()
-                print("--- sessiond.log (tail) ---\n" + Stack.tail(st.sessiond_log, 25), flush=True)
-                if st.sessiond is None or not st.sessiond.alive():
-                    st.start_sessiond()
+        for module in (cases, apache_cases):
+            for name, fn in module.all_cases():
+                if args.k not in name:
+                    continue
+                t0 = time.time()
+                try:
+                    fn(st)
+                    passed += 1
+                    print("ok    %-45s %5.1fs" % (name, time.time() - t0), flush=True)
+                except Exception:
+                    failed += 1
+                    print("FAIL  %-45s %5.1fs" % (name, time.time() - t0), flush=True)
+                    traceback.print_exc()
+                    print("--- sessiond.log (tail) ---\n" + Stack.tail(st.sessiond_log, 25), flush=True)
+                    if module is apache_cases:
+                        print(apache_cases.logs(st), flush=True)
+                    if st.sessiond is None or not st.sessiond.alive():
+                        st.start_sessiond()
         if st.sessiond and not st.sessiond.alive():
             failed += 1
             print("FAIL  sessiond died during the tests", flush=True)
     finally:
         for cleanup in cases.CLEANUPS:
             cleanup()
+        apache_cases.teardown()
         st.stop()
-        asan = [l for l in open(st.sessiond_log, errors="replace")
+        asan = apache_cases.sanitizer_reports(st)
+        asan += [l for l in open(st.sessiond_log, errors="replace")
                 if "AddressSanitizer" in l or "runtime error:" in l] if os.path.exists(st.sessiond_log) else []
         stdout = os.path.join(st.dir, "sessiond.stdout")
         if os.path.exists(stdout):

@@ -126,8 +126,32 @@ static void test_errors(void)
 	CHECK(strstr(err, "/nonexistent/bosh.conf") != NULL);
 }
 
+/* Shared hosting: paths from SetEnv/FcgidInitialEnv win over the file; ~/ is the user's home. */
+static void test_env_and_home(void)
+{
+	struct config c;
+	char err[256];
+	setenv("BOSH_DATABASE", "data/env.db", 1);
+	setenv("BOSH_CONTROL_SOCKET", "/srv/x/sessiond.sock", 1);
+	setenv("BOSH_LOG_FILE", "", 1); /* empty: the file's value stays */
+	CHECK(load("database = file.db\nlog_file = ~/logs/sessiond.log\nidle_exit = 600\n",
+	           &c, err, sizeof err) == 0);
+	CHECK_STR(c.database, "/tmp/data/env.db");
+	CHECK_STR(c.control_socket, "/srv/x/sessiond.sock");
+	CHECK(c.log_file[0] == '/' && strstr(c.log_file, "/logs/sessiond.log") != NULL &&
+	      strncmp(c.log_file, "/tmp/", 5) != 0);
+	CHECK(c.idle_exit == 600);
+	unsetenv("BOSH_DATABASE");
+	unsetenv("BOSH_CONTROL_SOCKET");
+	unsetenv("BOSH_LOG_FILE");
+	CHECK(load("idle_exit = -1\n", &c, err, sizeof err) < 0);
+	config_defaults(&c);
+	CHECK(c.idle_exit == 0);
+}
+
 int main(void)
 {
+	test_env_and_home();
 	test_defaults();
 	test_good();
 	test_errors();
