@@ -5,6 +5,7 @@
 #   make run      start nginx + sessiond + handlers (+ a local Prosody) on loopback
 #   make test     unit tests (plain and with ASan/UBSan) and end-to-end tests
 #   make bench    side-by-side benchmark against Prosody's mod_bosh
+#   make continuity  restarts sessiond (and nginx, a handler) under load: what is lost
 #   make install PREFIX=/usr/local [DESTDIR=...]   programs, SQL, examples, man pages
 #   make install-cgi DIR=~/public_html/chat          a shared-hosting folder (CGI)
 #
@@ -32,6 +33,7 @@ SESSIOND_SRC := sessiond/main.c sessiond/loop.c sessiond/reply.c sessiond/xmpp.c
 UNIT_TESTS := body splitter frame ridwin config query jsonattrs
 
 .PHONY: all deps-build deps-run deps-test deps-bench run test unit unit-asan e2e bench clean \
+	continuity continuity-small \
 	install install-cgi
 all: $(B)/sessiond $(B)/bosh-handler $(B)/bosh-prebind
 
@@ -109,8 +111,22 @@ unit-asan: $(addprefix $(B)/asan/test_,$(UNIT_TESTS))
 e2e: all $(B)/asan/sessiond $(B)/asan/bosh-handler
 	python3 tests/e2e/run.py --build $(B)
 
+# Restarts under load (tests/continuity.py): make continuity measures; make
+# test runs it small. boshload is the shared bench's load generator.
+BOSHLOAD_SRC := ../shared/bench/boshload.c
+$(B)/boshload: $(BOSHLOAD_SRC)
+	@[ -f $(BOSHLOAD_SRC) ] || { echo "missing $(BOSHLOAD_SRC) (the shared bench folder)" >&2; exit 1; }
+	$(CC) -O2 -o $@ $(BOSHLOAD_SRC)
+
+continuity: deps-test all $(B)/boshload
+	python3 tests/continuity.py $(B)/boshload --sessions $(or $(SESSIONS),50) \
+		--duration $(or $(DURATION),30) --restarts $(or $(RESTARTS),5) --nginx-reload
+
+continuity-small: all $(B)/boshload
+	python3 tests/continuity.py $(B)/boshload --sessions 10 --duration 8 --restarts 3
+
 test: deps-test
-	@$(MAKE) --no-print-directory all unit unit-asan e2e
+	@$(MAKE) --no-print-directory all unit unit-asan e2e continuity-small
 
 # ---- running --------------------------------------------------------------
 PORT ?= 5280

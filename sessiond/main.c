@@ -53,13 +53,47 @@ static int idle_empty;           /* no session since idle_since */
 static uint64_t idle_since;
 static int control_gone;         /* the control socket's file is already removed */
 
+/* sessiond -r: the graceful restart of the running sessiond (SIGUSR2 to
+ * the PID in pid_file), confirmed when its successor rewrites the file. */
+static int restart_command(void)
+{
+	struct stat before;
+	long pid = 0;
+	FILE *f = cfg.pid_file[0] ? fopen(cfg.pid_file, "r") : NULL;
+	if (!f || fscanf(f, "%ld", &pid) != 1 || pid <= 0 || stat(cfg.pid_file, &before) < 0) {
+		fprintf(stderr, "sessiond: -r needs pid_file set and a running sessiond (%s)\n",
+		        cfg.pid_file[0] ? cfg.pid_file : "pid_file is not set");
+		if (f)
+			fclose(f);
+		return 1;
+	}
+	fclose(f);
+	if (kill((pid_t)pid, SIGUSR2) < 0) {
+		fprintf(stderr, "sessiond: signal to %ld: %s\n", pid, strerror(errno));
+		return 1;
+	}
+	for (int i = 0; i < 200; i++) {
+		struct timespec ts = { 0, 100 * 1000000 };
+		nanosleep(&ts, NULL);
+		struct stat now;
+		if (stat(cfg.pid_file, &now) == 0 &&
+		    (now.st_mtim.tv_sec != before.st_mtim.tv_sec || now.st_mtim.tv_nsec != before.st_mtim.tv_nsec)) {
+			printf("sessiond %ld restarted in place\n", pid);
+			return 0;
+		}
+	}
+	fprintf(stderr, "sessiond: %ld did not restart within 20 s; its log says why\n", pid);
+	return 1;
+}
+
 static void usage(void)
 {
-	fprintf(stderr, "usage: sessiond [-f] [-c CONFIG] [-l error|warn|info|debug] [-t]\n"
+	fprintf(stderr, "usage: sessiond [-f] [-c CONFIG] [-l error|warn|info|debug] [-t | -r]\n"
 	                "  -c CONFIG  configuration file (default: bosh.conf)\n"
 	                "  -f         stay in the foreground (default: become a daemon)\n"
 	                "  -l LEVEL   log level, overriding log_level\n"
-	                "  -t         check the configuration and exit\n");
+	                "  -t         check the configuration and exit\n"
+	                "  -r         restart the running sessiond gracefully (needs pid_file)\n");
 }
 
 /* A Unix socket of ours. The control socket replaces a stale file but
@@ -470,12 +504,14 @@ int main(int argc, char **argv)
 	const char *config_path = "bosh.conf", *level = NULL;
 	int foreground = 0, check = 0, opt;
 	int resume_fd = -1;
-	while ((opt = getopt(argc, argv, "c:fl:thR:")) != -1) {
+	int restart_cmd = 0;
+	while ((opt = getopt(argc, argv, "c:fl:thrR:")) != -1) {
 		switch (opt) {
 		case 'c': config_path = optarg; break;
 		case 'f': foreground = 1; break;
 		case 'l': level = optarg; break;
 		case 't': check = 1; break;
+		case 'r': restart_cmd = 1; break;
 		case 'R': resume_fd = atoi(optarg); break; /* internal: a graceful restart */
 		default: usage(); return opt == 'h' ? 0 : 2;
 		}
@@ -492,6 +528,8 @@ int main(int argc, char **argv)
 		fprintf(stderr, "sessiond: -l %s: expected error, warn, info or debug\n", level);
 		return 2;
 	}
+	if (restart_cmd)
+		return restart_command();
 	if (check) {
 		printf("%s: OK (%zu domains)\n", config_path, cfg.nbackends);
 		return 0;

@@ -121,6 +121,7 @@ struct session {
 	uint64_t last_request_at;     /* loop ms of the previous new request */
 	uint64_t sender;              /* who sent the previous request (struct req.sender) */
 	int64_t last_answered;        /* highest rid answered */
+	int64_t dropped[HELD_MAX];    /* held rids whose connection the web server closed, by rid % HELD_MAX */
 	int64_t report_rid;           /* §9 report pending for the next answer, 0: none */
 	uint64_t report_ms;
 	uint8_t awaiting_features;
@@ -671,6 +672,7 @@ static void held_io(void *ctx, uint32_t events)
 		return; /* stray bytes (FastCGI keep-alive chatter) change nothing */
 	int i = (int)((h - s->held) - s->held_head + HELD_MAX) % HELD_MAX;
 	log_debug("session %s: web server dropped held rid %lld", s->sid, (long long)h->rid);
+	s->dropped[h->rid % HELD_MAX] = h->rid; /* unanswered: the client may send it again */
 	loop_del(loop, &h->io);
 	reply_drop(&h->resp);
 	held_remove(s, i);
@@ -1052,6 +1054,24 @@ static int keep_ahead(struct session *s, struct responder *resp, const struct re
 	return 0;
 }
 
+/* A held request the web server gave up on (nginx restarted, a proxy
+ * timed out) had no answer; the client sends it again (§14.3). It is
+ * answered at once, in rid order: with what is queued, or empty if a later
+ * rid has been answered already (its data must not come before that). */
+static void resend_dropped(struct session *s, struct responder *resp, int64_t rid)
+{
+	s->dropped[rid % HELD_MAX] = 0;
+	log_debug("session %s: rid %lld sent again after its connection dropped", s->sid, (long long)rid);
+	if (s->last_answered > rid) {
+		ridwin_put(&s->sent, rid, NULL, 0, loop_now(loop));
+		answer_body(resp, s->content, empty_body, sizeof empty_body - 1);
+		return;
+	}
+	if (hold_request(s, resp, rid, 0) == 0)
+		answer_held(s, s->nheld - 1, NULL, NULL);
+	session_schedule(s);
+}
+
 /* The client sent a rid again (XEP-0124 §14.3, "Broken Connections"). */
 static void repeat(struct session *s, struct responder *resp, int64_t rid)
 {
@@ -1067,6 +1087,10 @@ static void repeat(struct session *s, struct responder *resp, int64_t rid)
 		h->io.fd = resp->fd;
 		resp->kind = RESP_NONE;
 		loop_add(loop, &h->io, EPOLLIN | EPOLLRDHUP);
+		return;
+	}
+	if (s->dropped[rid % HELD_MAX] == rid) {
+		resend_dropped(s, resp, rid);
 		return;
 	}
 	const char *body;
@@ -1639,6 +1663,8 @@ static void put_session(struct snap_w *w, const struct session *s, sessions_fd_c
 	put_numbers(w, s);
 	put_strings(w, s);
 	snap_put_bytes(w, s->queue.data, s->queue.len);
+	for (int i = 0; i < HELD_MAX; i++)
+		snap_put_i64(w, s->dropped[i]);
 	snap_put_u64(w, s->sent.cap);
 	snap_put_u64(w, s->sent.n);
 	for (int i = 0; i < s->sent.n; i++) {
@@ -1863,6 +1889,8 @@ static struct session *get_session(struct snap_r *r)
 	size_t qlen;
 	s->queue.data = snap_get_bytes(r, &qlen);
 	s->queue.len = s->queue.cap = qlen;
+	for (int i = 0; i < HELD_MAX; i++)
+		s->dropped[i] = snap_get_i64(r);
 	s->timer = (struct timer){ .cb = session_timer, .ctx = s };
 	if (snap_failed(r) || strlen(s->sid) != SID_HEX || !s->to || get_sent_and_ahead(r, s) < 0) {
 		discard_restored(s);

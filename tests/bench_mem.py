@@ -14,7 +14,7 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "e2e"))
-from stack import Stack, fill, REPO  # noqa: E402
+from stack import Stack, REPO  # noqa: E402
 
 
 def rss_kib(pid):
@@ -29,24 +29,9 @@ def main():
     boshload = sys.argv[1]
     n = int(sys.argv[2]) if len(sys.argv) > 2 else 9000
     st = Stack(build=os.path.join(REPO, "build"))
-    # The shared bench's Prosody accepts any user and password; so does this one.
-    orig = os.path.join(REPO, "conf/prosody/demo.cfg.lua")
-    text = open(orig).read().replace(
-        'authentication = "internal_hashed"',
-        'authentication = "insecure"\ninsecure_open_authentication = "Yes please, I know what I\'m doing!"')
-    tmpl = os.path.join(st.dir, "prosody-insecure.cfg.lua")
-    open(tmpl, "w").write(text)
-    st_prosody_template = tmpl
     try:
-        d = os.path.join(st.dir, "prosody")
-        os.makedirs(os.path.join(d, "data"), exist_ok=True)
-        cfg = os.path.join(d, "prosody.cfg.lua")
-        open(cfg, "w").write(fill(st_prosody_template, {"@DIR@": d, "@C2S_PORT@": st.c2s_port,
-                                                         "@DOMAIN@": st.domain}).replace(
-            'levels = { min = "info" }', 'levels = { min = "warn" }'))
-        from stack import Proc, wait_for, port_open
-        st.prosody = Proc("prosody", ["prosody", "--config", cfg], os.path.join(d, "stdout.log"))
-        wait_for(lambda: port_open(st.c2s_port), 30, "prosody")
+        # The shared bench's Prosody accepts any user and password; so does this one.
+        st.start_prosody(any_password=True)
         st.start_sessiond("log_level = warn\nmax_wait = 60\ndefault_wait = 60")
         st.start_nginx()
         time.sleep(1)

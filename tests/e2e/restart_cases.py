@@ -142,3 +142,109 @@ def test_graceful_restart_drains_tls_sessions(st):
     expect(ping(fresh, "secure.test", "d4") and ping(plain, st.domain, "d5"), "the rest carries on")
     fresh.terminate()
     plain.terminate()
+
+
+@case
+def test_nginx_reload_and_restart_keep_sessions(st):
+    other = side_stack(st)
+    try:
+        other.start_sessiond()
+        other.start_nginx()
+        alice = Session(other.url, st.domain, wait=4)
+        alice.login("alice", USERS["alice"], "nginx")
+        bob = Session(other.url, st.domain, wait=4)
+        bob.login("bob", USERS["bob"], "nginx")
+        msg = "<message xmlns='jabber:client' to='%s' id='%s'><body>%s</body></message>"
+        # reload: the old worker finishes the held request
+        held = alice.request_async()
+        time.sleep(0.3)
+        other.nginx.signal(signal.SIGHUP)
+        time.sleep(0.5)
+        bob.request_async(msg % (alice.jid, "n1", "after reload"))
+        got = held.join(10)
+        expect(got is not None and not isinstance(got, Exception) and
+               "after reload" in [c.findtext("{jabber:client}body") for c in got.children()],
+               "the held request got the message across the reload: %r" % got)
+        # restart: the held request's connection dies; the client sends the same rid again
+        held = alice.request_async()
+        time.sleep(0.3)
+        other.nginx.stop()
+        lost = held.join(10)
+        expect(isinstance(lost, Exception) or lost is None, "nginx stopped under it: %r" % lost)
+        other.start_nginx()
+        bob.request_async(msg % (alice.jid, "n2", "after restart"))
+        time.sleep(0.3)
+        again = alice.request(rid=alice.rid)
+        bodies = [c.findtext("{jabber:client}body") for c in again.children()]
+        expect(again.type != "terminate" and "after restart" in bodies,
+               "the same rid again gets what came meanwhile: %r" % again)
+        alice.terminate()
+        bob.terminate()
+    finally:
+        other.stop()
+
+
+@case
+def test_restart_command(st):
+    import subprocess
+    other = side_stack(st, "pid_file = sessiond.pid\n")
+    try:
+        other.start_sessiond()
+        other.start_nginx()
+        s = Session(other.url, st.domain, wait=3)
+        s.login("alice", USERS["alice"], "cmd")
+        wait_for_file = time.time() + 5
+        while not os.path.exists(os.path.join(other.dir, "sessiond.pid")) and time.time() < wait_for_file:
+            time.sleep(0.05)
+        r = subprocess.run([other.sessiond_bin, "-r", "-c", other.conf], capture_output=True,
+                           text=True, timeout=30)
+        expect(r.returncode == 0 and "restarted in place" in r.stdout, "sessiond -r: %r" % (r,))
+        expect(log_has(other, "restarted in place: 1 sessions taken over"), "the log says so")
+        pong = s.request("<iq xmlns='jabber:client' type='get' id='c1'><ping xmlns='urn:xmpp:ping'/></iq>")
+        expect(pong.type != "terminate", pong)
+        s.terminate()
+    finally:
+        other.stop()
+
+
+@case
+def test_disk_full_keeps_serving_and_catches_up(st):
+    import subprocess
+    disk = os.path.join(st.dir, "small-disk")
+    os.makedirs(disk, exist_ok=True)
+    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", disk], capture_output=True, text=True)
+    expect(r.returncode == 0, "this test mounts a 4 MiB tmpfs (needs root): %s" % r.stderr.strip())
+    other = side_stack(st, "database = %s/sessions.db\n" % disk)
+    try:
+        other.start_sessiond()
+        other.start_nginx()
+        alice = Session(other.url, st.domain, wait=3)
+        alice.login("alice", USERS["alice"], "full")
+        time.sleep(0.3)
+        with open(os.path.join(disk, "filler"), "wb") as f:  # the disk fills up
+            try:
+                while True:
+                    f.write(b"\0" * 65536)
+                    f.flush()
+            except OSError:
+                pass
+        bob = Session(other.url, st.domain, wait=3)
+        bob.login("bob", USERS["bob"], "full")  # served from memory meanwhile
+        got, _ = bob.until(lambda c: c.get("id") == "f1",
+                           "<message xmlns='jabber:client' to='%s' id='f1'><body>full</body></message>"
+                           % bob.jid)
+        expect(got.findtext("{jabber:client}body") == "full", got)
+        wait_log(other, "cannot write session rows (database or disk is full)")
+        with open(other.sessiond_log) as f:
+            expect(f.read().count("cannot write session rows") == 1, "logged once per incident")
+        os.unlink(os.path.join(disk, "filler"))
+        wait_log(other, "session rows written again")
+        db = sqlite3.connect(os.path.join(disk, "sessions.db"))
+        jid = db.execute("select jid from sessions where sid=?", (bob.sid,)).fetchone()
+        db.close()
+        expect(jid == (bob.jid,), "bob's row caught up: %r" % (jid,))
+        alice.terminate()
+        bob.terminate()
+    finally:
+        other.stop()
+        subprocess.run(["umount", disk], capture_output=True)
