@@ -20,6 +20,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <getopt.h>
 #include <grp.h>
 #include <malloc.h>
 #include <limits.h>
@@ -93,7 +94,7 @@ static void usage(void)
 	                "  -f         stay in the foreground (default: become a daemon)\n"
 	                "  -l LEVEL   log level, overriding log_level\n"
 	                "  -t         check the configuration and exit\n"
-	                "  -r         restart the running sessiond gracefully (needs pid_file)\n");
+	                "  -r, --restart  restart the running sessiond gracefully (needs pid_file)\n");
 }
 
 /* A Unix socket of ours. The control socket replaces a stale file but
@@ -505,7 +506,12 @@ int main(int argc, char **argv)
 	int foreground = 0, check = 0, opt;
 	int resume_fd = -1;
 	int restart_cmd = 0;
-	while ((opt = getopt(argc, argv, "c:fl:thrR:")) != -1) {
+	static const struct option longopts[] = {
+		{ "restart", no_argument, NULL, 'r' }, { "check", no_argument, NULL, 't' },
+		{ "config", required_argument, NULL, 'c' }, { "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	while ((opt = getopt_long(argc, argv, "c:fl:thrR:", longopts, NULL)) != -1) {
 		switch (opt) {
 		case 'c': config_path = optarg; break;
 		case 'f': foreground = 1; break;
