@@ -7,6 +7,7 @@
 #include <arpa/inet.h>
 #include <netdb.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,11 +17,6 @@
 
 #define MAX_TARGETS (2 * RESOLVER_MAX_SRV + 1)
 
-struct target {
-	char host[256];
-	uint16_t port, priority, weight;
-	uint8_t direct_tls;
-};
 
 struct dialer {
 	struct loop *loop;
@@ -30,7 +26,7 @@ struct dialer {
 	unsigned timeout_ms;
 	struct resolver_query *srv_q[2], *addr_q;
 	int srv_pending, service_refused;
-	struct target targets[MAX_TARGETS];
+	struct dial_target targets[MAX_TARGETS];
 	size_t ntargets, cur;
 	struct resolved_addr addrs[RESOLVER_MAX_ADDRS];
 	size_t naddrs, acur;
@@ -77,13 +73,17 @@ static void fail(struct dialer *d, const char *why)
 
 static void succeed(struct dialer *d)
 {
-	const struct target *t = &d->targets[d->cur];
+	const struct dial_target *t = &d->targets[d->cur];
 	struct dial_result r = {
 		.fd = d->io.fd, .direct_tls = t->direct_tls, .target = t->host,
 		.loopback = is_loopback((const struct sockaddr *)&d->addrs[d->acur].addr),
 	};
 	timer_cancel(d->loop, &d->timer);
 	loop_del(d->loop, &d->io);
+	/* Stanzas are small and each is worth sending at once: no Nagle delay. */
+	int one = 1;
+	if (setsockopt(d->io.fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one) < 0)
+		log_debug("TCP_NODELAY: %s", strerror(errno));
 	d->io.fd = -1; /* the caller's now */
 	log_debug("connected to %s:%u for %s%s", t->host, (unsigned)t->port, d->domain,
 	          t->direct_tls ? " (direct TLS)" : "");
@@ -96,7 +96,7 @@ static void succeed(struct dialer *d)
 
 static void attempt_failed(struct dialer *d, const char *why)
 {
-	const struct target *t = &d->targets[d->cur];
+	const struct dial_target *t = &d->targets[d->cur];
 	char addr[INET6_ADDRSTRLEN] = "?";
 	if (d->acur < d->naddrs)
 		getnameinfo((const struct sockaddr *)&d->addrs[d->acur].addr, d->addrs[d->acur].len, addr,
@@ -166,7 +166,7 @@ static void on_addrs(void *ctx, int status, const struct resolved_addr *a, size_
 	struct dialer *d = ctx;
 	d->addr_q = NULL;
 	if (status < 0) {
-		const struct target *t = &d->targets[d->cur];
+		const struct dial_target *t = &d->targets[d->cur];
 		snprintf(d->last_error, sizeof d->last_error, "cannot resolve %s: %s", t->host, why);
 		log_info("XMPP server for %s: %s", d->domain, d->last_error);
 		d->cur++;
@@ -188,7 +188,7 @@ static void next_target(struct dialer *d)
 		fail(d, why);
 		return;
 	}
-	const struct target *t = &d->targets[d->cur];
+	const struct dial_target *t = &d->targets[d->cur];
 	d->addr_q = resolver_addrs(t->host, t->port, on_addrs, d);
 	if (!d->addr_q)
 		fail(d, "out of memory resolving a host");
@@ -199,7 +199,7 @@ static void add_target(struct dialer *d, const char *host, uint16_t port, uint16
 {
 	if (d->ntargets == MAX_TARGETS || strlen(host) >= sizeof d->targets[0].host)
 		return;
-	struct target *t = &d->targets[d->ntargets++];
+	struct dial_target *t = &d->targets[d->ntargets++];
 	snprintf(t->host, sizeof t->host, "%s", host);
 	t->port = port;
 	t->priority = prio;
@@ -208,13 +208,11 @@ static void add_target(struct dialer *d, const char *host, uint16_t port, uint16
 }
 
 /* RFC 2782: by priority, then within a priority a weighted random order. */
-static void order_targets(struct dialer *d)
+void dial_order_targets(struct dial_target *t, size_t n, long (*rnd)(void))
 {
-	struct target *t = d->targets;
-	size_t n = d->ntargets;
 	for (size_t i = 1; i < n; i++) /* stable insertion sort by priority */
 		for (size_t j = i; j > 0 && t[j - 1].priority > t[j].priority; j--) {
-			struct target tmp = t[j];
+			struct dial_target tmp = t[j];
 			t[j] = t[j - 1];
 			t[j - 1] = tmp;
 		}
@@ -222,20 +220,28 @@ static void order_targets(struct dialer *d)
 		size_t end = start;
 		while (end < n && t[end].priority == t[start].priority)
 			end++;
+		/* zero weights first, so they keep a small chance (RFC 2782) */
+		for (size_t i = start + 1; i < end; i++)
+			for (size_t j = i; j > start && t[j].weight == 0 && t[j - 1].weight != 0; j--) {
+				struct dial_target tmp = t[j];
+				t[j] = t[j - 1];
+				t[j - 1] = tmp;
+			}
 		for (size_t i = start; i + 1 < end; i++) {
+			/* the running sum of weights from i picks the next target */
 			unsigned long total = 0;
 			for (size_t j = i; j < end; j++)
 				total += t[j].weight;
-			unsigned long r = total ? (unsigned long)random() % (total + 1) : 0, run = 0;
+			unsigned long r = total ? (unsigned long)rnd() % (total + 1) : 0, run = 0;
 			size_t pick = i;
 			for (size_t j = i; j < end; j++) {
 				run += t[j].weight;
-				if (run >= r && (total || j == i)) {
+				if (run >= r) {
 					pick = j;
 					break;
 				}
 			}
-			struct target tmp = t[i];
+			struct dial_target tmp = t[i];
 			t[i] = t[pick];
 			t[pick] = tmp;
 		}
@@ -256,7 +262,7 @@ static void srv_done(struct dialer *d)
 	if (d->ntargets == 0) /* RFC 6120 §3.2.2: fall back to the domain itself */
 		add_target(d, d->domain, 5222, 0, 0, 0);
 	else
-		order_targets(d);
+		dial_order_targets(d->targets, d->ntargets, random);
 	next_target(d);
 }
 

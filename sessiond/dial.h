@@ -13,6 +13,7 @@
 
 #include "loop.h"
 
+#include <stddef.h>
 #include <stdint.h>
 
 struct dial_request {
@@ -34,6 +35,16 @@ struct dial_result {
 typedef void (*dial_cb)(void *ctx, const struct dial_result *r, const char *why);
 
 struct dialer;
+
+struct dial_target {
+	char host[256];
+	uint16_t port, priority, weight;
+	uint8_t direct_tls;
+};
+
+/* Orders SRV targets (RFC 2782): ascending priority; within a priority, a
+ * random order weighted by weight (rnd: random() in sessiond). */
+void dial_order_targets(struct dial_target *t, size_t n, long (*rnd)(void));
 
 struct dialer *dial_start(struct loop *l, const struct dial_request *req, dial_cb cb, void *ctx);
 

@@ -540,7 +540,8 @@ static void session_free(void *p)
 	free(s);
 }
 
-static void session_destroy(struct session *s)
+/* Closes the requests the session holds or keeps for later, unanswered. */
+static void drop_requests(struct session *s)
 {
 	for (int i = 0; i < s->nheld; i++) {
 		loop_del(loop, &HELD(s, i)->io);
@@ -553,11 +554,22 @@ static void session_destroy(struct session *s)
 		free(s->ahead[i]);
 	}
 	s->nahead = 0;
+}
+
+/* Out of the table and the counts; freed after this loop turn. */
+static void session_unlink(struct session *s)
+{
 	timer_cancel(loop, &s->timer);
 	unlink_dirty(s);
 	table_remove(s);
 	client_add(s->client, -1);
 	loop_defer_free(loop, s, session_free);
+}
+
+static void session_destroy(struct session *s)
+{
+	drop_requests(s);
+	session_unlink(s);
 }
 
 static void log_end(struct session *s, const char *condition)
@@ -1718,24 +1730,10 @@ long sessions_unmovable_count(void)
  * has the same connections and carries on with it. */
 static void session_forget(struct session *s)
 {
-	for (int i = 0; i < s->nheld; i++) {
-		loop_del(loop, &HELD(s, i)->io);
-		reply_drop(&HELD(s, i)->resp);
-	}
-	s->nheld = 0;
-	for (int i = 0; i < s->nahead; i++) {
-		reply_drop(&s->ahead[i]->resp);
-		free((char *)s->ahead[i]->r.payload);
-		free(s->ahead[i]);
-	}
-	s->nahead = 0;
+	drop_requests(s);
 	xmpp_forget(s->xmpp);
 	s->xmpp = NULL;
-	timer_cancel(loop, &s->timer);
-	unlink_dirty(s);
-	table_remove(s);
-	client_add(s->client, -1);
-	loop_defer_free(loop, s, session_free);
+	session_unlink(s);
 }
 
 int sessions_split(int keep_movable)
@@ -1866,15 +1864,7 @@ static void reconnect(struct session *s)
 /* A session half read from a snapshot: not in the table, not counted. */
 static void discard_restored(struct session *s)
 {
-	for (int i = 0; i < s->nheld; i++) {
-		loop_del(loop, &HELD(s, i)->io);
-		reply_drop(&HELD(s, i)->resp);
-	}
-	for (int i = 0; i < s->nahead; i++) {
-		reply_drop(&s->ahead[i]->resp);
-		free((char *)s->ahead[i]->r.payload);
-		free(s->ahead[i]);
-	}
+	drop_requests(s);
 	session_free(s);
 }
 

@@ -6,7 +6,7 @@ stack.py.
 """
 import os
 
-from stack import Proc, REPO, fill, free_port, port_open, wait_for
+from stack import Proc, REPO, Stack, fill, free_port, port_open, wait_for
 
 MODULES = "/usr/lib/apache2/modules"
 # What every mode needs; each mode adds its own (proxy_fcgi, fcgid, cgid).
@@ -112,9 +112,4 @@ MaxSpareThreads 64
             self.proc = None
 
 
-def tail(path, n=30):
-    try:
-        with open(path, errors="replace") as f:
-            return "".join(f.readlines()[-n:])
-    except OSError:
-        return ""
+tail = Stack.tail
