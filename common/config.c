@@ -57,6 +57,8 @@ static const struct key keys[] = {
 	STRKEY("cors_origins", cors_origins),
 	NUMKEY("cors_max_age", cors_max_age, 0, 86400 * 7),
 	NUMKEY("allow_get", allow_get, 0, 1),
+	/* protocol options; window_size is node-xmpp-bosh's name (at most RIDWIN_MAX) */
+	NUMKEY("window_size", window_size, 0, 9),
 };
 
 void config_defaults(struct config *c)

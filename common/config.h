@@ -55,6 +55,8 @@ struct config {
 	long allow_get;                 /* serve bodies in GET query strings (JSONP, _BOSH_ script) */
 	long autostart;                 /* a handler that finds no sessiond starts one */
 	char extra_headers[2048];       /* "Name: value\r\n" lines sent with every response */
+	/* protocol options */
+	long window_size;               /* rids accepted ahead (and 'requests'); 0 = hold + 1 */
 };
 
 /* Fills *c with the defaults. */

@@ -1216,7 +1216,9 @@ static int fill_session(struct session *s, const struct frame_request *fr, int64
 	s->wait = (int)clamp(wait ? atol(wait) : cfg->default_wait, 1, cfg->max_wait);
 	/* hold 0 is a polling session: every request is answered at once. */
 	s->hold = (int)clamp(hold ? atol(hold) : 1, 0, cfg->max_hold);
-	s->requests = s->hold + 1;
+	/* The rid window (§14.1) is the number of simultaneous requests, so a
+	 * wider window_size is what 'requests' advertises. */
+	s->requests = (int)(cfg->window_size > s->hold + 1 ? cfg->window_size : s->hold + 1);
 	s->inactivity = (int)cfg->default_inactivity;
 	s->next_rid = rid + 1;
 	s->to = strdup(frame_attr(fr, "to"));

@@ -898,6 +898,44 @@ def test_strict_polling_on_held_sessions(st):
         other.stop()
 
 
+def ping(st, ident):
+    return ("<iq xmlns='jabber:client' type='get' id='%s' to='%s'><ping xmlns='urn:xmpp:ping'/></iq>"
+            % (ident, st.domain))
+
+
+@case
+def test_window_size(st):
+    # by default the window is requests = hold + 1 = 2: a rid two ahead is outside it
+    s = Session(st.url, st.domain, wait=5)
+    s.create()
+    r = s.request(rid=s.rid + 3)
+    expect(r.type == "terminate" and r.condition == "item-not-found", "rid next+2, window 2: %r" % r)
+    other = side_stack(st, "window_size = 4\n")
+    try:
+        other.start_sessiond()
+        other.start_nginx()
+        s = Session(other.url, st.domain, wait=5)
+        s.login("carol", USERS["carol"], "window")
+        expect(s.created.attr("requests") == "4" and s.created.attr("hold") == "1",
+               "window_size is the requests advertised: %r" % s.created)
+        n = s.rid + 1
+        s.rid = n + 3
+        # three requests ahead of a gap, the farthest first: they wait, then go in rid order
+        late = [s.request_async(ping(st, "w%d" % i), rid=n + i) for i in (3, 2, 1)]
+        time.sleep(0.5)
+        expect(not any(p.done() for p in late), "requests ahead of the gap wait for it")
+        answers = [s.request(ping(st, "w0"), rid=n)] + [p.join(10) for p in reversed(late)]
+        expect(all(isinstance(a, bosh.Response) and a.type is None for a in answers), answers)
+        got = [c.get("id") for a in answers for c in a.children() if c.get("id", "").startswith("w")]
+        while len(got) < 4:
+            got += [c.get("id") for c in s.request().children() if c.get("id", "").startswith("w")]
+        expect(got == ["w0", "w1", "w2", "w3"], "forwarded and answered in rid order: %r" % got)
+        r = s.request(rid=s.rid + 5)  # next+4: past the window, and no terminate or pause
+        expect(r.type == "terminate" and r.condition == "item-not-found", "rid next+4, window 4: %r" % r)
+    finally:
+        other.stop()
+
+
 class FakeXmppServer:
     """A few lines of XMPP server for what a real one will not show us: it
     records every stream header it is sent and answers each with features."""
