@@ -509,16 +509,25 @@ static void answer_held(struct session *s, int i, const char *type, const char *
 	held_remove(s, i);
 }
 
+/* Reading from the server stopped when the client's queue passed
+ * max_client_buffer; any answer that took the queue, whichever path sent
+ * it, lets it go on. */
+static void resume_if_drained(struct session *s)
+{
+	if (!s->paused || s->queue.len || !s->xmpp || s->state != S_ACTIVE)
+		return;
+	s->paused = 0;
+	xmpp_pause(s->xmpp, 0);
+	log_debug("session %s: the client took its queue; reading again", s->sid);
+}
+
 /* Delivers the queue if a request can take it. */
 static void try_flush(struct session *s)
 {
 	if (s->state != S_ACTIVE || s->awaiting_features || !s->queue.len || !s->nheld)
 		return;
 	answer_held(s, 0, NULL, NULL);
-	if (s->paused && s->xmpp) {
-		s->paused = 0;
-		xmpp_pause(s->xmpp, 0);
-	}
+	resume_if_drained(s);
 }
 
 /* ---- lifecycle ---- */
@@ -998,6 +1007,7 @@ static void process(struct session *s, struct responder *resp, const struct req 
 	while (s->nheld > s->hold)
 		answer_held(s, 0, NULL, NULL);
 	try_flush(s);
+	resume_if_drained(s);
 	s->last_empty_answered_empty = r->len == 0 && !had_payload && !r->restart;
 	session_schedule(s);
 }

@@ -359,11 +359,10 @@ void xmpp_pause(struct xmpp_conn *c, int paused)
 	if (c->paused == paused)
 		return;
 	c->paused = paused;
-	if (c->state == C_OPEN) {
+	/* No reading from here: the owner may be inside one of our callbacks
+	 * (a parse in progress). Level-triggered epoll reports waiting bytes. */
+	if (c->state == C_OPEN)
 		update_interest(c);
-		if (!paused)
-			handle_input(c); /* level-triggered epoll would tell us, but be prompt */
-	}
 }
 
 const char *xmpp_stream_attr(const struct xmpp_conn *c, const char *name)

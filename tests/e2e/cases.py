@@ -940,10 +940,12 @@ class FakeXmppServer:
     """A few lines of XMPP server for what a real one will not show us: it
     records every stream header it is sent and answers each with features."""
 
-    def __init__(self, misbehave=b""):
+    def __init__(self, misbehave=b"", flood=None):
         import socket as so
         import threading
         self.misbehave = misbehave  # sent when the client sends anything but a stream header
+        self.flood = flood  # (count, size): messages sent, as fast as taken, on the first stanza
+        self.sent = 0  # bytes of the flood the kernel has taken
         self.sock = so.socket()
         self.sock.bind(("127.0.0.1", 0))
         self.sock.listen(8)
@@ -963,6 +965,10 @@ class FakeXmppServer:
                 conn.sendall(self.misbehave)
                 buf = b""
                 continue
+            if self.flood and b"<stream:stream" not in buf:
+                threading.Thread(target=self.send_flood, args=(conn,), daemon=True).start()
+                self.flood, buf = None, b""
+                continue
             while b"<stream:stream" in buf and b">" in buf[buf.index(b"<stream:stream"):]:
                 start = buf.index(b"<stream:stream")
                 end = buf.index(b">", start) + 1
@@ -971,6 +977,16 @@ class FakeXmppServer:
                 conn.sendall(b"<?xml version='1.0'?><stream:stream xmlns='jabber:client' "
                              b"xmlns:stream='http://etherx.jabber.org/streams' id='f%d' "
                              b"from='fake.test' version='1.0'><stream:features/>" % len(self.headers))
+
+    def send_flood(self, conn):
+        import socket as so
+        count, size = self.flood
+        # a small send buffer, so what sessiond does not take stays here, countable
+        conn.setsockopt(so.SOL_SOCKET, so.SO_SNDBUF, 32768)
+        for i in range(count):
+            m = b"<message xmlns='jabber:client' id='f%d'><body>%s</body></message>" % (i, b"x" * size)
+            conn.sendall(m)
+            self.sent += len(m)
 
     def close(self):
         self.sock.close()
@@ -993,6 +1009,53 @@ def test_stream_attrs_on_restart(st):
                "the extra attributes are in the new stream header: %r" % fake.headers[1])
         r = s.request(**{"xmpp:restart": "true", "stream_attrs": '{"to":"elsewhere"}'})
         expect(r.condition == "bad-request", "a stream_attrs that would change 'to': %r" % r)
+    finally:
+        other.stop()
+        fake.close()
+
+
+def rss_kib(pid):
+    return int(re.search(r"^VmRSS:\s+(\d+)", open("/proc/%d/status" % pid).read(), re.M).group(1))
+
+
+@case
+def test_client_not_polling_stops_reading_at_max_client_buffer(st):
+    count, size = 12000, 1000  # 12 MB: more than the kernel buffers on both sides hold
+    fake = FakeXmppServer(flood=(count, size))
+    other = side_stack(st, "backend.fake.test = 127.0.0.1:%d\nmax_client_buffer = 65536\n"
+                       "max_inactivity = 30\ndefault_inactivity = 20\n" % fake.port)
+    try:
+        other.start_sessiond()
+        other.start_nginx()
+        witness = Session(other.url, st.domain, wait=5)
+        witness.login("carol", USERS["carol"], "witness")
+        s = Session(other.url, "fake.test", wait=5)
+        s.create()
+        rss0 = rss_kib(other.sessiond.pid)
+        first = s.request("<presence xmlns='jabber:client'/>")  # starts the flood; then no requests
+        ids = [c.get("id") for c in first.children()]
+        last, stable_since, deadline = -1, time.time(), time.time() + 15
+        while time.time() - stable_since < 1.0 and time.time() < deadline:
+            time.sleep(0.1)
+            if fake.sent != last:
+                last, stable_since = fake.sent, time.time()
+        total = sum(size + len("<message xmlns='jabber:client' id='f%d'><body></body></message>" % i)
+                    for i in range(count))
+        expect(fake.sent < total / 2, "the server's sending stalls: %d of %d bytes taken" % (fake.sent, total))
+        grown = rss_kib(other.sessiond.pid) - rss0
+        expect(grown < 4096, "sessiond kept its memory for the session bounded: RSS +%d KiB" % grown)
+        expect("reading paused" in open(other.sessiond_log).read(), "the pause is logged")
+        pong, _ = witness.until(lambda c: c.get("id") == "w1", ping(st, "w1"))
+        expect(pong.get("type") == "result", "a session on the real server goes on meanwhile")
+        deadline = time.time() + 30
+        while len(ids) < count:  # the client polls again: everything, in order
+            r = s.request()
+            expect(r.type is None, "the flooded session goes on: %r" % r)
+            expect(time.time() < deadline, "drained in time: %d of %d messages" % (len(ids), count))
+            ids += [c.get("id") for c in r.children()]
+        expect(ids == ["f%d" % i for i in range(count)], "all %d messages, in order" % count)
+        s.terminate()
+        witness.terminate()
     finally:
         other.stop()
         fake.close()
