@@ -18,7 +18,7 @@ B       := build
 # Debian packages: to build, to test, to run the demo.
 BUILD_DEBS := gcc make pkg-config libfcgi-dev libsqlite3-dev libexpat1-dev libssl-dev
 RUN_DEBS   := nginx prosody sqlite3 python3
-TEST_DEBS  := $(RUN_DEBS) spawn-fcgi nodejs
+TEST_DEBS  := $(RUN_DEBS) spawn-fcgi nodejs chromium
 BENCH_DEBS := $(RUN_DEBS) wrk
 
 COMMON_SRC  := common/log.c common/frame.c common/config.c

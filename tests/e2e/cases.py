@@ -732,6 +732,28 @@ def test_garbage_from_a_handler_harms_nothing(st):
 
 
 @case
+def test_browser_on_another_origin(st):
+    from browser_case import PageServer
+    page = PageServer()
+    other = side_stack(st, "cors_origins = https://chat.example %s\n" % page.origin)
+    try:
+        other.start_sessiond()
+        other.start_nginx()
+        jid = "alice@" + st.domain
+        r = page.open(other.dir, other.url, st.domain, jid, USERS["alice"])
+        expect(r.get("ok") and r.get("echo") == "hello from " + page.origin,
+               "the page chatted through the endpoint: %r" % r)
+        expect(r.get("probe") == "read 200 with a sid" and "CONNECTED" in r["statuses"], r)
+        # the same page against an endpoint that does not list its origin
+        r = page.open(other.dir, st.url, st.domain, jid, USERS["alice"], give_up=4)
+        expect(not r.get("ok") and "CONNECTED" not in r["statuses"], "the browser refused: %r" % r)
+        expect(r.get("probe") == "refused: TypeError", "the page could not read the answer: %r" % r)
+    finally:
+        other.stop()
+        page.close()
+
+
+@case
 def test_strophe_attach_prebound(st):
     import strophe_attach_case
     strophe_attach_case.test_strophe_attach_prebound(st)
