@@ -25,7 +25,7 @@ COMMON_SRC  := common/log.c common/frame.c common/config.c
 HANDLER_SRC := fcgi/handler.c fcgi/body.c fcgi/query.c fcgi/autostart.c $(COMMON_SRC)
 SESSIOND_SRC := sessiond/main.c sessiond/loop.c sessiond/reply.c sessiond/xmpp.c \
 	sessiond/splitter.c sessiond/session.c sessiond/ridwin.c sessiond/store.c \
-	sessiond/front.c sessiond/pool.c sessiond/jsonattrs.c $(COMMON_SRC)
+	sessiond/front.c sessiond/pool.c sessiond/jsonattrs.c sessiond/stream.c $(COMMON_SRC)
 UNIT_TESTS := body splitter frame ridwin config query jsonattrs
 
 .PHONY: all deps-build deps-run deps-test deps-bench run test unit unit-asan e2e bench clean

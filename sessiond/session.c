@@ -9,11 +9,17 @@
  * CONNECTING: the XMPP connection is being opened; the creation request is
  *   held (HELD(s, 0)->creation) until the server's first <stream:features/>.
  * ACTIVE: requests are processed strictly in rid order; at most 'hold' are
- *   held; the client queue (s->queue) is non-empty only while no request is
- *   held or features are awaited after a restart.
- * ENDED: the XMPP connection is closed and the final row queued. A session
- *   with no held request keeps its terminate body (s->queue) until the next
- *   request or 'inactivity' seconds, so the client learns why it ended.
+ *   held; a stream's queue is non-empty only while no request is held or
+ *   its features are awaited after a restart.
+ * ENDED: the XMPP connections are closed and the final row queued. A session
+ *   with no held request is kept until the next request or 'inactivity'
+ *   seconds, so the client learns why it ended.
+ *
+ * Streams (XEP-0124 §16): a session starts with one and may add more, each
+ * with its own XMPP connection and queue (stream.c). An answer carries the
+ * payloads of one stream, named once a second stream was opened. A stream
+ * the server ends while others remain is announced to the client with a
+ * terminate body naming it; the session ends with its last stream.
  *
  * One timer per session; session_schedule() sets it to the earliest of the
  * oldest held request's wait, the inactivity deadline, and the linger end.
@@ -28,6 +34,7 @@
 #include "utf8.h"
 #include "xmlesc.h"
 #include "store.h"
+#include "stream.h"
 #include "xmpp.h"
 
 #include <errno.h>
@@ -47,6 +54,7 @@
 
 #define HELD_MAX RIDWIN_MAX
 #define SID_HEX 32
+#define MAX_STREAMS 8 /* streams opened in one session, closed ones included */
 
 enum state { S_CONNECTING, S_ACTIVE, S_ENDED };
 static const char *const state_names[] = { "connecting", "active", "ended" };
@@ -74,6 +82,8 @@ struct req {
 	int64_t ack;              /* the client's ack (§9), -1: none */
 	int handover;             /* FRAME_F_HANDOVER: a pre-bind tool's last request */
 	const char *stream_attrs; /* node-xmpp-bosh stream_attrs as XML attributes, or NULL */
+	const char *stream;       /* the stream named (§16), or NULL: all of them */
+	const char *to, *lang;    /* 'to' on an existing session: add a stream (§16.3) */
 	uint64_t sender;          /* hash of client address and User-Agent */
 	char key[KEY_HEX + 1];    /* "" when absent */
 	char newkey[KEY_HEX + 1];
@@ -82,20 +92,18 @@ struct req {
 
 /* A request that arrived ahead of its turn (rid gap); processed in order. */
 struct ahead {
-	struct req r;             /* r.payload (and r.stream_attrs after it) is owned here */
+	struct req r;             /* r.payload (and the strings after it) is owned here */
 	struct responder resp;
-};
-
-struct buf {
-	char *data;
-	size_t len, cap;
 };
 
 struct session {
 	char sid[SID_HEX + 1];
 	struct session *hnext;        /* hash chain */
 	enum state state;
-	struct xmpp_conn *xmpp;
+	struct stream *streams[MAX_STREAMS]; /* in the order opened; streams[0] from creation */
+	uint8_t nstreams;
+	uint8_t multi;                /* a second stream was opened: answers name their stream */
+	uint8_t next_pick;            /* round robin over the streams' queues */
 	struct timer timer;
 	int64_t next_rid;
 	int wait, hold, requests, inactivity;
@@ -106,7 +114,6 @@ struct session {
 	int held_head, nheld;
 	struct ahead *ahead[HELD_MAX]; /* rare: allocated one by one, not kept in every session */
 	int nahead;
-	struct buf queue;             /* stanzas for the client */
 	struct ridwin sent;           /* last answers, for repeated rids */
 	uint64_t last_answer;         /* loop ms of the last answer (inactivity) */
 	uint64_t linger_until;
@@ -122,8 +129,6 @@ struct session {
 	int64_t last_answered;        /* highest rid answered */
 	int64_t report_rid;           /* §9 report pending for the next answer, 0: none */
 	uint64_t report_ms;
-	uint8_t awaiting_features;
-	uint8_t paused;
 	uint8_t dirty;
 	struct session *dirty_next;
 };
@@ -151,12 +156,15 @@ struct client_count {
 #define CLIENT_BUCKETS 4096
 static struct client_count *clients[CLIENT_BUCKETS];
 
+/* Multiple streams (§16) are offered unless switched off. */
+static int cfg_multi_streams(void) { return 1; }
+
 /* sids of sessions lost in an earlier run: answered remote-connection-failed */
 static char (*lost)[SID_HEX + 1];
 static size_t nlost, lost_cap;
 
 static void session_schedule(struct session *s);
-static void session_end(struct session *s, const char *condition, const char *child, size_t clen);
+static void session_end(struct session *s, const char *condition);
 
 /* ---- the sid table ---- */
 
@@ -255,29 +263,6 @@ static int client_add(const char *addr, int delta)
 }
 
 /* ---- small helpers ---- */
-
-static int buf_append(struct buf *b, const char *data, size_t len)
-{
-	if (b->len + len > b->cap) {
-		size_t cap = b->cap ? b->cap : 512;
-		while (cap < b->len + len)
-			cap *= 2;
-		char *n = realloc(b->data, cap);
-		if (!n)
-			return -1;
-		b->data = n;
-		b->cap = cap;
-	}
-	memcpy(b->data + b->len, data, len);
-	b->len += len;
-	return 0;
-}
-
-static void buf_free(struct buf *b)
-{
-	free(b->data);
-	*b = (struct buf){ 0 };
-}
 
 static int buf_printf(struct buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static int buf_printf(struct buf *b, const char *fmt, ...)
@@ -433,7 +418,9 @@ static int creation_attrs(struct session *s, struct buf *b)
 	rc |= buf_attr(b, "to", s->client_from); /* node-xmpp-bosh clients look for it */
 	/* Plain TCP is secure only on this machine; TLS to the server comes with the backend work. */
 	rc |= buf_attr(b, "secure", s->secure ? "true" : "false");
-	rc |= buf_attr(b, "authid", s->xmpp ? xmpp_stream_attr(s->xmpp, "id") : NULL);
+	rc |= buf_attr(b, "authid", s->nstreams ? stream_authid(s->streams[0]) : NULL);
+	/* naming the first stream is how multi-stream support is announced (§16.2) */
+	rc |= buf_attr(b, "stream", s->nstreams && cfg_multi_streams() ? s->streams[0]->name : NULL);
 	rc |= buf_attr(b, "xmpp:version", "1.0");
 	rc |= buf_attr(b, "xmpp:restartlogic", "true");
 	return rc;
@@ -460,32 +447,75 @@ static int ack_attrs(struct session *s, const struct held *h, struct buf *b)
 	return rc;
 }
 
-/* Builds the answer to the i-th held request: the queue (all of it), wrapped. */
-static int build_answer(struct session *s, int i, const char *type, const char *condition,
-                        struct buf *b)
+/* What one answer carries: the payloads of st (NULL: none), or a new
+ * stream's name (§16.3). */
+struct answer {
+	struct stream *st;
+	const char *type, *condition;
+	const struct stream *added;
+};
+
+/* A stream the server ended, while others go on: the client is told in an
+ * answer of its own (§16.6). */
+static int notice_due(const struct session *s, const struct stream *st)
 {
+	return st->end_condition && !st->closed && s->state != S_ENDED;
+}
+
+/* The next stream with something for the client, round robin. flush: only
+ * what may go out now (not a queue awaiting features after a restart). */
+static struct stream *pick_stream(struct session *s, int flush)
+{
+	for (int k = 0; k < s->nstreams; k++) {
+		int j = (s->next_pick + k) % s->nstreams;
+		struct stream *st = s->streams[j];
+		int notice = notice_due(s, st);
+		if ((!st->queue.len && !notice) || (flush && st->awaiting_features && !notice))
+			continue;
+		s->next_pick = (uint8_t)((j + 1) % s->nstreams);
+		return st;
+	}
+	return NULL;
+}
+
+/* Builds the answer to the i-th held request. */
+static int build_answer(struct session *s, int i, const struct answer *a, struct buf *b)
+{
+	const struct stream *st = a->st;
+	const char *type = a->type, *condition = a->condition, *name = NULL;
+	if (st && notice_due(s, st) && !type) {
+		type = "terminate";
+		condition = st->end_condition;
+	}
+	if (a->added)
+		name = a->added->name;
+	else if (s->multi && st && (st->queue.len || notice_due(s, st)) && s->state != S_ENDED)
+		name = st->name; /* a session's last word names no stream: it ends them all */
 	int rc = buf_printf(b, "<body xmlns='" BOSH_NS "'");
 	if (HELD(s, i)->creation && !type)
 		rc |= creation_attrs(s, b);
+	rc |= buf_attr(b, "stream", name);
+	rc |= buf_attr(b, "from", a->added ? a->added->to : NULL);
 	rc |= buf_attr(b, "type", type);
 	rc |= buf_attr(b, "condition", condition);
 	rc |= ack_attrs(s, HELD(s, i), b);
 	if (condition && strcmp(condition, "remote-stream-error") == 0)
 		rc |= buf_printf(b, " xmlns:stream='" STREAM_NS "'");
-	if (!s->queue.len)
+	if (!st || !st->queue.len)
 		return rc | buf_append(b, "/>", 2);
 	rc |= buf_append(b, ">", 1);
-	rc |= buf_append(b, s->queue.data, s->queue.len);
+	rc |= buf_append(b, st->queue.data, st->queue.len);
 	return rc | buf_append(b, "</body>", 7);
 }
 
-static void answer_held(struct session *s, int i, const char *type, const char *condition)
+static void answer_held_with(struct session *s, int i, const struct answer *a)
 {
 	struct held *h = HELD(s, i);
 	struct buf b = { 0 };
-	int plain_empty = !type && !h->creation && !s->queue.len && !s->acks && !s->report_rid;
+	int plain_empty = !a->type && !h->creation && !a->added && !s->acks && !s->report_rid &&
+	                  (!a->st || (!a->st->queue.len && !notice_due(s, a->st)));
 	if (plain_empty ? buf_append(&b, empty_body, sizeof empty_body - 1) < 0
-	                : build_answer(s, i, type, condition, &b) < 0) {
+	                : build_answer(s, i, a, &b) < 0) {
 		log_error("session %s: out of memory building an answer", s->sid);
 		buf_free(&b);
 		b = (struct buf){ .data = NULL };
@@ -504,30 +534,31 @@ static void answer_held(struct session *s, int i, const char *type, const char *
 		reply_drop(&h->resp);
 	}
 	buf_free(&b);
-	buf_free(&s->queue); /* idle sessions are the many: they hold no buffer */
+	if (a->st) {
+		if (notice_due(s, a->st))
+			a->st->closed = 1;
+		/* Reading stopped when the queue passed max_client_buffer goes on
+		 * now, whichever path sent this answer. */
+		stream_took_queue(a->st);
+	}
 	s->last_answer = loop_now(loop);
 	held_remove(s, i);
 }
 
-/* Reading from the server stopped when the client's queue passed
- * max_client_buffer; any answer that took the queue, whichever path sent
- * it, lets it go on. */
-static void resume_if_drained(struct session *s)
+/* Answers the i-th held request with what the next stream has. */
+static void answer_held(struct session *s, int i, const char *type, const char *condition)
 {
-	if (!s->paused || s->queue.len || !s->xmpp || s->state != S_ACTIVE)
-		return;
-	s->paused = 0;
-	xmpp_pause(s->xmpp, 0);
-	log_debug("session %s: the client took its queue; reading again", s->sid);
+	struct answer a = { .st = pick_stream(s, 0), .type = type, .condition = condition };
+	answer_held_with(s, i, &a);
 }
 
-/* Delivers the queue if a request can take it. */
+/* Delivers a queue if a request can take it. */
 static void try_flush(struct session *s)
 {
-	if (s->state != S_ACTIVE || s->awaiting_features || !s->queue.len || !s->nheld)
+	struct answer a = { 0 };
+	if (s->state != S_ACTIVE || !s->nheld || !(a.st = pick_stream(s, 1)))
 		return;
-	answer_held(s, 0, NULL, NULL);
-	resume_if_drained(s);
+	answer_held_with(s, 0, &a);
 }
 
 /* ---- lifecycle ---- */
@@ -545,7 +576,8 @@ static void session_free(void *p)
 	free(s->jid);
 	free(s->end_condition);
 	free(s->client_from);
-	buf_free(&s->queue);
+	for (int i = 0; i < s->nstreams; i++)
+		stream_free(s->streams[i]);
 	ridwin_clear(&s->sent);
 	free(s);
 }
@@ -577,9 +609,9 @@ static void log_end(struct session *s, const char *condition)
 	         condition);
 }
 
-/* The one way a live session ends. child: extra payload for the client
- * (the <stream:error/>), appended to what is queued. */
-static void session_end(struct session *s, const char *condition, const char *child, size_t clen)
+/* The one way a live session ends. What a stream still has queued (a
+ * <stream:error/>, say) goes out with the terminate answer. */
+static void session_end(struct session *s, const char *condition)
 {
 	if (s->state == S_ENDED)
 		return;
@@ -587,10 +619,8 @@ static void session_end(struct session *s, const char *condition, const char *ch
 	s->ended_at = loop_wallclock();
 	s->end_condition = strdup(condition);
 	log_end(s, condition);
-	xmpp_close(s->xmpp);
-	s->xmpp = NULL;
-	if (child && clen && buf_append(&s->queue, child, clen) < 0)
-		log_warn("session %s: out of memory keeping the stream error", s->sid);
+	for (int i = 0; i < s->nstreams; i++)
+		stream_close(s->streams[i]);
 	int client_asked = strcmp(condition, "terminate") == 0;
 	const char *wire = client_asked ? NULL : condition;
 	put_row(s); /* the final row, written even though s goes away */
@@ -631,14 +661,14 @@ static void session_timer(void *ctx)
 	if (s->nheld && HELD(s, 0)->creation) {
 		log_warn("session %s: no stream features from the XMPP server within %lds", s->sid,
 		         cfg->connect_timeout);
-		session_end(s, "remote-connection-failed", NULL, 0);
+		session_end(s, "remote-connection-failed");
 		return;
 	}
 	/* Wait expired: answer held requests (oldest first) that have waited long enough. */
 	while (s->nheld && !HELD(s, 0)->creation && HELD(s, 0)->since + (uint64_t)s->wait * 1000 <= now)
 		answer_held(s, 0, NULL, NULL);
 	if (!s->nheld && s->last_answer + inactivity_ms(s) <= now) {
-		session_end(s, "inactivity", NULL, 0);
+		session_end(s, "inactivity");
 		return;
 	}
 	session_schedule(s);
@@ -702,114 +732,58 @@ static int hold_request(struct session *s, struct responder *resp, int64_t rid, 
 	return 0;
 }
 
-/* ---- XMPP events ---- */
+/* ---- stream events ---- */
 
-/* Text content as the server wrote it, entities decoded (the JID is logged
- * and stored as text). NULL on OOM or a malformed reference. */
-static char *xml_text_decode(const char *src, size_t n)
+static int open_streams(const struct session *s)
 {
-	static const struct { const char *ref; char ch; } named[] = {
-		{ "lt;", '<' }, { "gt;", '>' }, { "amp;", '&' }, { "apos;", '\'' }, { "quot;", '"' },
-	};
-	char *out = malloc(n + 1), *o = out;
-	for (size_t i = 0; out && i < n; i++) {
-		if (src[i] != '&') {
-			*o++ = src[i];
-			continue;
-		}
-		const char *semi = memchr(src + i, ';', n - i);
-		size_t k = 0, rl = semi ? (size_t)(semi - (src + i)) : 0;
-		for (; k < 5 && !(rl == strlen(named[k].ref) && strncmp(src + i + 1, named[k].ref, rl) == 0); k++)
-			;
-		unsigned long cp = 0;
-		if (k < 5) {
-			*o++ = named[k].ch;
-		} else if (semi && src[i + 1] == '#' &&
-		           (cp = strtoul(src + i + 2 + (src[i + 2] == 'x'), NULL, src[i + 2] == 'x' ? 16 : 10)) &&
-		           cp < 0x110000) {
-			o += utf8_put(o, cp);
-		} else {
-			free(out);
-			return NULL;
-		}
-		i += rl;
-	}
-	if (out)
-		*o = 0;
-	return out;
+	int n = 0;
+	for (int i = 0; i < s->nstreams; i++)
+		n += s->streams[i]->xmpp != NULL;
+	return n;
 }
 
-static void note_jid(struct session *s, const char *data, size_t len)
+static void on_features(void *owner, struct stream *st)
 {
-	if (s->jid || !memmem(data, len, "urn:ietf:params:xml:ns:xmpp-bind", 32))
-		return;
-	const char *start = memmem(data, len, "<jid>", 5);
-	if (!start)
-		return;
-	start += 5;
-	const char *end = memmem(start, len - (size_t)(start - data), "</jid>", 6);
-	if (end && end - start < 3072) {
-		s->jid = xml_text_decode(start, (size_t)(end - start));
-		log_info("session %s bound %s", s->sid, s->jid ? s->jid : "?");
+	struct session *s = owner;
+	(void)st;
+	if (s->state == S_CONNECTING) {
+		s->state = S_ACTIVE;
 		mark_dirty(s);
 	}
+	if (s->nheld && HELD(s, 0)->creation)
+		answer_held(s, 0, NULL, NULL);
+	try_flush(s);
+	session_schedule(s);
 }
 
-static void queue_for_client(struct session *s, const char *data, size_t len)
+static void on_stanza(void *owner, struct stream *st)
 {
-	if (buf_append(&s->queue, data, len) < 0) {
-		session_end(s, "internal-server-error", NULL, 0);
-		return;
+	struct session *s = owner;
+	if (!s->jid && st->jid) {
+		s->jid = strdup(st->jid); /* the first JID bound is the session's, in its row */
+		mark_dirty(s);
 	}
-	if (s->queue.len > (size_t)cfg->max_client_buffer && !s->paused && s->xmpp) {
-		/* The client is not polling: stop reading rather than grow. */
-		s->paused = 1;
-		xmpp_pause(s->xmpp, 1);
-		log_info("session %s: %zu bytes queued for the client; reading paused", s->sid, s->queue.len);
-	}
+	try_flush(s);
+	session_schedule(s);
 }
 
-static void on_xmpp(void *ctx, enum xmpp_event ev, const char *data, size_t len)
+static void on_stream_ended(void *owner, struct stream *st, const char *condition)
 {
-	struct session *s = ctx;
-	switch (ev) {
-	case XMPP_STREAM_OPEN:
-		return;
-	case XMPP_FEATURES:
-		queue_for_client(s, data, len);
-		if (s->state == S_ENDED)
-			return;
-		if (s->state == S_CONNECTING) {
-			s->state = S_ACTIVE;
-			mark_dirty(s);
-		}
-		s->awaiting_features = 0;
-		if (s->nheld && HELD(s, 0)->creation)
-			answer_held(s, 0, NULL, NULL);
+	struct session *s = owner;
+	if (s->state == S_ACTIVE && open_streams(s) > 0) {
+		log_info("session %s: stream %s to %s ended (%s); %d streams remain", s->sid, st->name,
+		         st->to, condition, open_streams(s));
+		st->end_condition = condition;
 		try_flush(s);
 		session_schedule(s);
 		return;
-	case XMPP_STANZA:
-		note_jid(s, data, len);
-		queue_for_client(s, data, len);
-		try_flush(s);
-		session_schedule(s);
-		return;
-	case XMPP_STREAM_ERROR:
-		log_info("session %s: stream error from the XMPP server: %.*s", s->sid,
-		         (int)(len > 300 ? 300 : len), data);
-		session_end(s, "remote-stream-error", data, len);
-		return;
-	case XMPP_STREAM_CLOSED:
-		log_info("session %s: the XMPP server closed the stream", s->sid);
-		session_end(s, "remote-stream-error", NULL, 0);
-		return;
-	case XMPP_FAILED:
-		log_warn("session %s: %.*s", s->sid, (int)len, data);
-		session_end(s, "remote-connection-failed", NULL, 0);
-		return;
 	}
+	session_end(s, condition);
 }
+
+static const struct stream_events stream_events = {
+	.features = on_features, .stanza = on_stanza, .ended = on_stream_ended,
+};
 
 /* ---- requests ---- */
 
@@ -834,7 +808,7 @@ static void answer_fatal(struct session *s, struct responder *resp, const char *
 static void fail_request(struct session *s, struct responder *resp, const char *condition)
 {
 	answer_fatal(s, resp, condition);
-	session_end(s, condition, NULL, 0);
+	session_end(s, condition);
 }
 
 static int hex_digit(int c) { return (c >= '0' && c <= '9') || ((c | 0x20) >= 'a' && (c | 0x20) <= 'f'); }
@@ -879,10 +853,8 @@ static void answer_all_keep_queue(struct session *s)
 {
 	while (s->nheld > 1)
 		answer_held(s, 0, NULL, NULL);
-	struct buf keep = s->queue;
-	s->queue = (struct buf){ 0 };
-	answer_held(s, 0, NULL, NULL);
-	s->queue = keep;
+	struct answer none = { 0 };
+	answer_held_with(s, 0, &none);
 }
 
 static void pause_session(struct session *s, long seconds)
@@ -959,10 +931,73 @@ static int admit(struct session *s, struct responder *resp, const struct req *r)
 	return 0;
 }
 
+static struct stream *find_stream(const struct session *s, const char *name)
+{
+	for (int i = 0; i < s->nstreams; i++)
+		if (strcmp(s->streams[i]->name, name) == 0)
+			return s->streams[i];
+	return NULL;
+}
+
+static int any_stream(const struct session *s, int awaiting_features)
+{
+	for (int i = 0; i < s->nstreams; i++)
+		if (awaiting_features ? s->streams[i]->xmpp && s->streams[i]->awaiting_features
+		                      : s->streams[i]->queue.len > 0)
+			return 1;
+	return 0;
+}
+
+/* The payload goes to the stream named, or to every open one (§16.4). A
+ * stream just closed gets nothing: the client may not have known yet. */
+static int send_payload(struct session *s, struct stream *named, const struct req *r)
+{
+	for (int i = 0; i < s->nstreams; i++) {
+		struct stream *st = s->streams[i];
+		if ((named && st != named) || !st->xmpp)
+			continue;
+		if (stream_send(st, r->payload, r->len) < 0) {
+			log_warn("session %s: cannot queue %zu bytes for the XMPP server", s->sid, r->len);
+			return -1;
+		}
+	}
+	return 0;
+}
+
+static int restart_streams(struct session *s, struct stream *named, const char *attrs)
+{
+	for (int i = 0; i < s->nstreams; i++) {
+		struct stream *st = s->streams[i];
+		if ((!named || st == named) && st->xmpp && stream_restart(st, attrs) < 0)
+			return -1;
+	}
+	return 0;
+}
+
+/* A terminate naming one of several open streams ends that stream only
+ * (§16.5). Returns 1 if the session goes on. */
+static int end_named_stream(struct session *s, struct stream *named)
+{
+	if (!named || (named->xmpp && open_streams(s) == 1))
+		return 0;
+	log_info("session %s: the client closed stream %s to %s", s->sid, named->name, named->to);
+	stream_close(named);
+	named->closed = 1;
+	return 1;
+}
+
+static void add_stream(struct session *s, struct responder *resp, const struct req *r);
+
 static void process(struct session *s, struct responder *resp, const struct req *r)
 {
 	if (admit(s, resp, r) < 0)
 		return;
+	struct stream *named = NULL;
+	if (r->stream && !(named = find_stream(s, r->stream))) {
+		log_info("session %s: rid %lld names a stream it does not have", s->sid, (long long)r->rid);
+		fail_request(s, resp, "item-not-found");
+		return;
+	}
 	s->last_request_at = loop_now(loop);
 	int takeover = r->handover || s->handed_over ||
 	               (s->nheld == 0 && s->state == S_ACTIVE &&
@@ -973,41 +1008,40 @@ static void process(struct session *s, struct responder *resp, const struct req 
 	s->last_seen = loop_wallclock();
 	s->pause_until_next = 0;
 	mark_dirty(s);
-	if (r->len && s->xmpp && xmpp_send(s->xmpp, r->payload, r->len) < 0) {
-		log_warn("session %s: cannot queue %zu bytes for the XMPP server", s->sid, r->len);
+	if (r->to) {
+		add_stream(s, resp, r);
+		return;
+	}
+	if (r->len && send_payload(s, named, r) < 0) {
 		hold_request(s, resp, r->rid, 0);
-		session_end(s, "remote-connection-failed", NULL, 0);
+		session_end(s, "remote-connection-failed");
 		return;
 	}
 	if (hold_request(s, resp, r->rid, 0) < 0)
 		return;
-	if (r->terminate) {
-		session_end(s, "terminate", NULL, 0);
+	if (r->terminate && !end_named_stream(s, named)) {
+		session_end(s, "terminate");
 		return;
 	}
 	if (r->ack >= 0 && client_ack(s, r->ack))
 		answer_held(s, 0, NULL, NULL); /* tell the client about the lost answer at once */
-	if (r->restart && s->xmpp) {
-		if (xmpp_restart(s->xmpp, r->stream_attrs) < 0) {
-			session_end(s, "remote-connection-failed", NULL, 0);
-			return;
-		}
-		s->awaiting_features = 1;
+	if (r->restart && restart_streams(s, named, r->stream_attrs) < 0) {
+		session_end(s, "remote-connection-failed");
+		return;
 	}
 	if (r->pause >= 0)
 		pause_session(s, r->pause);
 	else if (r->handover)
 		answer_all_keep_queue(s);
-	if (takeover && !s->awaiting_features && s->nheld) {
+	if (takeover && !any_stream(s, 1) && s->nheld) {
 		log_debug("session %s: first request after %llu ms without one: answered at once",
 		          s->sid, (unsigned long long)(loop_now(loop) - s->last_answer));
 		answer_held(s, 0, NULL, NULL);
 	}
-	int had_payload = s->queue.len > 0;
+	int had_payload = any_stream(s, 0);
 	while (s->nheld > s->hold)
 		answer_held(s, 0, NULL, NULL);
 	try_flush(s);
-	resume_if_drained(s);
 	s->last_empty_answered_empty = r->len == 0 && !had_payload && !r->restart;
 	session_schedule(s);
 }
@@ -1039,17 +1073,26 @@ static int keep_ahead(struct session *s, struct responder *resp, const struct re
 	if (!a)
 		return -1;
 	a->r = *r;
-	size_t extra = r->stream_attrs ? strlen(r->stream_attrs) + 1 : 0;
-	char *copy = malloc(r->len + extra + 1);
+	/* the payload, then the strings the request points at, in one block */
+	const char **strs[] = { &a->r.stream_attrs, &a->r.stream, &a->r.to, &a->r.lang };
+	size_t total = r->len + 1;
+	for (size_t i = 0; i < sizeof strs / sizeof strs[0]; i++)
+		total += *strs[i] ? strlen(*strs[i]) + 1 : 0;
+	char *copy = malloc(total), *o = copy + r->len;
 	if (!copy) {
 		free(a);
 		return -1;
 	}
 	memcpy(copy, r->payload ? r->payload : "", r->len);
-	if (extra)
-		memcpy(copy + r->len, r->stream_attrs, extra);
+	for (size_t i = 0; i < sizeof strs / sizeof strs[0]; i++) {
+		if (!*strs[i])
+			continue;
+		size_t n = strlen(*strs[i]) + 1;
+		memcpy(o, *strs[i], n);
+		*strs[i] = o;
+		o += n;
+	}
 	a->r.payload = copy;
-	a->r.stream_attrs = extra ? copy + r->len : NULL;
 	a->resp = *resp;
 	resp->kind = RESP_NONE;
 	s->ahead[s->nahead++] = a;
@@ -1127,6 +1170,14 @@ static int parse_req(const struct frame_request *fr, struct req *r, char *attrs_
 			return -1;
 		}
 		r->stream_attrs = attrs_buf;
+	}
+	r->stream = frame_attr(fr, "stream");
+	/* Adding a stream is an empty request with 'to' (§16.3); restart
+	 * requests carry 'to' too (Strophe.js sends it), and without
+	 * multi-stream support 'to' is ignored, as §16.3 asks. */
+	if (cfg_multi_streams() && !r->restart && !r->terminate && !pause && !r->len) {
+		r->to = frame_attr(fr, "to");
+		r->lang = frame_attr(fr, "xml:lang");
 	}
 	return copy_key(r->key, frame_attr(fr, "key")) | copy_key(r->newkey, frame_attr(fr, "newkey"));
 }
@@ -1245,7 +1296,6 @@ static int fill_session(struct session *s, const struct frame_request *fr, int64
 	s->ua = dup_or_null(frame_attr(fr, "ua") ? frame_attr(fr, "ua") : fr->user_agent);
 	s->created_at = s->last_seen = loop_wallclock();
 	s->last_answer = loop_now(loop);
-	s->awaiting_features = 1;
 	s->timer = (struct timer){ .cb = session_timer, .ctx = s };
 	/* With acks the client says what it got: keep answers until then (bounded). */
 	ridwin_init(&s->sent, s->acks ? RIDWIN_MAX : s->requests);
@@ -1270,6 +1320,22 @@ static int is_loopback(const struct sockaddr *sa)
 	if (sa->sa_family == AF_INET6)
 		return IN6_IS_ADDR_LOOPBACK(&((const struct sockaddr_in6 *)(const void *)sa)->sin6_addr);
 	return 0;
+}
+
+static struct stream *open_stream(struct session *s, const struct backend_addr *be,
+                                  const char *domain, const char *lang)
+{
+	struct xmpp_params p = {
+		.addr = (const struct sockaddr *)&be->addr, .addrlen = be->addrlen, .domain = domain,
+		.lang = lang, .max_stanza = (size_t)cfg->max_xmpp_stanza_size,
+		.max_output = (size_t)cfg->max_data_held * 4,
+		.connect_timeout_ms = (unsigned)cfg->connect_timeout * 1000,
+	};
+	struct stream *st = stream_open(loop, &p, s->sid, (size_t)cfg->max_client_buffer,
+	                                &stream_events, s);
+	if (st)
+		s->streams[s->nstreams++] = st;
+	return st;
 }
 
 static void create_session(struct responder *resp, const struct frame_request *fr)
@@ -1328,20 +1394,45 @@ static void create_session(struct responder *resp, const struct frame_request *f
 	table[b] = s;
 	nsessions++;
 	log_info("session %s created for %s (client %s)", s->sid, s->to, s->client ? s->client : "-");
-	struct xmpp_params p = {
-		.addr = (const struct sockaddr *)&be->addr, .addrlen = be->addrlen, .domain = s->to,
-		.lang = s->lang, .max_stanza = (size_t)cfg->max_xmpp_stanza_size,
-		.max_output = (size_t)cfg->max_data_held * 4,
-		.connect_timeout_ms = (unsigned)cfg->connect_timeout * 1000,
-	};
 	s->secure = (uint8_t)is_loopback((const struct sockaddr *)&be->addr);
 	hold_request(s, resp, rid, 1);
-	s->xmpp = xmpp_open(loop, &p, on_xmpp, s);
 	mark_dirty(s);
-	if (!s->xmpp)
-		session_end(s, "remote-connection-failed", NULL, 0);
+	if (!open_stream(s, be, s->to, s->lang))
+		session_end(s, "remote-connection-failed");
 	else
 		session_schedule(s);
+}
+
+/* §16.3: a request with 'to' on a live session opens another stream. Its
+ * answer names the stream at once (and carries nothing else); the stream's
+ * features come in a later answer that names it. */
+static void add_stream(struct session *s, struct responder *resp, const struct req *r)
+{
+	const struct backend_addr *be = valid_domain(r->to) ? backend_for(r->to) : NULL;
+	if (!be) {
+		log_info("session %s: a stream for unknown domain '%.100s'", s->sid, r->to);
+		fail_request(s, resp, "host-unknown");
+		return;
+	}
+	if (s->nstreams == MAX_STREAMS) {
+		log_info("session %s: a stream more than %d", s->sid, MAX_STREAMS);
+		fail_request(s, resp, "policy-violation");
+		return;
+	}
+	struct stream *st = open_stream(s, be, r->to, r->lang ? r->lang : s->lang);
+	if (!st) {
+		fail_request(s, resp, "remote-connection-failed");
+		return;
+	}
+	s->multi = 1;
+	log_info("session %s: stream %s added for %s", s->sid, st->name, st->to);
+	if (hold_request(s, resp, r->rid, 0) < 0)
+		return;
+	while (s->nheld > 1)
+		answer_held(s, 0, NULL, NULL);
+	struct answer a = { .added = st };
+	answer_held_with(s, 0, &a);
+	session_schedule(s);
 }
 
 void sessions_handle(struct responder *resp, const struct frame_request *fr)
@@ -1417,8 +1508,8 @@ void sessions_shutdown(void)
 			while (s->nheld)
 				answer_held(s, 0, NULL, NULL);
 			put_row(s);
-			xmpp_close(s->xmpp);
-			s->xmpp = NULL;
+			for (int k = 0; k < s->nstreams; k++)
+				stream_close(s->streams[k]);
 		}
 	dirty_list = NULL;
 	if (store_flush() < 0)

@@ -381,6 +381,92 @@ def test_get_is_refused(st):
         expect(e.code == 405 and "OPTIONS" in e.headers.get("Allow", ""), e.code)
 
 
+# ---- multiple streams (XEP-0124 §16) ----
+
+class Streams:
+    """One session with several streams: every answer with payloads must name its stream."""
+
+    def __init__(self, s):
+        self.s = s
+
+    def request(self, payload="", **attrs):
+        r = self.s.request(payload, **attrs)
+        expect(not r.children() or r.attr("stream"), "an answer with payloads names its stream: %r" % r)
+        return r
+
+    def until(self, name, pred, payload="", **attrs):
+        """Requests (the first with payload and attrs) until stream name sends a child matching pred."""
+        for _ in range(10):
+            r = self.request(payload, **attrs)
+            payload, attrs = "", {}
+            expect(r.type != "terminate", "the session goes on: %r" % r)
+            for c in r.children():
+                if r.attr("stream") == name and pred(c):
+                    return c
+        raise AssertionError("nothing matching came on stream %s" % name)
+
+    def login(self, stream, user, resource):
+        import base64
+        self.until(stream, lambda c: c.tag == "{%s}features" % STREAM)
+        creds = base64.b64encode(("\0%s\0%s" % (user, USERS[user])).encode()).decode()
+        ok = self.until(stream, lambda c: c.tag in ("{%s}success" % SASL, "{%s}failure" % SASL),
+                        "<auth xmlns='%s' mechanism='PLAIN'>%s</auth>" % (SASL, creds), stream=stream)
+        expect(ok.tag == "{%s}success" % SASL, "SASL on stream %s" % stream)
+        self.until(stream, lambda c: c.tag == "{%s}features" % STREAM, stream=stream,
+                   **{"xmpp:restart": "true"})
+        iq = self.until(stream, lambda c: c.get("id") == "bind-" + resource,
+                        "<iq xmlns='jabber:client' type='set' id='bind-%s'><bind xmlns='%s'>"
+                        "<resource>%s</resource></bind></iq>" % (resource, bosh.BIND, resource),
+                        stream=stream)
+        return iq.find("{%s}bind/{%s}jid" % (bosh.BIND, bosh.BIND)).text
+
+
+@case
+def test_multiple_streams(st):
+    s = Session(st.url, st.domain, wait=1)
+    alice = s.login("alice", USERS["alice"], "multi")
+    first = s.created.attr("stream")
+    expect(first and re.fullmatch(r"[0-9a-f]{24}", first), "the first stream is named: %r" % s.created)
+    m = Streams(s)
+    r = m.request(to=st.domain, **{"xml:lang": "en"})
+    second = r.attr("stream")
+    expect(second and second != first and r.attr("from") == st.domain and not r.children() and
+           r.attr("sid") is None and r.type is None, "a stream added: %r" % r)
+    bob = m.login(second, "bob", "multi")
+    expect(bob == "bob@%s/multi" % st.domain, bob)
+    chat = "<message xmlns='jabber:client' to='%s' type='chat'><body>%s</body></message>"
+    got = m.until(second, lambda c: c.tag == "{%s}message" % CLIENT, chat % (bob, "to bob"), stream=first)
+    expect(got.get("from") == alice and got.find("{%s}body" % CLIENT).text == "to bob", "on bob's stream")
+    got = m.until(first, lambda c: c.tag == "{%s}message" % CLIENT, chat % (alice, "to alice"), stream=second)
+    expect(got.get("from") == bob, "on alice's stream")
+    # a stream the server ends, while others remain, is announced by name and the session goes on
+    third = m.request(to="down.test").attr("stream")
+    expect(third not in (None, first, second), "third stream named")
+    for _ in range(5):
+        r = m.request()
+        if r.type == "terminate":
+            break
+    expect(r.type == "terminate" and r.condition == "remote-connection-failed" and r.attr("stream") == third,
+           "the failed stream's end names it: %r" % r)
+    # the client closes bob's stream: bob goes offline, alice's stream goes on
+    r = m.request("<presence xmlns='jabber:client' type='unavailable'/>", type="terminate", stream=second)
+    expect(r.type is None, "closing one stream leaves the session: %r" % r)
+    pong = m.until(first, lambda c: c.get("id") == "gone", "<iq xmlns='jabber:client' type='get' id='gone' "
+                   "to='%s'><ping xmlns='urn:xmpp:ping'/></iq>" % bob, stream=first)
+    expect(pong.get("type") == "error", "bob's resource is gone: %r" % pong.attrib)
+    r = m.request("<presence xmlns='jabber:client'/>", stream=second)
+    expect(r.type is None, "a payload for a stream just closed is ignored: %r" % r)
+    r = m.request("<presence xmlns='jabber:client' type='unavailable'/>", type="terminate", stream=first)
+    expect(r.type == "terminate" and r.attr("stream") is None, "the last stream ends the session: %r" % r)
+    db = row(st, s.sid, until=lambda r: r["state"] == "ended")
+    expect(db["end_condition"] == "terminate" and db["jid"] == alice, db)
+    # a stream name the session does not have
+    s = Session(st.url, st.domain, wait=3)
+    s.create()
+    r = s.request(stream="0" * 24)
+    expect(r.type == "terminate" and r.condition == "item-not-found", "an unknown stream: %r" % r)
+
+
 # ---- key sequences, pauses, legacy clients ----
 
 def key_chain(n):

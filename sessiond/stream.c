@@ -1,0 +1,196 @@
+/* stream.c - one XMPP stream of a BOSH session: its connection, and what
+ * it has queued for the client. */
+#define _GNU_SOURCE
+#include "stream.h"
+#include "log.h"
+#include "utf8.h"
+
+#include <openssl/rand.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Text content as the server wrote it, entities decoded (the JID is logged
+ * and stored as text). NULL on OOM or a malformed reference. */
+static char *xml_text_decode(const char *src, size_t n)
+{
+	static const struct { const char *ref; char ch; } named[] = {
+		{ "lt;", '<' }, { "gt;", '>' }, { "amp;", '&' }, { "apos;", '\'' }, { "quot;", '"' },
+	};
+	char *out = malloc(n + 1), *o = out;
+	for (size_t i = 0; out && i < n; i++) {
+		if (src[i] != '&') {
+			*o++ = src[i];
+			continue;
+		}
+		const char *semi = memchr(src + i, ';', n - i);
+		size_t k = 0, rl = semi ? (size_t)(semi - (src + i)) : 0;
+		for (; k < 5 && !(rl == strlen(named[k].ref) && strncmp(src + i + 1, named[k].ref, rl) == 0); k++)
+			;
+		unsigned long cp = 0;
+		if (k < 5) {
+			*o++ = named[k].ch;
+		} else if (semi && src[i + 1] == '#' &&
+		           (cp = strtoul(src + i + 2 + (src[i + 2] == 'x'), NULL, src[i + 2] == 'x' ? 16 : 10)) &&
+		           cp < 0x110000) {
+			o += utf8_put(o, cp);
+		} else {
+			free(out);
+			return NULL;
+		}
+		i += rl;
+	}
+	if (out)
+		*o = 0;
+	return out;
+}
+
+static void note_jid(struct stream *st, const char *data, size_t len)
+{
+	if (st->jid || !memmem(data, len, "urn:ietf:params:xml:ns:xmpp-bind", 32))
+		return;
+	const char *start = memmem(data, len, "<jid>", 5);
+	if (!start)
+		return;
+	start += 5;
+	const char *end = memmem(start, len - (size_t)(start - data), "</jid>", 6);
+	if (end && end - start < 3072) {
+		st->jid = xml_text_decode(start, (size_t)(end - start));
+		log_info("session %s bound %s (stream %s)", st->sid, st->jid ? st->jid : "?", st->name);
+	}
+}
+
+static void end_stream(struct stream *st, const char *condition, const char *child, size_t clen)
+{
+	stream_close(st);
+	if (child && clen && buf_append(&st->queue, child, clen) < 0)
+		log_warn("session %s: out of memory keeping the stream error", st->sid);
+	st->ev->ended(st->owner, st, condition);
+}
+
+/* -1 if the stream had to end (out of memory). */
+static int queue_for_client(struct stream *st, const char *data, size_t len)
+{
+	if (buf_append(&st->queue, data, len) < 0) {
+		log_error("session %s: out of memory queueing %zu bytes for the client", st->sid, len);
+		end_stream(st, "internal-server-error", NULL, 0);
+		return -1;
+	}
+	if (st->queue.len > st->max_queue && !st->paused && st->xmpp) {
+		/* The client is not polling: stop reading rather than grow. */
+		st->paused = 1;
+		xmpp_pause(st->xmpp, 1);
+		log_info("session %s: %zu bytes queued for the client; reading paused", st->sid,
+		         st->queue.len);
+	}
+	return 0;
+}
+
+static void on_xmpp(void *ctx, enum xmpp_event ev, const char *data, size_t len)
+{
+	struct stream *st = ctx;
+	switch (ev) {
+	case XMPP_STREAM_OPEN:
+		return;
+	case XMPP_FEATURES:
+		if (queue_for_client(st, data, len) == 0) {
+			st->awaiting_features = 0;
+			st->ev->features(st->owner, st);
+		}
+		return;
+	case XMPP_STANZA:
+		note_jid(st, data, len);
+		if (queue_for_client(st, data, len) == 0)
+			st->ev->stanza(st->owner, st);
+		return;
+	case XMPP_STREAM_ERROR:
+		log_info("session %s: stream error from the XMPP server: %.*s", st->sid,
+		         (int)(len > 300 ? 300 : len), data);
+		end_stream(st, "remote-stream-error", data, len);
+		return;
+	case XMPP_STREAM_CLOSED:
+		log_info("session %s: the XMPP server closed the stream", st->sid);
+		end_stream(st, "remote-stream-error", NULL, 0);
+		return;
+	case XMPP_FAILED:
+		log_warn("session %s: %.*s", st->sid, (int)len, data);
+		end_stream(st, "remote-connection-failed", NULL, 0);
+		return;
+	}
+}
+
+struct stream *stream_open(struct loop *l, const struct xmpp_params *p, const char *sid,
+                           size_t max_queue, const struct stream_events *ev, void *owner)
+{
+	unsigned char raw[STREAM_NAME_HEX / 2];
+	struct stream *st = calloc(1, sizeof *st);
+	if (!st || !(st->to = strdup(p->domain))) {
+		log_error("session %s: out of memory opening a stream", sid);
+		free(st);
+		return NULL;
+	}
+	if (RAND_bytes(raw, sizeof raw) != 1) {
+		/* Names must be unpredictable (§16.2): refuse rather than guess. */
+		log_error("RAND_bytes failed; cannot name a stream");
+		abort();
+	}
+	for (size_t i = 0; i < sizeof raw; i++)
+		sprintf(st->name + 2 * i, "%02x", raw[i]);
+	st->sid = sid;
+	st->ev = ev;
+	st->owner = owner;
+	st->max_queue = max_queue;
+	st->awaiting_features = 1;
+	st->xmpp = xmpp_open(l, p, on_xmpp, st);
+	if (!st->xmpp) {
+		stream_free(st);
+		return NULL;
+	}
+	return st;
+}
+
+int stream_send(struct stream *st, const char *data, size_t len)
+{
+	return st->xmpp ? xmpp_send(st->xmpp, data, len) : -1;
+}
+
+int stream_restart(struct stream *st, const char *extra_attrs)
+{
+	if (!st->xmpp || xmpp_restart(st->xmpp, extra_attrs) < 0)
+		return -1;
+	st->awaiting_features = 1;
+	return 0;
+}
+
+void stream_took_queue(struct stream *st)
+{
+	buf_free(&st->queue); /* idle sessions are the many: they hold no buffer */
+	if (st->paused && st->xmpp) {
+		/* Not from inside a parse: xmpp_pause() only changes what epoll watches. */
+		st->paused = 0;
+		xmpp_pause(st->xmpp, 0);
+		log_debug("session %s: the client took its queue; reading again", st->sid);
+	}
+}
+
+const char *stream_authid(const struct stream *st)
+{
+	return st->xmpp ? xmpp_stream_attr(st->xmpp, "id") : NULL;
+}
+
+void stream_close(struct stream *st)
+{
+	xmpp_close(st->xmpp);
+	st->xmpp = NULL;
+}
+
+void stream_free(struct stream *st)
+{
+	if (!st)
+		return;
+	stream_close(st);
+	free(st->to);
+	free(st->jid);
+	buf_free(&st->queue);
+	free(st);
+}
