@@ -59,6 +59,7 @@ static const struct key keys[] = {
 	NUMKEY("allow_get", allow_get, 0, 1),
 	/* protocol options; window_size is node-xmpp-bosh's name (at most RIDWIN_MAX) */
 	NUMKEY("window_size", window_size, 0, 9),
+	NUMKEY("pidgin_compatible", pidgin_compatible, 0, 1),
 };
 
 void config_defaults(struct config *c)

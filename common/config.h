@@ -57,6 +57,7 @@ struct config {
 	char extra_headers[2048];       /* "Name: value\r\n" lines sent with every response */
 	/* protocol options */
 	long window_size;               /* rids accepted ahead (and 'requests'); 0 = hold + 1 */
+	long pidgin_compatible;         /* no multiple streams: libpurple sends 'to' on every request */
 };
 
 /* Fills *c with the defaults. */

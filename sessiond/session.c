@@ -103,6 +103,7 @@ struct session {
 	struct stream *streams[MAX_STREAMS]; /* in the order opened; streams[0] from creation */
 	uint8_t nstreams;
 	uint8_t multi;                /* a second stream was opened: answers name their stream */
+	uint8_t one_stream;           /* multiple streams not offered (libpurple, pidgin_compatible) */
 	uint8_t next_pick;            /* round robin over the streams' queues */
 	struct timer timer;
 	int64_t next_rid;
@@ -155,9 +156,6 @@ struct client_count {
 };
 #define CLIENT_BUCKETS 4096
 static struct client_count *clients[CLIENT_BUCKETS];
-
-/* Multiple streams (§16) are offered unless switched off. */
-static int cfg_multi_streams(void) { return 1; }
 
 /* sids of sessions lost in an earlier run: answered remote-connection-failed */
 static char (*lost)[SID_HEX + 1];
@@ -420,7 +418,7 @@ static int creation_attrs(struct session *s, struct buf *b)
 	rc |= buf_attr(b, "secure", s->secure ? "true" : "false");
 	rc |= buf_attr(b, "authid", s->nstreams ? stream_authid(s->streams[0]) : NULL);
 	/* naming the first stream is how multi-stream support is announced (§16.2) */
-	rc |= buf_attr(b, "stream", s->nstreams && cfg_multi_streams() ? s->streams[0]->name : NULL);
+	rc |= buf_attr(b, "stream", s->nstreams && !s->one_stream ? s->streams[0]->name : NULL);
 	rc |= buf_attr(b, "xmpp:version", "1.0");
 	rc |= buf_attr(b, "xmpp:restartlogic", "true");
 	return rc;
@@ -1008,7 +1006,7 @@ static void process(struct session *s, struct responder *resp, const struct req 
 	s->last_seen = loop_wallclock();
 	s->pause_until_next = 0;
 	mark_dirty(s);
-	if (r->to) {
+	if (r->to && !s->one_stream) { /* else 'to' is ignored, as §16.3 asks */
 		add_stream(s, resp, r);
 		return;
 	}
@@ -1173,9 +1171,8 @@ static int parse_req(const struct frame_request *fr, struct req *r, char *attrs_
 	}
 	r->stream = frame_attr(fr, "stream");
 	/* Adding a stream is an empty request with 'to' (§16.3); restart
-	 * requests carry 'to' too (Strophe.js sends it), and without
-	 * multi-stream support 'to' is ignored, as §16.3 asks. */
-	if (cfg_multi_streams() && !r->restart && !r->terminate && !pause && !r->len) {
+	 * requests carry 'to' too (Strophe.js sends it). */
+	if (!r->restart && !r->terminate && !pause && !r->len) {
 		r->to = frame_attr(fr, "to");
 		r->lang = frame_attr(fr, "xml:lang");
 	}
@@ -1294,6 +1291,9 @@ static int fill_session(struct session *s, const struct frame_request *fr, int64
 	s->client_from = dup_or_null(frame_attr(fr, "from"));
 	s->sender = sender_of(fr);
 	s->ua = dup_or_null(frame_attr(fr, "ua") ? frame_attr(fr, "ua") : fr->user_agent);
+	/* libpurple (Pidgin, Finch) puts 'to' on every request, its empty polls
+	 * included: offered multiple streams, each poll would add one. */
+	s->one_stream = cfg->pidgin_compatible || (fr->user_agent && strstr(fr->user_agent, "libpurple"));
 	s->created_at = s->last_seen = loop_wallclock();
 	s->last_answer = loop_now(loop);
 	s->timer = (struct timer){ .cb = session_timer, .ctx = s };

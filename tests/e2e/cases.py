@@ -467,6 +467,85 @@ def test_multiple_streams(st):
     expect(r.type == "terminate" and r.condition == "item-not-found", "an unknown stream: %r" % r)
 
 
+class Libpurple:
+    """Requests as libpurple's BOSH client (Pidgin, Finch; libpurple/protocols/jabber/bosh.c)
+    writes them: 'to' and xml:lang on every request, empty polls included."""
+
+    UA = "Pidgin 2.14.12 (libpurple 2.14.12)"
+
+    def __init__(self, url, domain, ua=UA):
+        import random
+        self.url, self.domain, self.ua = url, domain, ua
+        self.rid = random.randint(1 << 20, 1 << 40)
+        self.sid = None
+
+    def post(self, payload="", **attrs):
+        self.rid += 1
+        a = {"rid": self.rid, "sid": self.sid, "to": self.domain, "xml:lang": "en"}
+        a.update(attrs)
+        r = post_raw(self.url, bosh.body({k: v for k, v in a.items() if v is not None}, payload),
+                     headers={"User-Agent": self.ua})
+        expect(r.attr("stream") is None, "no answer names a stream: %r" % r)
+        return r
+
+    def create(self):
+        r = self.post(sid=None, content="text/xml; charset=utf-8", secure="true", ver="1.6",
+                      wait=1, hold=1, **{"xmpp:version": "1.0"})
+        self.sid = r.attr("sid")
+        return r
+
+    def until(self, pred, payload="", **attrs):
+        for _ in range(10):
+            r = self.post(payload, **attrs)
+            payload, attrs = "", {}
+            expect(r.type != "terminate", r)
+            for c in r.children():
+                if pred(c):
+                    return c
+        raise AssertionError("expected element did not arrive")
+
+
+def libpurple_chat(url, domain, user, ua=Libpurple.UA):
+    """libpurple's way through login and a message to itself; returns the creation response."""
+    import base64
+    c = Libpurple(url, domain, ua)
+    created = c.create()
+    expect(created.xml.find("{%s}features" % STREAM) is not None,
+           "libpurple takes the features from the creation response: %r" % created)
+    creds = base64.b64encode(("\0%s\0%s" % (user, USERS[user])).encode()).decode()
+    c.until(lambda e: e.tag == "{%s}success" % SASL,
+            "<auth xmlns='%s' mechanism='PLAIN'>%s</auth>" % (SASL, creds))
+    c.until(lambda e: e.tag == "{%s}features" % STREAM, **{"xmpp:restart": "true"})
+    iq = c.until(lambda e: e.get("id") == "purple1", "<iq xmlns='jabber:client' type='set' id='purple1'>"
+                 "<bind xmlns='%s'><resource>finch</resource></bind></iq>" % bosh.BIND)
+    jid = iq.find("{%s}bind/{%s}jid" % (bosh.BIND, bosh.BIND)).text
+    for _ in range(2):  # empty polls, with 'to', as libpurple sends them
+        r = c.post()
+        expect(r.type is None, "an empty poll with 'to' is a poll: %r" % r)
+    got = c.until(lambda e: e.tag == "{%s}message" % CLIENT, "<message xmlns='jabber:client' to='%s' "
+                  "type='chat'><body>purple</body></message>" % jid)
+    expect(got.find("{%s}body" % CLIENT).text == "purple", got)
+    r = c.post("<presence xmlns='jabber:client' type='unavailable'/>", type="terminate")
+    expect(r.type == "terminate", r)
+    return created
+
+
+@case
+def test_libpurple_client(st):
+    created = libpurple_chat(st.url, st.domain, "carol")
+    expect(created.attr("stream") is None, "no multiple streams offered to libpurple: %r" % created)
+    added = re.search(r"session %s: stream \S+ added" % created.attr("sid"), open(st.sessiond_log).read())
+    expect(not added, "no stream was added: %r" % added)
+    other = side_stack(st, "pidgin_compatible = 1\n")
+    try:  # the switch, for a libpurple that says nothing of itself
+        other.start_sessiond()
+        other.start_nginx()
+        created = libpurple_chat(other.url, st.domain, "carol", ua="Finch")
+        expect(created.attr("stream") is None, "pidgin_compatible: %r" % created)
+    finally:
+        other.stop()
+
+
 # ---- key sequences, pauses, legacy clients ----
 
 def key_chain(n):
