@@ -493,7 +493,8 @@ static int build_answer(struct session *s, int i, const struct answer *a, struct
 	if (HELD(s, i)->creation && !type)
 		rc |= creation_attrs(s, b);
 	rc |= buf_attr(b, "stream", name);
-	rc |= buf_attr(b, "from", a->added ? a->added->to : NULL);
+	if (a->added) /* XEP-0206 §3: the version goes with a stream added too */
+		rc |= buf_printf(b, " xmlns:xmpp='" XBOSH_NS "' from='%s' xmpp:version='1.0'", a->added->to);
 	rc |= buf_attr(b, "type", type);
 	rc |= buf_attr(b, "condition", condition);
 	rc |= ack_attrs(s, HELD(s, i), b);

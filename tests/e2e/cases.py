@@ -313,6 +313,25 @@ def test_repeated_rid_gets_same_answer(st):
 
 
 @case
+def test_held_rid_sent_again_gets_recoverable_error(st):
+    s = Session(st.url, st.domain, wait=10)
+    s.create()
+    rid = s.next_rid()
+    first = s.request_async(rid=rid)
+    time.sleep(0.3)
+    expect(not first.done(), "the request is held")
+    again = s.request_async(rid=rid)  # the client thinks the first connection broke (§14.3)
+    r = first.join(5)
+    expect(isinstance(r, bosh.Response) and r.type == "error" and r.condition is None,
+           "the old connection gets a recoverable error: %r" % r)
+    time.sleep(0.3)
+    expect(not again.done(), "the repeat is held in the old one's place")
+    s.terminate()
+    r = again.join(5)
+    expect(isinstance(r, bosh.Response) and r.status == 200, r)
+
+
+@case
 def test_rid_out_of_window(st):
     s = Session(st.url, st.domain)
     s.create()
@@ -528,6 +547,46 @@ def libpurple_chat(url, domain, user, ua=Libpurple.UA):
     r = c.post("<presence xmlns='jabber:client' type='unavailable'/>", type="terminate")
     expect(r.type == "terminate", r)
     return created
+
+
+def read_http_answers(sock, n, timeout):
+    """n HTTP/1.1 answers from one connection: [(seconds after the call, body)]."""
+    t0, buf, out = time.time(), b"", []
+    sock.settimeout(timeout)
+    while len(out) < n:
+        head_end = buf.find(b"\r\n\r\n")
+        if head_end >= 0:
+            length = int(re.search(rb"(?i)content-length:\s*(\d+)", buf[:head_end]).group(1))
+            if len(buf) >= head_end + 4 + length:
+                out.append((time.time() - t0, buf[head_end + 4:head_end + 4 + length].decode()))
+                buf = buf[head_end + 4 + length:]
+                continue
+        data = sock.recv(65536)
+        expect(data, "the connection closed after %d answers" % len(out))
+        buf += data
+    return out
+
+
+@case
+def test_pipelined_requests(st):
+    # libpurple sends its requests pipelined on one connection (XEP-0124 §20.1 advises
+    # against it): a held poll must not delay the request behind it.
+    import socket as so
+    s = login(st, "carol", "pipelined", wait=10)
+    c = so.create_connection(("127.0.0.1", st.http_port))
+    try:
+        data = b""
+        for payload in ("", ping(st, "piped")):
+            body = bosh.body({"sid": s.sid, "rid": s.next_rid()}, payload).encode()
+            data += (b"POST /http-bind HTTP/1.1\r\nHost: x\r\nUser-Agent: libpurple\r\n"
+                     b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
+        c.sendall(data)
+        answers = read_http_answers(c, 2, 15)
+    finally:
+        c.close()
+    expect(answers[1][0] < 3 and "id='piped'" in answers[1][1],
+           "the second request was answered at once: %r" % answers)
+    s.terminate()
 
 
 @case
