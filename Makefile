@@ -18,7 +18,7 @@ B       := build
 # Debian packages: to build, to test, to run the demo.
 BUILD_DEBS := gcc make pkg-config libfcgi-dev libsqlite3-dev libexpat1-dev libssl-dev
 RUN_DEBS   := nginx prosody sqlite3 python3
-TEST_DEBS  := $(RUN_DEBS) spawn-fcgi nodejs chromium
+TEST_DEBS  := $(RUN_DEBS) spawn-fcgi nodejs chromium libpurple-dev
 BENCH_DEBS := $(RUN_DEBS) wrk
 
 COMMON_SRC  := common/log.c common/frame.c common/config.c
@@ -100,7 +100,12 @@ unit: $(addprefix $(B)/unit/test_,$(UNIT_TESTS))
 unit-asan: $(addprefix $(B)/asan/test_,$(UNIT_TESTS))
 	@ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 sh tests/unit/run.sh $^
 
-e2e: all $(B)/asan/sessiond $(B)/asan/bosh-handler
+# libpurple (Pidgin's library) as a test client
+$(B)/purple_chat: tests/e2e/purple/purple_chat.c | deps-build
+	$(CC) $(WARN) -O1 -g $(shell pkg-config --cflags purple glib-2.0) $< -o $@ \
+		$(shell pkg-config --libs purple glib-2.0)
+
+e2e: all $(B)/asan/sessiond $(B)/asan/bosh-handler $(B)/purple_chat
 	python3 tests/e2e/run.py --build $(B)
 
 test: deps-test

@@ -590,6 +590,24 @@ def test_pipelined_requests(st):
 
 
 @case
+def test_libpurple_itself(st):
+    # libpurple, the library of Pidgin and Finch, logs in over BOSH and chats with itself
+    # (slow by its own design: it gathers what it sends for a second before each request)
+    client = os.path.join(st.build, "purple_chat")
+    userdir = os.path.join(st.dir, "purple")
+    os.makedirs(userdir, exist_ok=True)
+    p = subprocess.run([client, userdir, st.url, "carol@%s/pidgin" % st.domain, USERS["carol"]],
+                       capture_output=True, text=True, timeout=60)
+    expect(p.returncode == 0 and '"ok":true' in p.stdout,
+           "libpurple (exit %d): %s %s" % (p.returncode, p.stdout, p.stderr[-2000:]))
+    db = sqlite3.connect(st.db)
+    got = db.execute("select user_agent, end_condition from sessions where jid=? order by created_at "
+                     "desc limit 1", ("carol@%s/pidgin" % st.domain,)).fetchone()
+    db.close()
+    expect(got and "libpurple" in (got[0] or ""), "the session was libpurple's: %r" % (got,))
+
+
+@case
 def test_libpurple_client(st):
     created = libpurple_chat(st.url, st.domain, "carol")
     expect(created.attr("stream") is None, "no multiple streams offered to libpurple: %r" % created)
