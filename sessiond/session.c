@@ -493,8 +493,11 @@ static int build_answer(struct session *s, int i, const struct answer *a, struct
 	if (HELD(s, i)->creation && !type)
 		rc |= creation_attrs(s, b);
 	rc |= buf_attr(b, "stream", name);
-	if (a->added) /* XEP-0206 §3: the version goes with a stream added too */
-		rc |= buf_printf(b, " xmlns:xmpp='" XBOSH_NS "' from='%s' xmpp:version='1.0'", a->added->to);
+	if (a->added) { /* XEP-0206 §3: the version goes with a stream added too */
+		rc |= buf_printf(b, " xmlns:xmpp='" XBOSH_NS "'");
+		rc |= buf_attr(b, "from", a->added->to);
+		rc |= buf_attr(b, "xmpp:version", "1.0");
+	}
 	rc |= buf_attr(b, "type", type);
 	rc |= buf_attr(b, "condition", condition);
 	rc |= ack_attrs(s, HELD(s, i), b);
@@ -992,7 +995,8 @@ static void process(struct session *s, struct responder *resp, const struct req 
 	if (admit(s, resp, r) < 0)
 		return;
 	struct stream *named = NULL;
-	if (r->stream && !(named = find_stream(s, r->stream))) {
+	/* Without multiple streams offered, 'stream' is ignored (§16.3). */
+	if (r->stream && !s->one_stream && !(named = find_stream(s, r->stream))) {
 		log_info("session %s: rid %lld names a stream it does not have", s->sid, (long long)r->rid);
 		fail_request(s, resp, "item-not-found");
 		return;
@@ -1416,7 +1420,7 @@ static void add_stream(struct session *s, struct responder *resp, const struct r
 		return;
 	}
 	if (s->nstreams == MAX_STREAMS) {
-		log_info("session %s: a stream more than %d", s->sid, MAX_STREAMS);
+		log_info("session %s: no more than %d streams in a session", s->sid, MAX_STREAMS);
 		fail_request(s, resp, "policy-violation");
 		return;
 	}
