@@ -458,6 +458,15 @@ def test_multiple_streams(st):
     expect(got.get("from") == alice and got.find("{%s}body" % CLIENT).text == "to bob", "on bob's stream")
     got = m.until(first, lambda c: c.tag == "{%s}message" % CLIENT, chat % (alice, "to alice"), stream=second)
     expect(got.get("from") == bob, "on alice's stream")
+    # no stream named: the payload goes to every open stream, each answers on its own
+    r = m.request(ping(st, "both"))
+    seen = set()
+    for _ in range(10):
+        seen |= {r.attr("stream") for c in r.children() if c.get("id") == "both"}
+        if seen == {first, second}:
+            break
+        r = m.request()
+    expect(seen == {first, second}, "a pong on each stream: %r" % seen)
     # a stream the server ends, while others remain, is announced by name and the session goes on
     third = m.request(to="down.test").attr("stream")
     expect(third not in (None, first, second), "third stream named")
