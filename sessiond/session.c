@@ -54,7 +54,6 @@
 
 #define HELD_MAX RIDWIN_MAX
 #define SID_HEX 32
-#define MAX_STREAMS 8 /* streams opened in one session, closed ones included */
 
 enum state { S_CONNECTING, S_ACTIVE, S_ENDED };
 static const char *const state_names[] = { "connecting", "active", "ended" };
@@ -100,8 +99,7 @@ struct session {
 	char sid[SID_HEX + 1];
 	struct session *hnext;        /* hash chain */
 	enum state state;
-	struct stream *streams[MAX_STREAMS]; /* in the order opened; streams[0] from creation */
-	uint8_t nstreams;
+	struct streams streams;
 	uint8_t multi;                /* a second stream was opened: answers name their stream */
 	uint8_t one_stream;           /* multiple streams not offered (libpurple, pidgin_compatible) */
 	uint8_t next_pick;            /* round robin over the streams' queues */
@@ -416,9 +414,10 @@ static int creation_attrs(struct session *s, struct buf *b)
 	rc |= buf_attr(b, "to", s->client_from); /* node-xmpp-bosh clients look for it */
 	/* Plain TCP is secure only on this machine; TLS to the server comes with the backend work. */
 	rc |= buf_attr(b, "secure", s->secure ? "true" : "false");
-	rc |= buf_attr(b, "authid", s->nstreams ? stream_authid(s->streams[0]) : NULL);
+	struct stream *first = s->streams.n ? s->streams.s[0] : NULL;
+	rc |= buf_attr(b, "authid", first ? stream_authid(first) : NULL);
 	/* naming the first stream is how multi-stream support is announced (§16.2) */
-	rc |= buf_attr(b, "stream", s->nstreams && !s->one_stream ? s->streams[0]->name : NULL);
+	rc |= buf_attr(b, "stream", first && !s->one_stream ? first->name : NULL);
 	rc |= buf_attr(b, "xmpp:version", "1.0");
 	rc |= buf_attr(b, "xmpp:restartlogic", "true");
 	return rc;
@@ -464,13 +463,13 @@ static int notice_due(const struct session *s, const struct stream *st)
  * what may go out now (not a queue awaiting features after a restart). */
 static struct stream *pick_stream(struct session *s, int flush)
 {
-	for (int k = 0; k < s->nstreams; k++) {
-		int j = (s->next_pick + k) % s->nstreams;
-		struct stream *st = s->streams[j];
+	for (int k = 0; k < s->streams.n; k++) {
+		int j = (s->next_pick + k) % s->streams.n;
+		struct stream *st = s->streams.s[j];
 		int notice = notice_due(s, st);
 		if ((!st->queue.len && !notice) || (flush && st->awaiting_features && !notice))
 			continue;
-		s->next_pick = (uint8_t)((j + 1) % s->nstreams);
+		s->next_pick = (uint8_t)((j + 1) % s->streams.n);
 		return st;
 	}
 	return NULL;
@@ -578,8 +577,7 @@ static void session_free(void *p)
 	free(s->jid);
 	free(s->end_condition);
 	free(s->client_from);
-	for (int i = 0; i < s->nstreams; i++)
-		stream_free(s->streams[i]);
+	streams_free(&s->streams);
 	ridwin_clear(&s->sent);
 	free(s);
 }
@@ -621,8 +619,7 @@ static void session_end(struct session *s, const char *condition)
 	s->ended_at = loop_wallclock();
 	s->end_condition = strdup(condition);
 	log_end(s, condition);
-	for (int i = 0; i < s->nstreams; i++)
-		stream_close(s->streams[i]);
+	streams_close(&s->streams);
 	int client_asked = strcmp(condition, "terminate") == 0;
 	const char *wire = client_asked ? NULL : condition;
 	put_row(s); /* the final row, written even though s goes away */
@@ -736,14 +733,6 @@ static int hold_request(struct session *s, struct responder *resp, int64_t rid, 
 
 /* ---- stream events ---- */
 
-static int open_streams(const struct session *s)
-{
-	int n = 0;
-	for (int i = 0; i < s->nstreams; i++)
-		n += s->streams[i]->xmpp != NULL;
-	return n;
-}
-
 static void on_features(void *owner, struct stream *st)
 {
 	struct session *s = owner;
@@ -772,9 +761,9 @@ static void on_stanza(void *owner, struct stream *st)
 static void on_stream_ended(void *owner, struct stream *st, const char *condition)
 {
 	struct session *s = owner;
-	if (s->state == S_ACTIVE && open_streams(s) > 0) {
+	if (s->state == S_ACTIVE && streams_open(&s->streams) > 0) {
 		log_info("session %s: stream %s to %s ended (%s); %d streams remain", s->sid, st->name,
-		         st->to, condition, open_streams(s));
+		         st->to, condition, streams_open(&s->streams));
 		st->end_condition = condition;
 		try_flush(s);
 		session_schedule(s);
@@ -933,54 +922,11 @@ static int admit(struct session *s, struct responder *resp, const struct req *r)
 	return 0;
 }
 
-static struct stream *find_stream(const struct session *s, const char *name)
-{
-	for (int i = 0; i < s->nstreams; i++)
-		if (strcmp(s->streams[i]->name, name) == 0)
-			return s->streams[i];
-	return NULL;
-}
-
-static int any_stream(const struct session *s, int awaiting_features)
-{
-	for (int i = 0; i < s->nstreams; i++)
-		if (awaiting_features ? s->streams[i]->xmpp && s->streams[i]->awaiting_features
-		                      : s->streams[i]->queue.len > 0)
-			return 1;
-	return 0;
-}
-
-/* The payload goes to the stream named, or to every open one (§16.4). A
- * stream just closed gets nothing: the client may not have known yet. */
-static int send_payload(struct session *s, struct stream *named, const struct req *r)
-{
-	for (int i = 0; i < s->nstreams; i++) {
-		struct stream *st = s->streams[i];
-		if ((named && st != named) || !st->xmpp)
-			continue;
-		if (stream_send(st, r->payload, r->len) < 0) {
-			log_warn("session %s: cannot queue %zu bytes for the XMPP server", s->sid, r->len);
-			return -1;
-		}
-	}
-	return 0;
-}
-
-static int restart_streams(struct session *s, struct stream *named, const char *attrs)
-{
-	for (int i = 0; i < s->nstreams; i++) {
-		struct stream *st = s->streams[i];
-		if ((!named || st == named) && st->xmpp && stream_restart(st, attrs) < 0)
-			return -1;
-	}
-	return 0;
-}
-
 /* A terminate naming one of several open streams ends that stream only
  * (§16.5). Returns 1 if the session goes on. */
 static int end_named_stream(struct session *s, struct stream *named)
 {
-	if (!named || (named->xmpp && open_streams(s) == 1))
+	if (!named || (named->xmpp && streams_open(&s->streams) == 1))
 		return 0;
 	log_info("session %s: the client closed stream %s to %s", s->sid, named->name, named->to);
 	stream_close(named);
@@ -996,7 +942,7 @@ static void process(struct session *s, struct responder *resp, const struct req 
 		return;
 	struct stream *named = NULL;
 	/* Without multiple streams offered, 'stream' is ignored (§16.3). */
-	if (r->stream && !s->one_stream && !(named = find_stream(s, r->stream))) {
+	if (r->stream && !s->one_stream && !(named = streams_find(&s->streams, r->stream))) {
 		log_info("session %s: rid %lld names a stream it does not have", s->sid, (long long)r->rid);
 		fail_request(s, resp, "item-not-found");
 		return;
@@ -1015,7 +961,7 @@ static void process(struct session *s, struct responder *resp, const struct req 
 		add_stream(s, resp, r);
 		return;
 	}
-	if (r->len && send_payload(s, named, r) < 0) {
+	if (r->len && streams_send(&s->streams, named, r->payload, r->len) < 0) {
 		hold_request(s, resp, r->rid, 0);
 		session_end(s, "remote-connection-failed");
 		return;
@@ -1028,7 +974,7 @@ static void process(struct session *s, struct responder *resp, const struct req 
 	}
 	if (r->ack >= 0 && client_ack(s, r->ack))
 		answer_held(s, 0, NULL, NULL); /* tell the client about the lost answer at once */
-	if (r->restart && restart_streams(s, named, r->stream_attrs) < 0) {
+	if (r->restart && streams_restart(&s->streams, named, r->stream_attrs) < 0) {
 		session_end(s, "remote-connection-failed");
 		return;
 	}
@@ -1036,12 +982,12 @@ static void process(struct session *s, struct responder *resp, const struct req 
 		pause_session(s, r->pause);
 	else if (r->handover)
 		answer_all_keep_queue(s);
-	if (takeover && !any_stream(s, 1) && s->nheld) {
+	if (takeover && !streams_awaiting_features(&s->streams) && s->nheld) {
 		log_debug("session %s: first request after %llu ms without one: answered at once",
 		          s->sid, (unsigned long long)(loop_now(loop) - s->last_answer));
 		answer_held(s, 0, NULL, NULL);
 	}
-	int had_payload = any_stream(s, 0);
+	int had_payload = streams_queued(&s->streams);
 	while (s->nheld > s->hold)
 		answer_held(s, 0, NULL, NULL);
 	try_flush(s);
@@ -1338,8 +1284,10 @@ static struct stream *open_stream(struct session *s, const struct backend_addr *
 	};
 	struct stream *st = stream_open(loop, &p, s->sid, (size_t)cfg->max_client_buffer,
 	                                &stream_events, s);
-	if (st)
-		s->streams[s->nstreams++] = st;
+	if (st && streams_add(&s->streams, st) < 0) {
+		stream_free(st); /* callers check for room first */
+		return NULL;
+	}
 	return st;
 }
 
@@ -1419,8 +1367,8 @@ static void add_stream(struct session *s, struct responder *resp, const struct r
 		fail_request(s, resp, "host-unknown");
 		return;
 	}
-	if (s->nstreams == MAX_STREAMS) {
-		log_info("session %s: no more than %d streams in a session", s->sid, MAX_STREAMS);
+	if (s->streams.n == STREAMS_MAX) {
+		log_info("session %s: no more than %d streams in a session", s->sid, STREAMS_MAX);
 		fail_request(s, resp, "policy-violation");
 		return;
 	}
@@ -1513,8 +1461,7 @@ void sessions_shutdown(void)
 			while (s->nheld)
 				answer_held(s, 0, NULL, NULL);
 			put_row(s);
-			for (int k = 0; k < s->nstreams; k++)
-				stream_close(s->streams[k]);
+			streams_close(&s->streams);
 		}
 	dirty_list = NULL;
 	if (store_flush() < 0)

@@ -194,3 +194,82 @@ void stream_free(struct stream *st)
 	buf_free(&st->queue);
 	free(st);
 }
+
+/* ---- the streams of a session ---- */
+
+int streams_add(struct streams *ss, struct stream *st)
+{
+	if (ss->n == STREAMS_MAX)
+		return -1;
+	ss->s[ss->n++] = st;
+	return 0;
+}
+
+struct stream *streams_find(const struct streams *ss, const char *name)
+{
+	for (int i = 0; i < ss->n; i++)
+		if (strcmp(ss->s[i]->name, name) == 0)
+			return ss->s[i];
+	return NULL;
+}
+
+int streams_open(const struct streams *ss)
+{
+	int n = 0;
+	for (int i = 0; i < ss->n; i++)
+		n += ss->s[i]->xmpp != NULL;
+	return n;
+}
+
+int streams_awaiting_features(const struct streams *ss)
+{
+	for (int i = 0; i < ss->n; i++)
+		if (ss->s[i]->xmpp && ss->s[i]->awaiting_features)
+			return 1;
+	return 0;
+}
+
+int streams_queued(const struct streams *ss)
+{
+	for (int i = 0; i < ss->n; i++)
+		if (ss->s[i]->queue.len)
+			return 1;
+	return 0;
+}
+
+int streams_send(struct streams *ss, struct stream *only, const char *data, size_t len)
+{
+	for (int i = 0; i < ss->n; i++) {
+		struct stream *st = ss->s[i];
+		if ((only && st != only) || !st->xmpp)
+			continue;
+		if (stream_send(st, data, len) < 0) {
+			log_warn("session %s: cannot queue %zu bytes for the XMPP server", st->sid, len);
+			return -1;
+		}
+	}
+	return 0;
+}
+
+int streams_restart(struct streams *ss, struct stream *only, const char *extra_attrs)
+{
+	for (int i = 0; i < ss->n; i++) {
+		struct stream *st = ss->s[i];
+		if ((!only || st == only) && st->xmpp && stream_restart(st, extra_attrs) < 0)
+			return -1;
+	}
+	return 0;
+}
+
+void streams_close(struct streams *ss)
+{
+	for (int i = 0; i < ss->n; i++)
+		stream_close(ss->s[i]);
+}
+
+void streams_free(struct streams *ss)
+{
+	for (int i = 0; i < ss->n; i++)
+		stream_free(ss->s[i]);
+	ss->n = 0;
+}

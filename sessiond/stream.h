@@ -69,4 +69,32 @@ void stream_close(struct stream *st);
 
 void stream_free(struct stream *st);
 
+/* The streams of one session, in the order opened: s[0] came with the
+ * session. Closed ones stay until the session goes, so that a late payload
+ * for one is known for what it is (§16.4), which also bounds how many a
+ * session may open. */
+#define STREAMS_MAX 8
+
+struct streams {
+	struct stream *s[STREAMS_MAX];
+	uint8_t n;
+};
+
+/* Adds st; -1 if the set is full. */
+int streams_add(struct streams *ss, struct stream *st);
+struct stream *streams_find(const struct streams *ss, const char *name);
+/* Streams whose XMPP connection is open. */
+int streams_open(const struct streams *ss);
+/* 1 if an open stream awaits its features (after opening or a restart). */
+int streams_awaiting_features(const struct streams *ss);
+/* 1 if any stream has stanzas queued for the client. */
+int streams_queued(const struct streams *ss);
+/* The payload to stream only, or to every open stream (§16.4); closed ones
+ * get nothing. -1 if a stream cannot take it. */
+int streams_send(struct streams *ss, struct stream *only, const char *data, size_t len);
+/* XEP-0206 restart of stream only, or of every open stream. */
+int streams_restart(struct streams *ss, struct stream *only, const char *extra_attrs);
+void streams_close(struct streams *ss);
+void streams_free(struct streams *ss);
+
 #endif
