@@ -21,7 +21,7 @@ B       := build
 # Debian packages: to build, to test, to run the demo.
 BUILD_DEBS := gcc make pkg-config libfcgi-dev libsqlite3-dev libexpat1-dev libssl-dev libc-ares-dev
 RUN_DEBS   := nginx prosody sqlite3 python3
-TEST_DEBS  := $(RUN_DEBS) spawn-fcgi nodejs apache2 libapache2-mod-fcgid
+TEST_DEBS  := $(RUN_DEBS) spawn-fcgi nodejs apache2 libapache2-mod-fcgid chromium libpurple-dev
 BENCH_DEBS := $(RUN_DEBS) wrk
 
 COMMON_SRC  := common/log.c common/frame.c common/config.c
@@ -29,7 +29,8 @@ HANDLER_SRC := fcgi/handler.c fcgi/body.c fcgi/query.c fcgi/autostart.c $(COMMON
 SESSIOND_SRC := sessiond/main.c sessiond/loop.c sessiond/reply.c sessiond/xmpp.c \
 	sessiond/splitter.c sessiond/session.c sessiond/ridwin.c sessiond/store.c \
 	sessiond/front.c sessiond/pool.c sessiond/jsonattrs.c sessiond/resolver.c \
-	sessiond/dial.c sessiond/tls.c sessiond/snapshot.c sessiond/restart.c $(COMMON_SRC)
+	sessiond/dial.c sessiond/tls.c sessiond/snapshot.c sessiond/restart.c \
+	sessiond/stream.c $(COMMON_SRC)
 UNIT_TESTS := body splitter frame ridwin config query jsonattrs dial
 
 .PHONY: all deps-build deps-run deps-test deps-bench run test unit unit-asan e2e bench clean \
@@ -109,7 +110,12 @@ unit: $(addprefix $(B)/unit/test_,$(UNIT_TESTS))
 unit-asan: $(addprefix $(B)/asan/test_,$(UNIT_TESTS))
 	@ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 sh tests/unit/run.sh $^
 
-e2e: all $(B)/asan/sessiond $(B)/asan/bosh-handler
+# libpurple (Pidgin's library) as a test client
+$(B)/purple_chat: tests/e2e/purple/purple_chat.c | deps-build
+	$(CC) $(WARN) -O1 -g $(shell pkg-config --cflags purple glib-2.0) $< -o $@ \
+		$(shell pkg-config --libs purple glib-2.0)
+
+e2e: all $(B)/asan/sessiond $(B)/asan/bosh-handler $(B)/purple_chat
 	python3 tests/e2e/run.py --build $(B)
 
 # Restarts under load (tests/continuity.py): make continuity measures; make

@@ -66,6 +66,9 @@ static const struct key keys[] = {
 	PATHKEY("tls_ca_file", tls_ca_file),
 	NUMKEY("stanza_timeout", stanza_timeout, 1, 3600),
 	NUMKEY("drain_time", drain_time, 0, 7 * 86400),
+	/* protocol options; window_size is node-xmpp-bosh's name (at most RIDWIN_MAX) */
+	NUMKEY("window_size", window_size, 0, 9),
+	NUMKEY("pidgin_compatible", pidgin_compatible, 0, 1),
 };
 
 void config_defaults(struct config *c)

@@ -79,6 +79,9 @@ struct config {
 	char tls_ca_file[PATH_MAX];     /* "" = the system's CA store */
 	long stanza_timeout;            /* seconds a server may take to finish a stanza */
 	long drain_time;                /* after a graceful restart: seconds TLS sessions may stay */
+	/* protocol options */
+	long window_size;               /* rids accepted ahead (and 'requests'); 0 = hold + 1 */
+	long pidgin_compatible;         /* no multiple streams: libpurple sends 'to' on every request */
 };
 
 /* Fills *c with the defaults. */

@@ -9,11 +9,17 @@
  * CONNECTING: the XMPP connection is being opened; the creation request is
  *   held (HELD(s, 0)->creation) until the server's first <stream:features/>.
  * ACTIVE: requests are processed strictly in rid order; at most 'hold' are
- *   held; the client queue (s->queue) is non-empty only while no request is
- *   held or features are awaited after a restart.
- * ENDED: the XMPP connection is closed and the final row queued. A session
- *   with no held request keeps its terminate body (s->queue) until the next
- *   request or 'inactivity' seconds, so the client learns why it ended.
+ *   held; a stream's queue is non-empty only while no request is held or
+ *   its features are awaited after a restart.
+ * ENDED: the XMPP connections are closed and the final row queued. A session
+ *   with no held request is kept until the next request or 'inactivity'
+ *   seconds, so the client learns why it ended.
+ *
+ * Streams (XEP-0124 §16): a session starts with one and may add more, each
+ * with its own XMPP connection and queue (stream.c). An answer carries the
+ * payloads of one stream, named once a second stream was opened. A stream
+ * the server ends while others remain is announced to the client with a
+ * terminate body naming it; the session ends with its last stream.
  *
  * One timer per session; session_schedule() sets it to the earliest of the
  * oldest held request's wait, the inactivity deadline, and the linger end.
@@ -29,6 +35,7 @@
 #include "utf8.h"
 #include "xmlesc.h"
 #include "store.h"
+#include "stream.h"
 #include "xmpp.h"
 
 #include <errno.h>
@@ -75,6 +82,8 @@ struct req {
 	int64_t ack;              /* the client's ack (§9), -1: none */
 	int handover;             /* FRAME_F_HANDOVER: a pre-bind tool's last request */
 	const char *stream_attrs; /* node-xmpp-bosh stream_attrs as XML attributes, or NULL */
+	const char *stream;       /* the stream named (§16), or NULL: all of them */
+	const char *to, *lang;    /* 'to' on an existing session: add a stream (§16.3) */
 	uint64_t sender;          /* hash of client address and User-Agent */
 	char key[KEY_HEX + 1];    /* "" when absent */
 	char newkey[KEY_HEX + 1];
@@ -83,20 +92,18 @@ struct req {
 
 /* A request that arrived ahead of its turn (rid gap); processed in order. */
 struct ahead {
-	struct req r;             /* r.payload (and r.stream_attrs after it) is owned here */
+	struct req r;             /* r.payload (and the strings after it) is owned here */
 	struct responder resp;
-};
-
-struct buf {
-	char *data;
-	size_t len, cap;
 };
 
 struct session {
 	char sid[SID_HEX + 1];
 	struct session *hnext;        /* hash chain */
 	enum state state;
-	struct xmpp_conn *xmpp;
+	struct streams streams;
+	uint8_t multi;                /* a second stream was opened: answers name their stream */
+	uint8_t one_stream;           /* multiple streams not offered (libpurple, pidgin_compatible) */
+	uint8_t next_pick;            /* round robin over the streams' queues */
 	struct timer timer;
 	int64_t next_rid;
 	int wait, hold, requests, inactivity;
@@ -107,7 +114,6 @@ struct session {
 	int held_head, nheld;
 	struct ahead *ahead[HELD_MAX]; /* rare: allocated one by one, not kept in every session */
 	int nahead;
-	struct buf queue;             /* stanzas for the client */
 	struct ridwin sent;           /* last answers, for repeated rids */
 	uint64_t last_answer;         /* loop ms of the last answer (inactivity) */
 	uint64_t linger_until;
@@ -124,8 +130,6 @@ struct session {
 	int64_t dropped[HELD_MAX];    /* held rids whose connection the web server closed, by rid % HELD_MAX */
 	int64_t report_rid;           /* §9 report pending for the next answer, 0: none */
 	uint64_t report_ms;
-	uint8_t awaiting_features;
-	uint8_t paused;
 	uint8_t dirty;
 	struct session *dirty_next;
 };
@@ -156,7 +160,7 @@ static char (*lost)[SID_HEX + 1];
 static size_t nlost, lost_cap;
 
 static void session_schedule(struct session *s);
-static void session_end(struct session *s, const char *condition, const char *child, size_t clen);
+static void session_end(struct session *s, const char *condition);
 
 /* ---- the sid table ---- */
 
@@ -255,29 +259,6 @@ static int client_add(const char *addr, int delta)
 }
 
 /* ---- small helpers ---- */
-
-static int buf_append(struct buf *b, const char *data, size_t len)
-{
-	if (b->len + len > b->cap) {
-		size_t cap = b->cap ? b->cap : 512;
-		while (cap < b->len + len)
-			cap *= 2;
-		char *n = realloc(b->data, cap);
-		if (!n)
-			return -1;
-		b->data = n;
-		b->cap = cap;
-	}
-	memcpy(b->data + b->len, data, len);
-	b->len += len;
-	return 0;
-}
-
-static void buf_free(struct buf *b)
-{
-	free(b->data);
-	*b = (struct buf){ 0 };
-}
 
 static int buf_printf(struct buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static int buf_printf(struct buf *b, const char *fmt, ...)
@@ -432,7 +413,10 @@ static int creation_attrs(struct session *s, struct buf *b)
 	rc |= buf_attr(b, "from", s->to);
 	rc |= buf_attr(b, "to", s->client_from); /* node-xmpp-bosh clients look for it */
 	rc |= buf_attr(b, "secure", s->secure ? "true" : "false");
-	rc |= buf_attr(b, "authid", s->xmpp ? xmpp_stream_attr(s->xmpp, "id") : NULL);
+	struct stream *first = s->streams.n ? s->streams.s[0] : NULL;
+	rc |= buf_attr(b, "authid", first ? stream_authid(first) : NULL);
+	/* naming the first stream is how multi-stream support is announced (§16.2) */
+	rc |= buf_attr(b, "stream", first && !s->one_stream ? first->name : NULL);
 	rc |= buf_attr(b, "xmpp:version", "1.0");
 	rc |= buf_attr(b, "xmpp:restartlogic", "true");
 	return rc;
@@ -459,32 +443,79 @@ static int ack_attrs(struct session *s, const struct held *h, struct buf *b)
 	return rc;
 }
 
-/* Builds the answer to the i-th held request: the queue (all of it), wrapped. */
-static int build_answer(struct session *s, int i, const char *type, const char *condition,
-                        struct buf *b)
+/* What one answer carries: the payloads of st (NULL: none), or a new
+ * stream's name (§16.3). */
+struct answer {
+	struct stream *st;
+	const char *type, *condition;
+	const struct stream *added;
+};
+
+/* A stream the server ended, while others go on: the client is told in an
+ * answer of its own (§16.6). */
+static int notice_due(const struct session *s, const struct stream *st)
 {
+	return st->end_condition && !st->closed && s->state != S_ENDED;
+}
+
+/* The next stream with something for the client, round robin. flush: only
+ * what may go out now (not a queue awaiting features after a restart). */
+static struct stream *pick_stream(struct session *s, int flush)
+{
+	for (int k = 0; k < s->streams.n; k++) {
+		int j = (s->next_pick + k) % s->streams.n;
+		struct stream *st = s->streams.s[j];
+		int notice = notice_due(s, st);
+		if ((!st->queue.len && !notice) || (flush && st->awaiting_features && !notice))
+			continue;
+		s->next_pick = (uint8_t)((j + 1) % s->streams.n);
+		return st;
+	}
+	return NULL;
+}
+
+/* Builds the answer to the i-th held request. */
+static int build_answer(struct session *s, int i, const struct answer *a, struct buf *b)
+{
+	const struct stream *st = a->st;
+	const char *type = a->type, *condition = a->condition, *name = NULL;
+	if (st && notice_due(s, st) && !type) {
+		type = "terminate";
+		condition = st->end_condition;
+	}
+	if (a->added)
+		name = a->added->name;
+	else if (s->multi && st && (st->queue.len || notice_due(s, st)) && s->state != S_ENDED)
+		name = st->name; /* a session's last word names no stream: it ends them all */
 	int rc = buf_printf(b, "<body xmlns='" BOSH_NS "'");
 	if (HELD(s, i)->creation && !type)
 		rc |= creation_attrs(s, b);
+	rc |= buf_attr(b, "stream", name);
+	if (a->added) { /* XEP-0206 §3: the version goes with a stream added too */
+		rc |= buf_printf(b, " xmlns:xmpp='" XBOSH_NS "'");
+		rc |= buf_attr(b, "from", a->added->to);
+		rc |= buf_attr(b, "xmpp:version", "1.0");
+	}
 	rc |= buf_attr(b, "type", type);
 	rc |= buf_attr(b, "condition", condition);
 	rc |= ack_attrs(s, HELD(s, i), b);
 	if (condition && strcmp(condition, "remote-stream-error") == 0)
 		rc |= buf_printf(b, " xmlns:stream='" STREAM_NS "'");
-	if (!s->queue.len)
+	if (!st || !st->queue.len)
 		return rc | buf_append(b, "/>", 2);
 	rc |= buf_append(b, ">", 1);
-	rc |= buf_append(b, s->queue.data, s->queue.len);
+	rc |= buf_append(b, st->queue.data, st->queue.len);
 	return rc | buf_append(b, "</body>", 7);
 }
 
-static void answer_held(struct session *s, int i, const char *type, const char *condition)
+static void answer_held_with(struct session *s, int i, const struct answer *a)
 {
 	struct held *h = HELD(s, i);
 	struct buf b = { 0 };
-	int plain_empty = !type && !h->creation && !s->queue.len && !s->acks && !s->report_rid;
+	int plain_empty = !a->type && !h->creation && !a->added && !s->acks && !s->report_rid &&
+	                  (!a->st || (!a->st->queue.len && !notice_due(s, a->st)));
 	if (plain_empty ? buf_append(&b, empty_body, sizeof empty_body - 1) < 0
-	                : build_answer(s, i, type, condition, &b) < 0) {
+	                : build_answer(s, i, a, &b) < 0) {
 		log_error("session %s: out of memory building an answer", s->sid);
 		buf_free(&b);
 		b = (struct buf){ .data = NULL };
@@ -503,21 +534,31 @@ static void answer_held(struct session *s, int i, const char *type, const char *
 		reply_drop(&h->resp);
 	}
 	buf_free(&b);
-	buf_free(&s->queue); /* idle sessions are the many: they hold no buffer */
+	if (a->st) {
+		if (notice_due(s, a->st))
+			a->st->closed = 1;
+		/* Reading stopped when the queue passed max_client_buffer goes on
+		 * now, whichever path sent this answer. */
+		stream_took_queue(a->st);
+	}
 	s->last_answer = loop_now(loop);
 	held_remove(s, i);
 }
 
-/* Delivers the queue if a request can take it. */
+/* Answers the i-th held request with what the next stream has. */
+static void answer_held(struct session *s, int i, const char *type, const char *condition)
+{
+	struct answer a = { .st = pick_stream(s, 0), .type = type, .condition = condition };
+	answer_held_with(s, i, &a);
+}
+
+/* Delivers a queue if a request can take it. */
 static void try_flush(struct session *s)
 {
-	if (s->state != S_ACTIVE || s->awaiting_features || !s->queue.len || !s->nheld)
+	struct answer a = { 0 };
+	if (s->state != S_ACTIVE || !s->nheld || !(a.st = pick_stream(s, 1)))
 		return;
-	answer_held(s, 0, NULL, NULL);
-	if (s->paused && s->xmpp) {
-		s->paused = 0;
-		xmpp_pause(s->xmpp, 0);
-	}
+	answer_held_with(s, 0, &a);
 }
 
 /* ---- lifecycle ---- */
@@ -535,7 +576,7 @@ static void session_free(void *p)
 	free(s->jid);
 	free(s->end_condition);
 	free(s->client_from);
-	buf_free(&s->queue);
+	streams_free(&s->streams);
 	ridwin_clear(&s->sent);
 	free(s);
 }
@@ -579,9 +620,9 @@ static void log_end(struct session *s, const char *condition)
 	         condition);
 }
 
-/* The one way a live session ends. child: extra payload for the client
- * (the <stream:error/>), appended to what is queued. */
-static void session_end(struct session *s, const char *condition, const char *child, size_t clen)
+/* The one way a live session ends. What a stream still has queued (a
+ * <stream:error/>, say) goes out with the terminate answer. */
+static void session_end(struct session *s, const char *condition)
 {
 	if (s->state == S_ENDED)
 		return;
@@ -589,10 +630,7 @@ static void session_end(struct session *s, const char *condition, const char *ch
 	s->ended_at = loop_wallclock();
 	s->end_condition = strdup(condition);
 	log_end(s, condition);
-	xmpp_close(s->xmpp);
-	s->xmpp = NULL;
-	if (child && clen && buf_append(&s->queue, child, clen) < 0)
-		log_warn("session %s: out of memory keeping the stream error", s->sid);
+	streams_close(&s->streams);
 	int client_asked = strcmp(condition, "terminate") == 0;
 	const char *wire = client_asked ? NULL : condition;
 	put_row(s); /* the final row, written even though s goes away */
@@ -640,14 +678,14 @@ static void session_timer(void *ctx)
 	if (s->nheld && HELD(s, 0)->creation) {
 		log_warn("session %s: no stream features from the XMPP server within %llus", s->sid,
 		         (unsigned long long)features_deadline_ms() / 1000);
-		session_end(s, "remote-connection-failed", NULL, 0);
+		session_end(s, "remote-connection-failed");
 		return;
 	}
 	/* Wait expired: answer held requests (oldest first) that have waited long enough. */
 	while (s->nheld && !HELD(s, 0)->creation && HELD(s, 0)->since + (uint64_t)s->wait * 1000 <= now)
 		answer_held(s, 0, NULL, NULL);
 	if (!s->nheld && s->last_answer + inactivity_ms(s) <= now) {
-		session_end(s, "inactivity", NULL, 0);
+		session_end(s, "inactivity");
 		return;
 	}
 	session_schedule(s);
@@ -712,115 +750,51 @@ static int hold_request(struct session *s, struct responder *resp, int64_t rid, 
 	return 0;
 }
 
-/* ---- XMPP events ---- */
+/* ---- stream events ---- */
 
-/* Text content as the server wrote it, entities decoded (the JID is logged
- * and stored as text). NULL on OOM or a malformed reference. */
-static char *xml_text_decode(const char *src, size_t n)
+static void on_features(void *owner, struct stream *st)
 {
-	static const struct { const char *ref; char ch; } named[] = {
-		{ "lt;", '<' }, { "gt;", '>' }, { "amp;", '&' }, { "apos;", '\'' }, { "quot;", '"' },
-	};
-	char *out = malloc(n + 1), *o = out;
-	for (size_t i = 0; out && i < n; i++) {
-		if (src[i] != '&') {
-			*o++ = src[i];
-			continue;
-		}
-		const char *semi = memchr(src + i, ';', n - i);
-		size_t k = 0, rl = semi ? (size_t)(semi - (src + i)) : 0;
-		for (; k < 5 && !(rl == strlen(named[k].ref) && strncmp(src + i + 1, named[k].ref, rl) == 0); k++)
-			;
-		unsigned long cp = 0;
-		if (k < 5) {
-			*o++ = named[k].ch;
-		} else if (semi && src[i + 1] == '#' &&
-		           (cp = strtoul(src + i + 2 + (src[i + 2] == 'x'), NULL, src[i + 2] == 'x' ? 16 : 10)) &&
-		           cp < 0x110000) {
-			o += utf8_put(o, cp);
-		} else {
-			free(out);
-			return NULL;
-		}
-		i += rl;
-	}
-	if (out)
-		*o = 0;
-	return out;
-}
-
-static void note_jid(struct session *s, const char *data, size_t len)
-{
-	if (s->jid || !memmem(data, len, "urn:ietf:params:xml:ns:xmpp-bind", 32))
-		return;
-	const char *start = memmem(data, len, "<jid>", 5);
-	if (!start)
-		return;
-	start += 5;
-	const char *end = memmem(start, len - (size_t)(start - data), "</jid>", 6);
-	if (end && end - start < 3072) {
-		s->jid = xml_text_decode(start, (size_t)(end - start));
-		log_info("session %s bound %s", s->sid, s->jid ? s->jid : "?");
+	struct session *s = owner;
+	if (st == s->streams.s[0] && st->xmpp)
+		s->secure = (uint8_t)xmpp_secure(st->xmpp);
+	if (s->state == S_CONNECTING) {
+		s->state = S_ACTIVE;
 		mark_dirty(s);
 	}
+	if (s->nheld && HELD(s, 0)->creation)
+		answer_held(s, 0, NULL, NULL);
+	try_flush(s);
+	session_schedule(s);
 }
 
-static void queue_for_client(struct session *s, const char *data, size_t len)
+static void on_stanza(void *owner, struct stream *st)
 {
-	if (buf_append(&s->queue, data, len) < 0) {
-		session_end(s, "internal-server-error", NULL, 0);
-		return;
+	struct session *s = owner;
+	if (!s->jid && st->jid) {
+		s->jid = strdup(st->jid); /* the first JID bound is the session's, in its row */
+		mark_dirty(s);
 	}
-	if (s->queue.len > (size_t)cfg->max_client_buffer && !s->paused && s->xmpp) {
-		/* The client is not polling: stop reading rather than grow. */
-		s->paused = 1;
-		xmpp_pause(s->xmpp, 1);
-		log_info("session %s: %zu bytes queued for the client; reading paused", s->sid, s->queue.len);
-	}
+	try_flush(s);
+	session_schedule(s);
 }
 
-static void on_xmpp(void *ctx, enum xmpp_event ev, const char *data, size_t len)
+static void on_stream_ended(void *owner, struct stream *st, const char *condition)
 {
-	struct session *s = ctx;
-	switch (ev) {
-	case XMPP_STREAM_OPEN:
-		return;
-	case XMPP_FEATURES:
-		queue_for_client(s, data, len);
-		if (s->state == S_ENDED)
-			return;
-		s->secure = (uint8_t)xmpp_secure(s->xmpp);
-		if (s->state == S_CONNECTING) {
-			s->state = S_ACTIVE;
-			mark_dirty(s);
-		}
-		s->awaiting_features = 0;
-		if (s->nheld && HELD(s, 0)->creation)
-			answer_held(s, 0, NULL, NULL);
+	struct session *s = owner;
+	if (s->state == S_ACTIVE && streams_open(&s->streams) > 0) {
+		log_info("session %s: stream %s to %s ended (%s); %d streams remain", s->sid, st->name,
+		         st->to, condition, streams_open(&s->streams));
+		st->end_condition = condition;
 		try_flush(s);
 		session_schedule(s);
 		return;
-	case XMPP_STANZA:
-		note_jid(s, data, len);
-		queue_for_client(s, data, len);
-		try_flush(s);
-		session_schedule(s);
-		return;
-	case XMPP_STREAM_ERROR:
-		log_info("session %s: stream error from the XMPP server: %.*s", s->sid,
-		         (int)(len > 300 ? 300 : len), data);
-		session_end(s, "remote-stream-error", data, len);
-		return;
-	case XMPP_STREAM_CLOSED:
-		log_info("session %s: the XMPP server closed the stream", s->sid);
-		session_end(s, "remote-stream-error", NULL, 0);
-		return;
-	case XMPP_FAILED:
-		log_warn("session %s: %.*s", s->sid, (int)len, data);
-		session_end(s, "remote-connection-failed", NULL, 0);
-		return;
 	}
+	session_end(s, condition);
 }
+
+static const struct stream_events stream_events = {
+	.features = on_features, .stanza = on_stanza, .ended = on_stream_ended,
+};
 
 /* ---- requests ---- */
 
@@ -845,7 +819,7 @@ static void answer_fatal(struct session *s, struct responder *resp, const char *
 static void fail_request(struct session *s, struct responder *resp, const char *condition)
 {
 	answer_fatal(s, resp, condition);
-	session_end(s, condition, NULL, 0);
+	session_end(s, condition);
 }
 
 static int hex_digit(int c) { return (c >= '0' && c <= '9') || ((c | 0x20) >= 'a' && (c | 0x20) <= 'f'); }
@@ -890,10 +864,8 @@ static void answer_all_keep_queue(struct session *s)
 {
 	while (s->nheld > 1)
 		answer_held(s, 0, NULL, NULL);
-	struct buf keep = s->queue;
-	s->queue = (struct buf){ 0 };
-	answer_held(s, 0, NULL, NULL);
-	s->queue = keep;
+	struct answer none = { 0 };
+	answer_held_with(s, 0, &none);
 }
 
 static void pause_session(struct session *s, long seconds)
@@ -970,10 +942,31 @@ static int admit(struct session *s, struct responder *resp, const struct req *r)
 	return 0;
 }
 
+/* A terminate naming one of several open streams ends that stream only
+ * (§16.5). Returns 1 if the session goes on. */
+static int end_named_stream(struct session *s, struct stream *named)
+{
+	if (!named || (named->xmpp && streams_open(&s->streams) == 1))
+		return 0;
+	log_info("session %s: the client closed stream %s to %s", s->sid, named->name, named->to);
+	stream_close(named);
+	named->closed = 1;
+	return 1;
+}
+
+static void add_stream(struct session *s, struct responder *resp, const struct req *r);
+
 static void process(struct session *s, struct responder *resp, const struct req *r)
 {
 	if (admit(s, resp, r) < 0)
 		return;
+	struct stream *named = NULL;
+	/* Without multiple streams offered, 'stream' is ignored (§16.3). */
+	if (r->stream && !s->one_stream && !(named = streams_find(&s->streams, r->stream))) {
+		log_info("session %s: rid %lld names a stream it does not have", s->sid, (long long)r->rid);
+		fail_request(s, resp, "item-not-found");
+		return;
+	}
 	s->last_request_at = loop_now(loop);
 	int takeover = r->handover || s->handed_over ||
 	               (s->nheld == 0 && s->state == S_ACTIVE &&
@@ -984,37 +977,37 @@ static void process(struct session *s, struct responder *resp, const struct req 
 	s->last_seen = loop_wallclock();
 	s->pause_until_next = 0;
 	mark_dirty(s);
-	if (r->len && s->xmpp && xmpp_send(s->xmpp, r->payload, r->len) < 0) {
-		log_warn("session %s: cannot queue %zu bytes for the XMPP server", s->sid, r->len);
+	if (r->to && !s->one_stream) { /* else 'to' is ignored, as §16.3 asks */
+		add_stream(s, resp, r);
+		return;
+	}
+	if (r->len && streams_send(&s->streams, named, r->payload, r->len) < 0) {
 		hold_request(s, resp, r->rid, 0);
-		session_end(s, "remote-connection-failed", NULL, 0);
+		session_end(s, "remote-connection-failed");
 		return;
 	}
 	if (hold_request(s, resp, r->rid, 0) < 0)
 		return;
-	if (r->terminate) {
-		session_end(s, "terminate", NULL, 0);
+	if (r->terminate && !end_named_stream(s, named)) {
+		session_end(s, "terminate");
 		return;
 	}
 	if (r->ack >= 0 && client_ack(s, r->ack))
 		answer_held(s, 0, NULL, NULL); /* tell the client about the lost answer at once */
-	if (r->restart && s->xmpp) {
-		if (xmpp_restart(s->xmpp, r->stream_attrs) < 0) {
-			session_end(s, "remote-connection-failed", NULL, 0);
-			return;
-		}
-		s->awaiting_features = 1;
+	if (r->restart && streams_restart(&s->streams, named, r->stream_attrs) < 0) {
+		session_end(s, "remote-connection-failed");
+		return;
 	}
 	if (r->pause >= 0)
 		pause_session(s, r->pause);
 	else if (r->handover)
 		answer_all_keep_queue(s);
-	if (takeover && !s->awaiting_features && s->nheld) {
+	if (takeover && !streams_awaiting_features(&s->streams) && s->nheld) {
 		log_debug("session %s: first request after %llu ms without one: answered at once",
 		          s->sid, (unsigned long long)(loop_now(loop) - s->last_answer));
 		answer_held(s, 0, NULL, NULL);
 	}
-	int had_payload = s->queue.len > 0;
+	int had_payload = streams_queued(&s->streams);
 	while (s->nheld > s->hold)
 		answer_held(s, 0, NULL, NULL);
 	try_flush(s);
@@ -1049,17 +1042,26 @@ static int keep_ahead(struct session *s, struct responder *resp, const struct re
 	if (!a)
 		return -1;
 	a->r = *r;
-	size_t extra = r->stream_attrs ? strlen(r->stream_attrs) + 1 : 0;
-	char *copy = malloc(r->len + extra + 1);
+	/* the payload, then the strings the request points at, in one block */
+	const char **strs[] = { &a->r.stream_attrs, &a->r.stream, &a->r.to, &a->r.lang };
+	size_t total = r->len + 1;
+	for (size_t i = 0; i < sizeof strs / sizeof strs[0]; i++)
+		total += *strs[i] ? strlen(*strs[i]) + 1 : 0;
+	char *copy = malloc(total), *o = copy + r->len;
 	if (!copy) {
 		free(a);
 		return -1;
 	}
 	memcpy(copy, r->payload ? r->payload : "", r->len);
-	if (extra)
-		memcpy(copy + r->len, r->stream_attrs, extra);
+	for (size_t i = 0; i < sizeof strs / sizeof strs[0]; i++) {
+		if (!*strs[i])
+			continue;
+		size_t n = strlen(*strs[i]) + 1;
+		memcpy(o, *strs[i], n);
+		*strs[i] = o;
+		o += n;
+	}
 	a->r.payload = copy;
-	a->r.stream_attrs = extra ? copy + r->len : NULL;
 	a->resp = *resp;
 	resp->kind = RESP_NONE;
 	s->ahead[s->nahead++] = a;
@@ -1160,6 +1162,13 @@ static int parse_req(const struct frame_request *fr, struct req *r, char *attrs_
 		}
 		r->stream_attrs = attrs_buf;
 	}
+	r->stream = frame_attr(fr, "stream");
+	/* Adding a stream is an empty request with 'to' (§16.3); restart
+	 * requests carry 'to' too (Strophe.js sends it). */
+	if (!r->restart && !r->terminate && !pause && !r->len) {
+		r->to = frame_attr(fr, "to");
+		r->lang = frame_attr(fr, "xml:lang");
+	}
 	return copy_key(r->key, frame_attr(fr, "key")) | copy_key(r->newkey, frame_attr(fr, "newkey"));
 }
 
@@ -1251,7 +1260,9 @@ static int fill_session(struct session *s, const struct frame_request *fr, int64
 	s->wait = (int)clamp(wait ? atol(wait) : cfg->default_wait, 1, cfg->max_wait);
 	/* hold 0 is a polling session: every request is answered at once. */
 	s->hold = (int)clamp(hold ? atol(hold) : 1, 0, cfg->max_hold);
-	s->requests = s->hold + 1;
+	/* The rid window (§14.1) is the number of simultaneous requests, so a
+	 * wider window_size is what 'requests' advertises. */
+	s->requests = (int)(cfg->window_size > s->hold + 1 ? cfg->window_size : s->hold + 1);
 	s->inactivity = (int)cfg->default_inactivity;
 	s->next_rid = rid + 1;
 	s->to = strdup(frame_attr(fr, "to"));
@@ -1266,9 +1277,11 @@ static int fill_session(struct session *s, const struct frame_request *fr, int64
 	s->client_from = dup_or_null(frame_attr(fr, "from"));
 	s->sender = sender_of(fr);
 	s->ua = dup_or_null(frame_attr(fr, "ua") ? frame_attr(fr, "ua") : fr->user_agent);
+	/* libpurple (Pidgin, Finch) puts 'to' on every request, its empty polls
+	 * included: offered multiple streams, each poll would add one. */
+	s->one_stream = cfg->pidgin_compatible || (fr->user_agent && strstr(fr->user_agent, "libpurple"));
 	s->created_at = s->last_seen = loop_wallclock();
 	s->last_answer = loop_now(loop);
-	s->awaiting_features = 1;
 	s->timer = (struct timer){ .cb = session_timer, .ctx = s };
 	/* With acks the client says what it got: keep answers until then (bounded). */
 	ridwin_init(&s->sent, s->acks ? RIDWIN_MAX : s->requests);
@@ -1354,21 +1367,33 @@ static const char *choose_target(const char *route, const struct config_backend 
 	return NULL;
 }
 
-static void connect_xmpp(struct session *s, const struct config_backend *be, const char *host,
-                         unsigned port)
+static struct stream *open_stream(struct session *s, const struct config_backend *be,
+                                  const char *host, unsigned port, const char *domain,
+                                  const char *lang)
 {
 	struct xmpp_params p = {
-		.domain = s->to, .host = host[0] ? host : NULL, .port = (uint16_t)port,
-		.tls = be->tls, .pin = be->pin, .lang = s->lang,
+		.domain = domain, .host = host[0] ? host : NULL, .port = (uint16_t)port,
+		.tls = be->tls, .pin = be->pin, .lang = lang,
 		.max_stanza = (size_t)cfg->max_xmpp_stanza_size,
 		.max_output = (size_t)cfg->max_data_held * 4,
 		.connect_timeout_ms = (unsigned)cfg->connect_timeout * 1000,
 		.stanza_timeout_ms = (unsigned)cfg->stanza_timeout * 1000,
 	};
-	s->xmpp = xmpp_open(loop, &p, on_xmpp, s);
+	struct stream *st = stream_open(loop, &p, s->sid, (size_t)cfg->max_client_buffer,
+	                                &stream_events, s);
+	if (st && streams_add(&s->streams, st) < 0) {
+		stream_free(st); /* callers check for room first */
+		return NULL;
+	}
+	return st;
+}
+
+static void connect_first_stream(struct session *s, const struct config_backend *be,
+                                 const char *host, unsigned port)
+{
 	mark_dirty(s);
-	if (!s->xmpp)
-		session_end(s, "remote-connection-failed", NULL, 0);
+	if (!open_stream(s, be, host, port, s->to, s->lang))
+		session_end(s, "remote-connection-failed");
 	else
 		session_schedule(s);
 }
@@ -1440,7 +1465,42 @@ static void create_session(struct responder *resp, const struct frame_request *f
 	nsessions++;
 	log_info("session %s created for %s (client %s)", s->sid, s->to, s->client ? s->client : "-");
 	hold_request(s, resp, rid, 1);
-	connect_xmpp(s, be, host, port);
+	connect_first_stream(s, be, host, port);
+}
+
+/* §16.3: a request with 'to' on a live session opens another stream. Its
+ * answer names the stream at once (and carries nothing else); the stream's
+ * features come in a later answer that names it. */
+static void add_stream(struct session *s, struct responder *resp, const struct req *r)
+{
+	const struct config_backend *be = valid_domain(r->to) ? config_backend(cfg, r->to) : NULL;
+	char host[256];
+	unsigned port = 0;
+	if (!be) {
+		log_info("session %s: a stream for unknown domain '%.100s'", s->sid, r->to);
+		fail_request(s, resp, "host-unknown");
+		return;
+	}
+	choose_target(NULL, be, host, sizeof host, &port); /* §16.3's 'route' is not honoured */
+	if (s->streams.n == STREAMS_MAX) {
+		log_info("session %s: no more than %d streams in a session", s->sid, STREAMS_MAX);
+		fail_request(s, resp, "policy-violation");
+		return;
+	}
+	struct stream *st = open_stream(s, be, host, port, r->to, r->lang ? r->lang : s->lang);
+	if (!st) {
+		fail_request(s, resp, "remote-connection-failed");
+		return;
+	}
+	s->multi = 1;
+	log_info("session %s: stream %s added for %s", s->sid, st->name, st->to);
+	if (hold_request(s, resp, r->rid, 0) < 0)
+		return;
+	while (s->nheld > 1)
+		answer_held(s, 0, NULL, NULL);
+	struct answer a = { .added = st };
+	answer_held_with(s, 0, &a);
+	session_schedule(s);
 }
 
 void sessions_handle(struct responder *resp, const struct frame_request *fr)
@@ -1514,8 +1574,7 @@ void sessions_shutdown(void)
 			while (s->nheld)
 				answer_held(s, 0, NULL, NULL);
 			put_row(s);
-			xmpp_close(s->xmpp);
-			s->xmpp = NULL;
+			streams_close(&s->streams);
 		}
 	dirty_list = NULL;
 	if (store_flush() < 0)
@@ -1632,8 +1691,8 @@ static void put_numbers(struct snap_w *w, const struct session *s)
 	int64_t nums[] = { s->state, s->next_rid, s->wait, s->hold, s->requests, s->inactivity,
 	                   s->secure, s->pause_until_next, s->legacy, s->acks, s->handed_over,
 	                   s->last_empty_answered_empty, (int64_t)s->last_request_at, (int64_t)s->sender,
-	                   s->last_answered, s->report_rid, (int64_t)s->report_ms, s->awaiting_features,
-	                   s->paused, (int64_t)s->last_answer, (int64_t)s->linger_until };
+	                   s->last_answered, s->report_rid, (int64_t)s->report_ms, s->multi,
+	                   s->one_stream, s->next_pick, (int64_t)s->last_answer, (int64_t)s->linger_until };
 	for (size_t i = 0; i < sizeof nums / sizeof nums[0]; i++)
 		snap_put_i64(w, nums[i]);
 	snap_put_double(w, s->created_at);
@@ -1660,8 +1719,9 @@ static void get_numbers(struct snap_r *r, struct session *s)
 	s->last_answered = snap_get_i64(r);
 	s->report_rid = snap_get_i64(r);
 	s->report_ms = (uint64_t)snap_get_i64(r);
-	s->awaiting_features = (uint8_t)snap_get_i64(r);
-	s->paused = (uint8_t)snap_get_i64(r);
+	s->multi = (uint8_t)snap_get_i64(r);
+	s->one_stream = (uint8_t)snap_get_i64(r);
+	s->next_pick = (uint8_t)snap_get_i64(r);
 	s->last_answer = (uint64_t)snap_get_i64(r);
 	s->linger_until = (uint64_t)snap_get_i64(r);
 	s->created_at = snap_get_double(r);
@@ -1674,7 +1734,6 @@ static void put_session(struct snap_w *w, const struct session *s, sessions_fd_c
 	snap_put_str(w, s->sid);
 	put_numbers(w, s);
 	put_strings(w, s);
-	snap_put_bytes(w, s->queue.data, s->queue.len);
 	for (int i = 0; i < HELD_MAX; i++)
 		snap_put_i64(w, s->dropped[i]);
 	snap_put_u64(w, s->sent.cap);
@@ -1698,19 +1757,16 @@ static void put_session(struct snap_w *w, const struct session *s, sessions_fd_c
 		put_req(w, &s->ahead[i]->r);
 		put_resp(w, &s->ahead[i]->resp, keep, ctx);
 	}
-	int moves = s->xmpp && s->state == S_ACTIVE;
-	snap_put_u64(w, (uint64_t)moves);
-	if (moves) {
-		xmpp_snapshot(s->xmpp, w);
-		keep(ctx, xmpp_fd(s->xmpp));
-	}
+	/* A session still connecting connects again in the successor. */
+	struct streams none = { .n = 0 };
+	streams_snapshot(s->state == S_CONNECTING ? &none : &s->streams, w, keep, ctx);
 }
 
 /* A session whose TLS connection cannot move stays with the process that
  * has it, which drains it (restart.c). */
 static int session_can_move(const struct session *s)
 {
-	return s->state != S_ACTIVE || (s->xmpp && xmpp_movable(s->xmpp));
+	return s->state != S_ACTIVE || streams_movable(&s->streams);
 }
 
 /* sids of sessions another process drains: their requests go there */
@@ -1731,8 +1787,7 @@ long sessions_unmovable_count(void)
 static void session_forget(struct session *s)
 {
 	drop_requests(s);
-	xmpp_forget(s->xmpp);
-	s->xmpp = NULL;
+	streams_forget(&s->streams);
 	session_unlink(s);
 }
 
@@ -1779,7 +1834,7 @@ void sessions_end_all(const char *condition)
 		for (struct session *s = table[i], *next; s; s = next) {
 			next = s->hnext;
 			if (s->state != S_ENDED)
-				session_end(s, condition, NULL, 0);
+				session_end(s, condition);
 		}
 }
 
@@ -1855,10 +1910,10 @@ static void reconnect(struct session *s)
 	char host[256];
 	unsigned port = 0;
 	if (!be || choose_target(s->route, be, host, sizeof host, &port)) {
-		session_end(s, "host-unknown", NULL, 0);
+		session_end(s, "host-unknown");
 		return;
 	}
-	connect_xmpp(s, be, host, port);
+	connect_first_stream(s, be, host, port);
 }
 
 /* A session half read from a snapshot: not in the table, not counted. */
@@ -1876,9 +1931,6 @@ static struct session *get_session(struct snap_r *r)
 	snap_get_into(r, s->sid, sizeof s->sid);
 	get_numbers(r, s);
 	get_strings(r, s);
-	size_t qlen;
-	s->queue.data = snap_get_bytes(r, &qlen);
-	s->queue.len = s->queue.cap = qlen;
 	for (int i = 0; i < HELD_MAX; i++)
 		s->dropped[i] = snap_get_i64(r);
 	s->timer = (struct timer){ .cb = session_timer, .ctx = s };
@@ -1886,10 +1938,13 @@ static struct session *get_session(struct snap_r *r)
 		discard_restored(s);
 		return NULL;
 	}
-	if (snap_get_u64(r)) {
-		s->xmpp = xmpp_restore(loop, r, (size_t)cfg->max_xmpp_stanza_size, on_xmpp, s);
-		if (!s->xmpp)
-			log_warn("session %s: its XMPP connection could not be taken over", s->sid);
+	struct stream_restore_params sp = {
+		.loop = loop, .sid = s->sid, .max_queue = (size_t)cfg->max_client_buffer,
+		.max_stanza = (size_t)cfg->max_xmpp_stanza_size, .ev = &stream_events, .owner = s,
+	};
+	if (streams_restore(&s->streams, r, &sp) < 0) {
+		discard_restored(s);
+		return NULL;
 	}
 	return s;
 }
@@ -1914,8 +1969,8 @@ long sessions_restore(struct snap_r *r)
 		mark_dirty(s);
 		if (s->state == S_CONNECTING)
 			reconnect(s);
-		else if (s->state == S_ACTIVE && !s->xmpp)
-			session_end(s, "remote-connection-failed", NULL, 0);
+		else if (s->state == S_ACTIVE && !streams_open(&s->streams))
+			session_end(s, "remote-connection-failed");
 		else
 			session_schedule(s);
 	}

@@ -660,12 +660,11 @@ void xmpp_pause(struct xmpp_conn *c, int paused)
 	if (c->paused == paused)
 		return;
 	c->paused = (uint8_t)paused;
+	/* No reading from here: the owner may be inside one of our callbacks
+	 * (a parse in progress). Level-triggered epoll reports waiting bytes. */
 	if (c->state == C_OPEN) {
 		update_interest(c);
-		if (!paused)
-			handle_input(c); /* level-triggered epoll would tell us, but be prompt */
-		else
-			watch_stanza_time(c);
+		watch_stanza_time(c);
 	}
 }
 

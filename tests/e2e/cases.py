@@ -314,6 +314,25 @@ def test_repeated_rid_gets_same_answer(st):
 
 
 @case
+def test_held_rid_sent_again_gets_recoverable_error(st):
+    s = Session(st.url, st.domain, wait=10)
+    s.create()
+    rid = s.next_rid()
+    first = s.request_async(rid=rid)
+    time.sleep(0.3)
+    expect(not first.done(), "the request is held")
+    again = s.request_async(rid=rid)  # the client thinks the first connection broke (§14.3)
+    r = first.join(5)
+    expect(isinstance(r, bosh.Response) and r.type == "error" and r.condition is None,
+           "the old connection gets a recoverable error: %r" % r)
+    time.sleep(0.3)
+    expect(not again.done(), "the repeat is held in the old one's place")
+    s.terminate()
+    r = again.join(5)
+    expect(isinstance(r, bosh.Response) and r.status == 200, r)
+
+
+@case
 def test_rid_out_of_window(st):
     s = Session(st.url, st.domain)
     s.create()
@@ -380,6 +399,238 @@ def test_get_is_refused(st):
         raise AssertionError("GET was accepted")
     except urllib.error.HTTPError as e:
         expect(e.code == 405 and "OPTIONS" in e.headers.get("Allow", ""), e.code)
+
+
+# ---- multiple streams (XEP-0124 §16) ----
+
+class Streams:
+    """One session with several streams: every answer with payloads must name its stream."""
+
+    def __init__(self, s):
+        self.s = s
+
+    def request(self, payload="", **attrs):
+        r = self.s.request(payload, **attrs)
+        expect(not r.children() or r.attr("stream"), "an answer with payloads names its stream: %r" % r)
+        return r
+
+    def until(self, name, pred, payload="", **attrs):
+        """Requests (the first with payload and attrs) until stream name sends a child matching pred."""
+        for _ in range(10):
+            r = self.request(payload, **attrs)
+            payload, attrs = "", {}
+            expect(r.type != "terminate", "the session goes on: %r" % r)
+            for c in r.children():
+                if r.attr("stream") == name and pred(c):
+                    return c
+        raise AssertionError("nothing matching came on stream %s" % name)
+
+    def login(self, stream, user, resource):
+        import base64
+        self.until(stream, lambda c: c.tag == "{%s}features" % STREAM)
+        creds = base64.b64encode(("\0%s\0%s" % (user, USERS[user])).encode()).decode()
+        ok = self.until(stream, lambda c: c.tag in ("{%s}success" % SASL, "{%s}failure" % SASL),
+                        "<auth xmlns='%s' mechanism='PLAIN'>%s</auth>" % (SASL, creds), stream=stream)
+        expect(ok.tag == "{%s}success" % SASL, "SASL on stream %s" % stream)
+        self.until(stream, lambda c: c.tag == "{%s}features" % STREAM, stream=stream,
+                   **{"xmpp:restart": "true"})
+        iq = self.until(stream, lambda c: c.get("id") == "bind-" + resource,
+                        "<iq xmlns='jabber:client' type='set' id='bind-%s'><bind xmlns='%s'>"
+                        "<resource>%s</resource></bind></iq>" % (resource, bosh.BIND, resource),
+                        stream=stream)
+        return iq.find("{%s}bind/{%s}jid" % (bosh.BIND, bosh.BIND)).text
+
+
+@case
+def test_multiple_streams(st):
+    s = Session(st.url, st.domain, wait=1)
+    alice = s.login("alice", USERS["alice"], "multi")
+    first = s.created.attr("stream")
+    expect(first and re.fullmatch(r"[0-9a-f]{24}", first), "the first stream is named: %r" % s.created)
+    m = Streams(s)
+    r = m.request(to=st.domain, **{"xml:lang": "en"})
+    second = r.attr("stream")
+    expect(second and second != first and r.attr("from") == st.domain and not r.children() and
+           r.attr("sid") is None and r.type is None, "a stream added: %r" % r)
+    bob = m.login(second, "bob", "multi")
+    expect(bob == "bob@%s/multi" % st.domain, bob)
+    chat = "<message xmlns='jabber:client' to='%s' type='chat'><body>%s</body></message>"
+    got = m.until(second, lambda c: c.tag == "{%s}message" % CLIENT, chat % (bob, "to bob"), stream=first)
+    expect(got.get("from") == alice and got.find("{%s}body" % CLIENT).text == "to bob", "on bob's stream")
+    got = m.until(first, lambda c: c.tag == "{%s}message" % CLIENT, chat % (alice, "to alice"), stream=second)
+    expect(got.get("from") == bob, "on alice's stream")
+    # no stream named: the payload goes to every open stream, each answers on its own
+    r = m.request(ping(st, "both"))
+    seen = set()
+    for _ in range(10):
+        seen |= {r.attr("stream") for c in r.children() if c.get("id") == "both"}
+        if seen == {first, second}:
+            break
+        r = m.request()
+    expect(seen == {first, second}, "a pong on each stream: %r" % seen)
+    # a stream the server ends, while others remain, is announced by name and the session goes on
+    third = m.request(to="down.test").attr("stream")
+    expect(third not in (None, first, second), "third stream named")
+    for _ in range(5):
+        r = m.request()
+        if r.type == "terminate":
+            break
+    expect(r.type == "terminate" and r.condition == "remote-connection-failed" and r.attr("stream") == third,
+           "the failed stream's end names it: %r" % r)
+    # the client closes bob's stream: bob goes offline, alice's stream goes on
+    r = m.request("<presence xmlns='jabber:client' type='unavailable'/>", type="terminate", stream=second)
+    expect(r.type is None, "closing one stream leaves the session: %r" % r)
+    pong = m.until(first, lambda c: c.get("id") == "gone", "<iq xmlns='jabber:client' type='get' id='gone' "
+                   "to='%s'><ping xmlns='urn:xmpp:ping'/></iq>" % bob, stream=first)
+    expect(pong.get("type") == "error", "bob's resource is gone: %r" % pong.attrib)
+    r = m.request("<presence xmlns='jabber:client'/>", stream=second)
+    expect(r.type is None, "a payload for a stream just closed is ignored: %r" % r)
+    r = m.request("<presence xmlns='jabber:client' type='unavailable'/>", type="terminate", stream=first)
+    expect(r.type == "terminate" and r.attr("stream") is None, "the last stream ends the session: %r" % r)
+    db = row(st, s.sid, until=lambda r: r["state"] == "ended")
+    expect(db["end_condition"] == "terminate" and db["jid"] == alice, db)
+    # a stream name the session does not have
+    s = Session(st.url, st.domain, wait=3)
+    s.create()
+    r = s.request(stream="0" * 24)
+    expect(r.type == "terminate" and r.condition == "item-not-found", "an unknown stream: %r" % r)
+
+
+class Libpurple:
+    """Requests as libpurple's BOSH client (Pidgin, Finch; libpurple/protocols/jabber/bosh.c)
+    writes them: 'to' and xml:lang on every request, empty polls included."""
+
+    UA = "Pidgin 2.14.12 (libpurple 2.14.12)"
+
+    def __init__(self, url, domain, ua=UA):
+        import random
+        self.url, self.domain, self.ua = url, domain, ua
+        self.rid = random.randint(1 << 20, 1 << 40)
+        self.sid = None
+
+    def post(self, payload="", **attrs):
+        self.rid += 1
+        a = {"rid": self.rid, "sid": self.sid, "to": self.domain, "xml:lang": "en"}
+        a.update(attrs)
+        r = post_raw(self.url, bosh.body({k: v for k, v in a.items() if v is not None}, payload),
+                     headers={"User-Agent": self.ua})
+        expect(r.attr("stream") is None, "no answer names a stream: %r" % r)
+        return r
+
+    def create(self):
+        r = self.post(sid=None, content="text/xml; charset=utf-8", secure="true", ver="1.6",
+                      wait=1, hold=1, **{"xmpp:version": "1.0"})
+        self.sid = r.attr("sid")
+        return r
+
+    def until(self, pred, payload="", **attrs):
+        for _ in range(10):
+            r = self.post(payload, **attrs)
+            payload, attrs = "", {}
+            expect(r.type != "terminate", r)
+            for c in r.children():
+                if pred(c):
+                    return c
+        raise AssertionError("expected element did not arrive")
+
+
+def libpurple_chat(url, domain, user, ua=Libpurple.UA):
+    """libpurple's way through login and a message to itself; returns the creation response."""
+    import base64
+    c = Libpurple(url, domain, ua)
+    created = c.create()
+    expect(created.xml.find("{%s}features" % STREAM) is not None,
+           "libpurple takes the features from the creation response: %r" % created)
+    creds = base64.b64encode(("\0%s\0%s" % (user, USERS[user])).encode()).decode()
+    c.until(lambda e: e.tag == "{%s}success" % SASL,
+            "<auth xmlns='%s' mechanism='PLAIN'>%s</auth>" % (SASL, creds))
+    c.until(lambda e: e.tag == "{%s}features" % STREAM, **{"xmpp:restart": "true"})
+    iq = c.until(lambda e: e.get("id") == "purple1", "<iq xmlns='jabber:client' type='set' id='purple1'>"
+                 "<bind xmlns='%s'><resource>finch</resource></bind></iq>" % bosh.BIND)
+    jid = iq.find("{%s}bind/{%s}jid" % (bosh.BIND, bosh.BIND)).text
+    for _ in range(2):  # empty polls, with 'to', as libpurple sends them
+        r = c.post()
+        expect(r.type is None, "an empty poll with 'to' is a poll: %r" % r)
+    got = c.until(lambda e: e.tag == "{%s}message" % CLIENT, "<message xmlns='jabber:client' to='%s' "
+                  "type='chat'><body>purple</body></message>" % jid)
+    expect(got.find("{%s}body" % CLIENT).text == "purple", got)
+    r = c.post("<presence xmlns='jabber:client' type='unavailable'/>", type="terminate")
+    expect(r.type == "terminate", r)
+    return created
+
+
+def read_http_answers(sock, n, timeout):
+    """n HTTP/1.1 answers from one connection: [(seconds after the call, body)]."""
+    t0, buf, out = time.time(), b"", []
+    sock.settimeout(timeout)
+    while len(out) < n:
+        head_end = buf.find(b"\r\n\r\n")
+        if head_end >= 0:
+            length = int(re.search(rb"(?i)content-length:\s*(\d+)", buf[:head_end]).group(1))
+            if len(buf) >= head_end + 4 + length:
+                out.append((time.time() - t0, buf[head_end + 4:head_end + 4 + length].decode()))
+                buf = buf[head_end + 4 + length:]
+                continue
+        data = sock.recv(65536)
+        expect(data, "the connection closed after %d answers" % len(out))
+        buf += data
+    return out
+
+
+@case
+def test_pipelined_requests(st):
+    # libpurple sends its requests pipelined on one connection (XEP-0124 §20.1 advises
+    # against it): a held poll must not delay the request behind it.
+    import socket as so
+    s = login(st, "carol", "pipelined", wait=10)
+    c = so.create_connection(("127.0.0.1", st.http_port))
+    try:
+        data = b""
+        for payload in ("", ping(st, "piped")):
+            body = bosh.body({"sid": s.sid, "rid": s.next_rid()}, payload).encode()
+            data += (b"POST /http-bind HTTP/1.1\r\nHost: x\r\nUser-Agent: libpurple\r\n"
+                     b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
+        c.sendall(data)
+        answers = read_http_answers(c, 2, 15)
+    finally:
+        c.close()
+    expect(answers[1][0] < 3 and "id='piped'" in answers[1][1],
+           "the second request was answered at once: %r" % answers)
+    s.terminate()
+
+
+@case
+def test_libpurple_itself(st):
+    # libpurple, the library of Pidgin and Finch, logs in over BOSH and chats with itself
+    # (slow by its own design: it gathers what it sends for a second before each request)
+    client = os.path.join(st.build, "purple_chat")
+    userdir = os.path.join(st.dir, "purple")
+    os.makedirs(userdir, exist_ok=True)
+    p = subprocess.run([client, userdir, st.url, "carol@%s/pidgin" % st.domain, USERS["carol"]],
+                       capture_output=True, text=True, timeout=60)
+    expect(p.returncode == 0 and '"ok":true' in p.stdout,
+           "libpurple (exit %d): %s %s" % (p.returncode, p.stdout, p.stderr[-2000:]))
+    db = sqlite3.connect(st.db)
+    got = db.execute("select user_agent, end_condition from sessions where jid=? order by created_at "
+                     "desc limit 1", ("carol@%s/pidgin" % st.domain,)).fetchone()
+    db.close()
+    expect(got and "libpurple" in (got[0] or ""), "the session was libpurple's: %r" % (got,))
+
+
+@case
+def test_libpurple_client(st):
+    created = libpurple_chat(st.url, st.domain, "carol")
+    expect(created.attr("stream") is None, "no multiple streams offered to libpurple: %r" % created)
+    added = re.search(r"session %s: stream \S+ added" % created.attr("sid"), open(st.sessiond_log).read())
+    expect(not added, "no stream was added: %r" % added)
+    other = side_stack(st, "pidgin_compatible = 1\n")
+    try:  # the switch, for a libpurple that says nothing of itself
+        other.start_sessiond()
+        other.start_nginx()
+        created = libpurple_chat(other.url, st.domain, "carol", ua="Finch")
+        expect(created.attr("stream") is None, "pidgin_compatible: %r" % created)
+    finally:
+        other.stop()
 
 
 # ---- key sequences, pauses, legacy clients ----
@@ -733,6 +984,28 @@ def test_garbage_from_a_handler_harms_nothing(st):
 
 
 @case
+def test_browser_on_another_origin(st):
+    from browser_case import PageServer
+    page = PageServer()
+    other = side_stack(st, "cors_origins = https://chat.example %s\n" % page.origin)
+    try:
+        other.start_sessiond()
+        other.start_nginx()
+        jid = "alice@" + st.domain
+        r = page.open(other.dir, other.url, st.domain, jid, USERS["alice"])
+        expect(r.get("ok") and r.get("echo") == "hello from " + page.origin,
+               "the page chatted through the endpoint: %r" % r)
+        expect(r.get("probe") == "read 200 with a sid" and "CONNECTED" in r["statuses"], r)
+        # the same page against an endpoint that does not list its origin
+        r = page.open(other.dir, st.url, st.domain, jid, USERS["alice"], give_up=4)
+        expect(not r.get("ok") and "CONNECTED" not in r["statuses"], "the browser refused: %r" % r)
+        expect(r.get("probe") == "refused: TypeError", "the page could not read the answer: %r" % r)
+    finally:
+        other.stop()
+        page.close()
+
+
+@case
 def test_strophe_attach_prebound(st):
     import strophe_attach_case
     strophe_attach_case.test_strophe_attach_prebound(st)
@@ -899,14 +1172,54 @@ def test_strict_polling_on_held_sessions(st):
         other.stop()
 
 
+def ping(st, ident):
+    return ("<iq xmlns='jabber:client' type='get' id='%s' to='%s'><ping xmlns='urn:xmpp:ping'/></iq>"
+            % (ident, st.domain))
+
+
+@case
+def test_window_size(st):
+    # by default the window is requests = hold + 1 = 2: a rid two ahead is outside it
+    s = Session(st.url, st.domain, wait=5)
+    s.create()
+    r = s.request(rid=s.rid + 3)
+    expect(r.type == "terminate" and r.condition == "item-not-found", "rid next+2, window 2: %r" % r)
+    other = side_stack(st, "window_size = 4\n")
+    try:
+        other.start_sessiond()
+        other.start_nginx()
+        s = Session(other.url, st.domain, wait=5)
+        s.login("carol", USERS["carol"], "window")
+        expect(s.created.attr("requests") == "4" and s.created.attr("hold") == "1",
+               "window_size is the requests advertised: %r" % s.created)
+        n = s.rid + 1
+        s.rid = n + 3
+        # three requests ahead of a gap, the farthest first: they wait, then go in rid order
+        late = [s.request_async(ping(st, "w%d" % i), rid=n + i) for i in (3, 2, 1)]
+        time.sleep(0.5)
+        expect(not any(p.done() for p in late), "requests ahead of the gap wait for it")
+        answers = [s.request(ping(st, "w0"), rid=n)] + [p.join(10) for p in reversed(late)]
+        expect(all(isinstance(a, bosh.Response) and a.type is None for a in answers), answers)
+        got = [c.get("id") for a in answers for c in a.children() if c.get("id", "").startswith("w")]
+        while len(got) < 4:
+            got += [c.get("id") for c in s.request().children() if c.get("id", "").startswith("w")]
+        expect(got == ["w0", "w1", "w2", "w3"], "forwarded and answered in rid order: %r" % got)
+        r = s.request(rid=s.rid + 5)  # next+4: past the window, and no terminate or pause
+        expect(r.type == "terminate" and r.condition == "item-not-found", "rid next+4, window 4: %r" % r)
+    finally:
+        other.stop()
+
+
 class FakeXmppServer:
     """A few lines of XMPP server for what a real one will not show us: it
     records every stream header it is sent and answers each with features."""
 
-    def __init__(self, misbehave=b"", host="127.0.0.1"):
+    def __init__(self, misbehave=b"", flood=None, host="127.0.0.1"):
         import socket as so
         import threading
         self.misbehave = misbehave  # sent when the client sends anything but a stream header
+        self.flood = flood  # (count, size): messages sent, as fast as taken, on the first stanza
+        self.sent = 0  # bytes of the flood the kernel has taken
         self.sock = so.socket()
         self.sock.bind((host, 0))
         self.sock.listen(8)
@@ -926,6 +1239,10 @@ class FakeXmppServer:
                 conn.sendall(self.misbehave)
                 buf = b""
                 continue
+            if self.flood and b"<stream:stream" not in buf:
+                threading.Thread(target=self.send_flood, args=(conn,), daemon=True).start()
+                self.flood, buf = None, b""
+                continue
             while b"<stream:stream" in buf and b">" in buf[buf.index(b"<stream:stream"):]:
                 start = buf.index(b"<stream:stream")
                 end = buf.index(b">", start) + 1
@@ -934,6 +1251,16 @@ class FakeXmppServer:
                 conn.sendall(b"<?xml version='1.0'?><stream:stream xmlns='jabber:client' "
                              b"xmlns:stream='http://etherx.jabber.org/streams' id='f%d' "
                              b"from='fake.test' version='1.0'><stream:features/>" % len(self.headers))
+
+    def send_flood(self, conn):
+        import socket as so
+        count, size = self.flood
+        # a small send buffer, so what sessiond does not take stays here, countable
+        conn.setsockopt(so.SOL_SOCKET, so.SO_SNDBUF, 32768)
+        for i in range(count):
+            m = b"<message xmlns='jabber:client' id='f%d'><body>%s</body></message>" % (i, b"x" * size)
+            conn.sendall(m)
+            self.sent += len(m)
 
     def close(self):
         self.sock.close()
@@ -956,6 +1283,53 @@ def test_stream_attrs_on_restart(st):
                "the extra attributes are in the new stream header: %r" % fake.headers[1])
         r = s.request(**{"xmpp:restart": "true", "stream_attrs": '{"to":"elsewhere"}'})
         expect(r.condition == "bad-request", "a stream_attrs that would change 'to': %r" % r)
+    finally:
+        other.stop()
+        fake.close()
+
+
+def rss_kib(pid):
+    return int(re.search(r"^VmRSS:\s+(\d+)", open("/proc/%d/status" % pid).read(), re.M).group(1))
+
+
+@case
+def test_client_not_polling_stops_reading_at_max_client_buffer(st):
+    count, size = 12000, 1000  # 12 MB: more than the kernel buffers on both sides hold
+    fake = FakeXmppServer(flood=(count, size))
+    other = side_stack(st, "backend.fake.test = 127.0.0.1:%d\nmax_client_buffer = 65536\n"
+                       "max_inactivity = 30\ndefault_inactivity = 20\n" % fake.port)
+    try:
+        other.start_sessiond()
+        other.start_nginx()
+        witness = Session(other.url, st.domain, wait=5)
+        witness.login("carol", USERS["carol"], "witness")
+        s = Session(other.url, "fake.test", wait=5)
+        s.create()
+        rss0 = rss_kib(other.sessiond.pid)
+        first = s.request("<presence xmlns='jabber:client'/>")  # starts the flood; then no requests
+        ids = [c.get("id") for c in first.children()]
+        last, stable_since, deadline = -1, time.time(), time.time() + 15
+        while time.time() - stable_since < 1.0 and time.time() < deadline:
+            time.sleep(0.1)
+            if fake.sent != last:
+                last, stable_since = fake.sent, time.time()
+        total = sum(size + len("<message xmlns='jabber:client' id='f%d'><body></body></message>" % i)
+                    for i in range(count))
+        expect(fake.sent < total / 2, "the server's sending stalls: %d of %d bytes taken" % (fake.sent, total))
+        grown = rss_kib(other.sessiond.pid) - rss0
+        expect(grown < 4096, "sessiond kept its memory for the session bounded: RSS +%d KiB" % grown)
+        expect("reading paused" in open(other.sessiond_log).read(), "the pause is logged")
+        pong, _ = witness.until(lambda c: c.get("id") == "w1", ping(st, "w1"))
+        expect(pong.get("type") == "result", "a session on the real server goes on meanwhile")
+        deadline = time.time() + 30
+        while len(ids) < count:  # the client polls again: everything, in order
+            r = s.request()
+            expect(r.type is None, "the flooded session goes on: %r" % r)
+            expect(time.time() < deadline, "drained in time: %d of %d messages" % (len(ids), count))
+            ids += [c.get("id") for c in r.children()]
+        expect(ids == ["f%d" % i for i in range(count)], "all %d messages, in order" % count)
+        s.terminate()
+        witness.terminate()
     finally:
         other.stop()
         fake.close()

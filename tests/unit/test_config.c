@@ -31,6 +31,7 @@ static void test_defaults(void)
 	CHECK(c.max_wait == 60);
 	CHECK(c.max_hold == 1);
 	CHECK(c.max_data_held == 100000);
+	CHECK(c.window_size == 0); /* hold + 1 */
 }
 
 static void test_good(void)
@@ -100,6 +101,7 @@ static void test_errors(void)
 		{ "max_wait = soon\n", ":1: key 'max_wait': not a number" },
 		{ "max_wait = 0\n", ":1: key 'max_wait': out of range" },
 		{ "max_hold = 9\n", ":1: key 'max_hold': out of range" },
+		{ "window_size = 10\n", ":1: key 'window_size': out of range" },
 		{ "\n\njust words\n", ":3: expected 'key = value'" },
 		{ "log_level = loud\n", "key 'log_level'" },
 		{ "backend.x.org = nohost\n", "key 'backend.x.org': expected HOST:PORT" },
