@@ -290,3 +290,23 @@ def test_disk_full_keeps_serving_and_catches_up(st):
     finally:
         other.stop()
         subprocess.run(["umount", disk], capture_output=True)
+
+
+@case
+def test_drain_time_ends_tls_sessions_with_system_shutdown(st):
+    from backend_cases import world
+    w = world(st)
+    other = side_stack(st, "tls_ca_file = %s\nbackend.secure.test = 127.0.0.1:%d starttls\n"
+                       "drain_time = 1\n" % (w.ca[1], w.c2s))
+    try:
+        other.start_sessiond()
+        other.start_nginx()
+        tls = Session(other.url, "secure.test", wait=2)
+        tls.login("alice", "alice-pw", "drained")
+        restart(other)
+        wait_log(other, "drain_time passed with 1 sessions left; ending them")
+        r = tls.request()
+        expect(r.type == "terminate" and r.condition == "system-shutdown", r)
+        wait_log(other, "the process draining sessions of the last restart has finished", timeout=15)
+    finally:
+        other.stop()
