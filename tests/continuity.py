@@ -13,7 +13,8 @@ Phase 2 (SIGKILL): logged-in sessions, sessiond killed and started again:
 every one of them must get remote-connection-failed on its next request,
 and a session opened afterwards must work.
 
-usage: continuity.py BOSHLOAD [--sessions N] [--duration S] [--restarts K] [--nginx-reload]
+usage: continuity.py BOSHLOAD|python [--sessions N] [--duration S] [--restarts K] [--nginx-reload]
+(python: threads of our own BOSH client instead of boshload, for make test)
 Prints one summary line per phase; exit status 0 when both hold.
 """
 import argparse
@@ -101,6 +102,75 @@ def graceful_phase(st, boshload, sessions, duration, restarts):
     return ok
 
 
+def python_echo_phase(st, sessions, duration, restarts):
+    """The graceful phase without boshload (make test must not need the
+    shared bench folder): threads of our own BOSH client, each sending a
+    message to itself and waiting for it, counting what is lost or doubled."""
+    import threading
+    stop = threading.Event()
+    stats = {"msgs": 0, "lost": 0, "dup": 0, "errors": 0, "stall_ms": 0.0}
+    lock = threading.Lock()
+    clients = []
+    for i in range(sessions):
+        c = Session(st.url, st.domain, wait=2)
+        c.login("p%d" % i, "pw", "echo")
+        clients.append(c)
+
+    def run(c):
+        seq = 0
+        seen = set()
+        while not stop.is_set():
+            seq += 1
+            mid = "m%d" % seq
+            t0 = time.time()
+            payload = "<message xmlns='jabber:client' to='%s' id='%s'><body>x</body></message>" % (c.jid, mid)
+            got = False
+            try:
+                for _ in range(4):  # the echo, in this answer or a following one
+                    r = c.request(payload)
+                    payload = ""
+                    if r.type == "terminate":
+                        raise RuntimeError(repr(r))
+                    for el in r.children():
+                        eid = el.get("id")
+                        if eid in seen:
+                            with lock:
+                                stats["dup"] += 1
+                        seen.add(eid)
+                        got = got or eid == mid
+                    if got:
+                        break
+            except Exception:
+                with lock:
+                    stats["errors"] += 1
+                return
+            with lock:
+                stats["msgs" if got else "lost"] += 1
+                stats["stall_ms"] = max(stats["stall_ms"], (time.time() - t0) * 1000)
+
+    threads = [threading.Thread(target=run, args=(c,)) for c in clients]
+    for t in threads:
+        t.start()
+    before = count_in_log(st, "restarted in place:")
+    events = ["restart"] * (restarts // 2) + ["handler-stop"] + ["restart"] * (restarts - restarts // 2)
+    disturb(st, duration, events)
+    stop.set()
+    for t in threads:
+        t.join(30)
+    restarted = count_in_log(st, "restarted in place:") - before
+    print("continuity graceful (python clients): restarts=%d sessions=%d sessions_lost=%d "
+          "stanzas_lost=%d stanzas_duplicated=%d longest_stall_ms=%.1f msgs=%d"
+          % (restarted, sessions, stats["errors"], stats["lost"], stats["dup"], stats["stall_ms"],
+             stats["msgs"]), flush=True)
+    for c in clients:
+        try:
+            c.terminate()
+        except Exception:
+            pass
+    return (restarted == restarts and stats["errors"] == 0 and stats["lost"] == 0 and
+            stats["dup"] == 0 and stats["msgs"] > 0)
+
+
 def nginx_reload_phase(st, boshload, sessions, duration):
     """Reported, not asserted: nginx closes each keep-alive connection after
     the request it is serving when it reloads, and boshload, unlike browsers,
@@ -134,7 +204,7 @@ def sigkill_phase(st, sessions):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("boshload")
+    ap.add_argument("boshload", help="path to boshload, or 'python' for threads of our own client")
     ap.add_argument("--sessions", type=int, default=50)
     ap.add_argument("--duration", type=int, default=30)
     ap.add_argument("--restarts", type=int, default=5)
@@ -146,8 +216,11 @@ def main():
         st.start_prosody(any_password=True)
         st.start_sessiond("log_level = info\nmax_wait = 60\ndefault_wait = 10")
         st.start_nginx()
-        graceful = graceful_phase(st, args.boshload, args.sessions, args.duration, args.restarts)
-        if args.nginx_reload:
+        if args.boshload == "python":
+            graceful = python_echo_phase(st, args.sessions, args.duration, args.restarts)
+        else:
+            graceful = graceful_phase(st, args.boshload, args.sessions, args.duration, args.restarts)
+        if args.nginx_reload and args.boshload != "python":
             nginx_reload_phase(st, args.boshload, args.sessions, max(args.duration // 2, 6))
         killed = sigkill_phase(st, min(args.sessions, 20))
         ok = graceful and killed
