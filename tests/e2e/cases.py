@@ -104,6 +104,21 @@ def test_creation_response(st):
 
 
 @case
+def test_hold_above_max_hold_is_clamped(st):
+    s = Session(st.url, st.domain, wait=2, hold=5)  # max_hold (max_bosh_connections) is 1
+    r = s.create()
+    expect(r.attr("hold") == "1" and r.attr("requests") == "2", "hold clamped to max_hold: %r" % r)
+    first = s.request_async()
+    time.sleep(0.2)
+    second = s.request_async()  # with hold 1 it releases the first at once, not after wait (2 s)
+    got = first.join(1.5)
+    expect(got is not None and not isinstance(got, Exception) and got.type is None,
+           "the first request was answered when the second came: %r" % got)
+    second.join(5)
+    s.terminate()
+
+
+@case
 def test_login_restart_bind(st):
     s = login(st, "alice", "web")
     expect(s.jid == "alice@%s/web" % st.domain, s.jid)

@@ -90,6 +90,7 @@ static void test_backend_options(void)
 	CHECK(cc && cc->tls == TLS_STARTTLS && strcmp(cc->pin, pin) == 0);
 	CHECK(d && d->tls == TLS_NONE); /* no_tls_domains applies whatever the order */
 	CHECK(c.stanza_timeout == 60);
+	CHECK(load("max_bosh_connections = 3\n", &c, err, sizeof err) == 0 && c.max_hold == 3);
 }
 
 static void test_errors(void)
