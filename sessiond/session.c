@@ -31,6 +31,7 @@
 #include "log.h"
 #include "jsonattrs.h"
 #include "ridwin.h"
+#include "route.h"
 #include "splitter.h"
 #include "utf8.h"
 #include "xmlesc.h"
@@ -1288,85 +1289,6 @@ static int fill_session(struct session *s, const struct frame_request *fr, int64
 	return s->to && s->ver ? 0 : -1;
 }
 
-static int valid_domain(const char *d)
-{
-	size_t n = d ? strlen(d) : 0;
-	if (n == 0 || n > 255)
-		return 0;
-	for (; *d; d++)
-		if (!(*d == '.' || *d == '-' || (*d >= '0' && *d <= '9') || ((*d | 0x20) >= 'a' && (*d | 0x20) <= 'z') || (unsigned char)*d >= 0x80))
-			return 0;
-	return 1;
-}
-
-/* "xmpp:HOST:PORT" (XEP-0124 §7.1) into host and port; -1 if malformed. */
-static int parse_route(const char *route, char *host, size_t hostlen, unsigned *port)
-{
-	if (strncmp(route, "xmpp:", 5) != 0)
-		return -1;
-	route += 5;
-	const char *colon = strrchr(route, ':');
-	char *end;
-	if (!colon || colon == route || (size_t)(colon - route) >= hostlen)
-		return -1;
-	unsigned long p = strtoul(colon + 1, &end, 10);
-	if (*end || colon[1] == 0 || p < 1 || p > 65535)
-		return -1;
-	size_t n = (size_t)(colon - route);
-	if (route[0] == '[' && colon[-1] == ']') { /* xmpp:[::1]:5222 */
-		route++;
-		n -= 2;
-	}
-	memcpy(host, route, n);
-	host[n] = 0;
-	*port = (unsigned)p;
-	return valid_domain(host) || strchr(host, ':') ? 0 : -1;
-}
-
-static int route_allowed(const char *host, unsigned port)
-{
-	const char *list = cfg->allowed_routes;
-	char want[300];
-	snprintf(want, sizeof want, "%s:%u", host, port);
-	for (const char *p = list; *p;) {
-		p += strspn(p, " \t,");
-		size_t len = strcspn(p, " \t,");
-		if (len && ((len == strlen(want) && strncasecmp(p, want, len) == 0) ||
-		            (len == strlen(want) + 5 && strncasecmp(p, "xmpp:", 5) == 0 &&
-		             strncasecmp(p + 5, want, len - 5) == 0)))
-			return 1;
-		p += len;
-	}
-	return 0;
-}
-
-/* Where the XMPP connection goes. The client's 'route' is honoured only for
- * a target the configuration names (the domain's own backend, or one in
- * allowed_routes), so nobody can make us connect to an arbitrary address.
- * Returns NULL (target = backend), or the condition to terminate with. */
-static const char *choose_target(const char *route, const struct config_backend *be,
-                                 char *host, size_t hostlen, unsigned *port)
-{
-	host[0] = 0;
-	if (be->host[0]) {
-		snprintf(host, hostlen, "%s", be->host);
-		*port = (unsigned)atoi(be->port);
-	}
-	if (!route || !*route)
-		return NULL;
-	char rhost[256];
-	unsigned rport;
-	if (parse_route(route, rhost, sizeof rhost, &rport) < 0)
-		return "improper-addressing";
-	if (be->host[0] && strcasecmp(rhost, be->host) == 0 && rport == *port)
-		return NULL;
-	if (!route_allowed(rhost, rport))
-		return "host-unknown";
-	snprintf(host, hostlen, "%s", rhost);
-	*port = rport;
-	return NULL;
-}
-
 static struct stream *open_stream(struct session *s, const struct config_backend *be,
                                   const char *host, unsigned port, const char *domain,
                                   const char *lang)
@@ -1414,7 +1336,7 @@ static void create_session(struct responder *resp, const struct frame_request *f
 		answer_terminate(resp, "improper-addressing");
 		return;
 	}
-	const struct config_backend *be = valid_domain(to) ? config_backend(cfg, to) : NULL;
+	const struct config_backend *be = route_valid_domain(to) ? config_backend(cfg, to) : NULL;
 	if (!be) {
 		log_info("session request from %s for unknown domain '%.100s'", fr->client, to);
 		answer_terminate(resp, "host-unknown");
@@ -1423,7 +1345,7 @@ static void create_session(struct responder *resp, const struct frame_request *f
 	char host[256];
 	unsigned port = 0;
 	const char *route = frame_attr(fr, "route");
-	const char *refused = choose_target(route, be, host, sizeof host, &port);
+	const char *refused = route_choose(route, be, cfg->allowed_routes, host, sizeof host, &port);
 	if (refused) {
 		log_info("session request from %s: route '%.100s' refused (%s): not allowed by allowed_routes",
 		         fr->client, route, refused);
@@ -1473,7 +1395,7 @@ static void create_session(struct responder *resp, const struct frame_request *f
  * features come in a later answer that names it. */
 static void add_stream(struct session *s, struct responder *resp, const struct req *r)
 {
-	const struct config_backend *be = valid_domain(r->to) ? config_backend(cfg, r->to) : NULL;
+	const struct config_backend *be = route_valid_domain(r->to) ? config_backend(cfg, r->to) : NULL;
 	char host[256];
 	unsigned port = 0;
 	if (!be) {
@@ -1481,7 +1403,7 @@ static void add_stream(struct session *s, struct responder *resp, const struct r
 		fail_request(s, resp, "host-unknown");
 		return;
 	}
-	choose_target(NULL, be, host, sizeof host, &port); /* §16.3's 'route' is not honoured */
+	route_choose(NULL, be, cfg->allowed_routes, host, sizeof host, &port); /* §16.3's 'route' is not honoured */
 	if (s->streams.n == STREAMS_MAX) {
 		log_info("session %s: no more than %d streams in a session", s->sid, STREAMS_MAX);
 		fail_request(s, resp, "policy-violation");
@@ -1909,7 +1831,7 @@ static void reconnect(struct session *s)
 	const struct config_backend *be = config_backend(cfg, s->to);
 	char host[256];
 	unsigned port = 0;
-	if (!be || choose_target(s->route, be, host, sizeof host, &port)) {
+	if (!be || route_choose(s->route, be, cfg->allowed_routes, host, sizeof host, &port)) {
 		session_end(s, "host-unknown");
 		return;
 	}
