@@ -1,0 +1,71 @@
+#!/usr/bin/env python3
+"""Where the CPU goes per echo message: this stack (plain build) in front of a
+local Prosody, boshload in echo mode, and each process's CPU time from /proc
+over the middle of the run, in cores and microseconds per message.
+
+usage: bench_cpu.py BOSHLOAD [SECONDS] [SESSIONS]
+"""
+import os
+import subprocess
+import sys
+import time
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "e2e"))
+from stack import REPO, Stack  # noqa: E402
+
+
+def ticks(pid):
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return int(fields[11]) + int(fields[12])
+    except (OSError, IndexError, ValueError):
+        return 0
+
+
+def children(pid):
+    out = subprocess.run(["ps", "-o", "pid=", "--ppid", str(pid)], capture_output=True, text=True).stdout
+    return [int(p) for p in out.split()]
+
+
+def main():
+    boshload = sys.argv[1]
+    seconds = int(sys.argv[2]) if len(sys.argv) > 2 else 15
+    sessions = sys.argv[3] if len(sys.argv) > 3 else "50"
+    st = Stack(build=os.path.join(REPO, "build"))
+    try:
+        st.start_prosody(any_password=True)
+        st.start_sessiond("log_level = warn\nmax_wait = 60\ndefault_wait = 60")
+        st.start_nginx()
+        time.sleep(1)
+        bl = subprocess.Popen([boshload, "--url", st.url, "--domain", st.domain, "--echo", sessions,
+                               "--duration", str(seconds), "--wait", "30"],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        time.sleep(min(4, seconds / 3))
+        procs = {"sessiond": [st.sessiond.pid], "handlers": children(st.sessiond.pid),
+                 "nginx": children(st.nginx.pid), "prosody": [st.prosody.pid], "boshload": [bl.pid]}
+        t0 = {k: sum(ticks(p) for p in v) for k, v in procs.items()}
+        w0 = time.time()
+        time.sleep(seconds / 2)
+        t1 = {k: sum(ticks(p) for p in v) for k, v in procs.items()}
+        w1 = time.time()
+        out, _ = bl.communicate()
+        result = [l for l in out.splitlines() if l.startswith("RESULT")]
+        r = dict(kv.split("=", 1) for kv in result[-1].split()[1:]) if result else {}
+        rate = float(r.get("msgs_per_s", 0)) or float("nan")
+        print("echo-%s: %s msgs/s, rtt p50/p99 %s/%s ms" % (sessions, r.get("msgs_per_s"),
+                                                           r.get("rtt_p50_ms"), r.get("rtt_p99_ms")))
+        hz = os.sysconf("SC_CLK_TCK")
+        total = 0.0
+        for k in procs:
+            cores = (t1[k] - t0[k]) / hz / (w1 - w0)
+            total += cores
+            print("  %-9s %.2f cores  %5.1f us/msg" % (k, cores, cores / rate * 1e6))
+        print("  %-9s %.2f cores" % ("all", total))
+        return 0 if bl.returncode == 0 else 1
+    finally:
+        st.stop()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
