@@ -85,15 +85,15 @@ def teardown():
 
 
 def sanitizer_reports(st):
-    """Sanitizer lines in the logs of the Apache modes (CGI stderr lands in error.log)."""
+    """Sanitizer lines in every log of the run: the main sessiond's, the side
+    stacks' and the Apache modes' (CGI stderr lands in error.log)."""
+    import re
+    report = re.compile(r"AddressSanitizer|LeakSanitizer|\.[ch]:\d+:\d+: runtime error:")
     found = []
     for root, _, files in os.walk(st.dir):
-        if "apache-" not in root:
-            continue
         for f in files:
-            if f.endswith(".log"):
-                found += [l for l in open(os.path.join(root, f), errors="replace")
-                          if "AddressSanitizer" in l or "runtime error:" in l]
+            if f in ("sessiond.log", "sessiond.stdout", "handler.log", "error.log"):
+                found += [l for l in open(os.path.join(root, f), errors="replace") if report.search(l)]
     return found
 
 

@@ -1410,9 +1410,13 @@ def test_database_of_schema_version_1_is_migrated(st):
 
 
 def side_stack(st, extra_conf=""):
-    """A second sessiond (and nginx) in its own folder, in front of the same Prosody."""
+    """A second sessiond (and nginx) in a folder of its own inside the run's,
+    in front of the same Prosody: removed with the run's folder, and its
+    sanitizer reports are collected with the others (run.py)."""
+    import tempfile
     from stack import Stack
-    return Stack(build=st.build, xmpp_server="127.0.0.1:%d" % st.c2s_port,
+    return Stack(build=st.build, workdir=tempfile.mkdtemp(prefix="side-", dir=st.dir),
+                 xmpp_server="127.0.0.1:%d" % st.c2s_port,
                  sessiond_bin=st.sessiond_bin, handler_bin=st.handler_bin,
                  extra_conf=SESSIOND_CONF + extra_conf)
 

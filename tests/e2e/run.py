@@ -64,13 +64,7 @@ def main():
             cleanup()
         apache_cases.teardown()
         st.stop()
-        asan = apache_cases.sanitizer_reports(st)
-        asan += [l for l in open(st.sessiond_log, errors="replace")
-                if "AddressSanitizer" in l or "runtime error:" in l] if os.path.exists(st.sessiond_log) else []
-        stdout = os.path.join(st.dir, "sessiond.stdout")
-        if os.path.exists(stdout):
-            asan += [l for l in open(stdout, errors="replace")
-                     if "AddressSanitizer" in l or "runtime error:" in l]
+        asan = apache_cases.sanitizer_reports(st)  # every log under the run's folder
         if asan:
             failed += 1
             print("FAIL  sanitizer reports:\n" + "".join(asan[:20]))
