@@ -3,9 +3,10 @@
 #
 #   make          build into build/
 #   make run      start nginx + sessiond + handlers (+ a local Prosody) on loopback
-#   make test     unit tests (plain and with ASan/UBSan) and end-to-end tests
+#   make test     unit tests (plain and with ASan/UBSan), fuzzers, end-to-end tests
 #   make bench    side-by-side benchmark against Prosody's mod_bosh
 #   make continuity  restarts sessiond (and nginx, a handler) under load: what is lost
+#   make fuzz     the fuzzers, FUZZ_SECONDS each (make test runs them briefly)
 #   make install PREFIX=/usr/local [DESTDIR=...]   programs, SQL, examples, man pages
 #   make install-cgi DIR=~/public_html/chat          a shared-hosting folder (CGI)
 #
@@ -21,7 +22,7 @@ B       := build
 # Debian packages: to build, to test, to run the demo.
 BUILD_DEBS := gcc make pkg-config libfcgi-dev libsqlite3-dev libexpat1-dev libssl-dev libc-ares-dev
 RUN_DEBS   := nginx prosody sqlite3 python3
-TEST_DEBS  := $(RUN_DEBS) spawn-fcgi nodejs apache2 libapache2-mod-fcgid chromium libpurple-dev
+TEST_DEBS  := $(RUN_DEBS) spawn-fcgi nodejs apache2 libapache2-mod-fcgid chromium libpurple-dev clang
 BENCH_DEBS := $(RUN_DEBS) wrk
 
 COMMON_SRC  := common/log.c common/frame.c common/config.c
@@ -34,7 +35,7 @@ SESSIOND_SRC := sessiond/main.c sessiond/loop.c sessiond/reply.c sessiond/xmpp.c
 UNIT_TESTS := body splitter frame ridwin config query jsonattrs dial route
 
 .PHONY: all deps-build deps-run deps-test deps-bench run test unit unit-asan e2e bench clean \
-	continuity continuity-small \
+	continuity continuity-small fuzz fuzz-short \
 	install install-cgi
 all: $(B)/sessiond $(B)/bosh-handler $(B)/bosh-prebind
 
@@ -104,6 +105,27 @@ $(B)/asan/bosh-handler: $(HANDLER_SRC) $(wildcard */*.h) | deps-build
 	@mkdir -p $(B)/asan
 	$(CC) $(WARN) -O1 -g $(SAN) $(INC) $(pc_cflags) $(HANDLER_SRC) -o $@ $(pc_libs)
 
+# Fuzzers (libFuzzer with ASan+UBSan) for everything that parses what a
+# client, a handler or an XMPP server sends: make fuzz runs each for
+# FUZZ_SECONDS; make test for a few seconds each.
+FUZZERS := body frame query jsonattrs splitter
+fsrc_body      := fcgi/body.c
+fsrc_frame     := common/frame.c
+fsrc_query     := fcgi/query.c
+fsrc_jsonattrs := sessiond/jsonattrs.c
+fsrc_splitter  := sessiond/splitter.c sessiond/snapshot.c
+FUZZ_SECONDS ?= 60
+$(B)/fuzz/fuzz_%: tests/fuzz/fuzz_%.c $$(fsrc_$$*) $(wildcard */*.h) | deps-build
+	@mkdir -p $(B)/fuzz
+	clang -std=c11 -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
+		$(INC) $(pc_cflags) $< $(fsrc_$*) -o $@ $(pc_libs)
+
+fuzz: $(addprefix $(B)/fuzz/fuzz_,$(FUZZERS))
+	@sh tests/fuzz/run.sh $(FUZZ_SECONDS) $^
+
+fuzz-short: $(addprefix $(B)/fuzz/fuzz_,$(FUZZERS))
+	@sh tests/fuzz/run.sh 4 $^
+
 # ---- tests ----------------------------------------------------------------
 unit: $(addprefix $(B)/unit/test_,$(UNIT_TESTS))
 	@sh tests/unit/run.sh $^
@@ -136,7 +158,7 @@ continuity-small: all
 	python3 tests/continuity.py python --sessions 8 --duration 8 --restarts 3
 
 test: deps-test
-	@$(MAKE) --no-print-directory all unit unit-asan e2e continuity-small
+	@$(MAKE) --no-print-directory all unit unit-asan fuzz-short e2e continuity-small
 
 # ---- running --------------------------------------------------------------
 PORT ?= 5280

@@ -28,4 +28,33 @@ static inline int utf8_put(char *dst, unsigned long cp)
 	return 4;
 }
 
+/* The length (1 to 4) of the well-formed UTF-8 sequence at s, whose
+ * string ends at a NUL, or 0: overlong forms, surrogates, code points past
+ * U+10FFFF, and U+FFFE/U+FFFF (not XML characters) are refused. */
+static inline int utf8_valid_len(const char *str)
+{
+	const unsigned char *s = (const unsigned char *)str;
+	unsigned long cp;
+	int n;
+	if (s[0] < 0x80)
+		return s[0] ? 1 : 0;
+	if (s[0] >= 0xc2 && s[0] <= 0xdf)
+		n = 2, cp = s[0] & 0x1f;
+	else if (s[0] >= 0xe0 && s[0] <= 0xef)
+		n = 3, cp = s[0] & 0x0f;
+	else if (s[0] >= 0xf0 && s[0] <= 0xf4)
+		n = 4, cp = s[0] & 0x07;
+	else
+		return 0;
+	for (int i = 1; i < n; i++) {
+		if ((s[i] & 0xc0) != 0x80)
+			return 0;
+		cp = cp << 6 | (s[i] & 0x3f);
+	}
+	static const unsigned long min[] = { 0, 0, 0x80, 0x800, 0x10000 };
+	if (cp < min[n] || cp > 0x10ffff || (cp >= 0xd800 && cp < 0xe000) || cp == 0xfffe || cp == 0xffff)
+		return 0;
+	return n;
+}
+
 #endif

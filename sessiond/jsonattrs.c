@@ -54,8 +54,8 @@ static const char *unicode_escape(const char *s, char *buf, size_t *n)
 	} else if (cp >= 0xdc00 && cp < 0xe000) {
 		return NULL;
 	}
-	if (cp == 0 || cp < 0x20)
-		return NULL; /* not allowed in XML attribute values */
+	if (cp == 0 || cp < 0x20 || cp == 0xfffe || cp == 0xffff)
+		return NULL; /* not XML characters */
 	*n = (size_t)utf8_put(buf, cp);
 	return s;
 }
@@ -72,7 +72,14 @@ static const char *string(const char *s, struct out *dst, int xml)
 		const char *chunk = buf;
 		if ((unsigned char)*s < 0x20)
 			return NULL;
-		if (*s != '\\') {
+		if ((unsigned char)*s >= 0x80) { /* as it is, if it is UTF-8 an XML parser takes */
+			int len = utf8_valid_len(s);
+			if (!len)
+				return NULL;
+			memcpy(buf, s, (size_t)len);
+			n = (size_t)len;
+			s += len;
+		} else if (*s != '\\') {
 			buf[0] = *s++;
 		} else {
 			s++;

@@ -12,6 +12,9 @@ static void test_good(void)
 	CHECK_STR(out, " a='1' b-c.d='x&apos;y&lt;z&amp;&quot;w'");
 	CHECK(json_attrs("{\"u\":\"\\u00e9\\ud83d\\ude00\\n\"}", out, sizeof out, &why) == 0);
 	CHECK_STR(out, " u='\xc3\xa9\xf0\x9f\x98\x80&#10;'");
+	/* raw UTF-8 passes as it is */
+	CHECK(json_attrs("{\"r\":\"\xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80\"}", out, sizeof out, &why) == 0);
+	CHECK_STR(out, " r='\xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80'");
 }
 
 static void test_bad(void)
@@ -23,6 +26,10 @@ static void test_bad(void)
 		"{\"a:b\":\"x\"}", "{\"1a\":\"x\"}", "{\"a\":\"\\u0000\"}", "{\"a\":\"\\ud800\"}",
 		"{\"a\":\"\\x\"}", "{\"a\":\"\x01\"}", "{\"a\":{\"b\":\"c\"}}", "{\"a\":\"b\"} x",
 		"{\"a\":\"0123456789012345678901234567890123456789\"}", /* longer than out */
+		/* raw bytes that are not UTF-8 an XML parser would take */
+		"{\"a\":\"\xff\"}", "{\"a\":\"\xc4\xc4\"}", "{\"a\":\"\xc0\xaf\"}",
+		"{\"a\":\"\xed\xa0\x80\"}", "{\"a\":\"\xef\xbf\xbf\"}", "{\"a\":\"\xf4\x90\x80\x80\"}",
+		"{\"a\":\"\\uffff\"}", "{\"a\":\"\\ufffe\"}", /* escaped non-characters too */
 	};
 	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
 		const char *why = NULL;
