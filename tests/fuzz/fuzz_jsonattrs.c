@@ -2,17 +2,13 @@
 #include "jsonattrs.h"
 #include "utf8.h"
 
-#include <stdint.h>
-#include <stdlib.h>
-#include <string.h>
+#include "fuzz.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-	char *json = malloc(size + 1), out[2048];
+	char *json = fuzz_cstring(data, size), out[2048];
 	if (!json)
 		return 0;
-	memcpy(json, data, size);
-	json[size] = 0;
 	const char *why;
 	if (json_attrs(json, out, sizeof out, &why) >= 0) {
 		/* nothing that could end the value or open markup comes through raw:
