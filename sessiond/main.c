@@ -15,6 +15,7 @@
 #include "resolver.h"
 #include "restart.h"
 #include "session.h"
+#include "snapshot.h"
 #include "store.h"
 #include "tls.h"
 
@@ -505,13 +506,13 @@ int main(int argc, char **argv)
 	const char *config_path = "bosh.conf", *level = NULL;
 	int foreground = 0, check = 0, opt;
 	int resume_fd = -1;
-	int restart_cmd = 0;
+	int restart_cmd = 0, snap_version = 0;
 	static const struct option longopts[] = {
 		{ "restart", no_argument, NULL, 'r' }, { "check", no_argument, NULL, 't' },
 		{ "config", required_argument, NULL, 'c' }, { "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
-	while ((opt = getopt_long(argc, argv, "c:fl:thrR:", longopts, NULL)) != -1) {
+	while ((opt = getopt_long(argc, argv, "c:fl:thrR:T:", longopts, NULL)) != -1) {
 		switch (opt) {
 		case 'c': config_path = optarg; break;
 		case 'f': foreground = 1; break;
@@ -519,6 +520,7 @@ int main(int argc, char **argv)
 		case 't': check = 1; break;
 		case 'r': restart_cmd = 1; break;
 		case 'R': resume_fd = atoi(optarg); break; /* internal: a graceful restart */
+		case 'T': snap_version = atoi(optarg); break; /* internal: with -t, the state format */
 		default: usage(); return opt == 'h' ? 0 : 2;
 		}
 	}
@@ -536,6 +538,11 @@ int main(int argc, char **argv)
 	}
 	if (restart_cmd)
 		return restart_command();
+	if (check && snap_version && snap_version != SNAP_VERSION) {
+		fprintf(stderr, "sessiond: state format %d asked for, this binary reads %d\n", snap_version,
+		        SNAP_VERSION);
+		return 3;
+	}
 	if (check) {
 		printf("%s: OK (%zu domains)\n", config_path, cfg.nbackends);
 		return 0;

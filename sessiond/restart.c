@@ -68,14 +68,16 @@ static int check_successor(void)
 		int null = open("/dev/null", O_WRONLY);
 		if (null >= 0)
 			dup2(null, 1);
-		execl(params.self, params.self, "-t", "-c", params.config_path, (char *)NULL);
+		char version[16];
+		snprintf(version, sizeof version, "%d", SNAP_VERSION);
+		execl(params.self, params.self, "-t", "-T", version, "-c", params.config_path, (char *)NULL);
 		_exit(127);
 	}
 	for (int waited = 0; waited < CHECK_TIMEOUT_MS; waited += 10) {
 		int status;
 		pid_t r = waitpid(pid, &status, WNOHANG);
 		if (r == pid)
-			return WIFEXITED(status) && WEXITSTATUS(status) == 0 ? 0 : -1;
+			return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
 		if (r < 0)
 			return -1;
 		struct timespec ts = { 0, 10 * 1000000 };
@@ -199,6 +201,7 @@ static void exec_successor(void)
 		return;
 	}
 	snap_put_u64(&w, SNAP_MAGIC);
+	snap_put_u64(&w, SNAP_VERSION);
 	snap_put_i64(&w, params.fcgi_fd);
 	if (params.fcgi_fd >= 0)
 		keep_fd(NULL, params.fcgi_fd);
@@ -262,7 +265,13 @@ void restart_request(const struct restart_params *p)
 		          "draining (see drain_time); try again when they have ended");
 		return;
 	}
-	if (check_successor() < 0) {
+	int check = check_successor();
+	if (check == 3) {
+		log_error("restart refused: %s keeps its state in another format than this process "
+		          "(version %d); still serving; stop and start it instead", params.self, SNAP_VERSION);
+		return;
+	}
+	if (check != 0) {
 		log_error("restart refused: '%s -t -c %s' failed; still serving with this process",
 		          params.self, params.config_path);
 		return;
@@ -295,7 +304,7 @@ int restart_read_snapshot(int fd, struct snap_r *r, int *fcgi_fd)
 	}
 	close(fd);
 	*r = (struct snap_r){ .data = data, .len = (size_t)size };
-	if (snap_get_u64(r) != SNAP_MAGIC) {
+	if (snap_get_u64(r) != SNAP_MAGIC || snap_get_u64(r) != SNAP_VERSION) {
 		free(data);
 		return -1;
 	}

@@ -13,6 +13,9 @@
 #include <stdint.h>
 
 #define SNAP_MAGIC 0x626f736873746174ULL /* "boshstat" */
+/* Raised whenever what any module writes changes: a successor that reads
+ * another format refuses the restart up front (sessiond -t -T VERSION). */
+#define SNAP_VERSION 1
 #define SNAP_MAX_STRING (64u << 20)
 
 struct snap_w {

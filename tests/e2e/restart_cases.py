@@ -310,3 +310,29 @@ def test_drain_time_ends_tls_sessions_with_system_shutdown(st):
         wait_log(other, "the process draining sessions of the last restart has finished", timeout=15)
     finally:
         other.stop()
+
+
+@case
+def test_restart_refused_when_the_new_binary_reads_another_state_format(st):
+    import shutil
+    other = side_stack(st)
+    own = os.path.join(other.dir, "sessiond")  # a copy of its own, to "upgrade"
+    shutil.copy(st.sessiond_bin, own)
+    other.sessiond_bin = own
+    try:
+        other.start_sessiond()
+        other.start_nginx()
+        s = Session(other.url, st.domain, wait=3)
+        s.login("alice", USERS["alice"], "format")
+        os.unlink(own)  # the upgrade: a binary whose state format is another
+        with open(own, "w") as f:
+            f.write('#!/bin/sh\nfor a; do [ "$a" = -T ] && exit 3; done\nexit 0\n')
+        os.chmod(own, 0o755)
+        other.sessiond.signal(signal.SIGUSR2)
+        wait_log(other, "keeps its state in another format")
+        expect(other.sessiond.alive() and not log_has(other, "restarted in place"), "still the old one")
+        pong = s.request("<iq xmlns='jabber:client' type='get' id='f1'><ping xmlns='urn:xmpp:ping'/></iq>")
+        expect(pong.type != "terminate", pong)
+        s.terminate()
+    finally:
+        other.stop()
