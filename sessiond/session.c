@@ -1035,15 +1035,14 @@ static void process_ahead(struct session *s)
 	}
 }
 
-static int keep_ahead(struct session *s, struct responder *resp, const struct req *r)
+/* An ahead entry owning copies of everything r points at: the payload,
+ * then the strings, in one block. NULL on OOM. */
+static struct ahead *ahead_new(const struct req *r, const struct responder *resp)
 {
-	if (s->nahead == HELD_MAX)
-		return -1;
 	struct ahead *a = malloc(sizeof *a);
 	if (!a)
-		return -1;
+		return NULL;
 	a->r = *r;
-	/* the payload, then the strings the request points at, in one block */
 	const char **strs[] = { &a->r.stream_attrs, &a->r.stream, &a->r.to, &a->r.lang };
 	size_t total = r->len + 1;
 	for (size_t i = 0; i < sizeof strs / sizeof strs[0]; i++)
@@ -1051,7 +1050,7 @@ static int keep_ahead(struct session *s, struct responder *resp, const struct re
 	char *copy = malloc(total), *o = copy + r->len;
 	if (!copy) {
 		free(a);
-		return -1;
+		return NULL;
 	}
 	memcpy(copy, r->payload ? r->payload : "", r->len);
 	for (size_t i = 0; i < sizeof strs / sizeof strs[0]; i++) {
@@ -1064,6 +1063,14 @@ static int keep_ahead(struct session *s, struct responder *resp, const struct re
 	}
 	a->r.payload = copy;
 	a->resp = *resp;
+	return a;
+}
+
+static int keep_ahead(struct session *s, struct responder *resp, const struct req *r)
+{
+	struct ahead *a = s->nahead == HELD_MAX ? NULL : ahead_new(r, resp);
+	if (!a)
+		return -1;
 	resp->kind = RESP_NONE;
 	s->ahead[s->nahead++] = a;
 	return 0;
@@ -1544,6 +1551,9 @@ static void put_req(struct snap_w *w, const struct req *q)
 	snap_put_i64(w, q->ack);
 	snap_put_i64(w, q->handover);
 	snap_put_str(w, q->stream_attrs);
+	snap_put_str(w, q->stream);
+	snap_put_str(w, q->to);
+	snap_put_str(w, q->lang);
 	snap_put_u64(w, q->sender);
 	snap_put_str(w, q->key);
 	snap_put_str(w, q->newkey);
@@ -1552,42 +1562,33 @@ static void put_req(struct snap_w *w, const struct req *q)
 
 static struct ahead *get_ahead(struct snap_r *r)
 {
-	struct ahead *a = calloc(1, sizeof *a);
-	if (!a)
-		return NULL;
+	struct req q = { 0 };
+	struct responder resp = { .fd = -1 };
+	char *strs[5] = { NULL };
 	size_t len;
-	a->r.rid = snap_get_i64(r);
-	char *payload = snap_get_bytes(r, &len);
-	a->r.restart = (int)snap_get_i64(r);
-	a->r.terminate = (int)snap_get_i64(r);
-	a->r.pause = (long)snap_get_i64(r);
-	a->r.ack = snap_get_i64(r);
-	a->r.handover = (int)snap_get_i64(r);
-	char *attrs = snap_get_str(r);
-	a->r.sender = snap_get_u64(r);
-	snap_get_into(r, a->r.key, sizeof a->r.key);
-	snap_get_into(r, a->r.newkey, sizeof a->r.newkey);
-	a->r.bad_key_syntax = (int)snap_get_i64(r);
-	get_resp(r, &a->resp);
-	/* One allocation, payload then stream_attrs, as keep_ahead() makes it. */
-	size_t extra = attrs ? strlen(attrs) + 1 : 0;
-	char *copy = malloc(len + extra + 1);
-	if (copy) {
-		memcpy(copy, payload ? payload : "", len);
-		if (extra)
-			memcpy(copy + len, attrs, extra);
-	}
-	a->r.payload = copy;
-	a->r.len = len;
-	a->r.stream_attrs = extra && copy ? copy + len : NULL;
-	free(payload);
-	free(attrs);
-	if (!copy || snap_failed(r)) {
-		free(copy);
-		free(a->resp.wrap);
-		free(a);
-		return NULL;
-	}
+	q.rid = snap_get_i64(r);
+	strs[0] = snap_get_bytes(r, &len);
+	q.payload = strs[0];
+	q.len = len;
+	q.restart = (int)snap_get_i64(r);
+	q.terminate = (int)snap_get_i64(r);
+	q.pause = (long)snap_get_i64(r);
+	q.ack = snap_get_i64(r);
+	q.handover = (int)snap_get_i64(r);
+	q.stream_attrs = strs[1] = snap_get_str(r);
+	q.stream = strs[2] = snap_get_str(r);
+	q.to = strs[3] = snap_get_str(r);
+	q.lang = strs[4] = snap_get_str(r);
+	q.sender = snap_get_u64(r);
+	snap_get_into(r, q.key, sizeof q.key);
+	snap_get_into(r, q.newkey, sizeof q.newkey);
+	q.bad_key_syntax = (int)snap_get_i64(r);
+	get_resp(r, &resp);
+	struct ahead *a = snap_failed(r) ? NULL : ahead_new(&q, &resp);
+	for (int i = 0; i < 5; i++)
+		free(strs[i]);
+	if (!a)
+		reply_drop(&resp);
 	return a;
 }
 

@@ -336,3 +336,30 @@ def test_restart_refused_when_the_new_binary_reads_another_state_format(st):
         s.terminate()
     finally:
         other.stop()
+
+
+@case
+def test_graceful_restart_keeps_a_request_waiting_for_its_turn(st):
+    other = side_stack(st)
+    try:
+        other.start_sessiond()
+        other.start_nginx()
+        s = Session(other.url, st.domain, wait=3, hold=2)  # requests = 3: a rid may come early
+        s.login("alice", USERS["alice"], "ahead")
+        first, second = s.next_rid(), s.next_rid()
+        msg = ("<message xmlns='jabber:client' to='%s' id='a1'><body>sent early</body></message>"
+               % s.jid)
+        early = s.request_async(msg, rid=second)  # waits for 'first' to arrive
+        time.sleep(0.3)
+        restart(other)
+        r1 = s.request(rid=first)
+        got = early.join(10)
+        bodies = [c.findtext("{jabber:client}body") for x in (r1, got) if x is not None and
+                  not isinstance(x, Exception) for c in x.children()]
+        if "sent early" not in bodies:
+            c, _ = s.until(lambda c: c.get("id") == "a1")
+            bodies.append(c.findtext("{jabber:client}body"))
+        expect("sent early" in bodies, "the early request was processed after the restart: %r" % bodies)
+        s.terminate()
+    finally:
+        other.stop()
