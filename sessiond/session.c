@@ -85,6 +85,7 @@ struct req {
 	const char *stream_attrs; /* node-xmpp-bosh stream_attrs as XML attributes, or NULL */
 	const char *stream;       /* the stream named (§16), or NULL: all of them */
 	const char *to, *lang;    /* 'to' on an existing session: add a stream (§16.3) */
+	const char *route;        /* and where that stream goes, if allowed (route.h) */
 	uint64_t sender;          /* hash of client address and User-Agent */
 	char key[KEY_HEX + 1];    /* "" when absent */
 	char newkey[KEY_HEX + 1];
@@ -1043,7 +1044,7 @@ static struct ahead *ahead_new(const struct req *r, const struct responder *resp
 	if (!a)
 		return NULL;
 	a->r = *r;
-	const char **strs[] = { &a->r.stream_attrs, &a->r.stream, &a->r.to, &a->r.lang };
+	const char **strs[] = { &a->r.stream_attrs, &a->r.stream, &a->r.to, &a->r.lang, &a->r.route };
 	size_t total = r->len + 1;
 	for (size_t i = 0; i < sizeof strs / sizeof strs[0]; i++)
 		total += *strs[i] ? strlen(*strs[i]) + 1 : 0;
@@ -1176,6 +1177,7 @@ static int parse_req(const struct frame_request *fr, struct req *r, char *attrs_
 	if (!r->restart && !r->terminate && !pause && !r->len) {
 		r->to = frame_attr(fr, "to");
 		r->lang = frame_attr(fr, "xml:lang");
+		r->route = frame_attr(fr, "route");
 	}
 	return copy_key(r->key, frame_attr(fr, "key")) | copy_key(r->newkey, frame_attr(fr, "newkey"));
 }
@@ -1410,7 +1412,13 @@ static void add_stream(struct session *s, struct responder *resp, const struct r
 		fail_request(s, resp, "host-unknown");
 		return;
 	}
-	route_choose(NULL, be, cfg->allowed_routes, host, sizeof host, &port); /* §16.3's 'route' is not honoured */
+	const char *refused = route_choose(r->route, be, cfg->allowed_routes, host, sizeof host, &port);
+	if (refused) {
+		log_info("session %s: a stream's route '%.100s' refused (%s): not allowed by allowed_routes",
+		         s->sid, r->route, refused);
+		fail_request(s, resp, refused);
+		return;
+	}
 	if (s->streams.n == STREAMS_MAX) {
 		log_info("session %s: no more than %d streams in a session", s->sid, STREAMS_MAX);
 		fail_request(s, resp, "policy-violation");
@@ -1554,6 +1562,7 @@ static void put_req(struct snap_w *w, const struct req *q)
 	snap_put_str(w, q->stream);
 	snap_put_str(w, q->to);
 	snap_put_str(w, q->lang);
+	snap_put_str(w, q->route);
 	snap_put_u64(w, q->sender);
 	snap_put_str(w, q->key);
 	snap_put_str(w, q->newkey);
@@ -1564,7 +1573,7 @@ static struct ahead *get_ahead(struct snap_r *r)
 {
 	struct req q = { 0 };
 	struct responder resp = { .fd = -1 };
-	char *strs[5] = { NULL };
+	char *strs[6] = { NULL };
 	size_t len;
 	q.rid = snap_get_i64(r);
 	strs[0] = snap_get_bytes(r, &len);
@@ -1579,13 +1588,14 @@ static struct ahead *get_ahead(struct snap_r *r)
 	q.stream = strs[2] = snap_get_str(r);
 	q.to = strs[3] = snap_get_str(r);
 	q.lang = strs[4] = snap_get_str(r);
+	q.route = strs[5] = snap_get_str(r);
 	q.sender = snap_get_u64(r);
 	snap_get_into(r, q.key, sizeof q.key);
 	snap_get_into(r, q.newkey, sizeof q.newkey);
 	q.bad_key_syntax = (int)snap_get_i64(r);
 	get_resp(r, &resp);
 	struct ahead *a = snap_failed(r) ? NULL : ahead_new(&q, &resp);
-	for (int i = 0; i < 5; i++)
+	for (int i = 0; i < 6; i++)
 		free(strs[i]);
 	if (!a)
 		reply_drop(&resp);

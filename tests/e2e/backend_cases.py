@@ -273,6 +273,11 @@ def test_route_policy(st):
     r = s.create(route="xmpp:127.0.0.1:%d" % st.c2s_port)
     expect(r.attr("sid") and r.type != "terminate", r)
     s.terminate()
+    # a stream added to a session (§16.3) obeys the same policy
+    s = Session(w.side.url, st.domain, wait=5)
+    s.login("carol", USERS["carol"], "route")
+    r = s.request(to="routed.test", route="xmpp:169.254.169.254:80")
+    expect(r.type == "terminate" and r.condition == "host-unknown", "added stream's route: %r" % r)
 
 
 class ScriptedXmppServer:
