@@ -1,5 +1,6 @@
 #define _GNU_SOURCE
 #include "xmpp.h"
+#include "buf.h"
 #include "dial.h"
 #include "log.h"
 #include "snapshot.h"
@@ -26,8 +27,8 @@ enum conn_state { C_DIALING, C_HANDSHAKE, C_OPEN, C_DONE, C_CLOSING };
 enum tls_phase { TLS_OFF, TLS_WANT_FEATURES, TLS_WANT_PROCEED, TLS_UP };
 
 struct obuf {
-	char *data;
-	size_t len, off, cap;
+	struct buf b;
+	size_t off;           /* b.data[off..b.len) is still to go */
 };
 
 struct xmpp_conn {
@@ -60,8 +61,8 @@ static void conn_free(void *p)
 	dial_cancel(c->dialer);
 	SSL_free(c->ssl);
 	splitter_free(c->split);
-	free(c->out.data);
-	free(c->early.data);
+	free(c->out.b.data);
+	free(c->early.b.data);
 	free(c->domain);
 	free(c->lang);
 	free(c->pin);
@@ -100,7 +101,7 @@ static void update_interest(struct xmpp_conn *c)
 	uint32_t ev = 0;
 	if (c->io.fd < 0)
 		return;
-	if (c->out.len > c->out.off || c->ssl_read_wants_write)
+	if (c->out.b.len > c->out.off || c->ssl_read_wants_write)
 		ev |= EPOLLOUT;
 	if (c->state == C_CLOSING || c->ssl_write_wants_read || (c->state == C_OPEN && !c->paused))
 		ev |= EPOLLIN | EPOLLRDHUP;
@@ -109,38 +110,26 @@ static void update_interest(struct xmpp_conn *c)
 
 /* ---- output buffers ---- */
 
-static int obuf_append(struct obuf *b, const char *data, size_t len, size_t max)
+static int obuf_append(struct obuf *o, const char *data, size_t len, size_t max)
 {
-	if (b->off == b->len)
-		b->off = b->len = 0;
-	if (b->len - b->off + len > max)
+	if (o->off == o->b.len)
+		o->off = o->b.len = 0;
+	if (o->b.len - o->off + len > max)
 		return -1;
-	if (b->len + len > b->cap) {
-		if (b->off) { /* compact before growing */
-			memmove(b->data, b->data + b->off, b->len - b->off);
-			b->len -= b->off;
-			b->off = 0;
-		}
-		size_t cap = b->cap ? b->cap : 1024;
-		while (cap < b->len + len)
-			cap *= 2;
-		char *n = realloc(b->data, cap);
-		if (!n)
-			return -1;
-		b->data = n;
-		b->cap = cap;
+	if (o->off && o->b.len + len > o->b.cap) { /* compact before growing */
+		memmove(o->b.data, o->b.data + o->off, o->b.len - o->off);
+		o->b.len -= o->off;
+		o->off = 0;
 	}
-	memcpy(b->data + b->len, data, len);
-	b->len += len;
-	return 0;
+	return buf_append(&o->b, data, len);
 }
 
 /* Idle sessions are the common case: hold no output memory for them. */
-static void obuf_release_if_empty(struct obuf *b)
+static void obuf_release_if_empty(struct obuf *o)
 {
-	if (b->off == b->len && b->cap > 0) {
-		free(b->data);
-		*b = (struct obuf){ 0 };
+	if (o->off == o->b.len && o->b.cap > 0) {
+		buf_free(&o->b);
+		o->off = 0;
 	}
 }
 
@@ -201,8 +190,8 @@ static ssize_t conn_send(struct xmpp_conn *c, const char *buf, size_t len)
 
 static int flush_out(struct xmpp_conn *c)
 {
-	while (c->out.off < c->out.len) {
-		ssize_t n = conn_send(c, c->out.data + c->out.off, c->out.len - c->out.off);
+	while (c->out.off < c->out.b.len) {
+		ssize_t n = conn_send(c, c->out.b.data + c->out.off, c->out.b.len - c->out.off);
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n < 0)
@@ -282,12 +271,12 @@ static void become_ready(struct xmpp_conn *c)
 {
 	c->ready = 1;
 	timer_cancel(c->loop, &c->timer);
-	if (c->early.len > c->early.off &&
-	    append_out(c, c->early.data + c->early.off, c->early.len - c->early.off) < 0) {
+	if (c->early.b.len > c->early.off &&
+	    append_out(c, c->early.b.data + c->early.off, c->early.b.len - c->early.off) < 0) {
 		fail(c, XMPP_FAILED, "too much queued for the XMPP server");
 		return;
 	}
-	free(c->early.data);
+	free(c->early.b.data);
 	c->early = (struct obuf){ 0 };
 }
 
@@ -441,7 +430,7 @@ static void closing_io(struct xmpp_conn *c, uint32_t events)
 		finish_close(c);
 		return;
 	}
-	if (c->out.off == c->out.len)
+	if (c->out.off == c->out.b.len)
 		end_writing(c);
 	if (events & (EPOLLIN | EPOLLRDHUP)) {
 		ssize_t n;
@@ -697,7 +686,7 @@ void xmpp_close(struct xmpp_conn *c)
 		finish_close(c);
 		return;
 	}
-	if (c->out.off == c->out.len)
+	if (c->out.off == c->out.b.len)
 		end_writing(c);
 	timer_set(c->loop, &c->timer, loop_now(c->loop) + XMPP_LINGER_MS);
 	update_interest(c);
@@ -710,7 +699,7 @@ int xmpp_movable(const struct xmpp_conn *c)
 	/* An OpenSSL connection cannot move to another process; a connection
 	 * still being set up is simply made again by the successor. */
 	return c->state == C_OPEN && c->ready && !c->ssl && !c->dialer && c->io.fd >= 0 &&
-	       c->early.len == c->early.off;
+	       c->early.b.len == c->early.off;
 }
 
 int xmpp_snapshot(const struct xmpp_conn *c, struct snap_w *w)
@@ -727,7 +716,7 @@ int xmpp_snapshot(const struct xmpp_conn *c, struct snap_w *w)
 	snap_put_u64(w, c->stanza_timeout_ms);
 	snap_put_u64(w, c->paused);
 	snap_put_u64(w, c->loopback);
-	snap_put_bytes(w, c->out.data ? c->out.data + c->out.off : NULL, c->out.len - c->out.off);
+	snap_put_bytes(w, c->out.b.data ? c->out.b.data + c->out.off : NULL, c->out.b.len - c->out.off);
 	return splitter_snapshot(c->split, w);
 }
 
@@ -750,7 +739,7 @@ struct xmpp_conn *xmpp_restore(struct loop *l, struct snap_r *r, size_t max_stan
 	c->loopback = (uint8_t)snap_get_u64(r);
 	size_t outlen;
 	char *out = snap_get_bytes(r, &outlen);
-	c->out = (struct obuf){ .data = out, .len = outlen, .cap = outlen };
+	c->out = (struct obuf){ .b = { .data = out, .len = outlen, .cap = outlen } };
 	c->split = snap_failed(r) ? NULL : splitter_restore(r, max_stanza, on_split, c);
 	c->timer = (struct timer){ .cb = conn_timeout, .ctx = c };
 	c->quiet = (struct timer){ .cb = conn_quiet, .ctx = c };
