@@ -143,8 +143,7 @@ e2e: all $(B)/asan/sessiond $(B)/asan/bosh-handler $(B)/purple_chat
 
 # Restarts under load (tests/continuity.py): make continuity measures; make
 # test runs it small. boshload is the shared bench's load generator.
-BOSHLOAD_SRC ?= $(firstword $(wildcard ../shared/bench/boshload.c /work/shared/bench/boshload.c) \
-	../shared/bench/boshload.c)
+BOSHLOAD_SRC ?= ../shared/bench/boshload.c
 $(B)/boshload: $(wildcard $(BOSHLOAD_SRC))
 	@[ -f "$(BOSHLOAD_SRC)" ] || { echo "missing $(BOSHLOAD_SRC) (the shared bench folder; BOSHLOAD_SRC=)" >&2; exit 1; }
 	$(CC) -O2 -o $@ $(BOSHLOAD_SRC)
