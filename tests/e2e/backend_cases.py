@@ -310,6 +310,20 @@ class ScriptedXmppServer:
         self.sock.close()
 
 
+class SilentServer:
+    """Listens and never accepts: connections complete (the kernel takes
+    them), and nothing is ever said on them."""
+
+    def __init__(self):
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(4)
+        self.port = self.sock.getsockname()[1]
+
+    def close(self):
+        self.sock.close()
+
+
 def stall(conn):
     time.sleep(30)
 
@@ -338,14 +352,22 @@ def test_servers_that_misbehave_end_only_their_session(st):
         "trickle.test": (ScriptedXmppServer(trickle), "did not finish a stanza within 2 s"),
         "midstreamerror.test": (ScriptedXmppServer(stream_error_mid_stanza), "malformed XML"),
     }
+    # Direct TLS to a server that answers the TLS hello with XML, and to one
+    # that never answers it (a listener that never accepts: the kernel does).
+    silent = SilentServer()
+    tls_servers = {
+        "tlsjunk.test": (ScriptedXmppServer(stall, features=False), "TLS with the XMPP server for tlsjunk.test failed"),
+        "tlsstall.test": (silent, "did not finish the TLS handshake in time"),
+    }
     # A name server that never answers: only the session waiting for it waits.
     blackhole = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     blackhole.bind(("127.0.0.1", 0))
-    servers["deaddns.test"] = (blackhole, "could not be looked up and reached in time")
     conf = "connect_timeout = 2\nstanza_timeout = 2\ndns_servers = 127.0.0.1:%d\n" % (
         blackhole.getsockname()[1]) + "backend.deaddns.test = srv\n" + "".join(
-        "backend.%s = 127.0.0.1:%d\n" % (d, srv.port) for d, (srv, _) in servers.items()
-        if d != "deaddns.test")
+        "backend.%s = 127.0.0.1:%d\n" % (d, srv.port) for d, (srv, _) in servers.items()) + "".join(
+        "backend.%s = 127.0.0.1:%d directtls\n" % (d, srv.port) for d, (srv, _) in tls_servers.items())
+    servers.update(tls_servers)
+    servers["deaddns.test"] = (blackhole, "could not be looked up and reached in time")
     other = side_stack(st, conf)
     try:
         other.start_sessiond()
