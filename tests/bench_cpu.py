@@ -11,7 +11,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "e2e"))
-from stack import REPO, Stack  # noqa: E402
+from stack import REPO, Stack, child_pids  # noqa: E402
 
 
 def ticks(pid):
@@ -23,27 +23,20 @@ def ticks(pid):
         return 0
 
 
-def children(pid):
-    out = subprocess.run(["ps", "-o", "pid=", "--ppid", str(pid)], capture_output=True, text=True).stdout
-    return [int(p) for p in out.split()]
-
-
 def main():
     boshload = sys.argv[1]
     seconds = int(sys.argv[2]) if len(sys.argv) > 2 else 15
     sessions = sys.argv[3] if len(sys.argv) > 3 else "50"
     st = Stack(build=os.path.join(REPO, "build"))
     try:
-        st.start_prosody(any_password=True)
-        st.start_sessiond("log_level = warn\nmax_wait = 60\ndefault_wait = 60")
-        st.start_nginx()
+        st.start_for_load("log_level = warn\nmax_wait = 60\ndefault_wait = 60")
         time.sleep(1)
         bl = subprocess.Popen([boshload, "--url", st.url, "--domain", st.domain, "--echo", sessions,
                                "--duration", str(seconds), "--wait", "30"],
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         time.sleep(min(4, seconds / 3))
-        procs = {"sessiond": [st.sessiond.pid], "handlers": children(st.sessiond.pid),
-                 "nginx": children(st.nginx.pid), "prosody": [st.prosody.pid], "boshload": [bl.pid]}
+        procs = {"sessiond": [st.sessiond.pid], "handlers": child_pids(st.sessiond.pid),
+                 "nginx": child_pids(st.nginx.pid), "prosody": [st.prosody.pid], "boshload": [bl.pid]}
         t0 = {k: sum(ticks(p) for p in v) for k, v in procs.items()}
         w0 = time.time()
         time.sleep(seconds / 2)

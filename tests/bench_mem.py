@@ -31,9 +31,7 @@ def main():
     st = Stack(build=os.path.join(REPO, "build"))
     try:
         # The shared bench's Prosody accepts any user and password; so does this one.
-        st.start_prosody(any_password=True)
-        st.start_sessiond("log_level = warn\nmax_wait = 60\ndefault_wait = 60")
-        st.start_nginx()
+        st.start_for_load("log_level = warn\nmax_wait = 60\ndefault_wait = 60")
         time.sleep(1)
         pid = st.sessiond.pid
         before = rss_kib(pid)

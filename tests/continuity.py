@@ -26,7 +26,7 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "e2e"))
 from bosh import Session  # noqa: E402
-from stack import REPO, Stack  # noqa: E402
+from stack import REPO, Stack, child_pids  # noqa: E402
 
 
 def result_fields(out):
@@ -37,12 +37,6 @@ def result_fields(out):
 def count_in_log(st, text):
     with open(st.sessiond_log, errors="replace") as f:
         return f.read().count(text)
-
-
-def handler_pids(st):
-    out = subprocess.run(["ps", "-o", "pid=", "--ppid", str(st.sessiond.pid)],
-                         capture_output=True, text=True).stdout
-    return [int(p) for p in out.split()]
 
 
 def disturb(st, duration, events):
@@ -57,7 +51,7 @@ def disturb(st, duration, events):
         elif ev == "nginx-reload":
             st.nginx.signal(signal.SIGHUP)
         else:
-            pids = handler_pids(st)
+            pids = child_pids(st.sessiond.pid)
             if pids:
                 os.kill(pids[0], signal.SIGTERM)
         done[ev] += 1
@@ -213,9 +207,7 @@ def main():
     st = Stack(build=os.path.join(REPO, "build"))
     ok = False
     try:
-        st.start_prosody(any_password=True)
-        st.start_sessiond("log_level = info\nmax_wait = 60\ndefault_wait = 10")
-        st.start_nginx()
+        st.start_for_load("log_level = info\nmax_wait = 60\ndefault_wait = 10")
         if args.boshload == "python":
             graceful = python_echo_phase(st, args.sessions, args.duration, args.restarts)
         else:

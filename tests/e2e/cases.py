@@ -10,7 +10,7 @@ import time
 
 import bosh
 from bosh import NS, STREAM, CLIENT, SASL, Session, post_raw
-from stack import free_port
+from stack import child_pids, free_port
 
 DOWN_PORT = free_port()  # nothing listens here: an XMPP server that is down
 SESSIOND_CONF = """
@@ -1051,9 +1051,7 @@ def test_handler_killed_is_replaced(st):
 
 
 def handler_pids(st):
-    out = subprocess.run(["ps", "-o", "pid=", "--ppid", str(st.sessiond.pid)],
-                         capture_output=True, text=True).stdout
-    return [int(p) for p in out.split()]
+    return child_pids(st.sessiond.pid)
 
 
 # ---- the database ----

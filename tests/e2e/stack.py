@@ -24,6 +24,12 @@ def free_port():
         return s.getsockname()[1]
 
 
+def child_pids(pid):
+    """The PIDs of pid's children (a sessiond's handlers, nginx's workers)."""
+    out = subprocess.run(["ps", "-o", "pid=", "--ppid", str(pid)], capture_output=True, text=True).stdout
+    return [int(p) for p in out.split()]
+
+
 def wait_for(predicate, timeout=20.0, what="condition"):
     deadline = time.time() + timeout
     while time.time() < deadline:
@@ -234,6 +240,14 @@ http {
         if prosody and not self.xmpp_server:
             self.start_prosody()
         self.start_sessiond()
+        self.start_nginx()
+        return self
+
+    def start_for_load(self, sessiond_conf):
+        """Prosody taking any user and password (load generators log in as
+        users no one registered), sessiond with sessiond_conf, nginx."""
+        self.start_prosody(any_password=True)
+        self.start_sessiond(sessiond_conf)
         self.start_nginx()
         return self
 
