@@ -464,6 +464,7 @@ static int run(const char *config_path, const char *level, int resume_fd)
 	    (resume_fd >= 0 ? resume(&snap, fcgi, handler, config_path)
 	                    : start_fresh(control, fcgi, handler, config_path)) < 0)
 		return 1;
+	pool_on_other_child(restart_reaped);
 	restart = (struct restart_params){ .loop = loop, .self = self_path, .config_path = config_path,
 	                                   .level = level, .fcgi_fd = fcgi, .drain_time = cfg.drain_time };
 	write_pid_file();

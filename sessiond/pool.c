@@ -28,6 +28,12 @@ static struct worker workers[POOL_MAX];
 static int nworkers;
 static int listen_fd = -1;
 static char *handler, *config;
+static int (*other_child)(pid_t pid, int status);
+
+void pool_on_other_child(int (*cb)(pid_t pid, int status))
+{
+	other_child = cb;
+}
 
 static void spawn(void *ctx)
 {
@@ -102,8 +108,11 @@ void pool_reap(void)
 	pid_t pid;
 	while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
 		struct worker *w = find_worker(pid);
-		if (!w)
+		if (!w) {
+			if (other_child)
+				other_child(pid, status);
 			continue;
+		}
 		w->pid = 0;
 		if (listen_fd < 0)
 			continue; /* stopping */

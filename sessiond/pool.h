@@ -19,6 +19,9 @@ int pool_start(struct loop *l, int listen_fd, int count, const char *handler_pat
  * Children that are not handlers are reaped too. */
 void pool_reap(void);
 
+/* pool_reap() hands the exit of any child that is not a handler to cb. */
+void pool_on_other_child(int (*cb)(pid_t pid, int status));
+
 /* Stops every handler (SIGTERM) and waits a little for them. */
 void pool_stop(void);
 

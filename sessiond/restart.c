@@ -16,7 +16,6 @@
 #include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 
 #define CHECK_TIMEOUT_MS 10000
@@ -57,13 +56,15 @@ static void undo_keep(void)
 	nkept = 0;
 }
 
-/* `sessiond -t` with the binary on disk: an upgrade that cannot even read
- * the configuration must not replace a working process. */
-static int check_successor(void)
+/* `sessiond -t -T VERSION` with the binary on disk: an upgrade that cannot
+ * read the configuration or this process's state must not replace it. It
+ * runs beside the loop; its exit comes back through restart_reaped(). */
+static pid_t check_pid;
+static struct timer check_timer;
+
+static pid_t start_check(void)
 {
 	pid_t pid = fork();
-	if (pid < 0)
-		return -1;
 	if (pid == 0) {
 		int null = open("/dev/null", O_WRONLY);
 		if (null >= 0)
@@ -73,19 +74,17 @@ static int check_successor(void)
 		execl(params.self, params.self, "-t", "-T", version, "-c", params.config_path, (char *)NULL);
 		_exit(127);
 	}
-	for (int waited = 0; waited < CHECK_TIMEOUT_MS; waited += 10) {
-		int status;
-		pid_t r = waitpid(pid, &status, WNOHANG);
-		if (r == pid)
-			return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-		if (r < 0)
-			return -1;
-		struct timespec ts = { 0, 10 * 1000000 };
-		nanosleep(&ts, NULL);
-	}
-	kill(pid, SIGKILL);
-	waitpid(pid, NULL, 0);
-	return -1;
+	return pid;
+}
+
+static void check_too_long(void *ctx)
+{
+	(void)ctx;
+	log_error("restart refused: '%s -t' did not finish in %d s; still serving with this process",
+	          params.self, CHECK_TIMEOUT_MS / 1000);
+	kill(check_pid, SIGKILL); /* reaped, and forgotten, in restart_reaped() */
+	check_pid = -1;
+	in_progress = 0;
 }
 
 static int write_memfd(const struct snap_w *w)
@@ -265,21 +264,38 @@ void restart_request(const struct restart_params *p)
 		          "draining (see drain_time); try again when they have ended");
 		return;
 	}
-	int check = check_successor();
-	if (check == 3) {
+	in_progress = 1;
+	check_pid = start_check();
+	if (check_pid < 0) {
+		log_error("restart refused: fork: %s", strerror(errno));
+		in_progress = 0;
+		return;
+	}
+	check_timer = (struct timer){ .cb = check_too_long };
+	timer_set(p->loop, &check_timer, loop_now(p->loop) + CHECK_TIMEOUT_MS);
+}
+
+int restart_reaped(pid_t pid, int status)
+{
+	if (pid != check_pid || pid <= 0)
+		return 0;
+	check_pid = -1;
+	timer_cancel(params.loop, &check_timer);
+	int rc = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+	if (rc == 3) {
 		log_error("restart refused: %s keeps its state in another format than this process "
 		          "(version %d); still serving; stop and start it instead", params.self, SNAP_VERSION);
-		return;
-	}
-	if (check != 0) {
+	} else if (rc != 0) {
 		log_error("restart refused: '%s -t -c %s' failed; still serving with this process",
 		          params.self, params.config_path);
-		return;
+	} else {
+		drain_until = loop_now(params.loop) + PENDING_MAX_MS;
+		drain_timer = (struct timer){ .cb = pending_tick };
+		timer_set(params.loop, &drain_timer, loop_now(params.loop));
+		return 1;
 	}
-	in_progress = 1;
-	drain_until = loop_now(p->loop) + PENDING_MAX_MS;
-	drain_timer = (struct timer){ .cb = pending_tick };
-	timer_set(p->loop, &drain_timer, loop_now(p->loop));
+	in_progress = 0;
+	return 1;
 }
 
 int restart_read_snapshot(int fd, struct snap_r *r, int *fcgi_fd)

@@ -21,6 +21,8 @@
 #include "loop.h"
 #include "snapshot.h"
 
+#include <sys/types.h>
+
 struct restart_params {
 	struct loop *loop;
 	const char *self;        /* the binary on disk */
@@ -34,6 +36,10 @@ struct restart_params {
 int restart_is_drainer(void);
 
 void restart_request(const struct restart_params *p);
+
+/* A child exited (SIGCHLD): 1 if it was the restart's check of the new
+ * binary, which the restart then goes on from (or is refused). */
+int restart_reaped(pid_t pid, int status);
 
 /* In the successor: reads the snapshot from fd (and closes it). The reader
  * owns a buffer: free r->data when done. Checks the magic. */
