@@ -338,6 +338,13 @@ int sessions_idle(void *ctx)
 		return -1;
 	if (now < next_flush_due)
 		return (int)(next_flush_due - now);
+	/* While the database refuses (full disk, an admin's lock), the queue
+	 * keeps one batch; sessions stay dirty, so what is written at last is
+	 * their newest state and memory stays bounded by the sessions. */
+	if (store_queued() && store_flush() < 0) {
+		next_flush_due = now + 1000;
+		return 1000;
+	}
 	for (struct session *s = dirty_list; s; s = s->dirty_next) {
 		put_row(s);
 		s->dirty = 0;
