@@ -148,6 +148,10 @@ def python_echo_phase(st, sessions, duration, restarts):
     before = count_in_log(st, "restarted in place:")
     events = ["restart"] * (restarts // 2) + ["handler-stop"] + ["restart"] * (restarts - restarts // 2)
     disturb(st, duration, events)
+    # the last restart is under way when disturb() returns: let it finish under load
+    deadline = time.time() + 10
+    while count_in_log(st, "restarted in place:") - before < restarts and time.time() < deadline:
+        time.sleep(0.05)
     stop.set()
     for t in threads:
         t.join(30)
