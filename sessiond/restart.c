@@ -26,34 +26,16 @@ static struct restart_params params;
 static struct timer drain_timer;
 static uint64_t drain_until;
 static int in_progress;
-static int *kept_fds;
-static size_t nkept, kept_cap;
+static size_t nkept;
 
+/* A descriptor the successor takes over: it must survive the exec. */
 static void keep_fd(void *ctx, int fd)
 {
 	(void)ctx;
 	int flags = fcntl(fd, F_GETFD);
 	if (flags >= 0)
 		fcntl(fd, F_SETFD, flags & ~FD_CLOEXEC);
-	if (nkept == kept_cap) {
-		size_t cap = kept_cap ? kept_cap * 2 : 256;
-		int *n = realloc(kept_fds, cap * sizeof *n);
-		if (!n)
-			return; /* only the undo after a failed exec needs the list */
-		kept_fds = n;
-		kept_cap = cap;
-	}
-	kept_fds[nkept++] = fd;
-}
-
-static void undo_keep(void)
-{
-	for (size_t i = 0; i < nkept; i++) {
-		int flags = fcntl(kept_fds[i], F_GETFD);
-		if (flags >= 0)
-			fcntl(kept_fds[i], F_SETFD, flags | FD_CLOEXEC);
-	}
-	nkept = 0;
+	nkept++;
 }
 
 /* `sessiond -t -T VERSION` with the binary on disk: an upgrade that cannot
@@ -231,7 +213,8 @@ static void exec_successor(void)
 		log_error("database: %s", err);
 undo:
 	free(w.data);
-	undo_keep();
+	restart_cloexec_all(); /* no exec after all: nothing of ours leaks into a handler */
+	nkept = 0;
 	in_progress = 0;
 }
 
