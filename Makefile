@@ -34,7 +34,7 @@ SESSIOND_SRC := sessiond/main.c sessiond/loop.c sessiond/reply.c sessiond/xmpp.c
 	sessiond/stream.c sessiond/route.c $(COMMON_SRC)
 UNIT_TESTS := body splitter frame ridwin config query jsonattrs dial route
 
-.PHONY: all deps-build deps-run deps-test deps-bench run test unit unit-asan e2e bench clean \
+.PHONY: FORCE all deps-build deps-run deps-test deps-bench run test unit unit-asan e2e bench clean \
 	continuity continuity-small fuzz fuzz-short \
 	install install-cgi
 all: $(B)/sessiond $(B)/bosh-handler $(B)/bosh-prebind
@@ -65,14 +65,24 @@ $(B)/sql_text.h: sql/schema.sql sql/views.sql
 
 INC := -Icommon -Ifcgi -Isessiond -I$(B)
 
-$(B)/sessiond: $(SESSIOND_SRC) $(wildcard */*.h) $(B)/sql_text.h | deps-build
+# What the installed libraries can do, probed by linking (never from their
+# version macros: Debian backports features without changing them). Probed
+# on every build, rewritten only when the answer changes.
+$(B)/probed.h: FORCE | deps-build
+	@mkdir -p $(B)
+	@sh tools/probe/features.sh "$(CC)" "$(pc_cflags)" "$(pc_libs)" > $@.new && \
+	  { cmp -s $@.new $@ && rm -f $@.new || mv -f $@.new $@; }
+FORCE:
+GEN := $(B)/sql_text.h $(B)/probed.h
+
+$(B)/sessiond: $(SESSIOND_SRC) $(wildcard */*.h) $(GEN) | deps-build
 	$(CC) $(WARN) $(CFLAGS) $(INC) $(pc_cflags) $(SESSIOND_SRC) -o $@ $(pc_libs)
 
-$(B)/bosh-handler: $(HANDLER_SRC) $(wildcard */*.h) | deps-build
+$(B)/bosh-handler: $(HANDLER_SRC) $(wildcard */*.h) $(GEN) | deps-build
 	$(CC) $(WARN) $(CFLAGS) $(INC) $(pc_cflags) $(HANDLER_SRC) -o $@ $(pc_libs)
 
 PREBIND_SRC := tools/prebind.c common/frame.c common/config.c common/log.c
-$(B)/bosh-prebind: $(PREBIND_SRC) $(wildcard */*.h) | deps-build
+$(B)/bosh-prebind: $(PREBIND_SRC) $(wildcard */*.h) $(GEN) | deps-build
 	$(CC) $(WARN) $(CFLAGS) $(INC) $(pc_cflags) $(PREBIND_SRC) -o $@ $(pc_libs)
 
 # Unit test binaries: tests/unit/test_NAME.c with the module sources they need.
@@ -88,20 +98,20 @@ src_route    := sessiond/route.c
 
 # A test is rebuilt when the module sources it links change too.
 .SECONDEXPANSION:
-$(B)/unit/test_%: tests/unit/test_%.c $$(src_$$*) $(wildcard */*.h) | deps-build
+$(B)/unit/test_%: tests/unit/test_%.c $$(src_$$*) $(wildcard */*.h) $(GEN) | deps-build
 	@mkdir -p $(B)/unit
 	$(CC) $(WARN) -O1 -g $(INC) -Itests/unit $(pc_cflags) $< $(src_$*) -o $@ $(pc_libs)
 
 SAN := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
-$(B)/asan/test_%: tests/unit/test_%.c $$(src_$$*) $(wildcard */*.h) | deps-build
+$(B)/asan/test_%: tests/unit/test_%.c $$(src_$$*) $(wildcard */*.h) $(GEN) | deps-build
 	@mkdir -p $(B)/asan
 	$(CC) $(WARN) -O1 -g $(SAN) $(INC) -Itests/unit $(pc_cflags) $< $(src_$*) -o $@ $(pc_libs)
 
-$(B)/asan/sessiond: $(SESSIOND_SRC) $(wildcard */*.h) $(B)/sql_text.h | deps-build
+$(B)/asan/sessiond: $(SESSIOND_SRC) $(wildcard */*.h) $(GEN) | deps-build
 	@mkdir -p $(B)/asan
 	$(CC) $(WARN) -O1 -g $(SAN) $(INC) $(pc_cflags) $(SESSIOND_SRC) -o $@ $(pc_libs)
 
-$(B)/asan/bosh-handler: $(HANDLER_SRC) $(wildcard */*.h) | deps-build
+$(B)/asan/bosh-handler: $(HANDLER_SRC) $(wildcard */*.h) $(GEN) | deps-build
 	@mkdir -p $(B)/asan
 	$(CC) $(WARN) -O1 -g $(SAN) $(INC) $(pc_cflags) $(HANDLER_SRC) -o $@ $(pc_libs)
 
@@ -115,7 +125,7 @@ fsrc_query     := fcgi/query.c
 fsrc_jsonattrs := sessiond/jsonattrs.c
 fsrc_splitter  := sessiond/splitter.c sessiond/snapshot.c
 FUZZ_SECONDS ?= 60
-$(B)/fuzz/fuzz_%: tests/fuzz/fuzz_%.c $$(fsrc_$$*) $(wildcard */*.h) | deps-build
+$(B)/fuzz/fuzz_%: tests/fuzz/fuzz_%.c $$(fsrc_$$*) $(wildcard */*.h) $(GEN) | deps-build
 	@mkdir -p $(B)/fuzz
 	clang -std=c11 -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
 		$(INC) $(pc_cflags) $< $(fsrc_$*) -o $@ $(pc_libs)

@@ -1,5 +1,6 @@
 #define _POSIX_C_SOURCE 200809L
 #include "body.h"
+#include "xmlparser.h"
 
 #include <expat.h>
 #include <limits.h>
@@ -394,7 +395,7 @@ int body_parse(const char *buf, size_t len, struct body *out, char *err, size_t 
 	ps.len = len;
 	/* Forcing UTF-8 makes expat ignore any encoding in the XML
 	 * declaration and reject bytes that are not valid UTF-8. */
-	ps.p = XML_ParserCreateNS("UTF-8", NS_SEP);
+	ps.p = xml_parser_new(NS_SEP);
 	if (!ps.p)
 		return reject(err, errlen, "out of memory");
 	run(&ps);

@@ -21,6 +21,7 @@
 #define _POSIX_C_SOURCE 200809L /* strdup */
 #include "splitter.h"
 #include "snapshot.h"
+#include "xmlparser.h"
 
 #include <expat.h>
 #include <stdint.h>
@@ -512,10 +513,7 @@ static void install(struct splitter *s)
 	XML_SetEntityDeclHandler(s->p, on_entity);
 	XML_SetProcessingInstructionHandler(s->p, on_pi);
 	XML_SetCommentHandler(s->p, on_comment);
-#if XML_MAJOR_VERSION > 2 || (XML_MAJOR_VERSION == 2 && XML_MINOR_VERSION >= 6)
-	/* Deferral would hold back a stanza until more bytes arrive. */
-	XML_SetReparseDeferralEnabled(s->p, XML_FALSE);
-#endif
+	xml_parser_no_deferral(s->p); /* else a stanza could wait for more bytes */
 }
 
 /* ---- public interface ---------------------------------------------------- */
@@ -525,7 +523,7 @@ struct splitter *splitter_new(size_t max_stanza, splitter_cb cb, void *ctx)
 	struct splitter *s = calloc(1, sizeof *s);
 	if (!s)
 		return NULL;
-	s->p = XML_ParserCreateNS("UTF-8", NS_SEP);
+	s->p = xml_parser_new(NS_SEP);
 	if (!s->p) {
 		free(s);
 		return NULL;
@@ -543,7 +541,7 @@ struct splitter *splitter_new(size_t max_stanza, splitter_cb cb, void *ctx)
  * buffer starts right after them. */
 static int unpark(struct splitter *s)
 {
-	s->p = XML_ParserCreateNS("UTF-8", NS_SEP);
+	s->p = xml_parser_new(NS_SEP);
 	if (!s->p)
 		return -1;
 	install(s);
@@ -635,7 +633,7 @@ int splitter_reset(struct splitter *s)
 	s->err[0] = 0;
 	s->depth = s->closed = 0;
 	s->base = s->keep = s->elem_start = s->tag_end = 0;
-	if (!s->p && !(s->p = XML_ParserCreateNS("UTF-8", NS_SEP))) {
+	if (!s->p && !(s->p = xml_parser_new(NS_SEP))) {
 		fail(s, SPLITTER_ERROR, "out of memory");
 		return -1;
 	}

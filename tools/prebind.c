@@ -13,6 +13,7 @@
 #include "bosh.h"
 #include "config.h"
 #include "frame.h"
+#include "xmlparser.h"
 
 #include <errno.h>
 #include <expat.h>
@@ -104,7 +105,7 @@ static void parse_answer(const char *out, size_t len, struct answer *a)
 		die("sessiond sent no answer body");
 	body += 4;
 	memset(a, 0, sizeof *a);
-	XML_Parser p = XML_ParserCreateNS("UTF-8", '|');
+	XML_Parser p = xml_parser_new('|');
 	XML_SetUserData(p, a);
 	XML_SetElementHandler(p, on_start, on_end);
 	XML_SetCharacterDataHandler(p, on_text);
