@@ -34,26 +34,30 @@ SESSIOND_SRC := sessiond/main.c sessiond/loop.c sessiond/reply.c sessiond/xmpp.c
 	sessiond/stream.c sessiond/route.c $(COMMON_SRC)
 UNIT_TESTS := body splitter frame ridwin config query jsonattrs dial route
 
-.PHONY: FORCE all deps-build deps-run deps-test deps-bench run test unit unit-asan e2e bench clean \
+.PHONY: FORCE all check-build deps-run deps-test deps-bench run test unit unit-asan e2e bench clean \
 	continuity continuity-small fuzz fuzz-short \
 	install install-cgi
 all: $(B)/sessiond $(B)/bosh-handler $(B)/bosh-prebind
 
 # ---- dependencies ---------------------------------------------------------
-deps-build:
-	@sh tests/deps.sh $(BUILD_DEBS)
 deps-run:
-	@sh tests/deps.sh $(BUILD_DEBS) $(RUN_DEBS)
+	@sh tools/deps.sh $(BUILD_DEBS) $(RUN_DEBS)
 deps-test:
-	@sh tests/deps.sh $(BUILD_DEBS) $(TEST_DEBS)
-	@command -v npm >/dev/null || sh tests/deps.sh npm  # some nodejs builds carry their own npm
+	@sh tools/deps.sh $(BUILD_DEBS) $(TEST_DEBS)
+	@command -v npm >/dev/null || sh tools/deps.sh npm  # some nodejs builds carry their own npm
 	@[ -d tests/e2e/strophe/node_modules/strophe.js ] || npm ci --prefix tests/e2e/strophe --no-audit --no-fund
 deps-bench:
-	@sh tests/deps.sh $(BUILD_DEBS) $(BENCH_DEBS)
+	@sh tools/deps.sh $(BUILD_DEBS) $(BENCH_DEBS)
 
 # ---- build ----------------------------------------------------------------
-# pkg-config is asked only when a build needs it, so a missing package is
-# reported by deps.sh rather than as a compiler error.
+# A plain `make` (and `make install`) never installs anything and needs no
+# dpkg: it asks pkg-config, and names the -dev packages that are missing.
+# Only `make run`, `make test` and `make bench` install packages (as root).
+check-build:
+	@pkg-config --version >/dev/null 2>&1 || { echo "pkg-config is missing (Debian: apt-get install pkg-config)" >&2; exit 1; }
+	@miss=""; for m in fcgi:libfcgi-dev sqlite3:libsqlite3-dev expat:libexpat1-dev openssl:libssl-dev \
+	    libcares:libc-ares-dev; do pkg-config --exists $${m%%:*} || miss="$$miss $${m#*:}"; done; \
+	  [ -z "$$miss" ] || { echo "missing libraries; on Debian: apt-get install$$miss (or make test / make run as root)" >&2; exit 1; }
 pc_cflags = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 pc_libs   = $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 
@@ -68,21 +72,21 @@ INC := -Icommon -Ifcgi -Isessiond -I$(B)
 # What the installed libraries can do, probed by linking (never from their
 # version macros: Debian backports features without changing them). Probed
 # on every build, rewritten only when the answer changes.
-$(B)/probed.h: FORCE | deps-build
+$(B)/probed.h: FORCE | check-build
 	@mkdir -p $(B)
 	@sh tools/probe/features.sh "$(CC)" "$(pc_cflags)" "$(pc_libs)" > $@.new && \
 	  { cmp -s $@.new $@ && rm -f $@.new || mv -f $@.new $@; }
 FORCE:
 GEN := $(B)/sql_text.h $(B)/probed.h
 
-$(B)/sessiond: $(SESSIOND_SRC) $(wildcard */*.h) $(GEN) | deps-build
+$(B)/sessiond: $(SESSIOND_SRC) $(wildcard */*.h) $(GEN) | check-build
 	$(CC) $(WARN) $(CFLAGS) $(INC) $(pc_cflags) $(SESSIOND_SRC) -o $@ $(pc_libs)
 
-$(B)/bosh-handler: $(HANDLER_SRC) $(wildcard */*.h) $(GEN) | deps-build
+$(B)/bosh-handler: $(HANDLER_SRC) $(wildcard */*.h) $(GEN) | check-build
 	$(CC) $(WARN) $(CFLAGS) $(INC) $(pc_cflags) $(HANDLER_SRC) -o $@ $(pc_libs)
 
 PREBIND_SRC := tools/prebind.c common/frame.c common/config.c common/log.c
-$(B)/bosh-prebind: $(PREBIND_SRC) $(wildcard */*.h) $(GEN) | deps-build
+$(B)/bosh-prebind: $(PREBIND_SRC) $(wildcard */*.h) $(GEN) | check-build
 	$(CC) $(WARN) $(CFLAGS) $(INC) $(pc_cflags) $(PREBIND_SRC) -o $@ $(pc_libs)
 
 # Unit test binaries: tests/unit/test_NAME.c with the module sources they need.
@@ -98,20 +102,20 @@ src_route    := sessiond/route.c
 
 # A test is rebuilt when the module sources it links change too.
 .SECONDEXPANSION:
-$(B)/unit/test_%: tests/unit/test_%.c $$(src_$$*) $(wildcard */*.h) $(GEN) | deps-build
+$(B)/unit/test_%: tests/unit/test_%.c $$(src_$$*) $(wildcard */*.h) $(GEN) | check-build
 	@mkdir -p $(B)/unit
 	$(CC) $(WARN) -O1 -g $(INC) -Itests/unit $(pc_cflags) $< $(src_$*) -o $@ $(pc_libs)
 
 SAN := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
-$(B)/asan/test_%: tests/unit/test_%.c $$(src_$$*) $(wildcard */*.h) $(GEN) | deps-build
+$(B)/asan/test_%: tests/unit/test_%.c $$(src_$$*) $(wildcard */*.h) $(GEN) | check-build
 	@mkdir -p $(B)/asan
 	$(CC) $(WARN) -O1 -g $(SAN) $(INC) -Itests/unit $(pc_cflags) $< $(src_$*) -o $@ $(pc_libs)
 
-$(B)/asan/sessiond: $(SESSIOND_SRC) $(wildcard */*.h) $(GEN) | deps-build
+$(B)/asan/sessiond: $(SESSIOND_SRC) $(wildcard */*.h) $(GEN) | check-build
 	@mkdir -p $(B)/asan
 	$(CC) $(WARN) -O1 -g $(SAN) $(INC) $(pc_cflags) $(SESSIOND_SRC) -o $@ $(pc_libs)
 
-$(B)/asan/bosh-handler: $(HANDLER_SRC) $(wildcard */*.h) $(GEN) | deps-build
+$(B)/asan/bosh-handler: $(HANDLER_SRC) $(wildcard */*.h) $(GEN) | check-build
 	@mkdir -p $(B)/asan
 	$(CC) $(WARN) -O1 -g $(SAN) $(INC) $(pc_cflags) $(HANDLER_SRC) -o $@ $(pc_libs)
 
@@ -125,7 +129,7 @@ fsrc_query     := fcgi/query.c
 fsrc_jsonattrs := sessiond/jsonattrs.c
 fsrc_splitter  := sessiond/splitter.c sessiond/snapshot.c
 FUZZ_SECONDS ?= 60
-$(B)/fuzz/fuzz_%: tests/fuzz/fuzz_%.c $$(fsrc_$$*) $(wildcard */*.h) $(GEN) | deps-build
+$(B)/fuzz/fuzz_%: tests/fuzz/fuzz_%.c $$(fsrc_$$*) $(wildcard */*.h) $(GEN) | check-build
 	@mkdir -p $(B)/fuzz
 	clang -std=c11 -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
 		$(INC) $(pc_cflags) $< $(fsrc_$*) -o $@ $(pc_libs)
@@ -144,7 +148,7 @@ unit-asan: $(addprefix $(B)/asan/test_,$(UNIT_TESTS))
 	@ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 sh tests/unit/run.sh $^
 
 # libpurple (Pidgin's library) as a test client
-$(B)/purple_chat: tests/e2e/purple/purple_chat.c | deps-build
+$(B)/purple_chat: tests/e2e/purple/purple_chat.c | check-build
 	$(CC) $(WARN) -O1 -g $(shell pkg-config --cflags purple glib-2.0) $< -o $@ \
 		$(shell pkg-config --libs purple glib-2.0)
 
@@ -158,7 +162,8 @@ $(B)/boshload: $(wildcard $(BOSHLOAD_SRC))
 	@[ -f "$(BOSHLOAD_SRC)" ] || { echo "missing $(BOSHLOAD_SRC) (the shared bench folder; BOSHLOAD_SRC=)" >&2; exit 1; }
 	$(CC) -O2 -o $@ $(BOSHLOAD_SRC)
 
-continuity: deps-test all $(B)/boshload
+continuity: deps-test
+	@$(MAKE) --no-print-directory all $(B)/boshload
 	python3 tests/continuity.py $(B)/boshload --sessions $(or $(SESSIONS),50) \
 		--duration $(or $(DURATION),30) --restarts $(or $(RESTARTS),5) --nginx-reload
 
@@ -175,11 +180,13 @@ XMPP_DOMAIN ?= localhost
 XMPP_SERVER ?=
 RUN_DIR ?= $(CURDIR)/run
 
-run: deps-run all
+run: deps-run
+	@$(MAKE) --no-print-directory all
 	@PORT=$(PORT) XMPP_DOMAIN=$(XMPP_DOMAIN) XMPP_SERVER=$(XMPP_SERVER) RUN_DIR=$(RUN_DIR) \
-		python3 tests/e2e/stack.py run
+		python3 tools/stack.py run
 
-bench: deps-bench all
+bench: deps-bench
+	@$(MAKE) --no-print-directory all
 	sh tests/bench.sh
 
 # ---- installing -------------------------------------------------------------

@@ -1,6 +1,6 @@
 -- A local Prosody for `make run` and the tests: loopback only, plain c2s
 -- (sessiond talks to it over 127.0.0.1), accounts in its own data folder.
--- @WORD@ placeholders are filled in by tests/e2e/stack.py.
+-- @WORD@ placeholders are filled in by tools/stack.py.
 run_as_root = true
 daemonize = false
 pidfile = "@DIR@/prosody.pid"

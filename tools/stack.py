@@ -4,7 +4,8 @@ Every process is started by us, on loopback ports picked free at run time,
 with its own data folder, and stopped by the PID we got when we started it.
 Configs come from the repository (conf/); only ports and paths are filled in.
 
-Also the entry point of `make run` (python3 tests/e2e/stack.py run).
+The entry point of `make run` (python3 tools/stack.py run); the tests start
+their stacks with it too.
 """
 import os
 import shutil
@@ -15,7 +16,7 @@ import sys
 import tempfile
 import time
 
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def free_port():
@@ -152,7 +153,7 @@ class Stack:
     def write_conf(self, extra=""):
         backend = self.xmpp_server or "127.0.0.1:%d" % self.c2s_port
         with open(self.conf, "w") as f:
-            f.write("# written by tests/e2e/stack.py\n"
+            f.write("# written by tools/stack.py\n"
                     "control_socket = sessiond.sock\n"
                     "fcgi_socket = handler.sock\n"
                     "database = sessions.db\n"
