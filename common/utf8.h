@@ -57,4 +57,13 @@ static inline int utf8_valid_len(const char *str)
 	return n;
 }
 
+/* 1 if the NUL-terminated s is well-formed UTF-8 throughout. */
+static inline int utf8_valid_str(const char *s)
+{
+	for (int n; *s; s += n)
+		if (!(n = utf8_valid_len(s)))
+			return 0;
+	return 1;
+}
+
 #endif

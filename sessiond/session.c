@@ -29,6 +29,7 @@
 #include "snapshot.h"
 #include "bosh.h"
 #include "log.h"
+#include "attrs.h"
 #include "jsonattrs.h"
 #include "ridwin.h"
 #include "route.h"
@@ -261,34 +262,6 @@ static int client_add(const char *addr, int delta)
 }
 
 /* ---- small helpers ---- */
-
-static int buf_printf(struct buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static int buf_printf(struct buf *b, const char *fmt, ...)
-{
-	char tmp[1024];
-	va_list ap;
-	va_start(ap, fmt);
-	int n = vsnprintf(tmp, sizeof tmp, fmt, ap);
-	va_end(ap);
-	if (n < 0 || (size_t)n >= sizeof tmp)
-		return -1;
-	return buf_append(b, tmp, (size_t)n);
-}
-
-/* Escapes for an XML attribute value in single quotes. */
-static int buf_attr(struct buf *b, const char *name, const char *value)
-{
-	if (!value)
-		return 0;
-	if (buf_printf(b, " %s='", name) < 0)
-		return -1;
-	for (const char *p = value; *p; p++) {
-		const char *rep = xml_attr_entity(*p);
-		if (rep ? buf_append(b, rep, strlen(rep)) : buf_append(b, p, 1))
-			return -1;
-	}
-	return buf_append(b, "'", 1);
-}
 
 static char *dup_or_null(const char *s) { return s ? strdup(s) : NULL; }
 
@@ -1154,7 +1127,6 @@ static int parse_req(const struct frame_request *fr, struct req *r, char *attrs_
 {
 	const char *type = frame_attr(fr, "type"), *restart = frame_attr(fr, "xmpp:restart");
 	const char *pause = frame_attr(fr, "pause");
-	char *end = NULL;
 	memset(r, 0, sizeof *r);
 	r->rid = rid_parse(frame_attr(fr, "rid"));
 	r->payload = (const char *)fr->payload;
@@ -1163,8 +1135,8 @@ static int parse_req(const struct frame_request *fr, struct req *r, char *attrs_
 	r->terminate = type && strcmp(type, "terminate") == 0;
 	r->handover = (fr->flags & FRAME_F_HANDOVER) != 0;
 	r->sender = sender_of(fr);
-	r->pause = pause ? strtol(pause, &end, 10) : -1;
-	if (r->rid < 0 || (pause && (*end || end == pause || r->pause < 0)))
+	r->pause = pause ? attr_number(pause) : -1;
+	if (r->rid < 0 || (pause && r->pause < 0))
 		return -1;
 	const char *ack = frame_attr(fr, "ack");
 	r->ack = ack ? rid_parse(ack) : -1;
@@ -1199,7 +1171,12 @@ static void existing_session(struct session *s, struct responder *resp,
 		return;
 	}
 	struct req r;
-	char attrs_buf[1024];
+	char attrs_buf[1024], why[160];
+	if (attrs_check_request(fr, why, sizeof why) < 0) {
+		log_info("session %s: request from %s refused: %s", s->sid, fr->client ? fr->client : "-", why);
+		fail_request(s, resp, "bad-request");
+		return;
+	}
 	if (parse_req(fr, &r, attrs_buf, sizeof attrs_buf) < 0) {
 		log_info("session %s: request with a malformed rid, key or pause from %s", s->sid,
 		         fr->client ? fr->client : "-");
@@ -1259,24 +1236,26 @@ static const char *choose_ver(const char *ver)
 	return major < 1 || (major == 1 && minor < 11) ? ver : BOSH_VERSION;
 }
 
-/* A content type we can put in a header as it is. */
-static int header_safe(const char *s)
+/* At most max bytes of s, cut where a UTF-8 sequence begins. */
+static char *dup_bounded(const char *s, size_t max)
 {
-	if (!s || strlen(s) > 128)
-		return 0;
-	for (; *s; s++)
-		if ((unsigned char)*s < 0x20 || *s == 0x7f)
-			return 0;
-	return 1;
+	if (!s)
+		return NULL;
+	size_t n = strlen(s);
+	if (n > max)
+		for (n = max; n > 0 && ((unsigned char)s[n] & 0xc0) == 0x80; n--)
+			;
+	return strndup(s, n);
 }
 
 static int fill_session(struct session *s, const struct frame_request *fr, int64_t rid)
 {
 	const char *wait = frame_attr(fr, "wait"), *hold = frame_attr(fr, "hold");
 	const char *content = frame_attr(fr, "content");
-	s->wait = (int)clamp(wait ? atol(wait) : cfg->default_wait, 1, cfg->max_wait);
+	/* attrs_check_creation() has made sure these are small decimals */
+	s->wait = (int)clamp(wait ? attr_number(wait) : cfg->default_wait, 1, cfg->max_wait);
 	/* hold 0 is a polling session: every request is answered at once. */
-	s->hold = (int)clamp(hold ? atol(hold) : 1, 0, cfg->max_hold);
+	s->hold = (int)clamp(hold ? attr_number(hold) : 1, 0, cfg->max_hold);
 	/* The rid window (§14.1) is the number of simultaneous requests, so a
 	 * wider window_size is what 'requests' advertises. */
 	s->requests = (int)(cfg->window_size > s->hold + 1 ? cfg->window_size : s->hold + 1);
@@ -1286,14 +1265,14 @@ static int fill_session(struct session *s, const struct frame_request *fr, int64
 	s->route = dup_or_null(frame_attr(fr, "route"));
 	s->ver = strdup(choose_ver(frame_attr(fr, "ver")));
 	s->lang = dup_or_null(frame_attr(fr, "xml:lang"));
-	s->content = header_safe(content) ? strdup(content) : NULL;
+	s->content = dup_or_null(content);
 	s->legacy = frame_attr(fr, "ver") == NULL;
 	s->acks = frame_attr(fr, "ack") != NULL;
 	copy_key(s->key, frame_attr(fr, "newkey")); /* checked by create_session() */
 	s->client = dup_or_null(fr->client);
 	s->client_from = dup_or_null(frame_attr(fr, "from"));
 	s->sender = sender_of(fr);
-	s->ua = dup_or_null(frame_attr(fr, "ua") ? frame_attr(fr, "ua") : fr->user_agent);
+	s->ua = dup_bounded(frame_attr(fr, "ua") ? frame_attr(fr, "ua") : fr->user_agent, ATTR_UA_MAX);
 	/* libpurple (Pidgin, Finch) puts 'to' on every request, its empty polls
 	 * included: offered multiple streams, each poll would add one. */
 	s->one_stream = cfg->pidgin_compatible || (fr->user_agent && strstr(fr->user_agent, "libpurple"));
@@ -1340,10 +1319,15 @@ static void create_session(struct responder *resp, const struct frame_request *f
 {
 	int64_t rid = rid_parse(frame_attr(fr, "rid"));
 	const char *to = frame_attr(fr, "to");
-	char newkey[KEY_HEX + 1];
+	char newkey[KEY_HEX + 1], why[160];
 	if (rid < 0 || copy_key(newkey, frame_attr(fr, "newkey")) < 0) {
 		log_info("session request from %s with a malformed rid or newkey",
 		         fr->client ? fr->client : "-");
+		answer_terminate(resp, "bad-request");
+		return;
+	}
+	if (attrs_check_creation(fr, why, sizeof why) < 0) {
+		log_info("session request from %s refused: %s", fr->client ? fr->client : "-", why);
 		answer_terminate(resp, "bad-request");
 		return;
 	}

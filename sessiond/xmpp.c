@@ -202,35 +202,20 @@ static int flush_out(struct xmpp_conn *c)
 	return 0;
 }
 
-/* Attribute values here come from the client or config: escape them. */
-static void append_escaped(char *dst, size_t cap, const char *s)
-{
-	size_t o = strlen(dst);
-	for (; *s && o + 7 < cap; s++) {
-		const char *rep = xml_attr_entity(*s);
-		if (rep) {
-			memcpy(dst + o, rep, strlen(rep));
-			o += strlen(rep);
-		} else {
-			dst[o++] = *s;
-		}
-	}
-	dst[o] = 0;
-}
-
+/* The stream header. Its values come from the client (xml:lang, the
+ * stream_attrs it asked for) or the configuration: escaped, and built in a
+ * buffer that fits them whatever their length. */
 static int send_header(struct xmpp_conn *c, const char *extra_attrs)
 {
-	char h[2048 + 1024] = "<?xml version='1.0'?><stream:stream to='";
-	append_escaped(h, sizeof h, c->domain);
-	if (c->lang) {
-		strcat(h, "' xml:lang='");
-		append_escaped(h, sizeof h, c->lang);
-	}
-	strcat(h, "' version='1.0' xmlns='jabber:client' xmlns:stream='" STREAM_NS "'");
-	if (extra_attrs && strlen(h) + strlen(extra_attrs) + 2 < sizeof h)
-		strcat(h, extra_attrs);
-	strcat(h, ">");
-	return append_out(c, h, strlen(h));
+	struct buf h = { 0 };
+	int rc = buf_puts(&h, "<?xml version='1.0'?><stream:stream") | buf_attr(&h, "to", c->domain) |
+	         buf_attr(&h, "xml:lang", c->lang) |
+	         buf_puts(&h, " version='1.0' xmlns='jabber:client' xmlns:stream='" STREAM_NS "'") |
+	         buf_puts(&h, extra_attrs ? extra_attrs : "") | buf_puts(&h, ">");
+	if (rc == 0)
+		rc = append_out(c, h.data, h.len);
+	buf_free(&h);
+	return rc;
 }
 
 /* ---- STARTTLS and the features the owner sees ---- */
