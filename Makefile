@@ -123,12 +123,14 @@ $(B)/asan/bosh-handler: $(HANDLER_SRC) $(wildcard */*.h) $(GEN) | check-build
 # Fuzzers (libFuzzer with ASan+UBSan) for everything that parses what a
 # client, a handler or an XMPP server sends: make fuzz runs each for
 # FUZZ_SECONDS; make test for a few seconds each.
-FUZZERS := body frame query jsonattrs splitter
+FUZZERS := body frame query jsonattrs splitter session
 fsrc_body      := fcgi/body.c
 fsrc_frame     := common/frame.c
 fsrc_query     := fcgi/query.c
 fsrc_jsonattrs := sessiond/jsonattrs.c
 fsrc_splitter  := sessiond/splitter.c sessiond/snapshot.c
+# the whole request path: every sessiond module but main.c, and the handler's body parser
+fsrc_session   := $(filter-out sessiond/main.c,$(SESSIOND_SRC)) fcgi/body.c
 FUZZ_SECONDS ?= 60
 $(B)/fuzz/fuzz_%: tests/fuzz/fuzz_%.c $$(fsrc_$$*) $(wildcard */*.h) $(GEN) | check-build
 	@mkdir -p $(B)/fuzz

@@ -267,26 +267,34 @@ static int next_timeout(struct loop *l)
 	return ms;
 }
 
-int loop_run(struct loop *l)
+int loop_run_once(struct loop *l, int max_wait_ms)
 {
 	struct epoll_event evs[LOOP_BATCH];
-	l->running = 1;
-	while (l->running) {
-		int timeout = next_timeout(l);
-		int n = epoll_wait(l->epfd, evs, LOOP_BATCH, timeout);
-		if (n < 0 && errno != EINTR) {
-			log_error("epoll_wait: %s", strerror(errno));
-			return -1;
-		}
-		l->now = monotonic_ms();
-		for (int i = 0; i < n; i++) {
-			struct io *io = evs[i].data.ptr;
-			io->cb(io->ctx, evs[i].events);
-		}
-		run_deferred(l);
-		run_timers(l);
-		run_deferred(l);
+	int timeout = next_timeout(l);
+	if (max_wait_ms >= 0 && (timeout < 0 || timeout > max_wait_ms))
+		timeout = max_wait_ms;
+	int n = epoll_wait(l->epfd, evs, LOOP_BATCH, timeout);
+	if (n < 0 && errno != EINTR) {
+		log_error("epoll_wait: %s", strerror(errno));
+		return -1;
 	}
+	l->now = monotonic_ms();
+	for (int i = 0; i < n; i++) {
+		struct io *io = evs[i].data.ptr;
+		io->cb(io->ctx, evs[i].events);
+	}
+	run_deferred(l);
+	run_timers(l);
+	run_deferred(l);
+	return n > 0 ? n : 0;
+}
+
+int loop_run(struct loop *l)
+{
+	l->running = 1;
+	while (l->running)
+		if (loop_run_once(l, -1) < 0)
+			return -1;
 	return 0;
 }
 

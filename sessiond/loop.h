@@ -64,6 +64,11 @@ void loop_defer_free(struct loop *l, void *ptr, void (*freefn)(void *));
  * thing, before any loop_add/mod/del. */
 int loop_after_fork(struct loop *l);
 
+/* One turn: waits at most max_wait_ms (-1: as long as the timers allow),
+ * runs what is ready. Returns how many descriptors were ready, -1 if epoll
+ * fails. For tests and fuzzers that drive the loop themselves. */
+int loop_run_once(struct loop *l, int max_wait_ms);
+
 /* Runs until loop_stop(). Returns 0, or -1 if epoll fails. */
 int loop_run(struct loop *l);
 void loop_stop(struct loop *l);
