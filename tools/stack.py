@@ -175,11 +175,21 @@ class Stack:
         self.sessiond = Proc("sessiond", [self.sessiond_bin, "-f", "-c", self.conf],
                              os.path.join(self.dir, "sessiond.stdout"), env=env)
         control = os.path.join(self.dir, "sessiond.sock")
-        # ready when its control socket takes connections (made before the handlers start)
-        wait_for(lambda: self.accepts(control) or not self.sessiond.alive(), 20, "sessiond")
+        # Ready when it says so: its control socket takes connections before
+        # the database is open (and migrated), and a test may read it at once.
+        ready = "sessiond[%d] info: sessiond ready" % self.sessiond.pid
+        wait_for(lambda: (self.accepts(control) and self.logged(ready)) or not self.sessiond.alive(),
+                 20, "sessiond")
         if not self.sessiond.alive():
             raise RuntimeError("sessiond did not start:\n" + self.tail(self.sessiond_log) +
                                self.tail(os.path.join(self.dir, "sessiond.stdout")))
+
+    def logged(self, text):
+        try:
+            with open(self.sessiond_log, errors="replace") as f:
+                return text in f.read()
+        except OSError:
+            return False
 
     @staticmethod
     def accepts(path):
