@@ -1118,6 +1118,18 @@ def test_browser_on_another_origin(st):
 
 
 @case
+def test_answers_are_inert_in_a_browser(st):
+    import inert_case
+    inert_case.run(st, USERS, expect, row)
+
+
+@case
+def test_get_script_forms_in_a_browser(st):
+    import inert_case
+    inert_case.script_forms(st, expect)
+
+
+@case
 def test_strophe_attach_prebound(st):
     import strophe_attach_case
     strophe_attach_case.test_strophe_attach_prebound(st)
