@@ -152,6 +152,9 @@ def run(st, users, expect, row):
             s.login(user, users[user], "inert-" + label)
             victims[label] = s
             sender.request_async(hostile_message(s.jid, site, label))
+        # Queued by the time the form comes: a request after a pause is
+        # answered at once, with whatever is there.
+        time.sleep(1)
         # the attack: each victim's next rid, from the hostile page
         rids = {label: s.next_rid() for label, s in victims.items()}
         forms = [bosh_form(st.url, victims[label].sid, rids[label]) for label in victims]
@@ -208,7 +211,6 @@ def run(st, users, expect, row):
 def script_forms(st, expect):
     """The GET forms loaded by <script src> from a page on another origin
     still run: nosniff lets a script through only with a JavaScript type."""
-    import json as json_
     site = HostileSite()
     try:
         victim = bosh.Session(st.url, st.domain, wait=1)
@@ -218,7 +220,7 @@ def script_forms(st, expect):
         srcs = [st.url + "?" + urllib.parse.urlencode({"data": create, "callback": "cb"}),
                 st.url + "?" + urllib.parse.quote(poll),
                 st.url + "?" + urllib.parse.urlencode({"data": create, "callback": "alert(1)"})]
-        site.open(st.dir, "script-get.html", {"srcs": json_.dumps(srcs)})
+        site.open(st.dir, "script-get.html", {"srcs": json.dumps(srcs)})
         r = site.result
         expect(r and not r["failed"], "every script loaded: %r" % r)
         forms = [(c["form"], c["reply"]) for c in r["calls"]]
