@@ -182,12 +182,15 @@ static long body_from_query(struct frame_request *fr, const char *qs, char *wrap
 	return (long)q.len;
 }
 
+/* libfcgi's own printf knows no %zu (it wrote nothing at all), hence the int. */
 static void reply_unavailable(FCGX_Stream *out)
 {
 	static const char body[] = BOSH_TERMINATE_BODY("remote-connection-failed");
-	FCGX_FPrintF(out, "Status: 503 Service Unavailable\r\nContent-Type: text/xml; charset=utf-8\r\n"
-	                  "Content-Length: %zu\r\nCache-Control: no-store\r\n\r\n%s",
-	             sizeof body - 1, body);
+	if (FCGX_FPrintF(out, "Status: 503 Service Unavailable\r\nContent-Type: text/xml; charset=utf-8\r\n"
+	                      "Content-Length: %d\r\nCache-Control: no-store\r\n" BOSH_INERT_HEADERS
+	                      "\r\n%s",
+	                 (int)(sizeof body - 1), body) < 0)
+		log_warn("cannot write the 503 answer to the web server");
 }
 
 /* Sends the frame on the persistent connection, reconnecting once. */
@@ -316,7 +319,8 @@ static int run_cgi(void)
 	if (flen == 0 || exchange_cgi(frame_buf, flen) < 0) {
 		static const char body[] = BOSH_TERMINATE_BODY("remote-connection-failed");
 		printf("Status: 503 Service Unavailable\r\nContent-Type: text/xml; charset=utf-8\r\n"
-		       "Content-Length: %zu\r\n\r\n%s", sizeof body - 1, body);
+		       "Content-Length: %zu\r\nCache-Control: no-store\r\n" BOSH_INERT_HEADERS "\r\n%s",
+		       sizeof body - 1, body);
 	}
 	body_free(&b);
 	fflush(stdout);

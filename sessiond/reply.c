@@ -1,10 +1,13 @@
 #define _GNU_SOURCE
 #include "reply.h"
+#include "bosh.h"
+#include "buf.h"
 #include "config.h"
 #include "frame.h"
 #include "log.h"
 
 #include <errno.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -65,18 +68,30 @@ uint8_t reply_cors(const char *origin)
 	return cors_any ? CORS_ANY : 0;
 }
 
+/* Appends each string up to a NULL; -1 if memory ran out (b then holds a part). */
+static int buf_cat(struct buf *b, ...)
+{
+	va_list ap;
+	va_start(ap, b);
+	int rc = 0;
+	for (const char *str; rc == 0 && (str = va_arg(ap, const char *));)
+		rc = buf_append(b, str, strlen(str));
+	va_end(ap);
+	return rc;
+}
+
 /* The CORS headers for a verdict (browsers need them on every answer, errors too). */
-static int cors_headers(char *dst, size_t cap, uint8_t cors)
+static int cors_headers(struct buf *b, uint8_t cors)
 {
 	if (!cors)
-		return snprintf(dst, cap, "%s", "");
-	return snprintf(dst, cap,
-	                "Access-Control-Allow-Origin: %s\r\n%s"
-	                "Access-Control-Allow-Methods: POST, GET, OPTIONS\r\n"
-	                "Access-Control-Allow-Headers: Content-Type\r\n"
-	                "Access-Control-Max-Age: %ld\r\n",
-	                cors == CORS_ANY ? "*" : cors_origin[cors - 1],
-	                cors == CORS_ANY ? "" : "Vary: Origin\r\n", reply_cfg->cors_max_age);
+		return 0;
+	char age[24];
+	snprintf(age, sizeof age, "%ld", reply_cfg->cors_max_age);
+	return buf_cat(b, "Access-Control-Allow-Origin: ", cors == CORS_ANY ? "*" : cors_origin[cors - 1],
+	               "\r\n", cors == CORS_ANY ? "" : "Vary: Origin\r\n",
+	               "Access-Control-Allow-Methods: POST, GET, OPTIONS\r\n"
+	               "Access-Control-Allow-Headers: Content-Type\r\n"
+	               "Access-Control-Max-Age: ", age, "\r\n", (char *)NULL);
 }
 
 static const char *status_text(int status)
@@ -94,18 +109,22 @@ static const char *status_text(int status)
 	}
 }
 
-/* The CGI-style response: Status, headers, blank line, body. */
-static size_t format_head(char *dst, size_t cap, const struct reply *r, uint8_t cors)
+/* The CGI-style response head: Status, headers, blank line. The Content-Type
+ * may be the client's choice ('content'); BOSH_INERT_HEADERS keep any answer
+ * a browser opens as a document from running what the stanzas carry. */
+static int format_head(struct buf *h, const struct reply *r, uint8_t cors)
 {
-	char cors_h[1024];
-	cors_headers(cors_h, sizeof cors_h, cors);
-	int n = snprintf(dst, cap,
-	                 "Status: %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n"
-	                 "Cache-Control: no-store\r\n%s%s%s\r\n",
-	                 r->status, status_text(r->status),
-	                 r->content_type ? r->content_type : "text/xml; charset=utf-8", r->body_len,
-	                 cors_h, reply_cfg ? reply_cfg->extra_headers : "", r->headers ? r->headers : "");
-	return n < 0 || (size_t)n >= cap ? 0 : (size_t)n;
+	char status[64], length[32];
+	snprintf(status, sizeof status, "%d %s", r->status, status_text(r->status));
+	snprintf(length, sizeof length, "%zu", r->body_len);
+	if (buf_cat(h, "Status: ", status, "\r\nContent-Type: ",
+	            r->content_type ? r->content_type : "text/xml; charset=utf-8",
+	            "\r\nContent-Length: ", length, "\r\nCache-Control: no-store\r\n",
+	            BOSH_INERT_HEADERS, (char *)NULL) < 0 ||
+	    cors_headers(h, cors) < 0)
+		return -1;
+	return buf_cat(h, reply_cfg ? reply_cfg->extra_headers : "", r->headers ? r->headers : "",
+	               "\r\n", (char *)NULL);
 }
 
 static void fcgi_header(uint8_t *p, int type, uint16_t id, size_t len)
@@ -260,53 +279,42 @@ static void keep_pending(int fd, int kind, char *buf, size_t len, size_t off)
 }
 
 /* The body as a JavaScript string literal, safe inside a <script> element. */
-static int js_string(char *dst, size_t cap, const char *src, size_t n, size_t *outlen)
+static int js_string(struct buf *out, const char *src, size_t n)
 {
-	size_t o = 0;
 	for (size_t i = 0; i < n; i++) {
 		unsigned char c = (unsigned char)src[i];
-		char esc[8] = { 0 };
+		int rc;
 		if (c == '"' || c == '\\')
-			snprintf(esc, sizeof esc, "\\%c", c);
+			rc = buf_printf(out, "\\%c", c);
 		else if (c < 0x20 || c == '<' || c == '>' || c == '&')
-			snprintf(esc, sizeof esc, "\\u%04x", c);
+			rc = buf_printf(out, "\\u%04x", c);
 		else if (c == 0xe2 && i + 2 < n && (unsigned char)src[i + 1] == 0x80 &&
 		         ((unsigned char)src[i + 2] == 0xa8 || (unsigned char)src[i + 2] == 0xa9)) {
 			/* U+2028 and U+2029 end a line in older JavaScript */
-			snprintf(esc, sizeof esc, "\\u%04x", (unsigned char)src[i + 2] == 0xa8 ? 0x2028 : 0x2029);
+			rc = buf_printf(out, "\\u%04x", (unsigned char)src[i + 2] == 0xa8 ? 0x2028 : 0x2029);
 			i += 2;
+		} else {
+			rc = buf_append(out, (const char *)&src[i], 1);
 		}
-		size_t el = esc[0] ? strlen(esc) : 1;
-		if (o + el >= cap)
+		if (rc < 0)
 			return -1;
-		if (esc[0])
-			memcpy(dst + o, esc, el);
-		else
-			dst[o] = (char)c;
-		o += el;
 	}
-	*outlen = o;
 	return 0;
 }
 
 /* GET forms: _BOSH_("...") (Openfire) or NAME({"reply":"..."}) (node-xmpp-bosh). */
 static char *wrap_script(const char *wrap, const struct reply *r, size_t *outlen)
 {
-	size_t cap = r->body_len * 6 + 128;
-	char *out = malloc(cap);
-	if (!out)
-		return NULL;
+	struct buf out = { 0 };
 	int jsonp = strncmp(wrap, "jsonp:", 6) == 0;
-	int n = jsonp ? snprintf(out, cap, "%s({\"reply\":\"", wrap + 6) : snprintf(out, cap, "_BOSH_(\"");
-	size_t lit;
-	if (js_string(out + n, cap - (size_t)n - 8, r->body, r->body_len, &lit) < 0) {
-		free(out);
+	if ((jsonp ? buf_cat(&out, wrap + 6, "({\"reply\":\"", (char *)NULL) : buf_puts(&out, "_BOSH_(\"")) < 0 ||
+	    buf_reserve(&out, r->body_len + 8) < 0 || js_string(&out, r->body, r->body_len) < 0 ||
+	    buf_puts(&out, jsonp ? "\"});" : "\");") < 0) {
+		buf_free(&out);
 		return NULL;
 	}
-	size_t o = (size_t)n + lit;
-	o += (size_t)snprintf(out + o, cap - o, "%s", jsonp ? "\"});" : "\");");
-	*outlen = o;
-	return out;
+	*outlen = out.len;
+	return out.data;
 }
 
 void reply_send(struct responder *resp, const struct reply *r)
@@ -327,15 +335,15 @@ void reply_send(struct responder *resp, const struct reply *r)
 		free(js);
 		return;
 	}
-	char head[4096 + 1024];
-	size_t hlen = format_head(head, sizeof head, r, resp->cors), len = 0, off = 0;
+	struct buf head = { 0 };
+	size_t len = 0, off = 0;
 	char *buf = NULL;
-	if (hlen)
-		buf = resp->kind == RESP_FCGI ? encode_fcgi(resp->fcgi_id, head, hlen, r, &len)
-		                              : encode_cgi(head, hlen, r, &len);
+	if (format_head(&head, r, resp->cors) == 0)
+		buf = resp->kind == RESP_FCGI ? encode_fcgi(resp->fcgi_id, head.data, head.len, r, &len)
+		                              : encode_cgi(head.data, head.len, r, &len);
+	buf_free(&head);
 	if (!buf) {
-		log_error("cannot build an answer (%s); closing the connection",
-		          hlen ? "out of memory" : "headers too long");
+		log_error("out of memory building an answer; closing the connection");
 		reply_drop(resp);
 		return;
 	}

@@ -404,6 +404,8 @@ def test_apache_cgi_sessiond_cannot_start(st):
                       bosh.body({"to": st.domain, "rid": 5, "wait": 2, "ver": "1.11"}))
     took = time.time() - t0
     expect(r.status == 503 and r.type == "terminate" and r.condition == "remote-connection-failed", r)
+    expect(r.headers.get("Content-Security-Policy") == "sandbox; default-src 'none'" and
+           r.headers.get("X-Content-Type-Options") == "nosniff", "inert as a document: %r" % r.headers)
     # sessiond says at once that it failed: the handler does not wait out its 10 s
     expect(took < 8, "answered after %.1fs" % took)
     expect(not daemons_for(conf), "no sessiond left behind")

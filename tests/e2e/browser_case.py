@@ -26,6 +26,37 @@ FILES = {
 }
 
 
+class Chromium:
+    """Headless Chromium on one URL, with a profile of its own, for a with block."""
+
+    def __init__(self, workdir, url, extra_args=()):
+        browser = shutil.which("chromium")
+        if not browser:
+            raise AssertionError("chromium is not installed (Debian package chromium; make test installs it)")
+        self.profile = os.path.join(workdir, "chromium-%d" % free_port())
+        argv = [browser, "--headless", "--disable-gpu", "--no-first-run", "--no-default-browser-check",
+                "--user-data-dir=" + self.profile] + list(extra_args) + [url]
+        if os.geteuid() == 0:
+            argv.insert(1, "--no-sandbox")  # Chromium's sandbox refuses to run as root
+        self.log = os.path.join(workdir, "chromium.log")
+        self.proc = Proc("chromium", argv, self.log)
+
+    def log_tail(self):
+        return open(self.log, errors="replace").read()[-2000:]
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        # Chromium runs several processes; ours lead their own process group.
+        try:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+        self.proc.stop()
+        shutil.rmtree(self.profile, ignore_errors=True)
+
+
 class PageServer:
     """Serves the page on its own origin, http://127.0.0.1:PORT, and keeps the result."""
 
@@ -67,33 +98,15 @@ class PageServer:
     def open(self, workdir, bosh_url, domain, jid, password, give_up=10, timeout=40):
         """Runs the page in headless Chromium; returns the page's result. The
         page itself gives up after give_up seconds without its message."""
-        browser = shutil.which("chromium")
-        if not browser:
-            raise AssertionError("chromium is not installed (Debian package chromium; make test installs it)")
         self.got.clear()
         self.results.clear()
         q = urllib.parse.urlencode({"bosh": bosh_url, "domain": domain, "jid": jid, "pw": password,
                                     "give_up": give_up})
-        profile = os.path.join(workdir, "chromium-%d" % free_port())
-        argv = [browser, "--headless", "--disable-gpu", "--no-first-run", "--no-default-browser-check",
-                "--user-data-dir=" + profile, "%s/cors.html?%s" % (self.origin, q)]
-        if os.geteuid() == 0:
-            argv.insert(1, "--no-sandbox")  # Chromium's sandbox refuses to run as root
-        log = os.path.join(workdir, "chromium.log")
-        p = Proc("chromium", argv, log)
-        try:
+        with Chromium(workdir, "%s/cors.html?%s" % (self.origin, q)) as browser:
             if not self.got.wait(timeout):
-                tail = open(log, errors="replace").read()[-2000:]
-                raise AssertionError("the page reported nothing within %d s\n%s" % (timeout, tail))
+                raise AssertionError("the page reported nothing within %d s\n%s"
+                                     % (timeout, browser.log_tail()))
             return self.results[0]
-        finally:
-            # Chromium runs several processes; ours lead their own process group.
-            try:
-                os.killpg(p.pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
-            p.stop()
-            shutil.rmtree(profile, ignore_errors=True)
 
     def close(self):
         self.httpd.shutdown()

@@ -795,6 +795,99 @@ def test_cors_preflight_and_headers(st):
         expect("access-control-allow-origin" not in h and h.get("x-served-by"), h)
 
 
+INERT = {"content-security-policy": "sandbox; default-src 'none'", "x-content-type-options": "nosniff"}
+
+
+def exchange(url, method, query="", body=None, headers=None):
+    """One HTTP request; the status, the headers (lower-case names), the text."""
+    import http.client
+    import urllib.parse
+    u = urllib.parse.urlsplit(url)
+    c = http.client.HTTPConnection(u.hostname, u.port, timeout=30)
+    try:
+        c.request(method, u.path + ("?" + query if query else ""), body=body, headers=headers or {})
+        r = c.getresponse()
+        return r.status, {k.lower(): v for k, v in r.getheaders()}, r.read().decode("utf-8", "replace")
+    finally:
+        c.close()
+
+
+@case
+def test_every_answer_is_inert_as_a_document(st):
+    """Every kind of answer, errors included, carries the headers that keep a
+    browser from running what it holds when it opens it as a document."""
+    import urllib.parse
+
+    def check(what, answer, status=200, ctype="text/xml; charset=utf-8", has=""):
+        code, h, text = answer
+        expect(code == status and h.get("content-type") == ctype and has in text,
+               "%s: %s %r %r" % (what, code, h.get("content-type"), text[:200]))
+        for k, v in INERT.items():
+            expect(h.get(k) == v, "%s: %s is %r" % (what, k, h.get(k)))
+
+    def post(body, **headers):
+        return exchange(st.url, "POST", body=body, headers=headers)
+    html = "text/html; charset=utf-8"
+    s = Session(st.url, st.domain, wait=1)
+    a = post(bosh.body({"to": st.domain, "rid": s.rid, "wait": 1, "hold": 1, "ver": "1.11",
+                        "content": html}))
+    check("creation, with the client's content type", a, ctype=html, has=" sid='")
+    s.sid = re.search(r" sid='([0-9a-f]+)'", a[2]).group(1)
+    rid = s.next_rid()
+    check("an empty answer after wait", post(bosh.body({"sid": s.sid, "rid": rid})), ctype=html)
+    check("a kept answer for a repeated rid", post(bosh.body({"sid": s.sid, "rid": rid})), ctype=html)
+    check("terminate", post(bosh.body({"sid": s.sid, "rid": s.next_rid(), "type": "terminate"})),
+          ctype=html, has="type='terminate'")
+    check("unknown sid", post(bosh.body({"sid": "0" * 32, "rid": 1})), has="item-not-found")
+    check("a body the handler refuses", post("<body"), has="bad-request")
+    check("a body over max_data_held",
+          post("<body xmlns='%s' rid='1' to='%s'>%s</body>" % (NS, st.domain, "x" * 110000)),
+          has="bad-request")
+    legacy = Session(st.url, st.domain, wait=1)
+    legacy.create(ver=None)
+    plain = "text/plain; charset=utf-8"
+    check("legacy HTTP 404", post(bosh.body({"sid": legacy.sid, "rid": legacy.rid + 10})), 404, plain)
+    legacy.create(ver=None)
+    check("legacy HTTP 400", post(bosh.body({"sid": legacy.sid, "rid": "x"})), 400, plain)
+    check("405", exchange(st.url, "PUT", body="x"), 405, plain)
+    check("bare GET (405)", exchange(st.url, "GET"), 405, plain)
+    check("preflight", exchange(st.url, "OPTIONS", headers={
+        "Origin": "https://chat.example", "Access-Control-Request-Method": "POST"}), 200, plain)
+    check("OPTIONS from anywhere", exchange(st.url, "OPTIONS"), 200, plain)
+    js = "text/javascript; charset=utf-8"
+    create = bosh.body({"to": st.domain, "rid": 4000, "wait": 1, "hold": 1, "ver": "1.11"})
+    a = exchange(st.url, "GET", urllib.parse.urlencode({"data": create, "callback": "cb"}))
+    check("GET, JSONP", a, ctype=js, has="cb({")
+    sid = re.search(r" sid='([0-9a-f]+)'", a[2]).group(1)
+    check("GET, script form", exchange(st.url, "GET", urllib.parse.quote(
+        bosh.body({"sid": sid, "rid": 4001}))), ctype=js, has="_BOSH_(")
+    check("GET, script form refused", exchange(st.url, "GET", urllib.parse.urlencode(
+        {"data": create, "callback": "alert(1)"})), ctype=js, has="bad-request")
+    check("GET, plain XML", exchange(st.url, "GET", urllib.parse.urlencode(
+        {"data": bosh.body({"sid": sid, "rid": 4002, "type": "terminate"})})), has="terminate")
+    # the handler's own answer when sessiond is not there: FastCGI through nginx, and CGI
+    from stack import Proc, wait_for
+    other = side_stack(st, "handlers = 0\n")
+    try:
+        other.write_conf()
+        sock = os.path.join(other.dir, "spawned.sock")
+        spawn = Proc("spawn-fcgi", ["spawn-fcgi", "-n", "-s", sock, "-M", "0666", "--", other.handler_bin,
+                                    "-c", other.conf], os.path.join(other.dir, "spawn.log"))
+        try:
+            wait_for(lambda: os.path.exists(sock) or not spawn.alive(), 10, "spawn-fcgi")
+            other.handler_sock = sock
+            other.start_nginx()
+            check("the handler's 503", exchange(other.url, "POST", body=create), 503, has="remote-connection-failed")
+        finally:
+            spawn.stop()
+        head, x = cgi_request(other.conf, other.handler_bin, create)
+        h = dict(line.lower().split(": ", 1) for line in head.split("\r\n")[1:])
+        check("the CGI handler's 503", (int(head.split()[1]), h, x.get("condition")), 503,
+              has="remote-connection-failed")
+    finally:
+        other.stop()
+
+
 def get(url, query):
     import urllib.request
     import urllib.error
@@ -1022,6 +1115,18 @@ def test_browser_on_another_origin(st):
     finally:
         other.stop()
         page.close()
+
+
+@case
+def test_answers_are_inert_in_a_browser(st):
+    import inert_case
+    inert_case.run(st, USERS, expect, row)
+
+
+@case
+def test_get_script_forms_in_a_browser(st):
+    import inert_case
+    inert_case.script_forms(st, expect)
 
 
 @case
