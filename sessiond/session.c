@@ -73,6 +73,15 @@ struct held {
 
 #define KEY_HEX 40 /* a SHA-1, hex (XEP-0124 §15) */
 
+/* The keys the last requests carried, by rid (§15): a request sent again
+ * (§14.3) carries its original's key, which must match. Allocated only for
+ * a session that uses keys. */
+#define KEYRING_N (2 * HELD_MAX) /* repeats reach back at most a window plus the held */
+struct keyring {
+	int64_t rid[KEYRING_N];
+	char key[KEYRING_N][KEY_HEX + 1];
+};
+
 /* What the session layer needs of one request, in rid order. */
 struct req {
 	int64_t rid;
@@ -121,6 +130,7 @@ struct session {
 	uint64_t linger_until;
 	double created_at, last_seen, ended_at;
 	char key[KEY_HEX + 1];        /* the key the next request's key must hash to; "" off */
+	struct keyring *keys;         /* keys of the last requests, for repeats; NULL: none kept */
 	long pause_until_next;        /* inactivity while paused (§10), 0 when not paused */
 	uint8_t legacy;               /* no 'ver' at creation: HTTP error codes (§17.1) */
 	uint8_t acks;                 /* the client asked for acks at creation (§9) */
@@ -587,6 +597,7 @@ static void session_free(void *p)
 	free(s->client_from);
 	streams_free(&s->streams);
 	ridwin_clear(&s->sent);
+	free(s->keys);
 	free(s);
 }
 
@@ -850,6 +861,14 @@ static int copy_key(char *dst, const char *src)
 	return 0;
 }
 
+static void sha1_hex(const char *key, char out[KEY_HEX + 1])
+{
+	unsigned char md[SHA_DIGEST_LENGTH];
+	SHA1((const unsigned char *)key, KEY_HEX, md);
+	for (int i = 0; i < SHA_DIGEST_LENGTH; i++)
+		snprintf(out + 2 * i, 3, "%02x", md[i]);
+}
+
 /* §15: the request's key must hash (SHA-1) to the session's current key. */
 static int key_ok(struct session *s, const struct req *r)
 {
@@ -857,13 +876,44 @@ static int key_ok(struct session *s, const struct req *r)
 		return 1;
 	if (!r->key[0])
 		return 0;
-	unsigned char md[SHA_DIGEST_LENGTH];
 	char hex[KEY_HEX + 1];
-	SHA1((const unsigned char *)r->key, KEY_HEX, md);
-	for (int i = 0; i < SHA_DIGEST_LENGTH; i++)
-		sprintf(hex + 2 * i, "%02x", md[i]);
+	sha1_hex(r->key, hex);
 	/* Constant time: a timing difference must not reveal how much matched. */
 	return CRYPTO_memcmp(hex, s->key, KEY_HEX) == 0;
+}
+
+/* Notes the key an accepted request carried, for its repeats. */
+static void remember_key(struct session *s, const struct req *r)
+{
+	if (!s->keys && !(s->keys = calloc(1, sizeof *s->keys)))
+		return; /* repeat_key_ok() falls back on the chain */
+	int i = (int)(r->rid % KEYRING_N);
+	s->keys->rid[i] = r->rid;
+	memcpy(s->keys->key[i], r->key, KEY_HEX + 1);
+}
+
+/* §15 for a request sent again (§14.3): it carries the very key its
+ * original carried, so it must be that key, not one that hashes to the
+ * current key. A session taken over from a snapshot has no keys noted:
+ * there the key d requests back is the current key hashed d times (exact
+ * unless the client switched to a new chain since). */
+static int repeat_key_ok(struct session *s, const struct req *r)
+{
+	if (!s->key[0])
+		return 1;
+	if (!r->key[0])
+		return 0;
+	int i = (int)(r->rid % KEYRING_N);
+	if (s->keys && s->keys->rid[i] == r->rid)
+		return CRYPTO_memcmp(s->keys->key[i], r->key, KEY_HEX) == 0;
+	int64_t back = s->next_rid - 1 - r->rid;
+	if (back < 0 || back > KEYRING_N)
+		return 0;
+	char k[KEY_HEX + 1];
+	memcpy(k, s->key, sizeof k);
+	for (int64_t d = 0; d < back; d++)
+		sha1_hex(k, k);
+	return CRYPTO_memcmp(k, r->key, KEY_HEX) == 0;
 }
 
 /* Answers everything held; the newest (this request) without payload, which
@@ -935,8 +985,10 @@ static int admit(struct session *s, struct responder *resp, const struct req *r)
 		fail_request(s, resp, "item-not-found");
 		return -1;
 	}
-	if (s->key[0])
+	if (s->key[0]) {
+		remember_key(s, r);
 		memcpy(s->key, r->newkey[0] ? r->newkey : r->key, KEY_HEX + 1);
+	}
 	if (r->pause > cfg->max_inactivity) {
 		log_info("session %s: pause %ld is longer than maxpause %ld", s->sid, r->pause,
 		         cfg->max_inactivity);
@@ -1102,9 +1154,18 @@ static void resend_dropped(struct session *s, struct responder *resp, int64_t ri
 	session_schedule(s);
 }
 
-/* The client sent a rid again (XEP-0124 §14.3, "Broken Connections"). */
-static void repeat(struct session *s, struct responder *resp, int64_t rid)
+/* The client sent a rid again (XEP-0124 §14.3, "Broken Connections").
+ * Checked as any request is (§15): with the wrong key it ends the session,
+ * or whoever learnt a sid and rid could take the answers over. */
+static void repeat(struct session *s, struct responder *resp, const struct req *r)
 {
+	int64_t rid = r->rid;
+	if (!repeat_key_ok(s, r)) {
+		log_info("session %s: rid %lld sent again with a wrong or missing key", s->sid,
+		         (long long)rid);
+		fail_request(s, resp, "item-not-found");
+		return;
+	}
 	for (int i = 0; i < s->nheld; i++) {
 		if (HELD(s, i)->rid != rid)
 			continue;
@@ -1222,7 +1283,7 @@ static void existing_session(struct session *s, struct responder *resp,
 		    keep_ahead(s, resp, &r) == 0)
 			return;
 		if (r.rid < s->next_rid && ridwin_find(&s->sent, r.rid)) {
-			repeat(s, resp, r.rid); /* older, but kept because not yet acknowledged (§9) */
+			repeat(s, resp, &r); /* older, but kept because not yet acknowledged (§9) */
 			return;
 		}
 		log_info("session %s: rid %lld outside the window (next %lld)", s->sid,
@@ -1230,7 +1291,7 @@ static void existing_session(struct session *s, struct responder *resp,
 		fail_request(s, resp, "item-not-found");
 		return;
 	case RID_REPEAT:
-		repeat(s, resp, r.rid);
+		repeat(s, resp, &r);
 		return;
 	}
 }

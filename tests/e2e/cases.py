@@ -691,6 +691,37 @@ def test_key_sequence(st):
 
 
 @case
+def test_key_checked_on_repeated_rid(st):
+    # §14.3 + §15: a request sent again carries its original's key; any other ends the session
+    k = key_chain(8)
+    s = Session(st.url, st.domain, wait=1)
+    s.create(newkey=k[8])
+    first = s.request(key=k[7])
+    expect(first.type is None, first)
+    again = s.request(rid=s.rid, key=k[7])
+    expect(again.status == 200 and again.text == first.text, "the same answer again: %r" % again)
+    k2 = key_chain(4)  # a switch to a new chain: its repeat carries the old chain's key
+    switched = s.request(key=k[6], newkey=k2[4])
+    expect(switched.type is None, switched)
+    again = s.request(rid=s.rid, key=k[6])
+    expect(again.text == switched.text, "the switching request sent again: %r" % again)
+    r = s.request(rid=s.rid, key=k2[3])  # the key a new request would carry, not the original's
+    expect(r.type == "terminate" and r.condition == "item-not-found", "a repeat with another key: %r" % r)
+    db = row(st, s.sid, until=lambda r: r["state"] == "ended")
+    expect(db["end_condition"] == "item-not-found", db)
+    # a held request cannot be taken over by a repeat without its key
+    k = key_chain(4)
+    s = Session(st.url, st.domain, wait=5)
+    s.create(newkey=k[4])
+    held = s.request_async(key=k[3])
+    time.sleep(0.3)
+    r = s.request(rid=s.rid)
+    expect(r.type == "terminate" and r.condition == "item-not-found", "a repeat without a key: %r" % r)
+    got = held.join(5)
+    expect(isinstance(got, bosh.Response) and got.type == "terminate", "the held one is told: %r" % got)
+
+
+@case
 def test_acknowledgements(st):
     s = Session(st.url, st.domain, wait=10)
     r = s.create(ack=1)
