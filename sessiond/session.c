@@ -1538,6 +1538,9 @@ int sessions_init(struct loop *l, const struct config *c)
 {
 	loop = l;
 	cfg = c;
+	/* While the database refuses writes: a row per live session, and as
+	 * many again for sessions that end meanwhile. */
+	store_set_max_queued((size_t)c->max_sessions * 2);
 	return table_grow();
 }
 
