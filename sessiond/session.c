@@ -1377,6 +1377,8 @@ static struct stream *open_stream(struct session *s, const struct config_backend
 		.max_output = (size_t)cfg->max_data_held * 4,
 		.connect_timeout_ms = (unsigned)cfg->connect_timeout * 1000,
 		.stanza_timeout_ms = (unsigned)cfg->stanza_timeout * 1000,
+		.keepalive = { (unsigned)cfg->xmpp_keepalive_idle, (unsigned)cfg->xmpp_keepalive_interval,
+		               (unsigned)cfg->xmpp_keepalive_count },
 	};
 	struct stream *st = stream_open(loop, &p, s->sid, (size_t)cfg->max_client_buffer,
 	                                &stream_events, s);

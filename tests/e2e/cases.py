@@ -1383,6 +1383,42 @@ def test_client_not_polling_stops_reading_at_max_client_buffer(st):
         fake.close()
 
 
+def keepalive_timers(pid, port):
+    """The TCP keepalive timers (seconds left) of pid's connections to port, as ss shows them."""
+    out = subprocess.run(["ss", "-tnopH", "state", "established", "dport", "= :%d" % port],
+                         capture_output=True, text=True).stdout
+    timers = []
+    for line in out.splitlines():
+        if "pid=%d," % pid not in line:
+            continue
+        m = re.search(r"timer:\((\w+),(?:(\d+)min)?(?:(\d+)(?:\.\d+)?sec)?(?:(\d+)ms)?", line)
+        timers.append(None if not m or m.group(1) != "keepalive" else
+                      int(m.group(2) or 0) * 60 + int(m.group(3) or 0) + (1 if m.group(4) else 0))
+    return timers
+
+
+@case
+def test_xmpp_connections_have_tcp_keepalive(st):
+    # a server that vanishes without a FIN is noticed by the probes, not never
+    other = side_stack(st, "xmpp_keepalive = 25 5 3\n")
+    try:
+        other.start_sessiond()
+        other.start_nginx()
+        s = Session(other.url, st.domain, wait=2)
+        expect(s.create().attr("sid"), "session created")
+        timers = keepalive_timers(other.sessiond.pid, st.c2s_port)
+        expect(timers and all(t is not None and 0 < t <= 25 for t in timers),
+               "sessiond's connection to the XMPP server has its keepalive timer: %r" % timers)
+        s.terminate()
+    finally:
+        other.stop()
+    s = Session(st.url, st.domain, wait=2)  # the default: 60 s of quiet
+    s.create()
+    timers = keepalive_timers(st.sessiond.pid, st.c2s_port)
+    expect(timers and all(t is not None and 0 < t <= 60 for t in timers), "default keepalive: %r" % timers)
+    s.terminate()
+
+
 @case
 def test_misbehaving_server_ends_only_its_session(st):
     cases = [(b"<message><<garbage", "malformed XML"),
