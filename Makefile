@@ -31,7 +31,7 @@ SESSIOND_SRC := sessiond/main.c sessiond/loop.c sessiond/reply.c sessiond/xmpp.c
 	sessiond/splitter.c sessiond/session.c sessiond/ridwin.c sessiond/store.c \
 	sessiond/front.c sessiond/pool.c sessiond/jsonattrs.c sessiond/resolver.c \
 	sessiond/dial.c sessiond/tls.c sessiond/snapshot.c sessiond/restart.c \
-	sessiond/stream.c sessiond/route.c $(COMMON_SRC)
+	sessiond/stream.c sessiond/route.c sessiond/budget.c $(COMMON_SRC)
 UNIT_TESTS := body splitter frame ridwin config query jsonattrs dial route store
 
 .PHONY: FORCE all check-build deps-run deps-test deps-bench run test unit unit-asan e2e bench clean \
@@ -91,7 +91,7 @@ $(B)/bosh-prebind: $(PREBIND_SRC) $(wildcard */*.h) $(GEN) | check-build
 
 # Unit test binaries: tests/unit/test_NAME.c with the module sources they need.
 src_body     := fcgi/body.c
-src_splitter := sessiond/splitter.c sessiond/snapshot.c
+src_splitter := sessiond/splitter.c sessiond/snapshot.c sessiond/budget.c common/log.c
 src_frame    := common/frame.c
 src_ridwin   := sessiond/ridwin.c
 src_config   := common/config.c common/log.c
@@ -128,7 +128,7 @@ fsrc_body      := fcgi/body.c
 fsrc_frame     := common/frame.c
 fsrc_query     := fcgi/query.c
 fsrc_jsonattrs := sessiond/jsonattrs.c
-fsrc_splitter  := sessiond/splitter.c sessiond/snapshot.c
+fsrc_splitter  := sessiond/splitter.c sessiond/snapshot.c sessiond/budget.c common/log.c
 FUZZ_SECONDS ?= 60
 $(B)/fuzz/fuzz_%: tests/fuzz/fuzz_%.c $$(fsrc_$$*) $(wildcard */*.h) $(GEN) | check-build
 	@mkdir -p $(B)/fuzz

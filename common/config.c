@@ -43,6 +43,7 @@ static const struct key keys[] = {
 	NUMKEY("max_data_held", max_data_held, 1024, 1024 * 1024),
 	NUMKEY("max_xmpp_stanza_size", max_xmpp_stanza_size, 1024, 16 * 1024 * 1024),
 	NUMKEY("max_client_buffer", max_client_buffer, 4096, 64 * 1024 * 1024),
+	NUMKEY("max_memory", max_memory, 1024 * 1024, LONG_MAX),
 	NUMKEY("max_wait", max_wait, 1, 3600),
 	NUMKEY("default_wait", default_wait, 1, 3600),
 	NUMKEY("default_inactivity", default_inactivity, 1, 3600),
@@ -91,7 +92,10 @@ void config_defaults(struct config *c)
 	c->max_hold = 1;
 	c->polling = 2;
 	c->max_sessions = 10000;
-	c->max_sessions_per_client = 0;
+	/* Generous for a NAT or a company proxy (many users, one address), yet
+	 * one address cannot take every session. */
+	c->max_sessions_per_client = 200;
+	c->max_memory = 256L * 1024 * 1024;
 	c->xmpp_keepalive_idle = 60;
 	c->xmpp_keepalive_interval = 10;
 	c->xmpp_keepalive_count = 6;

@@ -54,6 +54,7 @@ struct config {
 	long max_data_held;             /* largest request body, bytes */
 	long max_xmpp_stanza_size;      /* largest stanza from the XMPP server, bytes */
 	long max_client_buffer;         /* bytes queued for a client not polling */
+	long max_memory;                /* bytes of queues, stanza buffers, kept answers, all sessions */
 	long max_wait, default_wait;
 	long default_inactivity, max_inactivity;
 	long max_hold;

@@ -28,6 +28,7 @@
 #include "session.h"
 #include "snapshot.h"
 #include "bosh.h"
+#include "budget.h"
 #include "log.h"
 #include "jsonattrs.h"
 #include "ridwin.h"
@@ -126,6 +127,7 @@ struct session {
 	struct ahead *ahead[HELD_MAX]; /* rare: allocated one by one, not kept in every session */
 	int nahead;
 	struct ridwin sent;           /* last answers, for repeated rids */
+	size_t sent_charged;          /* their bytes, as the memory budget knows them */
 	uint64_t last_answer;         /* loop ms of the last answer (inactivity) */
 	uint64_t linger_until;
 	double created_at, last_seen, ended_at;
@@ -527,6 +529,29 @@ static int build_answer(struct session *s, int i, const struct answer *a, struct
 	return rc | buf_append(b, "</body>", 7);
 }
 
+/* Tells the memory budget what the kept answers hold now. */
+static void sent_recharge(struct session *s)
+{
+	size_t n = 0;
+	for (int i = 0; i < s->sent.n; i++)
+		n += s->sent.e[(s->sent.head + i) % s->sent.cap].len;
+	budget_try(&s->sent_charged, n, "answers kept for repeated rids", s->sid); /* grows only after a restore */
+}
+
+/* Keeps an answer for repeats of its rid (§14.3). One the memory budget
+ * has no room for is not kept: the client got it, and only a repeat of that
+ * rid would need it (then item-not-found ends the session, as for any
+ * answer gone). */
+static void keep_answer(struct session *s, int64_t rid, const char *body, size_t len)
+{
+	if (len && budget_try(&s->sent_charged, s->sent_charged + len, "an answer kept for a repeated rid",
+	                      s->sid) < 0)
+		return;
+	if (ridwin_put(&s->sent, rid, body, len, loop_now(loop)) < 0)
+		log_warn("session %s: out of memory caching the answer to rid %lld", s->sid, (long long)rid);
+	sent_recharge(s);
+}
+
 static void answer_held_with(struct session *s, int i, const struct answer *a)
 {
 	struct held *h = HELD(s, i);
@@ -542,17 +567,12 @@ static void answer_held_with(struct session *s, int i, const struct answer *a)
 	if (b.data) {
 		if (h->rid > s->last_answered)
 			s->last_answered = h->rid;
-		if (ridwin_put(&s->sent, h->rid, plain_empty ? NULL : b.data, plain_empty ? 0 : b.len,
-		               loop_now(loop)) < 0)
-			log_warn("session %s: out of memory caching the answer to rid %lld", s->sid,
-			         (long long)h->rid);
 		loop_del(loop, &h->io);
 		answer_body(&h->resp, s->content, b.data, b.len);
 	} else {
 		loop_del(loop, &h->io);
 		reply_drop(&h->resp);
 	}
-	buf_free(&b);
 	if (a->st) {
 		if (notice_due(s, a->st))
 			a->st->closed = 1;
@@ -560,6 +580,10 @@ static void answer_held_with(struct session *s, int i, const struct answer *a)
 		 * now, whichever path sent this answer. */
 		stream_took_queue(a->st);
 	}
+	/* Kept once the queue is given back: its bytes move to the kept answer. */
+	if (b.data)
+		keep_answer(s, h->rid, plain_empty ? NULL : b.data, plain_empty ? 0 : b.len);
+	buf_free(&b);
 	s->last_answer = loop_now(loop);
 	held_remove(s, i);
 }
@@ -597,6 +621,7 @@ static void session_free(void *p)
 	free(s->client_from);
 	streams_free(&s->streams);
 	ridwin_clear(&s->sent);
+	budget_try(&s->sent_charged, 0, NULL, s->sid);
 	free(s->keys);
 	free(s);
 }
@@ -947,6 +972,7 @@ static void pause_session(struct session *s, long seconds)
 static int client_ack(struct session *s, int64_t ack)
 {
 	ridwin_ack(&s->sent, ack);
+	sent_recharge(s);
 	if (ack >= s->last_answered)
 		return 0;
 	const struct ridwin_entry *e = ridwin_find(&s->sent, ack + 1);
@@ -1145,7 +1171,7 @@ static void resend_dropped(struct session *s, struct responder *resp, int64_t ri
 	s->dropped[rid % HELD_MAX] = 0;
 	log_debug("session %s: rid %lld sent again after its connection dropped", s->sid, (long long)rid);
 	if (s->last_answered > rid) {
-		ridwin_put(&s->sent, rid, NULL, 0, loop_now(loop));
+		keep_answer(s, rid, NULL, 0);
 		answer_body(resp, s->content, empty_body, sizeof empty_body - 1);
 		return;
 	}
@@ -1543,6 +1569,7 @@ int sessions_init(struct loop *l, const struct config *c)
 	/* While the database refuses writes: a row per live session, and as
 	 * many again for sessions that end meanwhile. */
 	store_set_max_queued((size_t)c->max_sessions * 2);
+	budget_init((size_t)c->max_memory);
 	return table_grow();
 }
 

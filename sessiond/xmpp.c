@@ -398,6 +398,8 @@ static void handle_input(struct xmpp_conn *c)
 		enum splitter_result r = splitter_feed(c->split, read_buf, (size_t)n);
 		if (r == SPLITTER_TOO_BIG)
 			fail(c, XMPP_FAILED, "the server sent a stanza larger than max_xmpp_stanza_size");
+		else if (r == SPLITTER_NO_MEMORY)
+			fail(c, XMPP_FAILED, splitter_error(c->split));
 		else if (r == SPLITTER_ERROR) {
 			char why[256];
 			snprintf(why, sizeof why, "the server sent malformed XML: %s", splitter_error(c->split));

@@ -1420,6 +1420,67 @@ def test_xmpp_connections_have_tcp_keepalive(st):
 
 
 @case
+def test_memory_budget_is_shared_by_sessions(st):
+    # Two servers flood two sessions whose clients do not poll. Each queue alone stays under
+    # max_client_buffer; together they reach max_memory: reading stops, once logged, and
+    # nothing is lost; a third session goes on.
+    count, size = 6000, 1000
+    fakes = [FakeXmppServer(flood=(count, size)) for _ in range(2)]
+    other = side_stack(st, "backend.fake.test = 127.0.0.1:%d\nbackend.fake2.test = 127.0.0.1:%d\n"
+                       "max_client_buffer = 33554432\nmax_memory = 2097152\n"
+                       "max_inactivity = 60\ndefault_inactivity = 40\n" % (fakes[0].port, fakes[1].port))
+    asan = os.environ.get("ASAN_OPTIONS")
+    try:
+        # ASan's quarantine would keep every buffer the queues outgrew: RSS is to measure ours
+        os.environ["ASAN_OPTIONS"] = "detect_leaks=0:abort_on_error=0:quarantine_size_mb=0"
+        other.start_sessiond()
+        if asan is None:
+            del os.environ["ASAN_OPTIONS"]
+        else:
+            os.environ["ASAN_OPTIONS"] = asan
+        other.start_nginx()
+        witness = Session(other.url, st.domain, wait=5)
+        witness.login("carol", USERS["carol"], "witness")
+        flooded = [Session(other.url, d, wait=5) for d in ("fake.test", "fake2.test")]
+        for s in flooded:
+            expect(s.create().attr("sid"), "session on a fake server")
+        rss0 = rss_kib(other.sessiond.pid)
+        ids = [[c.get("id") for c in s.request("<presence xmlns='jabber:client'/>").children()]
+               for s in flooded]  # starts the floods; then no requests
+        last, stable_since, deadline = None, time.time(), time.time() + 20
+        while time.time() - stable_since < 1.0 and time.time() < deadline:
+            time.sleep(0.1)
+            now = [f.sent for f in fakes]
+            if now != last:
+                last, stable_since = now, time.time()
+        grown = rss_kib(other.sessiond.pid) - rss0
+        expect(grown < 8192, "sessiond's memory stays near max_memory (2 MiB): RSS +%d KiB" % grown)
+        log = open(other.sessiond_log).read()
+        expect(log.count("past 3/4 of max_memory") == 1, "the budget is logged once:\n%s" % log[-3000:])
+        pong, _ = witness.until(lambda c: c.get("id") == "w1", ping(st, "w1"))
+        expect(pong.get("type") == "result", "a session on the real server goes on meanwhile")
+        deadline = time.time() + 60
+        for s, got in zip(flooded, ids):
+            while len(got) < count:  # the client polls again: everything, in order
+                r = s.request()
+                expect(r.type is None, "the flooded session goes on: %r" % r)
+                expect(time.time() < deadline, "drained in time: %d of %d messages" % (len(got), count))
+                got += [c.get("id") for c in r.children()]
+            expect(got == ["f%d" % i for i in range(count)], "all %d messages, in order" % count)
+            s.terminate()
+        expect("under half of max_memory again" in open(other.sessiond_log).read(), "the episode's end is logged")
+        witness.terminate()
+    finally:
+        if asan is None:
+            os.environ.pop("ASAN_OPTIONS", None)
+        else:
+            os.environ["ASAN_OPTIONS"] = asan
+        other.stop()
+        for f in fakes:
+            f.close()
+
+
+@case
 def test_misbehaving_server_ends_only_its_session(st):
     cases = [(b"<message><<garbage", "malformed XML"),
              (b"<message>" + b"x" * 6000 + b"</message>", "larger than max_xmpp_stanza_size")]
