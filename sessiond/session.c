@@ -529,13 +529,14 @@ static int build_answer(struct session *s, int i, const struct answer *a, struct
 	return rc | buf_append(b, "</body>", 7);
 }
 
-/* Tells the memory budget what the kept answers hold now. */
+/* Tells the memory budget what the kept answers hold now (more than it
+ * knew only for answers taken over from a snapshot, never charged). */
 static void sent_recharge(struct session *s)
 {
 	size_t n = 0;
 	for (int i = 0; i < s->sent.n; i++)
 		n += s->sent.e[(s->sent.head + i) % s->sent.cap].len;
-	budget_try(&s->sent_charged, n, "answers kept for repeated rids", s->sid); /* grows only after a restore */
+	budget_try(&s->sent_charged, n, "answers kept for repeated rids", s->sid);
 }
 
 /* Keeps an answer for repeats of its rid (§14.3). One the memory budget
