@@ -31,8 +31,8 @@ SESSIOND_SRC := sessiond/main.c sessiond/loop.c sessiond/reply.c sessiond/xmpp.c
 	sessiond/splitter.c sessiond/session.c sessiond/ridwin.c sessiond/store.c \
 	sessiond/front.c sessiond/pool.c sessiond/jsonattrs.c sessiond/resolver.c \
 	sessiond/dial.c sessiond/tls.c sessiond/snapshot.c sessiond/restart.c \
-	sessiond/stream.c sessiond/route.c sessiond/attrs.c $(COMMON_SRC)
-UNIT_TESTS := body splitter frame ridwin config query jsonattrs dial route attrs reply
+	sessiond/stream.c sessiond/route.c sessiond/attrs.c sessiond/budget.c $(COMMON_SRC)
+UNIT_TESTS := body splitter frame ridwin config query jsonattrs dial route attrs reply store
 
 .PHONY: FORCE all check-build deps-run deps-test deps-bench run test unit unit-asan e2e bench clean \
 	continuity continuity-small fuzz fuzz-short \
@@ -91,7 +91,7 @@ $(B)/bosh-prebind: $(PREBIND_SRC) $(wildcard */*.h) $(GEN) | check-build
 
 # Unit test binaries: tests/unit/test_NAME.c with the module sources they need.
 src_body     := fcgi/body.c
-src_splitter := sessiond/splitter.c sessiond/snapshot.c
+src_splitter := sessiond/splitter.c sessiond/snapshot.c sessiond/budget.c common/log.c
 src_frame    := common/frame.c
 src_ridwin   := sessiond/ridwin.c
 src_config   := common/config.c common/log.c
@@ -101,6 +101,7 @@ src_dial     := sessiond/dial.c sessiond/resolver.c sessiond/loop.c common/log.c
 src_route    := sessiond/route.c
 src_attrs    := sessiond/attrs.c common/frame.c
 src_reply    := sessiond/reply.c sessiond/loop.c common/frame.c common/config.c common/log.c
+src_store    := sessiond/store.c common/log.c
 
 # A test is rebuilt when the module sources it links change too.
 .SECONDEXPANSION:
@@ -129,7 +130,7 @@ fsrc_body      := fcgi/body.c
 fsrc_frame     := common/frame.c
 fsrc_query     := fcgi/query.c
 fsrc_jsonattrs := sessiond/jsonattrs.c
-fsrc_splitter  := sessiond/splitter.c sessiond/snapshot.c
+fsrc_splitter  := sessiond/splitter.c sessiond/snapshot.c sessiond/budget.c common/log.c
 # the whole request path: every sessiond module but main.c, and the handler's body parser
 fsrc_session   := $(filter-out sessiond/main.c,$(SESSIOND_SRC)) fcgi/body.c
 FUZZ_SECONDS ?= 60

@@ -43,6 +43,7 @@ static const struct key keys[] = {
 	NUMKEY("max_data_held", max_data_held, 1024, 1024 * 1024),
 	NUMKEY("max_xmpp_stanza_size", max_xmpp_stanza_size, 1024, 16 * 1024 * 1024),
 	NUMKEY("max_client_buffer", max_client_buffer, 4096, 64 * 1024 * 1024),
+	NUMKEY("max_memory", max_memory, 1024 * 1024, LONG_MAX),
 	NUMKEY("max_wait", max_wait, 1, 3600),
 	NUMKEY("default_wait", default_wait, 1, 3600),
 	NUMKEY("default_inactivity", default_inactivity, 1, 3600),
@@ -91,7 +92,13 @@ void config_defaults(struct config *c)
 	c->max_hold = 1;
 	c->polling = 2;
 	c->max_sessions = 10000;
-	c->max_sessions_per_client = 0;
+	/* Generous for a NAT or a company proxy (many users, one address), yet
+	 * one address cannot take every session. */
+	c->max_sessions_per_client = 200;
+	c->max_memory = 256L * 1024 * 1024;
+	c->xmpp_keepalive_idle = 60;
+	c->xmpp_keepalive_interval = 10;
+	c->xmpp_keepalive_count = 6;
 	c->connect_timeout = 10;
 	c->ended_retention = 86400;
 	c->db_flush_ms = 50;
@@ -234,9 +241,38 @@ static int add_header(struct config *c, const char *value, const char **why)
 	return 0;
 }
 
+/* "IDLE [INTERVAL COUNT]": seconds of quiet before TCP keepalive probes
+ * start, seconds between probes, probes unanswered before the connection
+ * is dead. 0 turns keepalive off. */
+static int set_keepalive(struct config *c, const char *value, const char **why)
+{
+	long v[3] = { 0, c->xmpp_keepalive_interval, c->xmpp_keepalive_count };
+	static const long lo[3] = { 0, 1, 1 }, hi[3] = { 86400, 3600, 100 };
+	char copy[64], *save = NULL, *tok;
+	int n = 0;
+	if (strlen(value) >= sizeof copy)
+		return *why = "value too long", -1;
+	snprintf(copy, sizeof copy, "%s", value);
+	for (tok = strtok_r(copy, " \t,", &save); tok; tok = strtok_r(NULL, " \t,", &save)) {
+		if (n == 3 || parse_number(tok, &v[n]) < 0)
+			return *why = "expected IDLE [INTERVAL COUNT] (seconds, seconds, probes)", -1;
+		if (v[n] < lo[n] || v[n] > hi[n])
+			return *why = "out of range", -1;
+		n++;
+	}
+	if (n != 1 && n != 3)
+		return *why = "expected IDLE [INTERVAL COUNT] (seconds, seconds, probes)", -1;
+	c->xmpp_keepalive_idle = v[0];
+	c->xmpp_keepalive_interval = v[1];
+	c->xmpp_keepalive_count = v[2];
+	return 0;
+}
+
 static int set_key(struct config *c, const char *dir, const char *key, const char *value,
                    const char **why)
 {
+	if (strcmp(key, "xmpp_keepalive") == 0)
+		return set_keepalive(c, value, why);
 	if (strncmp(key, "backend.", 8) == 0)
 		return set_backend(c, key + 8, value, why);
 	if (strcmp(key, "header") == 0)

@@ -54,6 +54,7 @@ struct config {
 	long max_data_held;             /* largest request body, bytes */
 	long max_xmpp_stanza_size;      /* largest stanza from the XMPP server, bytes */
 	long max_client_buffer;         /* bytes queued for a client not polling */
+	long max_memory;                /* bytes of queues, stanza buffers, kept answers, all sessions */
 	long max_wait, default_wait;
 	long default_inactivity, max_inactivity;
 	long max_hold;
@@ -78,6 +79,9 @@ struct config {
 	char dns_servers[512];          /* "" = resolv.conf; else c-ares' HOST[:PORT],... */
 	char tls_ca_file[PATH_MAX];     /* "" = the system's CA store */
 	long stanza_timeout;            /* seconds a server may take to finish a stanza */
+	/* TCP keepalive on XMPP connections (xmpp_keepalive = IDLE [INTERVAL COUNT]) */
+	long xmpp_keepalive_idle;       /* seconds quiet before probing; 0 = off */
+	long xmpp_keepalive_interval, xmpp_keepalive_count;
 	long drain_time;                /* after a graceful restart: seconds TLS sessions may stay */
 	/* protocol options */
 	long window_size;               /* rids accepted ahead (and 'requests'); 0 = hold + 1 */

@@ -28,6 +28,7 @@
 #include "session.h"
 #include "snapshot.h"
 #include "bosh.h"
+#include "budget.h"
 #include "log.h"
 #include "attrs.h"
 #include "jsonattrs.h"
@@ -74,6 +75,15 @@ struct held {
 
 #define KEY_HEX 40 /* a SHA-1, hex (XEP-0124 §15) */
 
+/* The keys the last requests carried, by rid (§15): a request sent again
+ * (§14.3) carries its original's key, which must match. Allocated only for
+ * a session that uses keys. */
+#define KEYRING_N (2 * HELD_MAX) /* repeats reach back at most a window plus the held */
+struct keyring {
+	int64_t rid[KEYRING_N];
+	char key[KEYRING_N][KEY_HEX + 1];
+};
+
 /* What the session layer needs of one request, in rid order. */
 struct req {
 	int64_t rid;
@@ -118,10 +128,12 @@ struct session {
 	struct ahead *ahead[HELD_MAX]; /* rare: allocated one by one, not kept in every session */
 	int nahead;
 	struct ridwin sent;           /* last answers, for repeated rids */
+	size_t sent_charged;          /* their bytes, as the memory budget knows them */
 	uint64_t last_answer;         /* loop ms of the last answer (inactivity) */
 	uint64_t linger_until;
 	double created_at, last_seen, ended_at;
 	char key[KEY_HEX + 1];        /* the key the next request's key must hash to; "" off */
+	struct keyring *keys;         /* keys of the last requests, for repeats; NULL: none kept */
 	long pause_until_next;        /* inactivity while paused (§10), 0 when not paused */
 	uint8_t legacy;               /* no 'ver' at creation: HTTP error codes (§17.1) */
 	uint8_t acks;                 /* the client asked for acks at creation (§9) */
@@ -490,6 +502,30 @@ static int build_answer(struct session *s, int i, const struct answer *a, struct
 	return rc | buf_append(b, "</body>", 7);
 }
 
+/* Tells the memory budget what the kept answers hold now (more than it
+ * knew only for answers taken over from a snapshot, never charged). */
+static void sent_recharge(struct session *s)
+{
+	size_t n = 0;
+	for (int i = 0; i < s->sent.n; i++)
+		n += s->sent.e[(s->sent.head + i) % s->sent.cap].len;
+	budget_try(&s->sent_charged, n, "answers kept for repeated rids", s->sid);
+}
+
+/* Keeps an answer for repeats of its rid (§14.3). One the memory budget
+ * has no room for is not kept: the client got it, and only a repeat of that
+ * rid would need it (then item-not-found ends the session, as for any
+ * answer gone). */
+static void keep_answer(struct session *s, int64_t rid, const char *body, size_t len)
+{
+	if (len && budget_try(&s->sent_charged, s->sent_charged + len, "an answer kept for a repeated rid",
+	                      s->sid) < 0)
+		return;
+	if (ridwin_put(&s->sent, rid, body, len, loop_now(loop)) < 0)
+		log_warn("session %s: out of memory caching the answer to rid %lld", s->sid, (long long)rid);
+	sent_recharge(s);
+}
+
 static void answer_held_with(struct session *s, int i, const struct answer *a)
 {
 	struct held *h = HELD(s, i);
@@ -505,17 +541,12 @@ static void answer_held_with(struct session *s, int i, const struct answer *a)
 	if (b.data) {
 		if (h->rid > s->last_answered)
 			s->last_answered = h->rid;
-		if (ridwin_put(&s->sent, h->rid, plain_empty ? NULL : b.data, plain_empty ? 0 : b.len,
-		               loop_now(loop)) < 0)
-			log_warn("session %s: out of memory caching the answer to rid %lld", s->sid,
-			         (long long)h->rid);
 		loop_del(loop, &h->io);
 		answer_body(&h->resp, s->content, b.data, b.len);
 	} else {
 		loop_del(loop, &h->io);
 		reply_drop(&h->resp);
 	}
-	buf_free(&b);
 	if (a->st) {
 		if (notice_due(s, a->st))
 			a->st->closed = 1;
@@ -523,6 +554,10 @@ static void answer_held_with(struct session *s, int i, const struct answer *a)
 		 * now, whichever path sent this answer. */
 		stream_took_queue(a->st);
 	}
+	/* Kept once the queue is given back: its bytes move to the kept answer. */
+	if (b.data)
+		keep_answer(s, h->rid, plain_empty ? NULL : b.data, plain_empty ? 0 : b.len);
+	buf_free(&b);
 	s->last_answer = loop_now(loop);
 	held_remove(s, i);
 }
@@ -560,6 +595,8 @@ static void session_free(void *p)
 	free(s->client_from);
 	streams_free(&s->streams);
 	ridwin_clear(&s->sent);
+	budget_try(&s->sent_charged, 0, NULL, s->sid);
+	free(s->keys);
 	free(s);
 }
 
@@ -823,6 +860,14 @@ static int copy_key(char *dst, const char *src)
 	return 0;
 }
 
+static void sha1_hex(const char *key, char out[KEY_HEX + 1])
+{
+	unsigned char md[SHA_DIGEST_LENGTH];
+	SHA1((const unsigned char *)key, KEY_HEX, md);
+	for (int i = 0; i < SHA_DIGEST_LENGTH; i++)
+		snprintf(out + 2 * i, 3, "%02x", md[i]);
+}
+
 /* §15: the request's key must hash (SHA-1) to the session's current key. */
 static int key_ok(struct session *s, const struct req *r)
 {
@@ -830,13 +875,44 @@ static int key_ok(struct session *s, const struct req *r)
 		return 1;
 	if (!r->key[0])
 		return 0;
-	unsigned char md[SHA_DIGEST_LENGTH];
 	char hex[KEY_HEX + 1];
-	SHA1((const unsigned char *)r->key, KEY_HEX, md);
-	for (int i = 0; i < SHA_DIGEST_LENGTH; i++)
-		sprintf(hex + 2 * i, "%02x", md[i]);
+	sha1_hex(r->key, hex);
 	/* Constant time: a timing difference must not reveal how much matched. */
 	return CRYPTO_memcmp(hex, s->key, KEY_HEX) == 0;
+}
+
+/* Notes the key an accepted request carried, for its repeats. */
+static void remember_key(struct session *s, const struct req *r)
+{
+	if (!s->keys && !(s->keys = calloc(1, sizeof *s->keys)))
+		return; /* repeat_key_ok() falls back on the chain */
+	int i = (int)(r->rid % KEYRING_N);
+	s->keys->rid[i] = r->rid;
+	memcpy(s->keys->key[i], r->key, KEY_HEX + 1);
+}
+
+/* §15 for a request sent again (§14.3): it carries the very key its
+ * original carried, so it must be that key, not one that hashes to the
+ * current key. A session taken over from a snapshot has no keys noted:
+ * there the key d requests back is the current key hashed d times (exact
+ * unless the client switched to a new chain since). */
+static int repeat_key_ok(struct session *s, const struct req *r)
+{
+	if (!s->key[0])
+		return 1;
+	if (!r->key[0])
+		return 0;
+	int i = (int)(r->rid % KEYRING_N);
+	if (s->keys && s->keys->rid[i] == r->rid)
+		return CRYPTO_memcmp(s->keys->key[i], r->key, KEY_HEX) == 0;
+	int64_t back = s->next_rid - 1 - r->rid;
+	if (back < 0 || back > KEYRING_N)
+		return 0;
+	char k[KEY_HEX + 1];
+	memcpy(k, s->key, sizeof k);
+	for (int64_t d = 0; d < back; d++)
+		sha1_hex(k, k);
+	return CRYPTO_memcmp(k, r->key, KEY_HEX) == 0;
 }
 
 /* Answers everything held; the newest (this request) without payload, which
@@ -870,6 +946,7 @@ static void pause_session(struct session *s, long seconds)
 static int client_ack(struct session *s, int64_t ack)
 {
 	ridwin_ack(&s->sent, ack);
+	sent_recharge(s);
 	if (ack >= s->last_answered)
 		return 0;
 	const struct ridwin_entry *e = ridwin_find(&s->sent, ack + 1);
@@ -908,8 +985,10 @@ static int admit(struct session *s, struct responder *resp, const struct req *r)
 		fail_request(s, resp, "item-not-found");
 		return -1;
 	}
-	if (s->key[0])
+	if (s->key[0]) {
+		remember_key(s, r);
 		memcpy(s->key, r->newkey[0] ? r->newkey : r->key, KEY_HEX + 1);
+	}
 	if (r->pause > cfg->max_inactivity) {
 		log_info("session %s: pause %ld is longer than maxpause %ld", s->sid, r->pause,
 		         cfg->max_inactivity);
@@ -1066,7 +1145,7 @@ static void resend_dropped(struct session *s, struct responder *resp, int64_t ri
 	s->dropped[rid % HELD_MAX] = 0;
 	log_debug("session %s: rid %lld sent again after its connection dropped", s->sid, (long long)rid);
 	if (s->last_answered > rid) {
-		ridwin_put(&s->sent, rid, NULL, 0, loop_now(loop));
+		keep_answer(s, rid, NULL, 0);
 		answer_body(resp, s->content, empty_body, sizeof empty_body - 1);
 		return;
 	}
@@ -1075,9 +1154,18 @@ static void resend_dropped(struct session *s, struct responder *resp, int64_t ri
 	session_schedule(s);
 }
 
-/* The client sent a rid again (XEP-0124 §14.3, "Broken Connections"). */
-static void repeat(struct session *s, struct responder *resp, int64_t rid)
+/* The client sent a rid again (XEP-0124 §14.3, "Broken Connections").
+ * Checked as any request is (§15): with the wrong key it ends the session,
+ * or whoever learnt a sid and rid could take the answers over. */
+static void repeat(struct session *s, struct responder *resp, const struct req *r)
 {
+	int64_t rid = r->rid;
+	if (!repeat_key_ok(s, r)) {
+		log_info("session %s: rid %lld sent again with a wrong or missing key", s->sid,
+		         (long long)rid);
+		fail_request(s, resp, "item-not-found");
+		return;
+	}
 	for (int i = 0; i < s->nheld; i++) {
 		if (HELD(s, i)->rid != rid)
 			continue;
@@ -1199,7 +1287,7 @@ static void existing_session(struct session *s, struct responder *resp,
 		    keep_ahead(s, resp, &r) == 0)
 			return;
 		if (r.rid < s->next_rid && ridwin_find(&s->sent, r.rid)) {
-			repeat(s, resp, r.rid); /* older, but kept because not yet acknowledged (§9) */
+			repeat(s, resp, &r); /* older, but kept because not yet acknowledged (§9) */
 			return;
 		}
 		log_info("session %s: rid %lld outside the window (next %lld)", s->sid,
@@ -1207,7 +1295,7 @@ static void existing_session(struct session *s, struct responder *resp,
 		fail_request(s, resp, "item-not-found");
 		return;
 	case RID_REPEAT:
-		repeat(s, resp, r.rid);
+		repeat(s, resp, &r);
 		return;
 	}
 }
@@ -1295,6 +1383,8 @@ static struct stream *open_stream(struct session *s, const struct config_backend
 		.max_output = (size_t)cfg->max_data_held * 4,
 		.connect_timeout_ms = (unsigned)cfg->connect_timeout * 1000,
 		.stanza_timeout_ms = (unsigned)cfg->stanza_timeout * 1000,
+		.keepalive = { (unsigned)cfg->xmpp_keepalive_idle, (unsigned)cfg->xmpp_keepalive_interval,
+		               (unsigned)cfg->xmpp_keepalive_count },
 	};
 	struct stream *st = stream_open(loop, &p, s->sid, (size_t)cfg->max_client_buffer,
 	                                &stream_events, s);
@@ -1461,6 +1551,10 @@ int sessions_init(struct loop *l, const struct config *c)
 {
 	loop = l;
 	cfg = c;
+	/* While the database refuses writes: a row per live session, and as
+	 * many again for sessions that end meanwhile. */
+	store_set_max_queued((size_t)c->max_sessions * 2);
+	budget_init((size_t)c->max_memory);
 	return table_grow();
 }
 

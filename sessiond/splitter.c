@@ -20,6 +20,7 @@
  */
 #define _POSIX_C_SOURCE 200809L /* strdup */
 #include "splitter.h"
+#include "budget.h"
 #include "snapshot.h"
 #include "xmlparser.h"
 
@@ -57,6 +58,7 @@ struct splitter {
 	/* Undelivered bytes: buf[0] is byte number base of the stream. */
 	char *buf;
 	size_t len, cap;
+	size_t charged;              /* cap, as the memory budget knows it */
 	uint64_t base;
 	uint64_t keep;               /* between elements: bytes before this are not needed */
 
@@ -223,6 +225,7 @@ static int add_stream_ns(struct splitter *s, const XML_Char *prefix, const XML_C
 
 /* ---- the held bytes ------------------------------------------------------ */
 
+/* -1 on OOM, -2 if the memory budget (max_memory) has no room. */
 static int buf_append(struct splitter *s, const char *data, size_t n)
 {
 	if (n > SIZE_MAX / 2 - s->len)
@@ -231,9 +234,13 @@ static int buf_append(struct splitter *s, const char *data, size_t n)
 		size_t cap = s->cap ? s->cap : BUF_SMALL;
 		while (cap < s->len + n)
 			cap *= 2;
+		if (budget_try(&s->charged, cap, "an XMPP stream's unfinished stanza", NULL) < 0)
+			return -2;
 		char *b = realloc(s->buf, cap);
-		if (!b)
+		if (!b) {
+			budget_try(&s->charged, s->cap, NULL, NULL);
 			return -1;
+		}
 		s->buf = b;
 		s->cap = cap;
 	}
@@ -248,6 +255,7 @@ static void buf_release(struct splitter *s)
 	s->buf = NULL;
 	s->base += s->len;
 	s->len = s->cap = 0;
+	budget_try(&s->charged, 0, NULL, NULL);
 }
 
 /* A burst can grow the buffer far past what the unfinished element needs;
@@ -261,6 +269,7 @@ static void buf_shrink(struct splitter *s)
 	if (b) {
 		s->buf = b;
 		s->cap = want;
+		budget_try(&s->charged, want, NULL, NULL);
 	}
 }
 
@@ -597,8 +606,12 @@ static void feed_piece(struct splitter *s, const char *data, size_t n)
 		fail(s, SPLITTER_ERROR, "out of memory (unparking the parser)");
 		return;
 	}
-	if (buf_append(s, data, n) < 0) {
-		fail(s, SPLITTER_ERROR, "out of memory");
+	int rc = buf_append(s, data, n);
+	if (rc < 0) {
+		if (rc == -2)
+			fail(s, SPLITTER_NO_MEMORY, "max_memory reached: no room for the stream's unfinished stanza");
+		else
+			fail(s, SPLITTER_ERROR, "out of memory");
 		return;
 	}
 	/* expat gets the caller's bytes: handlers may then look at (and
@@ -664,7 +677,7 @@ void splitter_free(struct splitter *s)
 		return;
 	if (s->p)
 		XML_ParserFree(s->p);
-	free(s->buf);
+	buf_release(s);
 	free_attrs(s);
 	free_ns(s);
 	free(s->root_qname);

@@ -12,7 +12,8 @@
  * Bounded: a top-level element larger than max_stanza bytes, nesting deeper
  * than SPLITTER_MAX_DEPTH, a DOCTYPE, entity declarations, processing
  * instructions, or malformed XML end the stream with an error. Memory held
- * between calls is the unfinished element's bytes only.
+ * between calls is the unfinished element's bytes only, charged to the
+ * memory budget (budget.h).
  */
 #ifndef BOSH_SPLITTER_H
 #define BOSH_SPLITTER_H
@@ -43,6 +44,7 @@ enum splitter_result {
 	SPLITTER_STOPPED = 1,  /* the callback asked to stop */
 	SPLITTER_ERROR = -1,   /* see splitter_error() */
 	SPLITTER_TOO_BIG = -2, /* a top-level element exceeded max_stanza */
+	SPLITTER_NO_MEMORY = -3, /* the memory budget (budget.h) had no room for the held bytes */
 };
 
 struct splitter *splitter_new(size_t max_stanza, splitter_cb cb, void *ctx);

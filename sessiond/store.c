@@ -24,8 +24,17 @@ static const char *const migrations[SCHEMA_VERSION] = {
 
 static sqlite3 *db;
 static sqlite3_stmt *upsert;
+/* One queued row per sid: a newer row for the same sid replaces the older
+ * one, so while the database refuses writes the queue holds at most one row
+ * per session, however often each changes. slots[] finds a sid's row:
+ * open addressing over queue indexes + 1 (0 is empty), at least twice as
+ * many slots as rows. */
 static struct queued *queue;
 static size_t queue_len, queue_cap;
+static size_t *slots;
+static size_t nslots;
+static size_t max_queued = (size_t)-1;
+static size_t dropped; /* rows not queued because the queue was full, this incident */
 static int failing; /* an incident is under way: log its end, not every retry */
 static int own_pid;
 
@@ -113,6 +122,48 @@ int store_open(const char *path, char *err, size_t errlen)
 	return 0;
 }
 
+static size_t sid_hash(const char *sid)
+{
+	size_t h = 5381;
+	for (const char *p = sid; *p; p++)
+		h = h * 33 + (unsigned char)*p;
+	return h;
+}
+
+/* The slot holding sid's row, or the empty slot where it would go. */
+static size_t *slot_of(const char *sid)
+{
+	size_t i = sid_hash(sid) & (nslots - 1);
+	while (slots[i] && strcmp(queue[slots[i] - 1].row.sid, sid) != 0)
+		i = (i + 1) & (nslots - 1);
+	return &slots[i];
+}
+
+static void slots_clear(void)
+{
+	if (slots)
+		memset(slots, 0, nslots * sizeof *slots);
+}
+
+/* Room for rows rows: at least twice as many slots. -1 on OOM. */
+static int slots_fit(size_t rows)
+{
+	if (nslots >= 2 * rows && nslots)
+		return 0;
+	size_t n = nslots ? nslots : 512;
+	while (n < 2 * rows)
+		n *= 2;
+	size_t *t = calloc(n, sizeof *t);
+	if (!t)
+		return -1;
+	free(slots);
+	slots = t;
+	nslots = n;
+	for (size_t i = 0; i < queue_len; i++)
+		*slot_of(queue[i].row.sid) = i + 1;
+	return 0;
+}
+
 static void queued_free(struct queued *q)
 {
 	for (size_t i = 0; i < sizeof q->strings / sizeof q->strings[0]; i++)
@@ -128,6 +179,7 @@ int store_after_fork(char *err, size_t errlen)
 	for (size_t i = 0; i < queue_len; i++)
 		queued_free(&queue[i]);
 	queue_len = 0;
+	slots_clear();
 	return store_reopen(err, errlen);
 }
 
@@ -138,6 +190,9 @@ void store_close(void)
 	free(queue);
 	queue = NULL;
 	queue_len = queue_cap = 0;
+	free(slots);
+	slots = NULL;
+	nslots = 0;
 	sqlite3_finalize(upsert);
 	upsert = NULL;
 	sqlite3_close(db);
@@ -182,8 +237,54 @@ static int copy(struct queued *q, int i, const char **field)
 	return *field ? 0 : -1;
 }
 
+/* Copies row (and its strings) into q. -1 on OOM, q then empty. */
+static int queued_set(struct queued *q, const struct store_row *row)
+{
+	memset(q, 0, sizeof *q);
+	q->row = *row;
+	const char **fields[] = { &q->row.sid, &q->row.state, &q->row.jid, &q->row.to_domain,
+	                          &q->row.route, &q->row.ver, &q->row.lang, &q->row.client_addr,
+	                          &q->row.user_agent, &q->row.end_condition, &q->row.key };
+	for (int i = 0; i < 11; i++)
+		if (copy(q, i, fields[i]) < 0) {
+			queued_free(q);
+			memset(q, 0, sizeof *q);
+			return -1;
+		}
+	return 0;
+}
+
+void store_set_max_queued(size_t n)
+{
+	max_queued = n ? n : 1;
+}
+
 int store_put(const struct store_row *row)
 {
+	if (slots_fit(queue_len + 1) < 0) {
+		log_error("out of memory queueing a session row");
+		return -1;
+	}
+	size_t *slot = slot_of(row->sid);
+	if (*slot) { /* the newest state of this session wins */
+		struct queued *q = &queue[*slot - 1], fresh;
+		if (queued_set(&fresh, row) < 0) {
+			log_error("out of memory queueing a session row");
+			return -1;
+		}
+		queued_free(q);
+		*q = fresh;
+		return 0;
+	}
+	if (queue_len >= max_queued) {
+		/* Sessions come and go during a long outage: past the bound, the
+		 * rows of sessions not queued yet are lost (counted, logged when
+		 * the database takes writes again) rather than memory. */
+		if (!dropped++)
+			log_warn("session rows: %zu queued and the database still refuses them; rows of "
+			         "further sessions are dropped until it takes writes again", queue_len);
+		return 0;
+	}
 	if (queue_len == queue_cap) {
 		size_t cap = queue_cap ? queue_cap * 2 : 256;
 		struct queued *n = realloc(queue, cap * sizeof *n);
@@ -194,19 +295,11 @@ int store_put(const struct store_row *row)
 		queue = n;
 		queue_cap = cap;
 	}
-	struct queued *q = &queue[queue_len];
-	memset(q, 0, sizeof *q);
-	q->row = *row;
-	const char **fields[] = { &q->row.sid, &q->row.state, &q->row.jid, &q->row.to_domain,
-	                          &q->row.route, &q->row.ver, &q->row.lang, &q->row.client_addr,
-	                          &q->row.user_agent, &q->row.end_condition, &q->row.key };
-	for (int i = 0; i < 11; i++)
-		if (copy(q, i, fields[i]) < 0) {
-			queued_free(q);
-			log_error("out of memory queueing a session row");
-			return -1;
-		}
-	queue_len++;
+	if (queued_set(&queue[queue_len], row) < 0) {
+		log_error("out of memory queueing a session row");
+		return -1;
+	}
+	*slot = ++queue_len;
 	return 0;
 }
 
@@ -284,15 +377,20 @@ int store_flush(void)
 		return -1;
 	}
 	if (failing)
-		log_info("session rows written again (%zu caught up)", queue_len);
+		log_info("session rows written again (%zu caught up, %zu dropped)", queue_len, dropped);
 	failing = 0;
+	dropped = 0;
 	for (size_t i = 0; i < queue_len; i++)
 		queued_free(&queue[i]);
 	queue_len = 0;
+	slots_clear();
 	if (queue_cap > 4096) { /* give back a burst's memory */
 		free(queue);
 		queue = NULL;
 		queue_cap = 0;
+		free(slots);
+		slots = NULL;
+		nslots = 0;
 	}
 	return 0;
 }

@@ -39,8 +39,14 @@ int store_reopen(char *err, size_t errlen);
  * newly marked, or -1. */
 long store_recover(double now, double retention, void (*cb)(void *ctx, const char *sid), void *ctx);
 
-/* Queues a copy of row. -1 on out of memory (logged). */
+/* Queues a copy of row, replacing any row queued for the same sid (the
+ * newest state wins), so the queue holds one row per session. -1 on out of
+ * memory (logged). */
 int store_put(const struct store_row *row);
+
+/* Bounds the queue (while the database refuses writes): past n rows, a row
+ * for a sid not queued yet is dropped, and the drop logged once. */
+void store_set_max_queued(size_t n);
 
 /* Writes the queue in one transaction. 0 when written (or nothing to do),
  * -1 when it must be retried later (kept queued). */

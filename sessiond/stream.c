@@ -2,6 +2,7 @@
  * it has queued for the client. */
 #define _GNU_SOURCE
 #include "stream.h"
+#include "budget.h"
 #include "log.h"
 #include "snapshot.h"
 #include "utf8.h"
@@ -69,20 +70,46 @@ static void end_stream(struct stream *st, const char *condition, const char *chi
 	st->ev->ended(st->owner, st, condition);
 }
 
+/* Room for len more bytes. A queue grows by an eighth, not by doubling: its
+ * capacity is what the memory budget is charged, and a doubling would take
+ * a large share of it in one step. -1 on OOM. */
+static int queue_reserve(struct buf *q, size_t len)
+{
+	if (q->len + len <= q->cap)
+		return 0;
+	size_t cap = q->cap + q->cap / 8;
+	if (cap < q->len + len)
+		cap = q->len + len;
+	if (cap < 4096)
+		cap = 4096;
+	char *n = realloc(q->data, cap);
+	if (!n)
+		return -1;
+	q->data = n;
+	q->cap = cap;
+	return 0;
+}
+
 /* -1 if the stream had to end (out of memory). */
 static int queue_for_client(struct stream *st, const char *data, size_t len)
 {
-	if (buf_append(&st->queue, data, len) < 0) {
+	if (queue_reserve(&st->queue, len) < 0 || buf_append(&st->queue, data, len) < 0) {
 		log_error("session %s: out of memory queueing %zu bytes for the client", st->sid, len);
 		end_stream(st, "internal-server-error", NULL, 0);
 		return -1;
 	}
-	if (st->queue.len > st->max_queue && !st->paused && st->xmpp) {
-		/* The client is not polling: stop reading rather than grow. */
+	int tight = budget_charge(&st->charged, st->queue.cap, st->sid);
+	if ((st->queue.len > st->max_queue || tight) && !st->paused && st->xmpp) {
+		/* The client is not polling: stop reading rather than grow. Either
+		 * way it reads again when the client takes the queue. */
 		st->paused = 1;
 		xmpp_pause(st->xmpp, 1);
-		log_info("session %s: %zu bytes queued for the client; reading paused", st->sid,
-		         st->queue.len);
+		if (st->queue.len > st->max_queue)
+			log_info("session %s: %zu bytes queued for the client; reading paused", st->sid,
+			         st->queue.len);
+		else /* budget.c logs the episode, once */
+			log_debug("session %s: memory budget tight; reading paused with %zu bytes queued",
+			          st->sid, st->queue.len);
 	}
 	return 0;
 }
@@ -166,6 +193,7 @@ int stream_restart(struct stream *st, const char *extra_attrs)
 void stream_took_queue(struct stream *st)
 {
 	buf_free(&st->queue); /* idle sessions are the many: they hold no buffer */
+	budget_charge(&st->charged, 0, st->sid);
 	if (st->paused && st->xmpp) {
 		/* Not from inside a parse: xmpp_pause() only changes what epoll watches. */
 		st->paused = 0;
@@ -193,6 +221,7 @@ void stream_free(struct stream *st)
 	free(st->to);
 	free(st->jid);
 	buf_free(&st->queue);
+	budget_charge(&st->charged, 0, st->sid);
 	free(st);
 }
 

@@ -36,9 +36,11 @@ struct stream {
 	char *to;                       /* the domain this stream is for */
 	char *jid;                      /* bound JID, once the server said it */
 	struct buf queue;               /* stanzas for the client */
+	size_t charged;                 /* the queue's memory, as the budget (budget.h) knows it */
 	struct xmpp_conn *xmpp;         /* NULL once closed */
 	uint8_t awaiting_features;      /* opened or restarted: nothing goes out before features */
-	uint8_t paused;                 /* queue past max_client_buffer: not reading */
+	uint8_t paused;                 /* queue past max_client_buffer, or grown while the memory
+	                                 * budget is tight: not reading until the client takes it */
 	/* Set by the session: */
 	const char *end_condition;      /* ended by the server, the client not yet told */
 	uint8_t closed;                 /* over, and the client knows */

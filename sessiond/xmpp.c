@@ -14,6 +14,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -50,6 +52,7 @@ struct xmpp_conn {
 	struct obuf early;    /* the owner's bytes before the stream is ready */
 	size_t max_output;
 	unsigned connect_timeout_ms, stanza_timeout_ms;
+	unsigned keepalive[3]; /* idle s, interval s, probes; idle 0: off */
 	char *domain, *lang, *pin;
 };
 
@@ -380,6 +383,8 @@ static void handle_input(struct xmpp_conn *c)
 		enum splitter_result r = splitter_feed(c->split, read_buf, (size_t)n);
 		if (r == SPLITTER_TOO_BIG)
 			fail(c, XMPP_FAILED, "the server sent a stanza larger than max_xmpp_stanza_size");
+		else if (r == SPLITTER_NO_MEMORY)
+			fail(c, XMPP_FAILED, splitter_error(c->split));
 		else if (r == SPLITTER_ERROR) {
 			char why[256];
 			snprintf(why, sizeof why, "the server sent malformed XML: %s", splitter_error(c->split));
@@ -536,6 +541,22 @@ static void stanza_timeout(void *ctx)
 	fail(c, XMPP_FAILED, why);
 }
 
+/* A server that vanished (power cut, a NAT or firewall that forgot the
+ * connection) sends no FIN: without probes a quiet session would wait for
+ * it forever. The user timeout bounds the same wait when our bytes are the
+ * ones left unacknowledged, where keepalive does not probe. */
+static void set_keepalive(int fd, const unsigned ka[3])
+{
+	int on = ka[0] > 0, idle = (int)ka[0], intvl = (int)ka[1], cnt = (int)ka[2];
+	unsigned user_ms = (ka[0] + ka[1] * ka[2]) * 1000;
+	if (setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &on, sizeof on) < 0 ||
+	    (on && (setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof idle) < 0 ||
+	            setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &intvl, sizeof intvl) < 0 ||
+	            setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &cnt, sizeof cnt) < 0 ||
+	            setsockopt(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &user_ms, sizeof user_ms) < 0)))
+		log_warn("TCP keepalive on the connection to the XMPP server: %s", strerror(errno));
+}
+
 static void dialed(void *ctx, const struct dial_result *r, const char *why)
 {
 	struct xmpp_conn *c = ctx;
@@ -546,6 +567,7 @@ static void dialed(void *ctx, const struct dial_result *r, const char *why)
 	}
 	c->io.fd = r->fd;
 	c->loopback = (uint8_t)r->loopback;
+	set_keepalive(c->io.fd, c->keepalive);
 	if (loop_add(c->loop, &c->io, EPOLLIN | EPOLLOUT) < 0) {
 		fail(c, XMPP_FAILED, "cannot watch the connection to the XMPP server");
 		return;
@@ -573,6 +595,7 @@ struct xmpp_conn *xmpp_open(struct loop *l, const struct xmpp_params *p, xmpp_cb
 	c->policy = p->tls;
 	c->connect_timeout_ms = p->connect_timeout_ms;
 	c->stanza_timeout_ms = p->stanza_timeout_ms ? p->stanza_timeout_ms : 60000;
+	memcpy(c->keepalive, p->keepalive, sizeof c->keepalive);
 	c->domain = strdup(p->domain);
 	c->lang = p->lang ? strdup(p->lang) : NULL;
 	c->pin = p->pin && *p->pin ? strdup(p->pin) : NULL;

@@ -41,6 +41,7 @@ struct xmpp_params {
 	size_t max_output;       /* bytes queued towards the server before failing */
 	unsigned connect_timeout_ms;
 	unsigned stanza_timeout_ms; /* longest time to finish a started stanza */
+	unsigned keepalive[3];   /* TCP keepalive: idle s, interval s, probes; idle 0: off */
 };
 
 /* Starts connecting. NULL on immediate failure (logged). */

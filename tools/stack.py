@@ -161,6 +161,8 @@ class Stack:
                     "handler_log_file = sessiond.log\n"
                     "log_level = debug\n"
                     "handlers = 2\n"
+                    "# every client of a stack on loopback (load tools included) has one address\n"
+                    "max_sessions_per_client = 0\n"
                     "handler_path = %s\n"
                     "backend.%s = %s\n%s\n%s\n%s\n"
                     % (self.handler_bin, self.domain, backend,

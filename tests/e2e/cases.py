@@ -691,6 +691,37 @@ def test_key_sequence(st):
 
 
 @case
+def test_key_checked_on_repeated_rid(st):
+    # §14.3 + §15: a request sent again carries its original's key; any other ends the session
+    k = key_chain(8)
+    s = Session(st.url, st.domain, wait=1)
+    s.create(newkey=k[8])
+    first = s.request(key=k[7])
+    expect(first.type is None, first)
+    again = s.request(rid=s.rid, key=k[7])
+    expect(again.status == 200 and again.text == first.text, "the same answer again: %r" % again)
+    k2 = key_chain(4)  # a switch to a new chain: its repeat carries the old chain's key
+    switched = s.request(key=k[6], newkey=k2[4])
+    expect(switched.type is None, switched)
+    again = s.request(rid=s.rid, key=k[6])
+    expect(again.text == switched.text, "the switching request sent again: %r" % again)
+    r = s.request(rid=s.rid, key=k2[3])  # the key a new request would carry, not the original's
+    expect(r.type == "terminate" and r.condition == "item-not-found", "a repeat with another key: %r" % r)
+    db = row(st, s.sid, until=lambda r: r["state"] == "ended")
+    expect(db["end_condition"] == "item-not-found", db)
+    # a held request cannot be taken over by a repeat without its key
+    k = key_chain(4)
+    s = Session(st.url, st.domain, wait=5)
+    s.create(newkey=k[4])
+    held = s.request_async(key=k[3])
+    time.sleep(0.3)
+    r = s.request(rid=s.rid)
+    expect(r.type == "terminate" and r.condition == "item-not-found", "a repeat without a key: %r" % r)
+    got = held.join(5)
+    expect(isinstance(got, bosh.Response) and got.type == "terminate", "the held one is told: %r" % got)
+
+
+@case
 def test_acknowledgements(st):
     s = Session(st.url, st.domain, wait=10)
     r = s.create(ack=1)
@@ -1455,6 +1486,103 @@ def test_client_not_polling_stops_reading_at_max_client_buffer(st):
     finally:
         other.stop()
         fake.close()
+
+
+def keepalive_timers(pid, port):
+    """The TCP keepalive timers (seconds left) of pid's connections to port, as ss shows them."""
+    out = subprocess.run(["ss", "-tnopH", "state", "established", "dport", "= :%d" % port],
+                         capture_output=True, text=True).stdout
+    timers = []
+    for line in out.splitlines():
+        if "pid=%d," % pid not in line:
+            continue
+        m = re.search(r"timer:\((\w+),(?:(\d+)min)?(?:(\d+)(?:\.\d+)?sec)?(?:(\d+)ms)?", line)
+        timers.append(None if not m or m.group(1) != "keepalive" else
+                      int(m.group(2) or 0) * 60 + int(m.group(3) or 0) + (1 if m.group(4) else 0))
+    return timers
+
+
+@case
+def test_xmpp_connections_have_tcp_keepalive(st):
+    # a server that vanishes without a FIN is noticed by the probes, not never
+    other = side_stack(st, "xmpp_keepalive = 25 5 3\n")
+    try:
+        other.start_sessiond()
+        other.start_nginx()
+        s = Session(other.url, st.domain, wait=2)
+        expect(s.create().attr("sid"), "session created")
+        timers = keepalive_timers(other.sessiond.pid, st.c2s_port)
+        expect(timers and all(t is not None and 0 < t <= 25 for t in timers),
+               "sessiond's connection to the XMPP server has its keepalive timer: %r" % timers)
+        s.terminate()
+    finally:
+        other.stop()
+    s = Session(st.url, st.domain, wait=2)  # the default: 60 s of quiet
+    s.create()
+    timers = keepalive_timers(st.sessiond.pid, st.c2s_port)
+    expect(timers and all(t is not None and 0 < t <= 60 for t in timers), "default keepalive: %r" % timers)
+    s.terminate()
+
+
+@case
+def test_memory_budget_is_shared_by_sessions(st):
+    # Two servers flood two sessions whose clients do not poll. Each queue alone stays under
+    # max_client_buffer; together they reach max_memory: reading stops, once logged, and
+    # nothing is lost; a third session goes on.
+    count, size = 6000, 1000
+    fakes = [FakeXmppServer(flood=(count, size)) for _ in range(2)]
+    other = side_stack(st, "backend.fake.test = 127.0.0.1:%d\nbackend.fake2.test = 127.0.0.1:%d\n"
+                       "max_client_buffer = 33554432\nmax_memory = 2097152\n"
+                       "max_inactivity = 60\ndefault_inactivity = 40\n" % (fakes[0].port, fakes[1].port))
+    asan = os.environ.get("ASAN_OPTIONS")
+    try:
+        # ASan's quarantine would keep every buffer the queues outgrew: RSS is to measure ours
+        os.environ["ASAN_OPTIONS"] = "detect_leaks=0:abort_on_error=0:quarantine_size_mb=0"
+        other.start_sessiond()
+        if asan is None:
+            del os.environ["ASAN_OPTIONS"]
+        else:
+            os.environ["ASAN_OPTIONS"] = asan
+        other.start_nginx()
+        witness = Session(other.url, st.domain, wait=5)
+        witness.login("carol", USERS["carol"], "witness")
+        flooded = [Session(other.url, d, wait=5) for d in ("fake.test", "fake2.test")]
+        for s in flooded:
+            expect(s.create().attr("sid"), "session on a fake server")
+        rss0 = rss_kib(other.sessiond.pid)
+        ids = [[c.get("id") for c in s.request("<presence xmlns='jabber:client'/>").children()]
+               for s in flooded]  # starts the floods; then no requests
+        last, stable_since, deadline = None, time.time(), time.time() + 20
+        while time.time() - stable_since < 1.0 and time.time() < deadline:
+            time.sleep(0.1)
+            now = [f.sent for f in fakes]
+            if now != last:
+                last, stable_since = now, time.time()
+        grown = rss_kib(other.sessiond.pid) - rss0
+        expect(grown < 8192, "sessiond's memory stays near max_memory (2 MiB): RSS +%d KiB" % grown)
+        log = open(other.sessiond_log).read()
+        expect(log.count("past 3/4 of max_memory") == 1, "the budget is logged once:\n%s" % log[-3000:])
+        pong, _ = witness.until(lambda c: c.get("id") == "w1", ping(st, "w1"))
+        expect(pong.get("type") == "result", "a session on the real server goes on meanwhile")
+        deadline = time.time() + 60
+        for s, got in zip(flooded, ids):
+            while len(got) < count:  # the client polls again: everything, in order
+                r = s.request()
+                expect(r.type is None, "the flooded session goes on: %r" % r)
+                expect(time.time() < deadline, "drained in time: %d of %d messages" % (len(got), count))
+                got += [c.get("id") for c in r.children()]
+            expect(got == ["f%d" % i for i in range(count)], "all %d messages, in order" % count)
+            s.terminate()
+        expect("under half of max_memory again" in open(other.sessiond_log).read(), "the episode's end is logged")
+        witness.terminate()
+    finally:
+        if asan is None:
+            os.environ.pop("ASAN_OPTIONS", None)
+        else:
+            os.environ["ASAN_OPTIONS"] = asan
+        other.stop()
+        for f in fakes:
+            f.close()
 
 
 @case

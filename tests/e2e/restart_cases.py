@@ -70,6 +70,29 @@ def test_graceful_restart_keeps_sessions_and_held_requests(st):
 
 
 @case
+def test_graceful_restart_keeps_checking_keys_of_repeated_rids(st):
+    from cases import key_chain
+    other = side_stack(st)
+    try:
+        other.start_sessiond()
+        other.start_nginx()
+        k = key_chain(6)
+        s = Session(other.url, st.domain, wait=1)
+        s.create(newkey=k[6])
+        first = s.request(key=k[5])
+        second = s.request(key=k[4])
+        restart(other)
+        # the successor checks a repeat against the key chain: the key its first sending carried
+        expect(s.request(rid=s.rid - 1, key=k[5]).text == first.text, "older rid sent again")
+        expect(s.request(rid=s.rid, key=k[4]).text == second.text, "last rid sent again")
+        expect(s.request(key=k[3]).type is None, "the session goes on")
+        r = s.request(rid=s.rid, key=k[2])
+        expect(r.type == "terminate" and r.condition == "item-not-found", "a repeat with another key: %r" % r)
+    finally:
+        other.stop()
+
+
+@case
 def test_graceful_restart_in_the_middle_of_a_stanza(st):
     go_on = threading.Event()
 

@@ -32,6 +32,38 @@ static void test_defaults(void)
 	CHECK(c.max_hold == 1);
 	CHECK(c.max_data_held == 100000);
 	CHECK(c.window_size == 0); /* hold + 1 */
+	CHECK(c.max_sessions_per_client == 200); /* a NAT's browsers fit, one address cannot take all */
+	CHECK(c.max_memory == 256L * 1024 * 1024);
+	CHECK(c.xmpp_keepalive_idle == 60 && c.xmpp_keepalive_interval == 10 &&
+	      c.xmpp_keepalive_count == 6);
+}
+
+static void test_limits_and_keepalive(void)
+{
+	struct config c;
+	char err[256];
+	CHECK(load("max_memory = 8388608\nxmpp_keepalive = 30 5 3\n", &c, err, sizeof err) == 0);
+	CHECK(c.max_memory == 8388608);
+	CHECK(c.xmpp_keepalive_idle == 30 && c.xmpp_keepalive_interval == 5 && c.xmpp_keepalive_count == 3);
+	CHECK(load("xmpp_keepalive = 0\n", &c, err, sizeof err) == 0);
+	CHECK(c.xmpp_keepalive_idle == 0);
+	CHECK(load("xmpp_keepalive = 120\n", &c, err, sizeof err) == 0);
+	CHECK(c.xmpp_keepalive_idle == 120 && c.xmpp_keepalive_interval == 10 && c.xmpp_keepalive_count == 6);
+	static const struct { const char *text, *want; } bad[] = {
+		{ "max_memory = 1000\n", "key 'max_memory': out of range" },
+		{ "xmpp_keepalive = 30 5\n", "key 'xmpp_keepalive': expected IDLE [INTERVAL COUNT]" },
+		{ "xmpp_keepalive = 30 5 3 1\n", "key 'xmpp_keepalive': expected" },
+		{ "xmpp_keepalive = soon\n", "key 'xmpp_keepalive': expected" },
+		{ "xmpp_keepalive = 30 0 3\n", "key 'xmpp_keepalive': out of range" },
+		{ "xmpp_keepalive = -1\n", "key 'xmpp_keepalive': out of range" },
+	};
+	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+		CHECK(load(bad[i].text, &c, err, sizeof err) < 0);
+		if (!strstr(err, bad[i].want)) {
+			check_failed++;
+			fprintf(stderr, "case %zu: got \"%s\", want \"%s\"\n", i, err, bad[i].want);
+		}
+	}
 }
 
 static void test_good(void)
@@ -158,6 +190,7 @@ int main(void)
 	test_defaults();
 	test_good();
 	test_errors();
+	test_limits_and_keepalive();
 	test_headers_and_cors();
 	test_backend_options();
 	return check_summary("config");

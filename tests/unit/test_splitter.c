@@ -2,6 +2,8 @@
 #include "check.h"
 #include "snapshot.h"
 #include "splitter.h"
+#include "budget.h"
+#include "log.h"
 
 #include <expat.h>
 #include <stdlib.h>
@@ -795,6 +797,34 @@ static void test_snapshot(void)
 	col_free(&c);
 }
 
+/* The unfinished stanza is charged to the shared memory budget, given back
+ * as it is delivered or dropped, and cannot grow past the budget. */
+static void test_budget(void)
+{
+	static const char head[] = "<stream:stream xmlns='jabber:client' "
+	                           "xmlns:stream='http://etherx.jabber.org/streams'>";
+	struct col c = { 0 };
+	log_open("test_splitter", "-", LOG_ERROR); /* the budget's lines are expected here */
+	budget_init(64 * 1024);
+	struct splitter *s = splitter_new(1 << 20, collect, &c);
+	CHECK(splitter_feed(s, head, strlen(head)) == SPLITTER_OK);
+	char *m = stanza_of(20000);
+	CHECK(splitter_feed(s, m, 10000) == SPLITTER_OK);
+	CHECK(budget_in_use() >= 10000 && budget_in_use() <= 32768);
+	CHECK(splitter_feed(s, m + 10000, 10000) == SPLITTER_OK);
+	CHECK(c.n == 2 && c.r[1].len >= 20000); /* delivered; the buffer shrinks back */
+	CHECK(budget_in_use() <= 4096);
+	free(m);
+	m = stanza_of(100000); /* larger than the whole budget */
+	CHECK(splitter_feed(s, m, 100000) == SPLITTER_NO_MEMORY);
+	CHECK(strstr(splitter_error(s), "max_memory") != NULL);
+	CHECK(budget_in_use() == 0);
+	splitter_free(s);
+	free(m);
+	col_free(&c);
+	budget_init(0);
+}
+
 int main(void)
 {
 	test_example_stream();
@@ -812,6 +842,7 @@ int main(void)
 	test_many();
 	test_park();
 	test_snapshot();
+	test_budget();
 	splitter_free(NULL);
 	return check_summary("splitter");
 }
