@@ -204,13 +204,14 @@ MANDIR  := $(PREFIX)/share/man
 install: all
 	install -d $(DESTDIR)$(SBINDIR) $(DESTDIR)$(BINDIR) $(DESTDIR)$(DATADIR)/sql \
 		$(DESTDIR)$(DOCDIR)/examples/nginx $(DESTDIR)$(DOCDIR)/examples/apache \
-		$(DESTDIR)$(MANDIR)/man8
+		$(DESTDIR)$(DOCDIR)/examples/logrotate $(DESTDIR)$(MANDIR)/man8
 	install -m 755 $(B)/sessiond $(B)/bosh-handler $(DESTDIR)$(SBINDIR)/
 	install -m 755 $(B)/bosh-prebind tools/bosh-discovery $(DESTDIR)$(BINDIR)/
 	install -m 644 sql/schema.sql sql/views.sql $(DESTDIR)$(DATADIR)/sql/
 	install -m 644 conf/bosh.conf.example $(DESTDIR)$(DOCDIR)/examples/
 	install -m 644 conf/nginx/*.conf $(DESTDIR)$(DOCDIR)/examples/nginx/
 	install -m 644 conf/apache/* $(DESTDIR)$(DOCDIR)/examples/apache/
+	install -m 644 conf/logrotate/bosh-sessiond $(DESTDIR)$(DOCDIR)/examples/logrotate/
 	install -m 644 README.md $(DESTDIR)$(DOCDIR)/
 	install -m 644 man/sessiond.8 man/bosh-handler.8 $(DESTDIR)$(MANDIR)/man8/
 

@@ -43,7 +43,8 @@ int sessiond_answers(const char *control_socket)
 static void exec_sessiond(const struct config *cfg, const char *config_path)
 {
 	int null = open("/dev/null", O_RDWR);
-	int out = strcmp(cfg->log_file, "-") == 0 ? -1 : open(cfg->log_file, O_WRONLY | O_APPEND | O_CREAT, 0640);
+	int out = strcmp(cfg->log_file, "-") == 0
+	          ? -1 : open(cfg->log_file, O_WRONLY | O_APPEND | O_CREAT | O_NOFOLLOW, 0640);
 	if (out < 0)
 		out = null;
 	if (null < 0 || dup2(null, 0) < 0 || dup2(out, 1) < 0 || dup2(out, 2) < 0)
