@@ -166,7 +166,7 @@ static void dispatch(struct conn *c, size_t n, int passed)
 		n--;
 	}
 	if (frame_decode_request(frame, n, &fr, err, sizeof err) < 0) {
-		log_warn("bad frame from a handler (%s); closing its connection", err);
+		log_limited(LOG_WARN, "bad frames", "bad frame from a handler (%s); closing its connection", err);
 		if (passed >= 0)
 			close(passed);
 		conn_close(c, 1);
