@@ -393,10 +393,15 @@ static void reload(void)
 		          "stays: %s", err);
 		return;
 	}
-	cfg.max_sessions = max_sessions_asked; /* as the file said, before raise_fd_limit */
+	long running = cfg.max_sessions; /* raise_fd_limit may have lowered the file's value */
+	cfg.max_sessions = max_sessions_asked;
 	config_reload(&cfg, &next, changed, sizeof changed, later, sizeof later);
-	max_sessions_asked = cfg.max_sessions;
-	raise_fd_limit();
+	if (cfg.max_sessions == max_sessions_asked) {
+		cfg.max_sessions = running;
+	} else {
+		max_sessions_asked = cfg.max_sessions;
+		raise_fd_limit();
+	}
 	if (!level_arg)
 		log_set_level((enum log_level)cfg.log_level);
 	front_set_peers(uids, nuids);
@@ -657,13 +662,13 @@ static int run(const char *config_path, const char *level, int resume_fd)
 	int control = -1, fcgi = -1;
 	char err[512], handler[PATH_MAX];
 	struct snap_r snap = { 0 };
+	max_sessions_asked = cfg.max_sessions;
 	raise_fd_limit();
 	/* Every request allocates and frees a few small buffers; without this
 	 * glibc gives the top of the heap back and takes it again (brk) each time. */
 	mallopt(M_TRIM_THRESHOLD, 16 * 1024 * 1024);
 	mallopt(M_TOP_PAD, 1024 * 1024);
 	srandom((unsigned)time(NULL) ^ (unsigned)getpid()); /* SRV weights */
-	max_sessions_asked = cfg.max_sessions;
 	if (resume_fd >= 0 && restart_read_snapshot(resume_fd, &snap, &fcgi) < 0) {
 		log_error("restart: the snapshot is unreadable");
 		return 1;
