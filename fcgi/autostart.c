@@ -107,7 +107,7 @@ static int spawn(const struct config *cfg, const char *config_path, int timeout_
 /* The lock, bounded: a stuck holder must not hang every request. */
 static int take_lock(const char *path, int timeout_ms)
 {
-	int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
 	if (fd < 0) {
 		log_error("autostart: cannot open lock file %s: %s", path, strerror(errno));
 		return -1;
