@@ -32,7 +32,7 @@ SESSIOND_SRC := sessiond/main.c sessiond/loop.c sessiond/reply.c sessiond/xmpp.c
 	sessiond/front.c sessiond/pool.c sessiond/jsonattrs.c sessiond/resolver.c \
 	sessiond/dial.c sessiond/tls.c sessiond/snapshot.c sessiond/restart.c \
 	sessiond/stream.c sessiond/route.c sessiond/attrs.c sessiond/budget.c $(COMMON_SRC)
-UNIT_TESTS := body splitter frame ridwin config query jsonattrs dial route attrs reply store
+UNIT_TESTS := body splitter frame ridwin config query jsonattrs dial route attrs reply store log
 
 .PHONY: FORCE all check-build deps-run deps-test deps-bench run test unit unit-asan e2e bench clean \
 	continuity continuity-small fuzz fuzz-short \
@@ -95,6 +95,7 @@ src_splitter := sessiond/splitter.c sessiond/snapshot.c sessiond/budget.c common
 src_frame    := common/frame.c
 src_ridwin   := sessiond/ridwin.c
 src_config   := common/config.c common/log.c
+src_log      := common/log.c
 src_query    := fcgi/query.c
 src_jsonattrs := sessiond/jsonattrs.c
 src_dial     := sessiond/dial.c sessiond/resolver.c sessiond/loop.c common/log.c
@@ -208,13 +209,14 @@ MANDIR  := $(PREFIX)/share/man
 install: all
 	install -d $(DESTDIR)$(SBINDIR) $(DESTDIR)$(BINDIR) $(DESTDIR)$(DATADIR)/sql \
 		$(DESTDIR)$(DOCDIR)/examples/nginx $(DESTDIR)$(DOCDIR)/examples/apache \
-		$(DESTDIR)$(MANDIR)/man8
+		$(DESTDIR)$(DOCDIR)/examples/logrotate $(DESTDIR)$(MANDIR)/man8
 	install -m 755 $(B)/sessiond $(B)/bosh-handler $(DESTDIR)$(SBINDIR)/
 	install -m 755 $(B)/bosh-prebind tools/bosh-discovery $(DESTDIR)$(BINDIR)/
 	install -m 644 sql/schema.sql sql/views.sql $(DESTDIR)$(DATADIR)/sql/
 	install -m 644 conf/bosh.conf.example $(DESTDIR)$(DOCDIR)/examples/
 	install -m 644 conf/nginx/*.conf $(DESTDIR)$(DOCDIR)/examples/nginx/
 	install -m 644 conf/apache/* $(DESTDIR)$(DOCDIR)/examples/apache/
+	install -m 644 conf/logrotate/bosh-sessiond $(DESTDIR)$(DOCDIR)/examples/logrotate/
 	install -m 644 README.md $(DESTDIR)$(DOCDIR)/
 	install -m 644 man/sessiond.8 man/bosh-handler.8 $(DESTDIR)$(MANDIR)/man8/
 

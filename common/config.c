@@ -19,11 +19,15 @@ struct key {
 	size_t offset;
 	size_t size;      /* for strings */
 	long min, max;    /* for numbers */
+	int reload;       /* a running sessiond applies a new value on SIGHUP */
 };
 
-#define PATHKEY(n, f) { n, K_PATH, offsetof(struct config, f), sizeof(((struct config *)0)->f), 0, 0 }
-#define STRKEY(n, f) { n, K_STRING, offsetof(struct config, f), sizeof(((struct config *)0)->f), 0, 0 }
-#define NUMKEY(n, f, lo, hi) { n, K_NUMBER, offsetof(struct config, f), 0, lo, hi }
+#define PATHKEY(n, f) { n, K_PATH, offsetof(struct config, f), sizeof(((struct config *)0)->f), 0, 0, 0 }
+#define STRKEY(n, f) { n, K_STRING, offsetof(struct config, f), sizeof(((struct config *)0)->f), 0, 0, 0 }
+#define NUMKEY(n, f, lo, hi) { n, K_NUMBER, offsetof(struct config, f), 0, lo, hi, 0 }
+/* The same, for keys SIGHUP applies (config_reload). */
+#define RSTRKEY(n, f) { n, K_STRING, offsetof(struct config, f), sizeof(((struct config *)0)->f), 0, 0, 1 }
+#define RNUMKEY(n, f, lo, hi) { n, K_NUMBER, offsetof(struct config, f), 0, lo, hi, 1 }
 
 static const struct key keys[] = {
 	PATHKEY("fcgi_socket", fcgi_socket),
@@ -38,38 +42,39 @@ static const struct key keys[] = {
 	NUMKEY("idle_exit", idle_exit, 0, 30L * 86400),
 	STRKEY("user", user),
 	STRKEY("group", group),
-	{ "log_level", K_LEVEL, offsetof(struct config, log_level), 0, 0, 0 },
+	RSTRKEY("handler_users", handler_users),
+	{ "log_level", K_LEVEL, offsetof(struct config, log_level), 0, 0, 0, 1 },
 	NUMKEY("handlers", handlers, 0, 64),
-	NUMKEY("max_data_held", max_data_held, 1024, 1024 * 1024),
-	NUMKEY("max_xmpp_stanza_size", max_xmpp_stanza_size, 1024, 16 * 1024 * 1024),
-	NUMKEY("max_client_buffer", max_client_buffer, 4096, 64 * 1024 * 1024),
+	RNUMKEY("max_data_held", max_data_held, 1024, 1024 * 1024),
+	RNUMKEY("max_xmpp_stanza_size", max_xmpp_stanza_size, 1024, 16 * 1024 * 1024),
+	RNUMKEY("max_client_buffer", max_client_buffer, 4096, 64 * 1024 * 1024),
 	NUMKEY("max_memory", max_memory, 1024 * 1024, LONG_MAX),
-	NUMKEY("max_wait", max_wait, 1, 3600),
-	NUMKEY("default_wait", default_wait, 1, 3600),
-	NUMKEY("default_inactivity", default_inactivity, 1, 3600),
-	NUMKEY("max_inactivity", max_inactivity, 1, 86400),
-	NUMKEY("max_hold", max_hold, 1, 8),
-	NUMKEY("polling", polling, 0, 3600),
-	NUMKEY("strict_polling", strict_polling, 0, 1),
-	NUMKEY("max_sessions", max_sessions, 1, 1000000),
-	NUMKEY("max_sessions_per_client", max_sessions_per_client, 0, 1000000),
+	RNUMKEY("max_wait", max_wait, 1, 3600),
+	RNUMKEY("default_wait", default_wait, 1, 3600),
+	RNUMKEY("default_inactivity", default_inactivity, 1, 3600),
+	RNUMKEY("max_inactivity", max_inactivity, 1, 86400),
+	RNUMKEY("max_hold", max_hold, 1, 8),
+	RNUMKEY("polling", polling, 0, 3600),
+	RNUMKEY("strict_polling", strict_polling, 0, 1),
+	RNUMKEY("max_sessions", max_sessions, 1, 1000000),
+	RNUMKEY("max_sessions_per_client", max_sessions_per_client, 0, 1000000),
 	/* node-xmpp-bosh's name for the largest hold */
-	NUMKEY("max_bosh_connections", max_hold, 1, 8),
+	RNUMKEY("max_bosh_connections", max_hold, 1, 8),
 	NUMKEY("connect_timeout", connect_timeout, 1, 600),
-	NUMKEY("ended_retention", ended_retention, 0, 365L * 86400),
-	NUMKEY("db_flush_ms", db_flush_ms, 0, 10000),
-	STRKEY("cors_origins", cors_origins),
-	NUMKEY("cors_max_age", cors_max_age, 0, 86400 * 7),
-	NUMKEY("allow_get", allow_get, 0, 1),
-	STRKEY("no_tls_domains", no_tls_domains),
-	STRKEY("allowed_routes", allowed_routes),
+	RNUMKEY("ended_retention", ended_retention, 0, 365L * 86400),
+	RNUMKEY("db_flush_ms", db_flush_ms, 0, 10000),
+	RSTRKEY("cors_origins", cors_origins),
+	RNUMKEY("cors_max_age", cors_max_age, 0, 86400 * 7),
+	RNUMKEY("allow_get", allow_get, 0, 1),
+	RSTRKEY("no_tls_domains", no_tls_domains),
+	RSTRKEY("allowed_routes", allowed_routes),
 	STRKEY("dns_servers", dns_servers),
 	PATHKEY("tls_ca_file", tls_ca_file),
-	NUMKEY("stanza_timeout", stanza_timeout, 1, 3600),
-	NUMKEY("drain_time", drain_time, 0, 7 * 86400),
+	RNUMKEY("stanza_timeout", stanza_timeout, 1, 3600),
+	RNUMKEY("drain_time", drain_time, 0, 7 * 86400),
 	/* protocol options; window_size is node-xmpp-bosh's name (at most RIDWIN_MAX) */
-	NUMKEY("window_size", window_size, 0, 9),
-	NUMKEY("pidgin_compatible", pidgin_compatible, 0, 1),
+	RNUMKEY("window_size", window_size, 0, 9),
+	RNUMKEY("pidgin_compatible", pidgin_compatible, 0, 1),
 };
 
 void config_defaults(struct config *c)
@@ -407,6 +412,71 @@ int config_load(struct config *c, const char *path, char *err, size_t errlen)
 		rc = -1;
 	}
 	return rc;
+}
+
+/* Appends " name" to list, bounded; a full list ends in " ...". */
+static void name_in(char *list, size_t cap, const char *prefix, const char *name)
+{
+	size_t used = strlen(list);
+	if (used + strlen(prefix) + strlen(name) + 6 >= cap) {
+		if (used + 5 < cap && (used < 4 || strcmp(list + used - 4, " ...") != 0))
+			snprintf(list + used, cap - used, " ...");
+		return;
+	}
+	snprintf(list + used, cap - used, "%s%s%s", used ? " " : "", prefix, name);
+}
+
+static int key_differs(const struct key *k, const struct config *a, const struct config *b)
+{
+	const char *fa = (const char *)a + k->offset, *fb = (const char *)b + k->offset;
+	switch (k->kind) {
+	case K_PATH:
+	case K_STRING: return strcmp(fa, fb) != 0;
+	case K_NUMBER: return *(const long *)(const void *)fa != *(const long *)(const void *)fb;
+	case K_LEVEL: return *(const int *)(const void *)fa != *(const int *)(const void *)fb;
+	}
+	return 0;
+}
+
+static int backend_differs(const struct config_backend *a, const struct config_backend *b)
+{
+	return !b || strcmp(a->host, b->host) || strcmp(a->port, b->port) || a->tls != b->tls ||
+	       strcmp(a->pin, b->pin);
+}
+
+void config_reload(struct config *cur, const struct config *next, char *changed, size_t clen,
+                   char *restart, size_t rlen)
+{
+	changed[0] = restart[0] = 0;
+	for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) {
+		const struct key *k = &keys[i];
+		int alias = 0; /* another name of a field already seen (max_bosh_connections) */
+		for (size_t j = 0; j < i; j++)
+			alias |= keys[j].offset == k->offset;
+		if (alias || !key_differs(k, cur, next))
+			continue;
+		name_in(changed, clen, "", k->name);
+		if (!k->reload) {
+			name_in(restart, rlen, "", k->name);
+			continue;
+		}
+		size_t size = k->kind == K_NUMBER ? sizeof(long) : k->kind == K_LEVEL ? sizeof(int) : k->size;
+		memcpy((char *)cur + k->offset, (const char *)next + k->offset, size);
+	}
+	for (size_t i = 0; i < next->nbackends; i++)
+		if (backend_differs(&next->backends[i], config_backend(cur, next->backends[i].domain)))
+			name_in(changed, clen, "backend.", next->backends[i].domain);
+	for (size_t i = 0; i < cur->nbackends; i++)
+		if (!config_backend(next, cur->backends[i].domain))
+			name_in(changed, clen, "backend.", cur->backends[i].domain);
+	/* No session keeps a pointer into the table past one loop turn
+	 * (sessions look their domain up each time), so it is replaced whole. */
+	memcpy(cur->backends, next->backends, sizeof cur->backends);
+	cur->nbackends = next->nbackends;
+	if (strcmp(cur->extra_headers, next->extra_headers) != 0) {
+		name_in(changed, clen, "", "header");
+		memcpy(cur->extra_headers, next->extra_headers, sizeof cur->extra_headers);
+	}
 }
 
 const struct config_backend *config_backend(const struct config *c, const char *domain)

@@ -49,6 +49,10 @@ struct config {
 	char pid_file[PATH_MAX];        /* sessiond writes its PID here; "" = none */
 	char user[64];                  /* drop to this user when started as root */
 	char group[64];                 /* sockets are 0660 with this group */
+	/* users (names or uids) whose processes may send requests on the control
+	 * socket, besides sessiond's own user and root; "" = the user named like
+	 * group, if there is one (www-data, apache, nginx) */
+	char handler_users[512];
 	int log_level;
 	long handlers;                  /* handler processes to supervise; 0 = none */
 	long max_data_held;             /* largest request body, bytes */
@@ -94,6 +98,14 @@ void config_defaults(struct config *c);
 /* Reads path over the defaults. On error returns -1 with
  * "FILE:LINE: key 'KEY': reason" in err. */
 int config_load(struct config *c, const char *path, char *err, size_t errlen);
+
+/* SIGHUP: next is the file read again. Copies into *cur what a running
+ * sessiond can take at once (the keys marked reload in config.c, the
+ * backends, the headers); names in changed the keys whose value differs
+ * and in restart those of them that wait for a restart. Lists are
+ * space-separated, "" when empty; a backend is named backend.DOMAIN. */
+void config_reload(struct config *cur, const struct config *next, char *changed, size_t clen,
+                   char *restart, size_t rlen);
 
 /* The backend serving domain (case-insensitive), or NULL. */
 const struct config_backend *config_backend(const struct config *c, const char *domain);

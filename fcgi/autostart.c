@@ -43,7 +43,8 @@ int sessiond_answers(const char *control_socket)
 static void exec_sessiond(const struct config *cfg, const char *config_path)
 {
 	int null = open("/dev/null", O_RDWR);
-	int out = strcmp(cfg->log_file, "-") == 0 ? -1 : open(cfg->log_file, O_WRONLY | O_APPEND | O_CREAT, 0640);
+	int out = strcmp(cfg->log_file, "-") == 0
+	          ? -1 : open(cfg->log_file, O_WRONLY | O_APPEND | O_CREAT | O_NOFOLLOW, 0640);
 	if (out < 0)
 		out = null;
 	if (null < 0 || dup2(null, 0) < 0 || dup2(out, 1) < 0 || dup2(out, 2) < 0)
@@ -106,7 +107,7 @@ static int spawn(const struct config *cfg, const char *config_path, int timeout_
 /* The lock, bounded: a stuck holder must not hang every request. */
 static int take_lock(const char *path, int timeout_ms)
 {
-	int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
 	if (fd < 0) {
 		log_error("autostart: cannot open lock file %s: %s", path, strerror(errno));
 		return -1;

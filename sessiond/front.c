@@ -19,6 +19,8 @@
 struct conn {
 	struct io io;
 	int dead;
+	uid_t uid;   /* of the process at the other end */
+	int trusted; /* its process runs as our own user or root: hand-over frames too */
 	int channel; /* from the successor of a restart: [kind byte][frame] */
 	struct conn *prev, *next; /* every live connection, for a graceful restart */
 };
@@ -30,6 +32,8 @@ static uint8_t *msg_buf; /* one frame; the loop is single-threaded */
 static int nconns;
 static struct conn *conns;
 static struct io drainer = { .fd = -1 }; /* to the process draining TLS sessions */
+static uid_t peers[FRONT_MAX_PEERS]; /* handler_users, besides our own user and root */
+static size_t npeers;
 
 enum { FWD_FCGI, FWD_CGI };
 
@@ -162,7 +166,18 @@ static void dispatch(struct conn *c, size_t n, int passed)
 		n--;
 	}
 	if (frame_decode_request(frame, n, &fr, err, sizeof err) < 0) {
-		log_warn("bad frame from a handler (%s); closing its connection", err);
+		log_limited(LOG_WARN, "bad frames", "bad frame from a handler (%s); closing its connection", err);
+		if (passed >= 0)
+			close(passed);
+		conn_close(c, 1);
+		return;
+	}
+	/* A hand-over makes sessiond answer a session's next request at once,
+	 * whoever sends it: only sessiond's own user (bosh-prebind) and root. */
+	if ((fr.flags & FRAME_F_HANDOVER) && !c->trusted) {
+		log_limited(LOG_WARN, "refused peers",
+		            "control socket: hand-over frame from uid %u refused (only sessiond's own user "
+		            "and root may send one); closing its connection", (unsigned)c->uid);
 		if (passed >= 0)
 			close(passed);
 		conn_close(c, 1);
@@ -245,13 +260,47 @@ static void accept_io(void *ctx, uint32_t events)
 	}
 }
 
+void front_set_peers(const uid_t *uids, size_t n)
+{
+	npeers = n < FRONT_MAX_PEERS ? n : FRONT_MAX_PEERS;
+	memcpy(peers, uids, npeers * sizeof *uids);
+}
+
+/* The socket's mode lets the web server's group connect; what a process
+ * may send depends on who it is (SO_PEERCRED: the uid it had at connect). */
+static int peer_allowed(int fd, uid_t *uid, int *trusted)
+{
+	struct ucred cred;
+	socklen_t len = sizeof cred;
+	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0) {
+		log_warn("control socket: cannot tell who connected (%s); refused", strerror(errno));
+		return 0;
+	}
+	*uid = cred.uid;
+	*trusted = cred.uid == geteuid() || cred.uid == 0;
+	for (size_t i = 0; !*trusted && i < npeers; i++)
+		if (peers[i] == cred.uid)
+			return 1;
+	if (!*trusted)
+		log_limited(LOG_WARN, "refused peers",
+		            "control socket: refused a process of uid %u (pid %ld): not sessiond's user, "
+		            "root or one of handler_users", (unsigned)cred.uid, (long)cred.pid);
+	return *trusted;
+}
+
 static int adopt(int fd)
 {
+	uid_t uid;
+	int trusted;
+	if (!peer_allowed(fd, &uid, &trusted))
+		return -1;
 	struct conn *c = nconns < FRONT_MAX_CONNS ? calloc(1, sizeof *c) : NULL;
 	if (!c) {
 		log_warn("too many handler connections (%d); refusing one", nconns);
 		return -1;
 	}
+	c->uid = uid;
+	c->trusted = trusted;
 	c->io = (struct io){ .fd = fd, .cb = conn_io, .ctx = c };
 	if (loop_add(loop, &c->io, EPOLLIN) < 0) {
 		free(c);

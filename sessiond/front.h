@@ -11,11 +11,22 @@
 
 #include "loop.h"
 
+#include <stddef.h>
+#include <sys/types.h>
+
+#define FRONT_MAX_PEERS 32
+
 struct config;
 
 /* Takes over a listening socket; cfg must outlive it. */
 int front_start(struct loop *l, int listen_fd, const struct config *cfg);
 void front_stop(void);
+
+/* Who may connect to the control socket (SO_PEERCRED), checked at accept:
+ * sessiond's own user, root, and the uids given here (handler_users).
+ * Hand-over frames (FRAME_F_HANDOVER) only from our own user and root;
+ * any other peer is logged (rate-limited) and its connection closed. */
+void front_set_peers(const uid_t *uids, size_t n);
 
 /* Graceful restart (snapshot.h): the listener and the handler connections. */
 struct snap_w;

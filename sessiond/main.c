@@ -32,6 +32,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/file.h>
 #include <sys/resource.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
@@ -54,22 +55,67 @@ static struct timer idle_timer;  /* idle_exit */
 static int idle_empty;           /* no session since idle_since */
 static uint64_t idle_since;
 static int control_gone;         /* the control socket's file is already removed */
+static int pid_fd = -1;          /* pid_file, locked while we run */
+static int std_to_log;           /* stdout and stderr are the log file (a daemon's) */
+static const char *level_arg;    /* -l, which wins over log_level */
+static struct timer suppressed_timer; /* reports lines log_limited dropped */
+static long max_sessions_asked;  /* the file's max_sessions (raise_fd_limit may lower it) */
+
+/* The PID a running sessiond wrote, if the file is still locked by it
+ * (write_pid_file) and that PID runs a sessiond: a stale file must not make
+ * us signal whatever process has the number now. 0 if not, with why. */
+static long running_pid(const char **why)
+{
+	long pid = 0;
+	char buf[32];
+	int fd = open(cfg.pid_file, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+	ssize_t n = fd < 0 ? -1 : read(fd, buf, sizeof buf - 1);
+	if (n > 0) {
+		buf[n] = 0;
+		pid = strtol(buf, NULL, 10);
+	}
+	if (fd < 0) {
+		*why = strerror(errno);
+	} else if (pid <= 0) {
+		*why = "no PID in it";
+	} else if (flock(fd, LOCK_SH | LOCK_NB) == 0) {
+		*why = "it is not locked: the sessiond that wrote it is gone";
+		pid = 0;
+	} else if (errno != EWOULDBLOCK) {
+		*why = strerror(errno);
+		pid = 0;
+	} else {
+		char exe[PATH_MAX], proc[64];
+		snprintf(proc, sizeof proc, "/proc/%ld/exe", pid);
+		ssize_t len = readlink(proc, exe, sizeof exe - 1);
+		exe[len > 0 ? len : 0] = 0;
+		char *deleted = strstr(exe, " (deleted)"); /* replaced by an upgrade */
+		if (deleted)
+			*deleted = 0;
+		const char *base = strrchr(exe, '/'), *mine = strrchr(self_path, '/');
+		if (len <= 0 || !base || !mine || strcmp(base, mine) != 0) {
+			*why = len <= 0 ? "that process is gone or not ours to inspect"
+			                : "that process is not a sessiond";
+			pid = 0;
+		}
+	}
+	if (fd >= 0)
+		close(fd);
+	return pid;
+}
 
 /* sessiond -r: the graceful restart of the running sessiond (SIGUSR2 to
  * the PID in pid_file), confirmed when its successor rewrites the file. */
 static int restart_command(void)
 {
 	struct stat before;
-	long pid = 0;
-	FILE *f = cfg.pid_file[0] ? fopen(cfg.pid_file, "r") : NULL;
-	if (!f || fscanf(f, "%ld", &pid) != 1 || pid <= 0 || stat(cfg.pid_file, &before) < 0) {
-		fprintf(stderr, "sessiond: -r needs pid_file set and a running sessiond (%s)\n",
-		        cfg.pid_file[0] ? cfg.pid_file : "pid_file is not set");
-		if (f)
-			fclose(f);
+	const char *why = "pid_file is not set";
+	long pid = cfg.pid_file[0] ? running_pid(&why) : 0;
+	if (pid <= 0 || stat(cfg.pid_file, &before) < 0) {
+		fprintf(stderr, "sessiond: -r needs pid_file set and a running sessiond (%s: %s); "
+		        "nothing signalled\n", cfg.pid_file[0] ? cfg.pid_file : "-", why);
 		return 1;
 	}
-	fclose(f);
 	if (kill((pid_t)pid, SIGUSR2) < 0) {
 		fprintf(stderr, "sessiond: signal to %ld: %s\n", pid, strerror(errno));
 		return 1;
@@ -79,7 +125,8 @@ static int restart_command(void)
 		nanosleep(&ts, NULL);
 		struct stat now;
 		if (stat(cfg.pid_file, &now) == 0 &&
-		    (now.st_mtim.tv_sec != before.st_mtim.tv_sec || now.st_mtim.tv_nsec != before.st_mtim.tv_nsec)) {
+		    (now.st_ino != before.st_ino || now.st_mtim.tv_sec != before.st_mtim.tv_sec ||
+		     now.st_mtim.tv_nsec != before.st_mtim.tv_nsec)) {
 			printf("sessiond %ld restarted in place\n", pid);
 			return 0;
 		}
@@ -88,24 +135,59 @@ static int restart_command(void)
 	return 1;
 }
 
+/* sessiond --reload: SIGHUP to the running sessiond, checked like -r (what
+ * logrotate's postrotate runs: a stale pid file must not kill a stranger). */
+static int reload_command(void)
+{
+	const char *why = "pid_file is not set";
+	long pid = cfg.pid_file[0] ? running_pid(&why) : 0;
+	if (pid <= 0) {
+		fprintf(stderr, "sessiond: --reload needs pid_file set and a running sessiond (%s: %s); "
+		        "nothing signalled\n", cfg.pid_file[0] ? cfg.pid_file : "-", why);
+		return 1;
+	}
+	if (kill((pid_t)pid, SIGHUP) < 0) {
+		fprintf(stderr, "sessiond: signal to %ld: %s\n", pid, strerror(errno));
+		return 1;
+	}
+	return 0;
+}
+
 static void usage(void)
 {
-	fprintf(stderr, "usage: sessiond [-f] [-c CONFIG] [-l error|warn|info|debug] [-t | -r]\n"
+	fprintf(stderr, "usage: sessiond [-f] [-c CONFIG] [-l error|warn|info|debug] [-t | -r | --reload]\n"
 	                "  -c CONFIG  configuration file (default: bosh.conf)\n"
 	                "  -f         stay in the foreground (default: become a daemon)\n"
 	                "  -l LEVEL   log level, overriding log_level\n"
 	                "  -t         check the configuration and exit\n"
-	                "  -r, --restart  restart the running sessiond gracefully (needs pid_file)\n");
+	                "  -r, --restart  restart the running sessiond gracefully (needs pid_file)\n"
+	                "  --reload   new log files and the configuration read again: SIGHUP to the\n"
+	                "             running sessiond (needs pid_file)\n");
 }
 
-/* A Unix socket of ours. The control socket replaces a stale file but
- * never a live sessiond; the FastCGI socket is ours to replace. The
- * FastCGI socket stays blocking: the handlers accept on it with libfcgi,
- * and O_NONBLOCK would be shared with them. */
-static int unix_listener(const char *path, int type, int refuse_live)
+/* A Unix socket of ours, mode 0660, owned by uid:gid (when we are root).
+ * The control socket replaces a stale file but never a live sessiond; the
+ * FastCGI socket is ours to replace. The FastCGI socket stays blocking: the
+ * handlers accept on it with libfcgi, and O_NONBLOCK would be shared with
+ * them.
+ *
+ * Why a folder of its own: bind() makes the file by path, and fchmod() or
+ * fchown() on a socket descriptor do not reach that file, so its mode and
+ * owner can only be set by path. Done at the final path, a user who may
+ * write in that folder could put a symbolic link there between bind() and
+ * chown(), and root would give that user whatever file the link names. So
+ * the socket is bound in a new folder that only we can enter (mkdtemp,
+ * 0700), given its mode and owner there, and moved into place with
+ * rename(), which replaces a stale file (or link) and follows nothing.
+ * Nobody can connect before listen(), which comes last. */
+static int unix_listener(const char *path, int type, int refuse_live, uid_t uid, gid_t gid)
 {
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
-	if (strlen(path) >= sizeof sa.sun_path) {
+	char dir[sizeof sa.sun_path];
+	const char *slash = strrchr(path, '/');
+	int dirlen = slash ? (int)(slash - path) : 1;
+	if (strlen(path) >= sizeof sa.sun_path ||
+	    snprintf(dir, sizeof dir, "%.*s/.sXXXXXX", dirlen, slash ? path : ".") >= (int)sizeof dir - 2) {
 		log_error("socket path too long: %s", path);
 		return -1;
 	}
@@ -118,12 +200,30 @@ static int unix_listener(const char *path, int type, int refuse_live)
 		close(fd);
 		return -1;
 	}
-	unlink(path);
+	if (!mkdtemp(dir)) {
+		log_error("cannot make a folder beside %s: %s", path, strerror(errno));
+		close(fd);
+		return -1;
+	}
+	if (snprintf(sa.sun_path, sizeof sa.sun_path, "%s/s", dir) >= (int)sizeof sa.sun_path) {
+		rmdir(dir);
+		close(fd);
+		return -1;
+	}
+	const char *what = "bind";
+	int ok = bind(fd, (struct sockaddr *)&sa, sizeof sa) == 0 &&
+	         (what = "chmod", chmod(sa.sun_path, 0660) == 0) &&
+	         (what = "chown", geteuid() != 0 || lchown(sa.sun_path, uid, gid) == 0) &&
+	         (what = "rename", rename(sa.sun_path, path) == 0);
+	int saved = errno;
+	if (!ok)
+		unlink(sa.sun_path);
+	rmdir(dir);
 	/* A burst (every client of a page reload, a terminate storm) can queue
 	 * thousands of connections before a handler accepts: take the largest
 	 * backlog the kernel allows (net.core.somaxconn). */
-	if (bind(fd, (struct sockaddr *)&sa, sizeof sa) < 0 || listen(fd, LISTEN_BACKLOG) < 0) {
-		log_error("cannot listen on %s: %s", path, strerror(errno));
+	if (!ok || (what = "listen", listen(fd, LISTEN_BACKLOG) < 0)) {
+		log_error("cannot listen on %s (%s): %s", path, what, strerror(ok ? errno : saved));
 		close(fd);
 		return -1;
 	}
@@ -150,16 +250,6 @@ static int tcp_listener(const char *hostport)
 	}
 	freeaddrinfo(res);
 	return fd;
-}
-
-/* Sockets are 0660 and owned by user:group, so only the web server's group can talk to us. */
-static int restrict_socket(const char *path, uid_t uid, gid_t gid)
-{
-	if (chmod(path, 0660) < 0 || (geteuid() == 0 && chown(path, uid, gid) < 0)) {
-		log_error("cannot set owner and mode of %s: %s", path, strerror(errno));
-		return -1;
-	}
-	return 0;
 }
 
 static int lookup_ids(uid_t *uid, gid_t *gid)
@@ -194,7 +284,8 @@ static void give_log_files(uid_t uid, gid_t gid)
 	for (int i = 0; i < 2; i++) {
 		if (strcmp(paths[i], "-") == 0)
 			continue;
-		int fd = open(paths[i], O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
+		/* O_NOFOLLOW: the log folder may be the service user's to write in. */
+		int fd = open(paths[i], O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0640);
 		if (fd < 0 || fchown(fd, uid, gid) < 0)
 			log_warn("cannot give log file %s to the service user: %s", paths[i], strerror(errno));
 		if (fd >= 0)
@@ -232,6 +323,109 @@ static void raise_fd_limit(void)
 	}
 }
 
+/* handler_users as uids; "" = the user named like group, if one exists
+ * (www-data, apache, nginx: the web server's own account). */
+static int handler_uids(const struct config *c, uid_t *out, size_t *n, char *err, size_t errlen)
+{
+	char list[sizeof c->handler_users];
+	*n = 0;
+	snprintf(list, sizeof list, "%s", c->handler_users);
+	if (!list[0]) {
+		const struct passwd *pw = c->group[0] ? getpwnam(c->group) : NULL;
+		if (pw)
+			out[(*n)++] = pw->pw_uid;
+		return 0;
+	}
+	for (char *save = NULL, *t = strtok_r(list, " \t,", &save); t; t = strtok_r(NULL, " \t,", &save)) {
+		char *end;
+		errno = 0;
+		unsigned long id = strtoul(t, &end, 10);
+		const struct passwd *pw = *end || errno || end == t ? getpwnam(t) : getpwuid((uid_t)id);
+		if (!pw && (*end || errno || end == t)) {
+			snprintf(err, errlen, "handler_users: no user named %s", t);
+			return -1;
+		}
+		if (*n == FRONT_MAX_PEERS) {
+			snprintf(err, errlen, "handler_users: more than %d users", FRONT_MAX_PEERS);
+			return -1;
+		}
+		out[(*n)++] = pw ? pw->pw_uid : (uid_t)id;
+	}
+	return 0;
+}
+
+static int set_peers(const struct config *c, char *err, size_t errlen)
+{
+	uid_t uids[FRONT_MAX_PEERS];
+	size_t n;
+	if (handler_uids(c, uids, &n, err, errlen) < 0)
+		return -1;
+	front_set_peers(uids, n);
+	return 0;
+}
+
+/* logrotate has moved the files: write to new ones at the same paths. */
+static void reopen_logs(void)
+{
+	int fd = log_reopen();
+	if (fd > 2 && std_to_log && (dup2(fd, 1) < 0 || dup2(fd, 2) < 0))
+		log_warn("cannot point stdout and stderr at the new log file: %s", strerror(errno));
+}
+
+/* SIGHUP, what logrotate's postrotate and admins send: new log files, and
+ * the configuration file read again. What can change under running sessions
+ * changes now (limits, log level, CORS, headers, backends, routes, who may
+ * use the control socket; see config.c); sockets, paths, the user and the
+ * database wait for a restart, and the log says which. The handlers are
+ * replaced one by one, so they read the new file too. A file that does not
+ * parse changes nothing: never a reason to stop serving. */
+static void reload(void)
+{
+	static struct config next; /* large: not on the stack */
+	char err[512], changed[1024], later[1024];
+	uid_t uids[FRONT_MAX_PEERS];
+	size_t nuids;
+	reopen_logs();
+	config_defaults(&next);
+	if (config_load(&next, cfg.path, err, sizeof err) < 0 ||
+	    handler_uids(&next, uids, &nuids, err, sizeof err) < 0) {
+		log_error("SIGHUP: log files reopened; the configuration was NOT reloaded and the running one "
+		          "stays: %s", err);
+		return;
+	}
+	long running = cfg.max_sessions; /* raise_fd_limit may have lowered the file's value */
+	cfg.max_sessions = max_sessions_asked;
+	config_reload(&cfg, &next, changed, sizeof changed, later, sizeof later);
+	if (cfg.max_sessions == max_sessions_asked) {
+		cfg.max_sessions = running;
+	} else {
+		max_sessions_asked = cfg.max_sessions;
+		raise_fd_limit();
+	}
+	if (!level_arg)
+		log_set_level((enum log_level)cfg.log_level);
+	front_set_peers(uids, nuids);
+	reply_init(loop, &cfg);
+	restart.drain_time = cfg.drain_time;
+	pool_recycle();
+	log_info("SIGHUP: log files reopened, %s read again; changed: %s", cfg.path,
+	         changed[0] ? changed : "nothing");
+	if (later[0])
+		log_warn("SIGHUP: changed but applied only when sessiond restarts (sessiond -r): %s", later);
+}
+
+static void report_suppressed(void *ctx)
+{
+	(void)ctx;
+	log_flush_suppressed();
+}
+
+static void suppressing(void)
+{
+	if (loop && !timer_armed(&suppressed_timer))
+		timer_set(loop, &suppressed_timer, loop_now(loop) + 1000);
+}
+
 static void signal_io(void *ctx, uint32_t events)
 {
 	(void)ctx;
@@ -240,6 +434,8 @@ static void signal_io(void *ctx, uint32_t events)
 	while (read(signals.fd, &si, sizeof si) == sizeof si) {
 		if (si.ssi_signo == SIGCHLD) {
 			pool_reap();
+		} else if (si.ssi_signo == SIGHUP) {
+			reload();
 		} else if (si.ssi_signo == SIGUSR2) {
 			log_info("signal USR2: restarting in place");
 			restart_request(&restart);
@@ -280,22 +476,52 @@ static void housekeep(void *ctx)
 static void remove_pid_file(void)
 {
 	long pid = 0;
-	FILE *f = cfg.pid_file[0] ? fopen(cfg.pid_file, "r") : NULL;
-	if (!f)
+	char buf[32];
+	int fd = cfg.pid_file[0] ? open(cfg.pid_file, O_RDONLY | O_NOFOLLOW | O_CLOEXEC) : -1;
+	if (fd < 0)
 		return;
-	int ours = fscanf(f, "%ld", &pid) == 1 && pid == (long)getpid();
-	fclose(f);
-	if (ours && unlink(cfg.pid_file) < 0)
+	ssize_t n = read(fd, buf, sizeof buf - 1);
+	close(fd);
+	if (n > 0) {
+		buf[n] = 0;
+		pid = strtol(buf, NULL, 10);
+	}
+	if (pid == (long)getpid() && unlink(cfg.pid_file) < 0)
 		log_warn("cannot remove pid_file %s: %s", cfg.pid_file, strerror(errno));
+	if (pid_fd >= 0)
+		close(pid_fd);
+	pid_fd = -1;
 }
 
+/* Written whole under another name in the same folder, then renamed: a
+ * reader never sees a half-written file, and a link planted at the name is
+ * replaced, not followed (mkostemp creates with O_EXCL). The file stays
+ * open and locked (flock) while we run, which is how `sessiond -r` knows
+ * that the PID in it is still ours. */
 static void write_pid_file(void)
 {
+	char tmp[PATH_MAX];
 	if (!cfg.pid_file[0])
 		return;
-	FILE *f = fopen(cfg.pid_file, "w");
-	if (!f || fprintf(f, "%ld\n", (long)getpid()) < 0 || fclose(f) != 0)
+	if (snprintf(tmp, sizeof tmp, "%s.XXXXXX", cfg.pid_file) >= (int)sizeof tmp) {
+		log_warn("pid_file path too long: %s", cfg.pid_file);
+		return;
+	}
+	int fd = mkostemp(tmp, O_CLOEXEC);
+	char line[32];
+	int len = snprintf(line, sizeof line, "%ld\n", (long)getpid());
+	if (fd < 0 || flock(fd, LOCK_EX | LOCK_NB) < 0 || fchmod(fd, 0644) < 0 ||
+	    write(fd, line, (size_t)len) != len || rename(tmp, cfg.pid_file) < 0) {
 		log_warn("cannot write pid_file %s: %s", cfg.pid_file, strerror(errno));
+		if (fd >= 0) {
+			unlink(tmp);
+			close(fd);
+		}
+		return;
+	}
+	if (pid_fd >= 0)
+		close(pid_fd);
+	pid_fd = fd;
 }
 
 /* The handler binary: configured, else bosh-handler beside this program. */
@@ -343,7 +569,9 @@ static int daemonize(void)
 		_exit(0);
 	ready_fd = ready[1];
 	int null = open("/dev/null", O_RDWR);
-	int out = strcmp(cfg.log_file, "-") == 0 ? -1 : open(cfg.log_file, O_WRONLY | O_APPEND | O_CREAT, 0640);
+	int out = strcmp(cfg.log_file, "-") == 0
+	          ? -1 : open(cfg.log_file, O_WRONLY | O_APPEND | O_CREAT | O_NOFOLLOW, 0640);
+	std_to_log = out >= 0;
 	if (null < 0 || dup2(null, 0) < 0 || (out >= 0 && (dup2(out, 1) < 0 || dup2(out, 2) < 0)))
 		log_warn("cannot point standard streams at /dev/null and %s: %s", cfg.log_file, strerror(errno));
 	if (null > 2)
@@ -393,18 +621,15 @@ static void check_idle(void *ctx)
 static int open_sockets(int *control, int *fcgi, uid_t uid, gid_t gid)
 {
 	*fcgi = -1;
-	if ((*control = unix_listener(cfg.control_socket, SOCK_SEQPACKET | SOCK_NONBLOCK, 1)) < 0 ||
-	    restrict_socket(cfg.control_socket, uid, gid) < 0)
+	if ((*control = unix_listener(cfg.control_socket, SOCK_SEQPACKET | SOCK_NONBLOCK, 1, uid, gid)) < 0)
 		return -1;
 	if (cfg.handlers == 0 || !cfg.fcgi_socket[0])
 		return 0; /* handlers run elsewhere (spawn-fcgi, mod_fcgid) */
 	if (cfg.fcgi_socket[0] == '/')
-		*fcgi = unix_listener(cfg.fcgi_socket, SOCK_STREAM, 0);
+		*fcgi = unix_listener(cfg.fcgi_socket, SOCK_STREAM, 0, uid, gid);
 	else
 		*fcgi = tcp_listener(cfg.fcgi_socket);
-	if (*fcgi < 0 || (cfg.fcgi_socket[0] == '/' && restrict_socket(cfg.fcgi_socket, uid, gid) < 0))
-		return -1;
-	return 0;
+	return *fcgi < 0 ? -1 : 0;
 }
 
 /* After a graceful restart: everything comes from the predecessor. */
@@ -437,6 +662,7 @@ static int run(const char *config_path, const char *level, int resume_fd)
 	int control = -1, fcgi = -1;
 	char err[512], handler[PATH_MAX];
 	struct snap_r snap = { 0 };
+	max_sessions_asked = cfg.max_sessions;
 	raise_fd_limit();
 	/* Every request allocates and frees a few small buffers; without this
 	 * glibc gives the top of the heap back and takes it again (brk) each time. */
@@ -448,6 +674,10 @@ static int run(const char *config_path, const char *level, int resume_fd)
 		return 1;
 	}
 	/* Before dropping privileges: resolv.conf and the CA files are read now. */
+	if (set_peers(&cfg, err, sizeof err) < 0) {
+		log_error("%s", err);
+		return 1;
+	}
 	if (lookup_ids(&uid, &gid) < 0 || !(loop = loop_new()) ||
 	    resolver_init(loop, cfg.dns_servers, (unsigned)cfg.connect_timeout * 1000) < 0 ||
 	    tls_init(cfg.tls_ca_file) < 0 || setup_signals() < 0)
@@ -459,6 +689,8 @@ static int run(const char *config_path, const char *level, int resume_fd)
 		return 1;
 	}
 	reply_init(loop, &cfg);
+	suppressed_timer = (struct timer){ .cb = report_suppressed };
+	log_on_suppress(suppressing);
 	handler_binary(handler, sizeof handler);
 	if (sessions_init(loop, &cfg) < 0 ||
 	    (resume_fd >= 0 ? resume(&snap, fcgi, handler, config_path)
@@ -507,10 +739,11 @@ int main(int argc, char **argv)
 	const char *config_path = "bosh.conf", *level = NULL;
 	int foreground = 0, check = 0, opt;
 	int resume_fd = -1;
-	int restart_cmd = 0, snap_version = 0;
+	int restart_cmd = 0, reload_cmd = 0, snap_version = 0;
 	static const struct option longopts[] = {
 		{ "restart", no_argument, NULL, 'r' }, { "check", no_argument, NULL, 't' },
 		{ "config", required_argument, NULL, 'c' }, { "help", no_argument, NULL, 'h' },
+		{ "reload", no_argument, NULL, 'H' },
 		{ NULL, 0, NULL, 0 },
 	};
 	while ((opt = getopt_long(argc, argv, "c:fl:thrR:T:", longopts, NULL)) != -1) {
@@ -520,11 +753,21 @@ int main(int argc, char **argv)
 		case 'l': level = optarg; break;
 		case 't': check = 1; break;
 		case 'r': restart_cmd = 1; break;
+		case 'H': reload_cmd = 1; break;
 		case 'R': resume_fd = atoi(optarg); break; /* internal: a graceful restart */
 		case 'T': snap_version = atoi(optarg); break; /* internal: with -t, the state format */
 		default: usage(); return opt == 'h' ? 0 : 2;
 		}
 	}
+	/* Nothing we create (log, database, pid file) is for everyone to read. */
+	umask(027);
+	ssize_t n = readlink("/proc/self/exe", self_path, sizeof self_path - 1);
+	self_path[n > 0 ? n : 0] = 0;
+	/* An upgrade replaces the file: restart with the binary now on disk. */
+	char *deleted = strstr(self_path, " (deleted)");
+	if (deleted)
+		*deleted = 0;
+	level_arg = level;
 	char err[512], abspath[PATH_MAX];
 	if (realpath(config_path, abspath))
 		config_path = abspath;
@@ -539,10 +782,18 @@ int main(int argc, char **argv)
 	}
 	if (restart_cmd)
 		return restart_command();
+	if (reload_cmd)
+		return reload_command();
 	if (check && snap_version && snap_version != SNAP_VERSION) {
 		fprintf(stderr, "sessiond: state format %d asked for, this binary reads %d\n", snap_version,
 		        SNAP_VERSION);
 		return 3;
+	}
+	uid_t peers[FRONT_MAX_PEERS];
+	size_t npeers;
+	if (check && handler_uids(&cfg, peers, &npeers, err, sizeof err) < 0) {
+		fprintf(stderr, "sessiond: %s: %s\n", config_path, err);
+		return 1;
 	}
 	if (check) {
 		printf("%s: OK (%zu domains)\n", config_path, cfg.nbackends);
@@ -553,11 +804,5 @@ int main(int argc, char **argv)
 		log_error("cannot become a daemon: %s", strerror(errno));
 		return 1;
 	}
-	ssize_t n = readlink("/proc/self/exe", self_path, sizeof self_path - 1);
-	self_path[n > 0 ? n : 0] = 0;
-	/* An upgrade replaces the file: restart with the binary now on disk. */
-	char *deleted = strstr(self_path, " (deleted)");
-	if (deleted)
-		*deleted = 0;
 	return run(config_path, level, resume_fd);
 }

@@ -29,6 +29,8 @@ static int nworkers;
 static int listen_fd = -1;
 static char *handler, *config;
 static int (*other_child)(pid_t pid, int status);
+static pid_t retiring[POOL_MAX * 4]; /* replaced by pool_recycle, finishing their request */
+static int nretiring;
 
 void pool_on_other_child(int (*cb)(pid_t pid, int status))
 {
@@ -102,12 +104,46 @@ static void describe_exit(pid_t pid, int status)
 		         WEXITSTATUS(status));
 }
 
+static int forget_retiring(pid_t pid)
+{
+	for (int i = 0; i < nretiring; i++)
+		if (retiring[i] == pid) {
+			retiring[i] = retiring[--nretiring];
+			return 1;
+		}
+	return 0;
+}
+
+/* The new handler first, then SIGTERM to the old one: one is always
+ * accepting, and the old one finishes the request in hand. */
+void pool_recycle(void)
+{
+	int n = 0;
+	for (int i = 0; i < nworkers && listen_fd >= 0; i++) {
+		pid_t old = workers[i].pid;
+		if (old <= 0 || nretiring == (int)(sizeof retiring / sizeof retiring[0]))
+			continue; /* between deaths: its restart reads the new file anyway */
+		spawn(&workers[i]);
+		if (workers[i].pid == old) { /* fork failed: it stays */
+			timer_cancel(loop, &workers[i].restart);
+			continue;
+		}
+		retiring[nretiring++] = old;
+		kill(old, SIGTERM);
+		n++;
+	}
+	if (n)
+		log_info("%d handler processes replaced (configuration read again)", n);
+}
+
 void pool_reap(void)
 {
 	int status;
 	pid_t pid;
 	while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
 		struct worker *w = find_worker(pid);
+		if (!w && forget_retiring(pid))
+			continue;
 		if (!w) {
 			if (other_child)
 				other_child(pid, status);

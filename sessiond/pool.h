@@ -22,6 +22,10 @@ void pool_reap(void);
 /* pool_reap() hands the exit of any child that is not a handler to cb. */
 void pool_on_other_child(int (*cb)(pid_t pid, int status));
 
+/* Replaces every handler with a new one (SIGHUP: the configuration and
+ * the handler log file read again); the old ones finish their request. */
+void pool_recycle(void);
+
 /* Stops every handler (SIGTERM) and waits a little for them. */
 void pool_stop(void);
 

@@ -41,11 +41,17 @@ static const struct config *reply_cfg;
 static char cors_list[sizeof ((struct config *)0)->cors_origins];
 static const char *cors_origin[CORS_MAX];
 static int ncors, cors_any;
+static char cors_text[sizeof cors_list]; /* cors_origins as last parsed */
 
+/* Called again on SIGHUP. A held request keeps the verdict (an index) it
+ * got on arrival: the list is parsed again only when it changed. */
 void reply_init(struct loop *l, const struct config *cfg)
 {
 	reply_loop = l;
 	reply_cfg = cfg;
+	if (ncors + cors_any && strcmp(cors_text, cfg->cors_origins) == 0)
+		return;
+	snprintf(cors_text, sizeof cors_text, "%s", cfg->cors_origins);
 	snprintf(cors_list, sizeof cors_list, "%s", cfg->cors_origins);
 	ncors = cors_any = 0;
 	for (char *save, *tok = strtok_r(cors_list, " ,", &save); tok; tok = strtok_r(NULL, " ,", &save)) {
@@ -83,7 +89,8 @@ static int buf_cat(struct buf *b, ...)
 /* The CORS headers for a verdict (browsers need them on every answer, errors too). */
 static int cors_headers(struct buf *b, uint8_t cors)
 {
-	if (!cors)
+	/* A verdict from before a SIGHUP that shortened the list names no origin now. */
+	if (!cors || (cors != CORS_ANY && cors > ncors))
 		return 0;
 	char age[24];
 	snprintf(age, sizeof age, "%ld", reply_cfg->cors_max_age);

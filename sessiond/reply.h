@@ -37,7 +37,7 @@ struct reply {
 struct config;
 
 /* Takes the CORS policy and extra headers from the configuration, which
- * must outlive the reply module. */
+ * must outlive the reply module. Called again after SIGHUP changed it. */
 void reply_init(struct loop *l, const struct config *cfg);
 
 /* The CORS verdict for a request's Origin header (NULL: none), to store in

@@ -1475,7 +1475,8 @@ static void create_session(struct responder *resp, const struct frame_request *f
 	s->hnext = table[b];
 	table[b] = s;
 	nsessions++;
-	log_info("session %s created for %s (client %s)", s->sid, s->to, s->client ? s->client : "-");
+	log_info("session %s created for %s (client %s, user agent '%.100s')", s->sid, s->to,
+	         s->client ? s->client : "-", fr->user_agent ? fr->user_agent : "-");
 	hold_request(s, resp, rid, 1);
 	connect_first_stream(s, be, host, port);
 }
@@ -1525,7 +1526,8 @@ void sessions_handle(struct responder *resp, const struct frame_request *fr)
 {
 	const char *sid = frame_attr(fr, "sid");
 	if (fr->error) {
-		log_info("bad request from %s: %s", fr->client ? fr->client : "-", fr->error);
+		log_limited(LOG_INFO, "bad request", "bad request from %s: %s", fr->client ? fr->client : "-",
+		            fr->error);
 		answer_terminate(resp, "bad-request");
 		return;
 	}
@@ -1540,7 +1542,8 @@ void sessions_handle(struct responder *resp, const struct frame_request *fr)
 		log_info("request for session %s, lost when sessiond restarted", sid);
 		answer_terminate(resp, "remote-connection-failed");
 	} else {
-		log_info("request from %s for unknown session '%.40s'", fr->client ? fr->client : "-", sid);
+		log_limited(LOG_INFO, "unknown sid", "request from %s for unknown session '%.40s'",
+		            fr->client ? fr->client : "-", sid);
 		answer_terminate(resp, "item-not-found");
 	}
 }

@@ -3,10 +3,13 @@
 #include "log.h"
 #include "sql_text.h" /* generated: schema_sql[], views_sql[] */
 
+#include <errno.h>
+#include <fcntl.h>
 #include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #define SCHEMA_VERSION 2
@@ -96,6 +99,27 @@ int store_reopen(char *err, size_t errlen)
 	return db_path ? store_open(db_path, err, errlen) : -1;
 }
 
+/* The rows hold JIDs and client addresses: not for everyone to read. A
+ * new file gets 0640 from sessiond's umask (027), and SQLite gives the -wal
+ * and -shm files the database's mode; files left 0644 by an older version
+ * are brought down to it here. */
+static void restrict_mode(const char *path)
+{
+	char name[4096];
+	static const char *const suffixes[] = { "", "-wal", "-shm" };
+	for (size_t i = 0; i < sizeof suffixes / sizeof suffixes[0]; i++) {
+		if (snprintf(name, sizeof name, "%s%s", path, suffixes[i]) >= (int)sizeof name)
+			return;
+		int fd = open(name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+		struct stat st;
+		if (fd < 0)
+			continue;
+		if (fstat(fd, &st) == 0 && (st.st_mode & 0027) && fchmod(fd, st.st_mode & 0750) < 0)
+			log_warn("cannot make %s 0640: %s", name, strerror(errno));
+		close(fd);
+	}
+}
+
 int store_open(const char *path, char *err, size_t errlen)
 {
 	own_pid = (int)getpid();
@@ -103,8 +127,10 @@ int store_open(const char *path, char *err, size_t errlen)
 		free(db_path);
 		db_path = strdup(path);
 	}
-	if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
-	                    NULL) != SQLITE_OK) {
+	restrict_mode(path);
+	/* NOFOLLOW: a symbolic link at the path is refused, not written through. */
+	if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX |
+	                    SQLITE_OPEN_NOFOLLOW, NULL) != SQLITE_OK) {
 		snprintf(err, errlen, "%s: %s", path, db ? sqlite3_errmsg(db) : "out of memory");
 		store_close();
 		return -1;

@@ -454,7 +454,8 @@ def test_make_install(st):
               "share/doc/bosh-cm/examples/nginx/bosh.conf",
               "share/doc/bosh-cm/examples/apache/proxy-fcgi.conf",
               "share/doc/bosh-cm/examples/apache/fcgid.conf",
-              "share/doc/bosh-cm/examples/apache/htaccess-cgi"):
+              "share/doc/bosh-cm/examples/apache/htaccess-cgi",
+              "share/doc/bosh-cm/examples/logrotate/bosh-sessiond"):
         expect(os.path.isfile(os.path.join(root, f)), "installed: " + f)
     expect(os.access(os.path.join(root, "sbin/sessiond"), os.X_OK), "sessiond is executable")
     r = subprocess.run([os.path.join(root, "sbin/sessiond"), "-t", "-c", st.conf],

@@ -1659,7 +1659,8 @@ def side_stack(st, extra_conf=""):
 @case
 def test_handlers_under_spawn_fcgi(st):
     from stack import Proc, wait_for
-    other = side_stack(st, "handlers = 0\n")
+    # handlers of another user: handler_users lets them use the control socket
+    other = side_stack(st, "handlers = 0\nhandler_users = nobody\n")
     try:
         other.start_sessiond()
         sock = os.path.join(other.dir, "spawned.sock")

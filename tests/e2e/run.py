@@ -19,6 +19,7 @@ import cases  # noqa: E402
 import backend_cases  # noqa: E402,F401  (registers its cases)
 import restart_cases  # noqa: E402,F401
 import input_cases  # noqa: E402,F401
+import hardening_cases  # noqa: E402,F401
 from stack import Stack  # noqa: E402
 
 

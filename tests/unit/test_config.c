@@ -184,8 +184,40 @@ static void test_env_and_home(void)
 	CHECK(c.idle_exit == 0);
 }
 
+/* SIGHUP: the reloadable keys change, the others are named and wait. */
+static void test_reload(void)
+{
+	struct config cur, next;
+	char err[256], changed[512], later[512];
+	CHECK(load("log_level = debug\nmax_wait = 90\ndatabase = /var/lib/a.db\n"
+	           "backend.a.test = 127.0.0.1:5222\nbackend.b.test = 127.0.0.1:5223\n", &cur, err,
+	           sizeof err) == 0);
+	CHECK(load("log_level = info\nmax_wait = 90\ndatabase = /var/lib/b.db\nmax_bosh_connections = 2\n"
+	           "backend.a.test = 127.0.0.1:5222 plain\nbackend.c.test = 127.0.0.1:5224\n"
+	           "header = X-New: 1\ncors_origins = https://x.example\n", &next, err, sizeof err) == 0);
+	config_reload(&cur, &next, changed, sizeof changed, later, sizeof later);
+	CHECK_STR(changed, "database log_level max_hold cors_origins backend.a.test backend.c.test "
+	                   "backend.b.test header");
+	CHECK_STR(later, "database");
+	CHECK(cur.log_level == 2 && cur.max_hold == 2);
+	CHECK_STR(cur.database, "/var/lib/a.db");
+	CHECK_STR(cur.cors_origins, "https://x.example");
+	CHECK_STR(cur.extra_headers, "X-New: 1\r\n");
+	CHECK(cur.nbackends == 2 && config_backend(&cur, "c.test") && !config_backend(&cur, "b.test"));
+	CHECK(config_backend(&cur, "a.test")->tls == TLS_NONE);
+	config_reload(&cur, &next, changed, sizeof changed, later, sizeof later);
+	CHECK_STR(changed, "database"); /* still waiting for a restart */
+	/* a long list is cut, never overflowed */
+	char small[24], small2[24];
+	CHECK(load("database = /x\n", &next, err, sizeof err) == 0);
+	config_defaults(&cur);
+	config_reload(&cur, &next, small, sizeof small, small2, sizeof small2);
+	CHECK(strlen(small) < sizeof small);
+}
+
 int main(void)
 {
+	test_reload();
 	test_env_and_home();
 	test_defaults();
 	test_good();
