@@ -187,11 +187,15 @@ class Stack:
                                self.tail(os.path.join(self.dir, "sessiond.stdout")))
 
     def logged(self, text):
-        try:
-            with open(self.sessiond_log, errors="replace") as f:
-                return text in f.read()
-        except OSError:
-            return False
+        """In its log, or on its stderr when it could not open the log."""
+        for path in (self.sessiond_log, os.path.join(self.dir, "sessiond.stdout")):
+            try:
+                with open(path, errors="replace") as f:
+                    if text in f.read():
+                        return True
+            except OSError:
+                pass
+        return False
 
     @staticmethod
     def accepts(path):
