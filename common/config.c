@@ -80,11 +80,11 @@ static const struct key keys[] = {
 void config_defaults(struct config *c)
 {
 	memset(c, 0, sizeof *c);
-	strcpy(c->control_socket, "sessiond.sock");
-	strcpy(c->fcgi_socket, "handler.sock");
-	strcpy(c->database, "sessions.db");
-	strcpy(c->log_file, "-");
-	strcpy(c->handler_log_file, "-");
+	snprintf(c->control_socket, sizeof c->control_socket, "sessiond.sock");
+	snprintf(c->fcgi_socket, sizeof c->fcgi_socket, "handler.sock");
+	snprintf(c->database, sizeof c->database, "sessions.db");
+	snprintf(c->log_file, sizeof c->log_file, "-");
+	snprintf(c->handler_log_file, sizeof c->handler_log_file, "-");
 	c->log_level = LOG_INFO;
 	c->handlers = 2;
 	c->max_data_held = 100000;
@@ -296,7 +296,7 @@ static int set_key(struct config *c, const char *dir, const char *key, const cha
 		case K_STRING:
 			if (strlen(value) >= k->size)
 				return *why = "value too long", -1;
-			strcpy(field, value);
+			memcpy(field, value, strlen(value) + 1);
 			return 0;
 		case K_NUMBER:
 			if (parse_number(value, &n) < 0)
@@ -319,12 +319,12 @@ static int set_key(struct config *c, const char *dir, const char *key, const cha
 static void anchor_default_paths(struct config *c, const char *dir)
 {
 	char tmp[PATH_MAX];
-	char *paths[] = { c->control_socket, c->fcgi_socket, c->database };
+	char *paths[] = { c->control_socket, c->fcgi_socket, c->database }; /* each PATH_MAX long */
 	for (size_t i = 0; i < sizeof paths / sizeof paths[0]; i++) {
 		if (paths[i][0] == '/' || !paths[i][0] || strchr(paths[i], ':'))
 			continue;
 		if (set_path(tmp, sizeof tmp, dir, paths[i]) == 0)
-			strcpy(paths[i], tmp);
+			snprintf(paths[i], PATH_MAX, "%s", tmp);
 	}
 }
 
@@ -379,7 +379,7 @@ int config_load(struct config *c, const char *path, char *err, size_t errlen)
 	if (slash)
 		*slash = 0;
 	else
-		strcpy(dir, ".");
+		snprintf(dir, sizeof dir, ".");
 	anchor_default_paths(c, dir);
 
 	char line[4096];

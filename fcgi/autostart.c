@@ -28,7 +28,7 @@ int sessiond_answers(const char *control_socket)
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
 	if (strlen(control_socket) >= sizeof sa.sun_path)
 		return 0;
-	strcpy(sa.sun_path, control_socket);
+	memcpy(sa.sun_path, control_socket, strlen(control_socket) + 1); /* length checked above */
 	int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
 	int ok = fd >= 0 && connect(fd, (struct sockaddr *)&sa, sizeof sa) == 0;
 	if (fd >= 0)

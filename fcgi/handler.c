@@ -49,7 +49,7 @@ static int connect_once(int timeout_s, int quiet)
 		close(fd);
 		return -1;
 	}
-	strcpy(sa.sun_path, cfg.control_socket);
+	memcpy(sa.sun_path, cfg.control_socket, strlen(cfg.control_socket) + 1); /* checked above */
 	int sndbuf = FRAME_MAX;
 	struct timeval tv = { .tv_sec = timeout_s };
 	if (setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof sndbuf) < 0 ||

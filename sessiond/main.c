@@ -191,7 +191,7 @@ static int unix_listener(const char *path, int type, int refuse_live, uid_t uid,
 		log_error("socket path too long: %s", path);
 		return -1;
 	}
-	strcpy(sa.sun_path, path);
+	memcpy(sa.sun_path, path, strlen(path) + 1); /* its length is checked above */
 	int fd = socket(AF_UNIX, type | SOCK_CLOEXEC, 0);
 	if (fd < 0)
 		return -1;

@@ -164,10 +164,11 @@ static int srv_fill(const unsigned char *abuf, int alen, struct srv_record *out,
 		return rc;
 	*n = 0;
 	for (struct ares_srv_reply *r = reply; r && *n < RESOLVER_MAX_SRV; r = r->next) {
-		if (strlen(r->host) >= sizeof out->target)
-			continue;
+		size_t len = strlen(r->host);
+		if (len >= sizeof out->target)
+			continue; /* no DNS name is this long: a broken answer */
 		struct srv_record *o = &out[(*n)++];
-		strcpy(o->target, r->host);
+		memcpy(o->target, r->host, len + 1);
 		o->port = r->port;
 		o->priority = r->priority;
 		o->weight = r->weight;

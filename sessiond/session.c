@@ -31,6 +31,7 @@
 #include "budget.h"
 #include "log.h"
 #include "attrs.h"
+#include "hex.h"
 #include "jsonattrs.h"
 #include "ridwin.h"
 #include "route.h"
@@ -260,9 +261,10 @@ static int client_add(const char *addr, int delta)
 		return 0;
 	struct client_count **slot = client_slot(addr), *c = *slot;
 	if (!c) {
-		if (delta < 0 || !(c = calloc(1, sizeof *c + strlen(addr) + 1)))
+		size_t len = strlen(addr);
+		if (delta < 0 || !(c = calloc(1, sizeof *c + len + 1)))
 			return delta < 0 ? 0 : -1;
-		strcpy(c->addr, addr);
+		memcpy(c->addr, addr, len + 1);
 		*slot = c;
 	}
 	c->n += delta;
@@ -864,8 +866,7 @@ static void sha1_hex(const char *key, char out[KEY_HEX + 1])
 {
 	unsigned char md[SHA_DIGEST_LENGTH];
 	SHA1((const unsigned char *)key, KEY_HEX, md);
-	for (int i = 0; i < SHA_DIGEST_LENGTH; i++)
-		snprintf(out + 2 * i, 3, "%02x", md[i]);
+	hex_encode(md, sizeof md, out);
 }
 
 /* §15: the request's key must hash (SHA-1) to the session's current key. */
@@ -1311,8 +1312,7 @@ static void new_sid(char *out)
 		log_error("RAND_bytes failed; cannot make a session id");
 		abort();
 	}
-	for (int i = 0; i < 16; i++)
-		sprintf(out + 2 * i, "%02x", raw[i]);
+	hex_encode(raw, sizeof raw, out);
 }
 
 /* The client's ver, if it is lower than ours (XEP-0124 §7.1). */

@@ -398,12 +398,13 @@ static void root_start(struct splitter *s, const XML_Char *name, const XML_Char 
 	const char *prefix = strrchr(name, NS_SEP);
 	prefix = prefix > strchr(name, NS_SEP) ? prefix + 1 : NULL;
 	free(s->root_qname);
-	s->root_qname = malloc(prefix ? strlen(prefix) + sizeof ":stream" : sizeof "stream");
+	size_t qlen = prefix ? strlen(prefix) + sizeof ":stream" : sizeof "stream";
+	s->root_qname = malloc(qlen);
 	if (!s->root_qname) {
 		fail(s, SPLITTER_ERROR, "out of memory");
 		return;
 	}
-	sprintf(s->root_qname, "%s%sstream", prefix ? prefix : "", prefix ? ":" : "");
+	snprintf(s->root_qname, qlen, "%s%sstream", prefix ? prefix : "", prefix ? ":" : "");
 	if (s->keep > HEADER_MAX) {
 		fail(s, SPLITTER_ERROR, "the stream header is too long");
 		return;

@@ -2,6 +2,7 @@
  * it has queued for the client. */
 #define _GNU_SOURCE
 #include "stream.h"
+#include "hex.h"
 #include "budget.h"
 #include "log.h"
 #include "snapshot.h"
@@ -162,8 +163,7 @@ struct stream *stream_open(struct loop *l, const struct xmpp_params *p, const ch
 		log_error("RAND_bytes failed; cannot name a stream");
 		abort();
 	}
-	for (size_t i = 0; i < sizeof raw; i++)
-		sprintf(st->name + 2 * i, "%02x", raw[i]);
+	hex_encode(raw, sizeof raw, st->name);
 	st->sid = sid;
 	st->ev = ev;
 	st->owner = owner;
