@@ -161,7 +161,7 @@ void pool_stop(void)
 /* Graceful restart: the handlers stay our children across exec (same PID). */
 void pool_snapshot(struct snap_w *w)
 {
-	snap_put_u64(w, (uint64_t)nworkers);
+	snap_put_count(w, (uint64_t)nworkers, POOL_MAX);
 	for (int i = 0; i < nworkers; i++)
 		snap_put_i64(w, workers[i].pid);
 }
@@ -173,8 +173,8 @@ int pool_restore(struct loop *l, struct snap_r *r, int fd, const char *handler_p
 	listen_fd = fd;
 	handler = strdup(handler_path);
 	config = strdup(config_path);
-	uint64_t n = snap_get_u64(r);
-	if (!handler || !config || n > POOL_MAX)
+	uint64_t n = snap_get_count(r, POOL_MAX);
+	if (!handler || !config || snap_failed(r))
 		return -1;
 	nworkers = (int)n;
 	for (int i = 0; i < nworkers; i++) {

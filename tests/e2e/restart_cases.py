@@ -2,6 +2,7 @@
 held requests, handlers and XMPP connections, even one in the middle of a
 stanza, carry on in the successor with nothing lost."""
 import os
+import re
 import signal
 import sqlite3
 import threading
@@ -9,7 +10,7 @@ import time
 
 from backend_cases import ScriptedXmppServer, log_has, wait_log
 from bosh import Session
-from cases import USERS, case, expect, handler_pids, side_stack
+from cases import USERS, FakeXmppServer, case, expect, handler_pids, side_stack
 from stack import wait_for
 
 
@@ -363,3 +364,74 @@ def test_graceful_restart_keeps_a_request_waiting_for_its_turn(st):
         s.terminate()
     finally:
         other.stop()
+
+
+def chat_on(witness, tag):
+    """The witness session, on the real Prosody, still chats."""
+    msg = ("<message xmlns='jabber:client' to='%s' id='%s'><body>still here</body></message>"
+           % (witness.jid, tag))
+    got, _ = witness.until(lambda c: c.get("id") == tag, msg)
+    expect(got.findtext("{jabber:client}body") == "still here", got)
+
+
+@case
+def test_graceful_restart_keeps_a_crowded_stream_header(st):
+    # more attributes and namespaces on the server's stream header than the
+    # reader of the snapshot used to take (64)
+    extra = b"".join(b" a%d='%d'" % (i, i) for i in range(100))
+    extra += b"".join(b" xmlns:p%d='urn:p%d'" % (i, i) for i in range(70))
+    fake = FakeXmppServer(header_extra=extra)
+    other = side_stack(st, "backend.crowded.test = 127.0.0.1:%d\n" % fake.port)
+    try:
+        other.start_sessiond()
+        other.start_nginx()
+        witness = Session(other.url, st.domain, wait=3)
+        witness.login("carol", USERS["carol"], "crowded")
+        s = Session(other.url, "crowded.test", wait=1)
+        expect(s.create().attr("sid"), "a session on the fake server")
+        restart(other)
+        expect(log_has(other, "restarted in place: 2 sessions taken over"), "both sessions moved")
+        r = s.request()
+        expect(r.type is None, "the session with the crowded header goes on: %r" % r)
+        chat_on(witness, "c1")
+        witness.terminate()
+        s.terminate()
+    finally:
+        other.stop()
+        fake.close()
+
+
+@case
+def test_graceful_restart_keeps_a_queue_past_64_mib(st):
+    count, size = 72000, 1000  # about 75 MB, more than max_client_buffer takes
+    fake = FakeXmppServer(flood=(count, size))
+    other = side_stack(st, "backend.fake.test = 127.0.0.1:%d\nmax_client_buffer = 67108864\n"
+                       "max_inactivity = 120\ndefault_inactivity = 120\n" % fake.port)
+    try:
+        other.start_sessiond()
+        other.start_nginx()
+        witness = Session(other.url, st.domain, wait=3)
+        witness.login("carol", USERS["carol"], "queue")
+        s = Session(other.url, "fake.test", wait=3)
+        s.create()
+        first = s.request("<presence xmlns='jabber:client'/>")  # starts the flood; then no polls
+        ids = [c.get("id") for c in first.children()]
+        wait_log(other, "; reading paused", timeout=90)
+        queued = int(re.search(r"session %s: (\d+) bytes queued for the client; reading paused" % s.sid,
+                               open(other.sessiond_log, errors="replace").read()).group(1))
+        expect(queued > 64 << 20, "the queue is past 64 MiB: %d bytes" % queued)
+        restart(other)
+        expect(log_has(other, "restarted in place: 2 sessions taken over"), "both sessions moved")
+        chat_on(witness, "q1")
+        deadline = time.time() + 120
+        while len(ids) < count:  # everything, in order, the queue first
+            r = s.request(timeout=120)
+            expect(r.type is None, "the session with the big queue goes on: %r" % r)
+            expect(time.time() < deadline, "drained in time: %d of %d messages" % (len(ids), count))
+            ids += [c.get("id") for c in r.children()]
+        expect(ids == ["f%d" % i for i in range(count)], "all %d messages, in order" % count)
+        s.terminate()
+        witness.terminate()
+    finally:
+        other.stop()
+        fake.close()
