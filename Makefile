@@ -32,7 +32,7 @@ SESSIOND_SRC := sessiond/main.c sessiond/loop.c sessiond/reply.c sessiond/xmpp.c
 	sessiond/front.c sessiond/pool.c sessiond/jsonattrs.c sessiond/resolver.c \
 	sessiond/dial.c sessiond/tls.c sessiond/snapshot.c sessiond/restart.c \
 	sessiond/stream.c sessiond/route.c $(COMMON_SRC)
-UNIT_TESTS := body splitter frame ridwin config query jsonattrs dial route snapshot
+UNIT_TESTS := body splitter frame ridwin config query jsonattrs dial route snapshot restore
 
 .PHONY: FORCE all check-build deps-run deps-test deps-bench run test unit unit-asan e2e bench clean \
 	continuity continuity-small fuzz fuzz-short \
@@ -100,6 +100,7 @@ src_jsonattrs := sessiond/jsonattrs.c
 src_dial     := sessiond/dial.c sessiond/resolver.c sessiond/loop.c common/log.c
 src_route    := sessiond/route.c
 src_snapshot := sessiond/snapshot.c sessiond/splitter.c
+src_restore  := $(filter-out sessiond/main.c,$(SESSIOND_SRC))
 
 # A test is rebuilt when the module sources it links change too.
 .SECONDEXPANSION:
