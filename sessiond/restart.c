@@ -43,20 +43,57 @@ static void keep_fd(void *ctx, int fd)
  * runs beside the loop; its exit comes back through restart_reaped(). */
 static pid_t check_pid;
 static struct timer check_timer;
+static int check_err = -1; /* the check's stderr: why it failed, for our log */
 
 static pid_t start_check(void)
 {
+	int err[2];
+	if (pipe2(err, O_CLOEXEC) < 0)
+		return -1;
 	pid_t pid = fork();
+	if (pid < 0) {
+		close(err[0]);
+		close(err[1]);
+		return -1;
+	}
 	if (pid == 0) {
 		int null = open("/dev/null", O_WRONLY);
 		if (null >= 0)
 			dup2(null, 1);
+		dup2(err[1], 2);
 		char version[16];
 		snprintf(version, sizeof version, "%d", SNAP_VERSION);
 		execl(params.self, params.self, "-t", "-T", version, "-c", params.config_path, (char *)NULL);
 		_exit(127);
 	}
+	close(err[1]);
+	check_err = err[0];
+	fcntl(check_err, F_SETFL, O_NONBLOCK);
 	return pid;
+}
+
+/* The last thing the check said (its log line's message), for ours. */
+static void check_said(char *out, size_t size)
+{
+	char buf[2048];
+	ssize_t n = check_err >= 0 ? read(check_err, buf, sizeof buf - 1) : -1;
+	out[0] = 0;
+	if (check_err >= 0)
+		close(check_err);
+	check_err = -1;
+	if (n <= 0)
+		return;
+	while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r'))
+		n--;
+	buf[n] = 0;
+	char *line = strrchr(buf, '\n');
+	line = line ? line + 1 : buf;
+	char *msg = strstr(line, " error: ");
+	msg = msg ? msg + 8 : line;
+	size_t k = 0;
+	for (; msg[k] && k + 1 < size; k++)
+		out[k] = (unsigned char)msg[k] < 0x20 ? ' ' : msg[k];
+	out[k] = 0;
 }
 
 static void check_too_long(void *ctx)
@@ -66,6 +103,8 @@ static void check_too_long(void *ctx)
 	          params.self, CHECK_TIMEOUT_MS / 1000);
 	kill(check_pid, SIGKILL); /* reaped, and forgotten, in restart_reaped() */
 	check_pid = -1;
+	char said[2];
+	check_said(said, sizeof said);
 	in_progress = 0;
 }
 
@@ -265,12 +304,14 @@ int restart_reaped(pid_t pid, int status)
 	check_pid = -1;
 	timer_cancel(params.loop, &check_timer);
 	int rc = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+	char said[512];
+	check_said(said, sizeof said);
 	if (rc == 3) {
 		log_error("restart refused: %s keeps its state in another format than this process "
 		          "(version %d); still serving; stop and start it instead", params.self, SNAP_VERSION);
 	} else if (rc != 0) {
-		log_error("restart refused: '%s -t -c %s' failed; still serving with this process",
-		          params.self, params.config_path);
+		log_error("restart refused: '%s -t -c %s' failed (%s); still serving with this process",
+		          params.self, params.config_path, said[0] ? said : "no reason given");
 	} else {
 		drain_until = loop_now(params.loop) + PENDING_MAX_MS;
 		drain_timer = (struct timer){ .cb = pending_tick };

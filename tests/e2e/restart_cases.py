@@ -435,3 +435,62 @@ def test_graceful_restart_keeps_a_queue_past_64_mib(st):
     finally:
         other.stop()
         fake.close()
+
+
+def refused_then_serving(other, s, why, tag):
+    """SIGUSR2 is refused with why in the log, and the session carries on."""
+    other.sessiond.signal(signal.SIGUSR2)
+    wait_log(other, "restart refused")
+    expect(log_has(other, why), "the log says why: %s\n%s" % (why, other.tail(other.sessiond_log, 5)))
+    time.sleep(0.3)
+    expect(other.sessiond.alive() and not log_has(other, "restarted in place"), "still the old process")
+    pong = s.request("<iq xmlns='jabber:client' type='get' id='%s'><ping xmlns='urn:xmpp:ping'/></iq>" % tag)
+    expect(pong.type != "terminate", "the session carries on: %r" % pong)
+
+
+@case
+def test_restart_refused_when_the_service_user_cannot_read_the_ca_file(st):
+    import shutil
+    other = side_stack(st)
+    ca = os.path.join(other.dir, "ca.pem")
+    shutil.copy("/etc/ssl/certs/ca-certificates.crt", ca)
+    os.chmod(ca, 0o644)
+    extra = "tls_ca_file = %s\n" % ca
+    if os.geteuid() == 0:  # as in production: started as root, serving as another user
+        import pwd
+        import grp
+        extra += "user = nobody\ngroup = nogroup\n"
+        os.chown(other.dir, pwd.getpwnam("nobody").pw_uid, grp.getgrnam("nogroup").gr_gid)
+    try:
+        other.start_sessiond(extra)
+        other.start_nginx()
+        s = Session(other.url, st.domain, wait=3)
+        s.login("alice", USERS["alice"], "ca")
+        # root may still read it (sessiond read it as root at start); the successor would not
+        os.chmod(ca, 0o600 if os.geteuid() == 0 else 0)
+        refused_then_serving(other, s, "cannot load the CA certificates from %s" % ca, "ca1")
+        os.chmod(ca, 0o644)
+        restart(other)  # once readable, the same restart goes through
+        pong = s.request("<iq xmlns='jabber:client' type='get' id='ca2'><ping xmlns='urn:xmpp:ping'/></iq>")
+        expect(pong.type != "terminate", pong)
+        s.terminate()
+    finally:
+        other.stop()
+
+
+@case
+def test_restart_refused_when_the_database_is_too_new(st):
+    other = side_stack(st)
+    try:
+        other.start_sessiond()
+        other.start_nginx()
+        s = Session(other.url, st.domain, wait=3)
+        s.login("alice", USERS["alice"], "db")
+        db = sqlite3.connect(other.db)
+        db.execute("pragma user_version = 99")  # a later sessiond's schema
+        db.commit()
+        db.close()
+        refused_then_serving(other, s, "database schema version 99 is newer than this sessiond", "db1")
+        s.terminate()
+    finally:
+        other.stop()
