@@ -140,7 +140,10 @@ static int forward(struct conn *c, size_t n, int passed, const struct frame_requ
 		log_warn("forwarding a request to the draining process failed: %s", strerror(errno));
 	if (cgi)
 		conn_close(c, 1);
-	else
+	/* FastCGI: the drainer has its own copy now. CGI: the handler's
+	 * connection is the way back; anything attached to its frame is not
+	 * ours to keep. */
+	if (passed >= 0)
 		close(passed);
 	return 1;
 }

@@ -9,9 +9,9 @@ import threading
 import time
 
 from backend_cases import ScriptedXmppServer, log_has, wait_log
-from bosh import Session
+from bosh import Session, body as bosh_body, post_raw
 from cases import USERS, FakeXmppServer, case, expect, handler_pids, side_stack
-from stack import wait_for
+from stack import child_pids, wait_for
 
 
 def restart(stack, times=1):
@@ -492,5 +492,145 @@ def test_restart_refused_when_the_database_is_too_new(st):
         db.close()
         refused_then_serving(other, s, "database schema version 99 is newer than this sessiond", "db1")
         s.terminate()
+    finally:
+        other.stop()
+
+
+# ---- descriptors: nothing leaks across restarts and drains ----
+
+def fd_targets(pid):
+    d = "/proc/%d/fd" % pid
+    out = {}
+    for n in os.listdir(d):
+        try:
+            out[int(n)] = os.readlink(os.path.join(d, n))
+        except OSError:
+            pass
+    return out
+
+
+def handlers_of(stack):
+    pids = []
+    for p in child_pids(stack.sessiond.pid):
+        try:
+            if "bosh-handler" in os.readlink("/proc/%d/exe" % p):
+                pids.append(p)
+        except OSError:
+            pass
+    return pids
+
+
+def handler_extra_fds(stack, pid):
+    """What a handler holds besides its listener (0), stdio and log file, and
+    one connection to sessiond: [] when clean."""
+    fds = fd_targets(pid)
+    sockets = [fd for fd, t in fds.items() if fd > 2 and t.startswith("socket:")]
+    other = [t for fd, t in fds.items() if fd > 2 and not t.startswith("socket:")
+             and t != stack.sessiond_log]
+    expect(fds.get(0, "").startswith("socket:"), "handler %d: its listener is descriptor 0: %r" % (pid, fds))
+    return other + ["socket"] * (len(sockets) - 1 if sockets else 0)
+
+
+def warm_up_handlers(stack, want):
+    """Requests until every handler holds its connection to sessiond."""
+    for _ in range(60):
+        pids = handlers_of(stack)
+        if len(pids) == want and all(
+                sum(1 for fd, t in fd_targets(p).items() if fd > 2 and t.startswith("socket:")) >= 1
+                for p in pids):
+            return
+        post_raw(stack.url, bosh_body({"sid": "0" * 32, "rid": 1}))
+        time.sleep(0.05)
+    raise AssertionError("handlers did not all connect: %r" % handlers_of(stack))
+
+
+def cgi_frame(attrs):
+    """A request frame as a plain CGI handler sends it (no connection attached)."""
+    import struct
+
+    def field(tag, data):
+        return struct.pack(">BI", tag, len(data)) + data
+    f = field(1, b"\0\0") + field(2, struct.pack(">I", 0)) + field(3, b"127.0.0.1\0") + field(4, b"POST\0")
+    for k, v in attrs.items():
+        f += field(6, k.encode() + b"\0" + str(v).encode() + b"\0")
+    return b"BF\x01\x01" + struct.pack(">I", len(f)) + f
+
+
+@case
+def test_descriptors_after_restarts_and_drains(st):
+    import socket as so
+    import struct
+    from backend_cases import ping, world
+    w = world(st)
+    other = side_stack(st, "tls_ca_file = %s\nbackend.secure.test = 127.0.0.1:%d starttls\n"
+                       "default_inactivity = 30\nmax_inactivity = 60\n" % (w.ca[1], w.c2s))
+    stop = os.path.join(other.dir, "handlers-fail")
+    wrapper = os.path.join(other.dir, "handler.sh")  # fails at once while stop exists
+    with open(wrapper, "w") as f:
+        f.write('#!/bin/sh\n[ -e %s ] && exit 1\nexec %s "$@"\n' % (stop, st.handler_bin))
+    os.chmod(wrapper, 0o755)
+    other.handler_bin = wrapper
+    try:
+        other.start_sessiond()
+        other.start_nginx()
+        warm_up_handlers(other, 2)
+        pid = other.sessiond.pid
+        baseline = len(fd_targets(pid))
+        for h in handlers_of(other):
+            expect(handler_extra_fds(other, h) == [], "handler %d at start: %r" % (h, fd_targets(h)))
+        plain = Session(other.url, st.domain, wait=10)
+        plain.login("carol", USERS["carol"], "fds")
+        tls = Session(other.url, "secure.test", wait=10)
+        tls.login("alice", "alice-pw", "fds")
+        # one handler dies and keeps dying, so it is between starts when the
+        # restart comes: the successor starts it (pool_restore)
+        open(stop, "w").close()
+        os.kill(handlers_of(other)[0], signal.SIGTERM)
+        wait_for(lambda: open(other.sessiond_log, errors="replace").read().count("exited with status 1") >= 5,
+                 20, "the handler's restarts to back off")
+        held = [plain.request_async(), tls.request_async()]
+        time.sleep(0.3)
+        os.unlink(stop)
+        restart(other)
+        wait_log(other, "sessions over TLS in process")
+        wait_for(lambda: len(handlers_of(other)) == 2, 10, "two handlers")
+        for h in handlers_of(other):
+            expect(handler_extra_fds(other, h) == [],
+                   "handler %d after the restart holds only what it needs: %r" % (h, fd_targets(h)))
+        expect(ping(tls, "secure.test", "fd1") and ping(plain, st.domain, "fd2"), "both sessions go on")
+        for h in held:
+            h.join(15)
+        # a CGI request for the drained session, with a descriptor riding along
+        c = so.socket(so.AF_UNIX, so.SOCK_SEQPACKET)
+        c.connect(os.path.join(other.dir, "sessiond.sock"))
+        r, wr = os.pipe()
+        c.sendmsg([cgi_frame({"sid": tls.sid, "rid": tls.next_rid()})],
+                  [(so.SOL_SOCKET, so.SCM_RIGHTS, struct.pack("i", r))])
+        os.close(r)
+
+        def pipe_closed():
+            try:
+                os.write(wr, b"x")
+                return False
+            except BrokenPipeError:
+                return True
+        try:
+            wait_for(pipe_closed, 5, "sessiond to close the descriptor that came with a CGI frame")
+        finally:
+            os.close(wr)
+            c.close()
+        expect(ping(tls, "secure.test", "fd3"), "the drained session goes on")
+        expect(tls.terminate().type == "terminate", "terminate through the drainer")
+        wait_log(other, "the process draining sessions of the last restart has finished", timeout=15)
+        restart(other)  # and once more, with the plain session only
+        expect(ping(plain, st.domain, "fd4"), "the plain session goes on")
+        plain.terminate()
+        time.sleep(0.5)
+        warm_up_handlers(other, 2)
+        for h in handlers_of(other):
+            expect(handler_extra_fds(other, h) == [], "handler %d at the end: %r" % (h, fd_targets(h)))
+        expect(other.sessiond.pid == pid, "the same process")
+        now = len(fd_targets(pid))
+        expect(now == baseline, "sessiond's descriptors back to %d: %d now: %r" % (baseline, now, fd_targets(pid)))
     finally:
         other.stop()
