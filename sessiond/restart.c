@@ -10,10 +10,12 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -155,12 +157,42 @@ static void drain_check(void *ctx)
 	timer_set(params.loop, &drain_timer, loop_now(params.loop) + 1000);
 }
 
+/* The drainer accepts nothing: a listener kept here would outlive a stop
+ * of sessiond (a TCP fcgi_socket would keep its port taken). The control
+ * socket is front.c's to close; this finds the FastCGI one and any other. */
+static void close_listeners(void)
+{
+	DIR *d = opendir("/proc/self/fd");
+	if (!d) {
+		if (params.fcgi_fd >= 0)
+			close(params.fcgi_fd);
+		return;
+	}
+	struct dirent *e;
+	while ((e = readdir(d))) {
+		int fd = atoi(e->d_name), on = 0;
+		socklen_t len = sizeof on;
+		if (fd > 2 && fd != dirfd(d) &&
+		    getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &on, &len) == 0 && on)
+			close(fd);
+	}
+	closedir(d);
+}
+
 /* In the child: a copy of everything; keep the TLS sessions, drop the rest
  * without touching it (the successor has the same descriptors). */
-static void become_drainer(int channel)
+static void become_drainer(int channel, pid_t parent)
 {
 	char err[256];
 	drainer = 1;
+	/* Stopped with sessiond: SIGTERM (which our signalfd takes, as sessiond
+	 * does) when the process that forked us goes. That is sessiond itself
+	 * after the exec, which keeps the PID and the thread: the signal comes
+	 * when sessiond stops or dies, not when it restarts. */
+	if (prctl(PR_SET_PDEATHSIG, SIGTERM) < 0 || getppid() != parent) {
+		log_error("drainer: sessiond is gone already; exiting");
+		_exit(1);
+	}
 	if (loop_after_fork(params.loop) < 0 || store_after_fork(err, sizeof err) < 0) {
 		log_error("drainer: cannot set up (%s); exiting", err);
 		_exit(1);
@@ -170,6 +202,7 @@ static void become_drainer(int channel)
 		log_error("drainer: out of memory; exiting");
 		_exit(1);
 	}
+	close_listeners();
 	log_info("draining %zu sessions over TLS in process %ld (drain_time %lds)", sessions_count(),
 	         (long)getpid(), params.drain_time);
 	drain_until = loop_now(params.loop) + (uint64_t)params.drain_time * 1000;
@@ -187,6 +220,7 @@ static int fork_drainer(void)
 	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, ch) < 0)
 		return -2;
 	store_flush();
+	pid_t parent = getpid();
 	pid_t pid = fork();
 	if (pid < 0) {
 		close(ch[0]);
@@ -195,7 +229,7 @@ static int fork_drainer(void)
 	}
 	if (pid == 0) {
 		close(ch[1]);
-		become_drainer(ch[0]);
+		become_drainer(ch[0], parent);
 		return -3;
 	}
 	close(ch[0]);

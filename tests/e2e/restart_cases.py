@@ -634,3 +634,74 @@ def test_descriptors_after_restarts_and_drains(st):
         expect(now == baseline, "sessiond's descriptors back to %d: %d now: %r" % (baseline, now, fd_targets(pid)))
     finally:
         other.stop()
+
+
+def listening_inodes():
+    """Inodes of every listening socket on the host (TCP, TCP6, Unix)."""
+    found = set()
+    for name in ("tcp", "tcp6"):
+        with open("/proc/net/" + name) as f:
+            for line in f.readlines()[1:]:
+                cols = line.split()
+                if cols[3] == "0A":
+                    found.add(cols[9])
+    with open("/proc/net/unix") as f:
+        for line in f.readlines()[1:]:
+            cols = line.split()
+            if int(cols[3], 16) & 0x10000:  # __SO_ACCEPTCON
+                found.add(cols[6])
+    return found
+
+
+def process_listeners(pid):
+    inodes = listening_inodes()
+    return [t for t in fd_targets(pid).values()
+            if t.startswith("socket:[") and t[len("socket:["):-1] in inodes]
+
+
+def pid_alive(pid):
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            return f.read().split(")")[-1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+@case
+def test_drainer_holds_no_listener_and_stops_with_sessiond(st):
+    from backend_cases import ping, world
+    from stack import free_port
+    w = world(st)
+    port = free_port()
+    other = side_stack(st, "tls_ca_file = %s\nbackend.secure.test = 127.0.0.1:%d starttls\n"
+                       "fcgi_socket = 127.0.0.1:%d\n" % (w.ca[1], w.c2s, port) + LONG_INACTIVITY)
+    drainer = None
+    try:
+        other.start_sessiond()
+        other.start_nginx()
+        conf = os.path.join(other.dir, "nginx", "bosh.conf")  # FastCGI over TCP
+        with open(conf) as f:
+            text = f.read().replace("unix:" + other.handler_sock, "127.0.0.1:%d" % port)
+        with open(conf, "w") as f:
+            f.write(text)
+        other.nginx.signal(signal.SIGHUP)
+        time.sleep(1)
+        tls = Session(other.url, "secure.test", wait=3)
+        tls.login("alice", "alice-pw", "drainer")
+        restart(other)
+        wait_log(other, "sessions over TLS in process")
+        drainer = int(re.search(r"draining \d+ sessions over TLS in process (\d+)",
+                                open(other.sessiond_log, errors="replace").read()).group(1))
+        expect(process_listeners(other.sessiond.pid), "sessiond listens (the check sees listeners)")
+        expect(process_listeners(drainer) == [], "the drainer listens on nothing: %r" % process_listeners(drainer))
+        expect(ping(tls, "secure.test", "dr1"), "the TLS session goes on in the drainer")
+        other.stop_sessiond()  # SIGTERM
+        # long before its session's inactivity (30 s) or drain_time could end it
+        wait_for(lambda: not pid_alive(drainer), 5, "the drainer to stop with sessiond")
+        wait_log(other, "draining process stopped")
+        other.start_sessiond()  # the FastCGI port is free again
+        expect(other.sessiond.alive(), "a new sessiond on the same port")
+    finally:
+        if drainer and pid_alive(drainer):
+            os.kill(drainer, signal.SIGKILL)
+        other.stop()
