@@ -94,7 +94,7 @@ static void usage(void)
 	                "  -c CONFIG  configuration file (default: bosh.conf)\n"
 	                "  -f         stay in the foreground (default: become a daemon)\n"
 	                "  -l LEVEL   log level, overriding log_level\n"
-	                "  -t         check the configuration and exit\n"
+	                "  -t         check what a start needs (configuration, CA file, database) and exit\n"
 	                "  -r, --restart  restart the running sessiond gracefully (needs pid_file)\n");
 }
 
