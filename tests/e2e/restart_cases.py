@@ -592,6 +592,10 @@ def test_descriptors_after_restarts_and_drains(st):
         time.sleep(0.3)
         os.unlink(stop)
         restart(other)
+        log = open(other.sessiond_log, errors="replace").read()
+        taking_over = log[log.rindex("restarting in place:"):log.rindex("restarted in place:")]
+        expect(re.search(r"handler \d+ started", taking_over),
+               "the successor started the missing handler while taking over")
         wait_log(other, "sessions over TLS in process")
         wait_for(lambda: len(handlers_of(other)) == 2, 10, "two handlers")
         for h in handlers_of(other):
