@@ -699,6 +699,8 @@ def test_drainer_holds_no_listener_and_stops_with_sessiond(st):
         expect(process_listeners(other.sessiond.pid), "sessiond listens (the check sees listeners)")
         expect(process_listeners(drainer) == [], "the drainer listens on nothing: %r" % process_listeners(drainer))
         expect(ping(tls, "secure.test", "dr1"), "the TLS session goes on in the drainer")
+        restart(other)  # sessiond execs again: the drainer's parent stays, and so does it
+        expect(pid_alive(drainer) and ping(tls, "secure.test", "dr2"), "the drainer outlives a restart")
         other.stop_sessiond()  # SIGTERM
         # long before its session's inactivity (30 s) or drain_time could end it
         wait_for(lambda: not pid_alive(drainer), 5, "the drainer to stop with sessiond")
