@@ -74,15 +74,20 @@ static pid_t start_check(void)
 	return pid;
 }
 
+static void check_err_close(void)
+{
+	if (check_err >= 0)
+		close(check_err);
+	check_err = -1;
+}
+
 /* The last thing the check said (its log line's message), for ours. */
 static void check_said(char *out, size_t size)
 {
 	char buf[2048];
 	ssize_t n = check_err >= 0 ? read(check_err, buf, sizeof buf - 1) : -1;
 	out[0] = 0;
-	if (check_err >= 0)
-		close(check_err);
-	check_err = -1;
+	check_err_close();
 	if (n <= 0)
 		return;
 	while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r'))
@@ -105,8 +110,7 @@ static void check_too_long(void *ctx)
 	          params.self, CHECK_TIMEOUT_MS / 1000);
 	kill(check_pid, SIGKILL); /* reaped, and forgotten, in restart_reaped() */
 	check_pid = -1;
-	char said[2];
-	check_said(said, sizeof said);
+	check_err_close();
 	in_progress = 0;
 }
 
