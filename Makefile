@@ -32,7 +32,8 @@ SESSIOND_SRC := sessiond/main.c sessiond/loop.c sessiond/reply.c sessiond/xmpp.c
 	sessiond/front.c sessiond/pool.c sessiond/jsonattrs.c sessiond/resolver.c \
 	sessiond/dial.c sessiond/tls.c sessiond/snapshot.c sessiond/restart.c \
 	sessiond/stream.c sessiond/route.c sessiond/attrs.c sessiond/budget.c $(COMMON_SRC)
-UNIT_TESTS := body splitter frame ridwin config query jsonattrs dial route attrs reply store log
+UNIT_TESTS := body splitter frame ridwin config query jsonattrs dial route attrs reply store log \
+	snapshot restore
 
 .PHONY: FORCE all check-build deps-run deps-test deps-bench run test unit unit-asan e2e bench clean \
 	continuity continuity-small fuzz fuzz-short \
@@ -103,6 +104,8 @@ src_route    := sessiond/route.c
 src_attrs    := sessiond/attrs.c common/frame.c
 src_reply    := sessiond/reply.c sessiond/loop.c common/frame.c common/config.c common/log.c
 src_store    := sessiond/store.c common/log.c
+src_snapshot := sessiond/snapshot.c sessiond/splitter.c sessiond/budget.c common/log.c
+src_restore  := $(filter-out sessiond/main.c,$(SESSIOND_SRC))
 
 # A test is rebuilt when the module sources it links change too.
 .SECONDEXPANSION:

@@ -144,7 +144,10 @@ static int forward(struct conn *c, size_t n, int passed, const struct frame_requ
 		log_warn("forwarding a request to the draining process failed: %s", strerror(errno));
 	if (cgi)
 		conn_close(c, 1);
-	else
+	/* FastCGI: the drainer has its own copy now. CGI: the handler's
+	 * connection is the way back; anything attached to its frame is not
+	 * ours to keep. */
+	if (passed >= 0)
 		close(passed);
 	return 1;
 }
@@ -339,7 +342,7 @@ void front_snapshot(struct snap_w *w, void (*keep)(void *ctx, int fd), void *ctx
 {
 	snap_put_i64(w, listener.fd);
 	keep(ctx, listener.fd);
-	snap_put_u64(w, (uint64_t)nconns);
+	snap_put_count(w, (uint64_t)nconns, FRONT_MAX_CONNS);
 	for (struct conn *c = conns; c; c = c->next) {
 		snap_put_i64(w, c->io.fd);
 		keep(ctx, c->io.fd);
@@ -351,7 +354,7 @@ int front_restore(struct loop *l, struct snap_r *r, const struct config *cfg)
 	int fd = (int)snap_get_i64(r);
 	if (snap_failed(r) || front_start(l, fd, cfg) < 0)
 		return -1;
-	uint64_t n = snap_get_u64(r);
+	uint64_t n = snap_get_count(r, FRONT_MAX_CONNS);
 	for (uint64_t i = 0; i < n && !snap_failed(r); i++) {
 		int cfd = (int)snap_get_i64(r);
 		if (cfd >= 0 && adopt(cfd) < 0)

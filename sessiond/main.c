@@ -159,7 +159,7 @@ static void usage(void)
 	                "  -c CONFIG  configuration file (default: bosh.conf)\n"
 	                "  -f         stay in the foreground (default: become a daemon)\n"
 	                "  -l LEVEL   log level, overriding log_level\n"
-	                "  -t         check the configuration and exit\n"
+	                "  -t         check what a start needs (configuration, CA file, database) and exit\n"
 	                "  -r, --restart  restart the running sessiond gracefully (needs pid_file)\n"
 	                "  --reload   new log files and the configuration read again: SIGHUP to the\n"
 	                "             running sessiond (needs pid_file)\n");
@@ -632,6 +632,42 @@ static int open_sockets(int *control, int *fcgi, uid_t uid, gid_t gid)
 	return *fcgi < 0 ? -1 : 0;
 }
 
+/* sessiond -t: what a start, and a restart's successor, do before they can
+ * serve, without serving: the configuration (read by now), the service
+ * user, the resolver, the TLS context with tls_ca_file, the database. It
+ * runs as the service user, as a successor does (it never was root), so a
+ * CA file or database only root may read is found here, and not by a
+ * successor that then cannot start. A restart runs this on the binary on
+ * disk first; its errors go to stderr, which the restart logs. */
+static int check_startup(const char *config_path)
+{
+	uid_t uid;
+	gid_t gid;
+	char err[512];
+	if (lookup_ids(&uid, &gid) < 0)
+		return 1;
+	if (geteuid() == 0 && cfg.user[0] &&
+	    (setgroups(1, &gid) < 0 || setgid(gid) < 0 || setuid(uid) < 0)) {
+		log_error("cannot become %s: %s", cfg.user, strerror(errno));
+		return 1;
+	}
+	struct loop *l = loop_new();
+	int ok = l && resolver_init(l, cfg.dns_servers, (unsigned)cfg.connect_timeout * 1000) == 0 &&
+	         tls_init(cfg.tls_ca_file) == 0;
+	if (ok && store_check(cfg.database, err, sizeof err) < 0) {
+		log_error("database: %s", err);
+		ok = 0;
+	}
+	resolver_shutdown();
+	tls_shutdown();
+	if (l)
+		loop_free(l);
+	if (!ok)
+		return 1;
+	printf("%s: OK (%zu domains)\n", config_path, cfg.nbackends);
+	return 0;
+}
+
 /* After a graceful restart: everything comes from the predecessor. */
 static int resume(struct snap_r *snap, int fcgi, const char *handler, const char *config_path)
 {
@@ -795,10 +831,8 @@ int main(int argc, char **argv)
 		fprintf(stderr, "sessiond: %s: %s\n", config_path, err);
 		return 1;
 	}
-	if (check) {
-		printf("%s: OK (%zu domains)\n", config_path, cfg.nbackends);
-		return 0;
-	}
+	if (check)
+		return check_startup(config_path);
 	log_open("sessiond", cfg.log_file, (enum log_level)(level ? log_level_parse(level) : cfg.log_level));
 	if (!foreground && resume_fd < 0 && daemonize() < 0) {
 		log_error("cannot become a daemon: %s", strerror(errno));

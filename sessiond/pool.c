@@ -7,7 +7,9 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -37,6 +39,23 @@ void pool_on_other_child(int (*cb)(pid_t pid, int status))
 	other_child = cb;
 }
 
+/* Marks every descriptor from low on close-on-exec. */
+static void cloexec_from(int low)
+{
+#ifdef CLOSE_RANGE_CLOEXEC
+	if (close_range((unsigned)low, ~0u, CLOSE_RANGE_CLOEXEC) == 0)
+		return;
+#endif
+	/* an older kernel: one by one (no allocation: this runs after fork) */
+	struct rlimit rl;
+	int max = getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < 1u << 20 ? (int)rl.rlim_cur : 1 << 20;
+	for (int fd = low; fd < max; fd++) {
+		int flags = fcntl(fd, F_GETFD);
+		if (flags >= 0 && !(flags & FD_CLOEXEC))
+			fcntl(fd, F_SETFD, flags | FD_CLOEXEC);
+	}
+}
+
 static void spawn(void *ctx)
 {
 	struct worker *w = ctx;
@@ -57,10 +76,12 @@ static void spawn(void *ctx)
 		prctl(PR_SET_PDEATHSIG, SIGTERM);
 		if (getppid() != parent)
 			_exit(0);
-		/* FastCGI: the listening socket is descriptor 0. Every other
-		 * descriptor of ours is close-on-exec. */
+		/* FastCGI: the listening socket is descriptor 0. Nothing else of
+		 * ours goes with it: right after a restart (pool_restore) every
+		 * held request and XMPP connection is still inheritable. */
 		if (dup2(listen_fd, 0) < 0)
 			_exit(127);
+		cloexec_from(3);
 		execl(handler, handler, "-c", config, (char *)NULL);
 		log_error("cannot start handler %s: %s", handler, strerror(errno));
 		_exit(127);
@@ -197,7 +218,7 @@ void pool_stop(void)
 /* Graceful restart: the handlers stay our children across exec (same PID). */
 void pool_snapshot(struct snap_w *w)
 {
-	snap_put_u64(w, (uint64_t)nworkers);
+	snap_put_count(w, (uint64_t)nworkers, POOL_MAX);
 	for (int i = 0; i < nworkers; i++)
 		snap_put_i64(w, workers[i].pid);
 }
@@ -209,8 +230,8 @@ int pool_restore(struct loop *l, struct snap_r *r, int fd, const char *handler_p
 	listen_fd = fd;
 	handler = strdup(handler_path);
 	config = strdup(config_path);
-	uint64_t n = snap_get_u64(r);
-	if (!handler || !config || n > POOL_MAX)
+	uint64_t n = snap_get_count(r, POOL_MAX);
+	if (!handler || !config || snap_failed(r))
 		return -1;
 	nworkers = (int)n;
 	for (int i = 0; i < nworkers; i++) {

@@ -10,10 +10,12 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -43,20 +45,62 @@ static void keep_fd(void *ctx, int fd)
  * runs beside the loop; its exit comes back through restart_reaped(). */
 static pid_t check_pid;
 static struct timer check_timer;
+static int check_err = -1; /* the check's stderr: why it failed, for our log */
 
 static pid_t start_check(void)
 {
+	int err[2];
+	if (pipe2(err, O_CLOEXEC) < 0)
+		return -1;
 	pid_t pid = fork();
+	if (pid < 0) {
+		close(err[0]);
+		close(err[1]);
+		return -1;
+	}
 	if (pid == 0) {
 		int null = open("/dev/null", O_WRONLY);
 		if (null >= 0)
 			dup2(null, 1);
+		dup2(err[1], 2);
 		char version[16];
 		snprintf(version, sizeof version, "%d", SNAP_VERSION);
 		execl(params.self, params.self, "-t", "-T", version, "-c", params.config_path, (char *)NULL);
 		_exit(127);
 	}
+	close(err[1]);
+	check_err = err[0];
+	fcntl(check_err, F_SETFL, O_NONBLOCK);
 	return pid;
+}
+
+static void check_err_close(void)
+{
+	if (check_err >= 0)
+		close(check_err);
+	check_err = -1;
+}
+
+/* The last thing the check said (its log line's message), for ours. */
+static void check_said(char *out, size_t size)
+{
+	char buf[2048];
+	ssize_t n = check_err >= 0 ? read(check_err, buf, sizeof buf - 1) : -1;
+	out[0] = 0;
+	check_err_close();
+	if (n <= 0)
+		return;
+	while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r'))
+		n--;
+	buf[n] = 0;
+	char *line = strrchr(buf, '\n');
+	line = line ? line + 1 : buf;
+	char *msg = strstr(line, " error: ");
+	msg = msg ? msg + 8 : line;
+	size_t k = 0;
+	for (; msg[k] && k + 1 < size; k++)
+		out[k] = (unsigned char)msg[k] < 0x20 ? ' ' : msg[k];
+	out[k] = 0;
 }
 
 static void check_too_long(void *ctx)
@@ -66,6 +110,7 @@ static void check_too_long(void *ctx)
 	          params.self, CHECK_TIMEOUT_MS / 1000);
 	kill(check_pid, SIGKILL); /* reaped, and forgotten, in restart_reaped() */
 	check_pid = -1;
+	check_err_close();
 	in_progress = 0;
 }
 
@@ -116,12 +161,42 @@ static void drain_check(void *ctx)
 	timer_set(params.loop, &drain_timer, loop_now(params.loop) + 1000);
 }
 
+/* The drainer accepts nothing: a listener kept here would outlive a stop
+ * of sessiond (a TCP fcgi_socket would keep its port taken). The control
+ * socket is front.c's to close; this finds the FastCGI one and any other. */
+static void close_listeners(void)
+{
+	DIR *d = opendir("/proc/self/fd");
+	if (!d) {
+		if (params.fcgi_fd >= 0)
+			close(params.fcgi_fd);
+		return;
+	}
+	struct dirent *e;
+	while ((e = readdir(d))) {
+		int fd = atoi(e->d_name), on = 0;
+		socklen_t len = sizeof on;
+		if (fd > 2 && fd != dirfd(d) &&
+		    getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &on, &len) == 0 && on)
+			close(fd);
+	}
+	closedir(d);
+}
+
 /* In the child: a copy of everything; keep the TLS sessions, drop the rest
  * without touching it (the successor has the same descriptors). */
-static void become_drainer(int channel)
+static void become_drainer(int channel, pid_t parent)
 {
 	char err[256];
 	drainer = 1;
+	/* Stopped with sessiond: SIGTERM (which our signalfd takes, as sessiond
+	 * does) when the process that forked us goes. That is sessiond itself
+	 * after the exec, which keeps the PID and the thread: the signal comes
+	 * when sessiond stops or dies, not when it restarts. */
+	if (prctl(PR_SET_PDEATHSIG, SIGTERM) < 0 || getppid() != parent) {
+		log_error("drainer: sessiond is gone already; exiting");
+		_exit(1);
+	}
 	if (loop_after_fork(params.loop) < 0 || store_after_fork(err, sizeof err) < 0) {
 		log_error("drainer: cannot set up (%s); exiting", err);
 		_exit(1);
@@ -131,6 +206,7 @@ static void become_drainer(int channel)
 		log_error("drainer: out of memory; exiting");
 		_exit(1);
 	}
+	close_listeners();
 	log_info("draining %zu sessions over TLS in process %ld (drain_time %lds)", sessions_count(),
 	         (long)getpid(), params.drain_time);
 	drain_until = loop_now(params.loop) + (uint64_t)params.drain_time * 1000;
@@ -148,6 +224,7 @@ static int fork_drainer(void)
 	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, ch) < 0)
 		return -2;
 	store_flush();
+	pid_t parent = getpid();
 	pid_t pid = fork();
 	if (pid < 0) {
 		close(ch[0]);
@@ -156,7 +233,7 @@ static int fork_drainer(void)
 	}
 	if (pid == 0) {
 		close(ch[1]);
-		become_drainer(ch[0]);
+		become_drainer(ch[0], parent);
 		return -3;
 	}
 	close(ch[0]);
@@ -265,12 +342,14 @@ int restart_reaped(pid_t pid, int status)
 	check_pid = -1;
 	timer_cancel(params.loop, &check_timer);
 	int rc = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+	char said[512];
+	check_said(said, sizeof said);
 	if (rc == 3) {
 		log_error("restart refused: %s keeps its state in another format than this process "
 		          "(version %d); still serving; stop and start it instead", params.self, SNAP_VERSION);
 	} else if (rc != 0) {
-		log_error("restart refused: '%s -t -c %s' failed; still serving with this process",
-		          params.self, params.config_path);
+		log_error("restart refused: '%s -t -c %s' failed (%s); still serving with this process",
+		          params.self, params.config_path, said[0] ? said : "no reason given");
 	} else {
 		drain_until = loop_now(params.loop) + PENDING_MAX_MS;
 		drain_timer = (struct timer){ .cb = pending_tick };

@@ -43,6 +43,7 @@
 #include "xmpp.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdarg.h>
 #include <strings.h>
 #include <openssl/crypto.h>
@@ -1750,7 +1751,7 @@ static void get_numbers(struct snap_r *r, struct session *s)
 	s->ended_at = snap_get_double(r);
 }
 
-static void put_session(struct snap_w *w, const struct session *s, sessions_fd_cb keep, void *ctx)
+static int put_session(struct snap_w *w, const struct session *s, sessions_fd_cb keep, void *ctx)
 {
 	snap_put_str(w, s->sid);
 	put_numbers(w, s);
@@ -1758,14 +1759,14 @@ static void put_session(struct snap_w *w, const struct session *s, sessions_fd_c
 	for (int i = 0; i < HELD_MAX; i++)
 		snap_put_i64(w, s->dropped[i]);
 	snap_put_u64(w, s->sent.cap);
-	snap_put_u64(w, s->sent.n);
+	snap_put_count(w, (uint64_t)s->sent.n, RIDWIN_MAX);
 	for (int i = 0; i < s->sent.n; i++) {
 		const struct ridwin_entry *e = &s->sent.e[(s->sent.head + i) % s->sent.cap];
 		snap_put_i64(w, e->rid);
 		snap_put_bytes(w, e->body, e->len);
 		snap_put_u64(w, e->sent_at);
 	}
-	snap_put_u64(w, (uint64_t)s->nheld);
+	snap_put_count(w, (uint64_t)s->nheld, HELD_MAX);
 	for (int i = 0; i < s->nheld; i++) {
 		const struct held *h = HELD((struct session *)s, i);
 		snap_put_i64(w, h->rid);
@@ -1773,14 +1774,14 @@ static void put_session(struct snap_w *w, const struct session *s, sessions_fd_c
 		snap_put_u64(w, h->creation);
 		put_resp(w, &h->resp, keep, ctx);
 	}
-	snap_put_u64(w, (uint64_t)s->nahead);
+	snap_put_count(w, (uint64_t)s->nahead, HELD_MAX);
 	for (int i = 0; i < s->nahead; i++) {
 		put_req(w, &s->ahead[i]->r);
 		put_resp(w, &s->ahead[i]->resp, keep, ctx);
 	}
 	/* A session still connecting connects again in the successor. */
 	struct streams none = { .n = 0 };
-	streams_snapshot(s->state == S_CONNECTING ? &none : &s->streams, w, keep, ctx);
+	return streams_snapshot(s->state == S_CONNECTING ? &none : &s->streams, w, keep, ctx);
 }
 
 /* A session whose TLS connection cannot move stays with the process that
@@ -1859,26 +1860,114 @@ void sessions_end_all(const char *condition)
 		}
 }
 
+/* The descriptors of one session: a record lists them first, so that the
+ * successor can close them if it cannot take the session over. */
+#define SESSION_FDS_MAX (2 * HELD_MAX + STREAMS_MAX)
+struct fd_list {
+	int fd[SESSION_FDS_MAX];
+	int n, over;
+};
+
+static void collect_fd(void *ctx, int fd)
+{
+	struct fd_list *l = ctx;
+	if (l->n < SESSION_FDS_MAX)
+		l->fd[l->n++] = fd;
+	else
+		l->over = 1;
+}
+
+/* One session as one record: [sid][its descriptors][the rest]. A session
+ * that cannot be written whole (past a limit of snapshot.h) is written as
+ * its sid alone, which the successor reads as lost. Returns 1 then, 0 if
+ * written whole, -1 out of memory. body is scratch space, reused. */
+static int put_record(struct snap_w *w, struct snap_w *body, const struct session *s,
+                      sessions_fd_cb keep, void *ctx)
+{
+	struct fd_list fds = { .n = 0 };
+	body->len = 0;
+	body->over = 0;
+	int whole = put_session(body, s, collect_fd, &fds) == 0 && !fds.over;
+	if (body->failed)
+		return -1;
+	size_t mark = snap_record_begin(w);
+	snap_put_str(w, s->sid);
+	snap_put_count(w, whole ? (uint64_t)fds.n : 0, SESSION_FDS_MAX);
+	for (int i = 0; whole && i < fds.n; i++)
+		snap_put_i64(w, fds.fd[i]);
+	if (whole)
+		snap_put_raw(w, body->data, body->len);
+	if (snap_record_end(w, mark) < 0)
+		return -1;
+	for (int i = 0; whole && i < fds.n; i++)
+		keep(ctx, fds.fd[i]);
+	return whole ? 0 : 1;
+}
+
+/* Sessions left out of the snapshot end here, as a lost connection: their
+ * held requests are answered now, and the successor answers their next
+ * request remote-connection-failed (they are lost there). */
+static void end_left_out(char (*sids)[SID_HEX + 1], size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		struct session *s = find(sids[i]);
+		if (!s)
+			continue;
+		log_error("restart: session %s cannot be handed over (past the snapshot's limits); "
+		          "ending it", s->sid);
+		if (s->state == S_ENDED)
+			session_destroy(s);
+		else
+			session_end(s, "remote-connection-failed");
+	}
+}
+
 int sessions_snapshot(struct snap_w *w, sessions_fd_cb keep, void *ctx)
 {
+	struct snap_w body = { 0 };
+	char (*left_out)[SID_HEX + 1] = NULL;
+	size_t nleft = 0;
+	int rc = 0;
 	store_flush();
-	snap_put_u64(w, nsessions);
-	for (size_t i = 0; i < table_size; i++)
-		for (struct session *s = table[i]; s; s = s->hnext)
-			put_session(w, s, keep, ctx);
-	snap_put_u64(w, nlost);
+	snap_put_count(w, nlost, SNAP_MAX_SIDS);
 	for (size_t i = 0; i < nlost; i++)
 		snap_put_str(w, lost[i]);
-	snap_put_u64(w, ndraining);
+	snap_put_count(w, ndraining, SNAP_MAX_SIDS);
 	for (size_t i = 0; i < ndraining; i++)
 		snap_put_str(w, draining[i]);
-	return w->failed ? -1 : 0;
+	snap_put_count(w, nsessions, SNAP_MAX_SIDS);
+	for (size_t i = 0; i < table_size && rc == 0; i++)
+		for (struct session *s = table[i]; s && rc == 0; s = s->hnext) {
+			int r = put_record(w, &body, s, keep, ctx);
+			if (r < 0) {
+				rc = -1;
+			} else if (r > 0) {
+				void *n = realloc(left_out, (nleft + 1) * sizeof *left_out);
+				if (!n) {
+					rc = -1;
+					break;
+				}
+				left_out = n;
+				memcpy(left_out[nleft++], s->sid, SID_HEX + 1);
+			}
+		}
+	free(body.data);
+	if (rc == 0 && !w->failed && !w->over)
+		end_left_out(left_out, nleft);
+	free(left_out);
+	for (struct session *s = dirty_list; s; s = s->dirty_next) {
+		put_row(s);
+		s->dirty = 0;
+	}
+	dirty_list = NULL;
+	store_flush();
+	return rc < 0 || w->failed || w->over ? -1 : 0;
 }
 
 static int get_held(struct snap_r *r, struct session *s)
 {
-	uint64_t n = snap_get_u64(r);
-	if (n > HELD_MAX)
+	uint64_t n = snap_get_count(r, HELD_MAX);
+	if (snap_failed(r))
 		return -1;
 	for (uint64_t i = 0; i < n; i++) {
 		struct held *h = HELD(s, s->nheld);
@@ -1902,8 +1991,8 @@ static int get_held(struct snap_r *r, struct session *s)
 static int get_sent_and_ahead(struct snap_r *r, struct session *s)
 {
 	ridwin_init(&s->sent, (int)snap_get_u64(r));
-	uint64_t n = snap_get_u64(r);
-	for (uint64_t i = 0; i < n && i < RIDWIN_MAX && !snap_failed(r); i++) {
+	uint64_t n = snap_get_count(r, RIDWIN_MAX);
+	for (uint64_t i = 0; i < n && !snap_failed(r); i++) {
 		size_t len;
 		int64_t rid = snap_get_i64(r);
 		char *body = snap_get_bytes(r, &len);
@@ -1913,8 +2002,8 @@ static int get_sent_and_ahead(struct snap_r *r, struct session *s)
 	}
 	if (get_held(r, s) < 0)
 		return -1;
-	uint64_t na = snap_get_u64(r);
-	if (na > HELD_MAX)
+	uint64_t na = snap_get_count(r, HELD_MAX);
+	if (snap_failed(r))
 		return -1;
 	for (uint64_t i = 0; i < na; i++) {
 		struct ahead *a = get_ahead(r);
@@ -1937,10 +2026,13 @@ static void reconnect(struct session *s)
 	connect_first_stream(s, be, host, port);
 }
 
-/* A session half read from a snapshot: not in the table, not counted. */
+/* A session half read from a snapshot: not in the table, not counted. Its
+ * XMPP connections are closed at once, not lingering: close_record_fds()
+ * must find every descriptor either still open or closed for good. */
 static void discard_restored(struct session *s)
 {
 	drop_requests(s);
+	streams_forget(&s->streams);
 	session_free(s);
 }
 
@@ -1970,42 +2062,120 @@ static struct session *get_session(struct snap_r *r)
 	return s;
 }
 
-long sessions_restore(struct snap_r *r)
+static void read_sids(struct snap_r *r, void (*cb)(const char *sid))
 {
-	uint64_t n = snap_get_u64(r);
-	long restored = 0;
+	uint64_t n = snap_get_count(r, SNAP_MAX_SIDS);
 	for (uint64_t i = 0; i < n && !snap_failed(r); i++) {
-		struct session *s = get_session(r);
-		if (!s)
-			return -1; /* the rest of the snapshot cannot be trusted either */
-		if ((nsessions + 1 > table_size && table_grow() < 0) || client_add(s->client, +1) < 0) {
-			session_destroy(s);
-			return -1;
-		}
-		size_t b = sid_hash(s->sid) & (table_size - 1);
-		s->hnext = table[b];
-		table[b] = s;
-		nsessions++;
-		restored++;
-		mark_dirty(s);
-		if (s->state == S_CONNECTING)
-			reconnect(s);
-		else if (s->state == S_ACTIVE && !streams_open(&s->streams))
-			session_end(s, "remote-connection-failed");
-		else
-			session_schedule(s);
-	}
-	uint64_t nl = snap_get_u64(r);
-	for (uint64_t i = 0; i < nl && !snap_failed(r); i++) {
 		char sid[SID_HEX + 1];
 		snap_get_into(r, sid, sizeof sid);
+		if (!snap_failed(r))
+			cb(sid);
+	}
+}
+
+static void restore_lost(const char *sid) { remember_lost(NULL, sid); }
+
+static void restore_draining(const char *sid)
+{
+	static size_t cap;
+	if (strlen(sid) != SID_HEX)
+		return;
+	if (ndraining == cap) {
+		void *n = realloc(draining, (cap ? cap * 2 : 16) * sizeof *draining);
+		if (!n)
+			return; /* its requests get item-not-found: the drainer ends it in time */
+		draining = n;
+		cap = cap ? cap * 2 : 16;
+	}
+	memcpy(draining[ndraining++], sid, SID_HEX + 1);
+}
+
+static int add_restored(struct session *s)
+{
+	if ((nsessions + 1 > table_size && table_grow() < 0) || client_add(s->client, +1) < 0)
+		return -1;
+	size_t b = sid_hash(s->sid) & (table_size - 1);
+	s->hnext = table[b];
+	table[b] = s;
+	nsessions++;
+	mark_dirty(s);
+	if (s->state == S_CONNECTING)
+		reconnect(s);
+	else if (s->state == S_ACTIVE && !streams_open(&s->streams))
+		session_end(s, "remote-connection-failed");
+	else
+		session_schedule(s);
+	return 0;
+}
+
+/* Closes what a record names that the failed restore did not take (and
+ * close). Nothing opens a descriptor while a record is read, so an fd still
+ * open here is the predecessor's, not a new one that got its number. */
+static void close_record_fds(const int *fds, uint64_t n)
+{
+	for (uint64_t i = 0; i < n; i++)
+		if (fds[i] > 2 && fcntl(fds[i], F_GETFD) >= 0)
+			close(fds[i]);
+}
+
+/* One record: 1 if the session was taken over, 0 if it is lost (logged). */
+static int restore_record(struct snap_r *rec)
+{
+	char sid[SID_HEX + 1];
+	int fds[SESSION_FDS_MAX];
+	snap_get_into(rec, sid, sizeof sid);
+	uint64_t nfds = snap_get_count(rec, SESSION_FDS_MAX);
+	for (uint64_t i = 0; i < nfds && !snap_failed(rec); i++)
+		fds[i] = (int)snap_get_i64(rec);
+	if (snap_failed(rec)) {
+		log_error("restart: a session's record is unreadable; it is lost");
+		return 0;
+	}
+	struct session *s = rec->off < rec->len ? get_session(rec) : NULL;
+	if (s && (rec->off != rec->len || strcmp(s->sid, sid) != 0)) {
+		discard_restored(s); /* not what was written: trust none of it */
+		s = NULL;
+	}
+	if (s && add_restored(s) < 0) {
+		discard_restored(s);
+		s = NULL;
+	}
+	if (s)
+		return 1;
+	close_record_fds(fds, nfds);
+	if (strlen(sid) == SID_HEX) {
 		remember_lost(NULL, sid);
+		log_error("restart: session %s could not be taken over; it is told "
+		          "remote-connection-failed at its next request", sid);
+	}
+	return 0;
+}
+
+long sessions_restore(struct snap_r *r)
+{
+	long restored = 0, failed = 0;
+	read_sids(r, restore_lost);
+	read_sids(r, restore_draining);
+	uint64_t n = snap_get_count(r, SNAP_MAX_SIDS);
+	if (snap_failed(r))
+		return -1;
+	for (uint64_t i = 0; i < n; i++) {
+		struct snap_r rec;
+		if (snap_get_record(r, &rec) < 0) {
+			log_error("restart: the snapshot ends after %llu of %llu sessions; the rest are lost",
+			          (unsigned long long)i, (unsigned long long)n);
+			break;
+		}
+		if (restore_record(&rec))
+			restored++;
+		else
+			failed++;
 	}
 	if (nlost)
 		qsort(lost, nlost, sizeof lost[0], cmp_sid);
-	uint64_t nd = snap_get_u64(r);
-	draining = nd && nd < (1u << 24) ? calloc((size_t)nd, sizeof *draining) : NULL;
-	for (ndraining = 0; draining && ndraining < nd && !snap_failed(r); ndraining++)
-		snap_get_into(r, draining[ndraining], sizeof draining[0]);
-	return snap_failed(r) ? -1 : restored;
+	if (ndraining)
+		qsort(draining, ndraining, sizeof draining[0], cmp_sid);
+	if (failed)
+		log_error("restart: %ld sessions could not be taken over; %ld were", failed, restored);
+	return restored;
 }

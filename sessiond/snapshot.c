@@ -5,7 +5,7 @@
 
 static void put(struct snap_w *w, const void *p, size_t len)
 {
-	if (w->failed)
+	if (w->failed || w->over)
 		return;
 	if (w->len + len > w->cap) {
 		size_t cap = w->cap ? w->cap : 4096;
@@ -29,9 +29,50 @@ void snap_put_double(struct snap_w *w, double v) { put(w, &v, sizeof v); }
 
 void snap_put_bytes(struct snap_w *w, const void *p, size_t len)
 {
+	if (len > SNAP_MAX_BYTES) {
+		w->over = 1; /* the reader would refuse it: say so here */
+		return;
+	}
 	snap_put_u64(w, len);
 	if (len)
 		put(w, p, len);
+}
+
+void snap_put_count(struct snap_w *w, uint64_t n, uint64_t limit)
+{
+	if (n > limit) {
+		w->over = 1;
+		return;
+	}
+	snap_put_u64(w, n);
+}
+
+void snap_put_raw(struct snap_w *w, const void *p, size_t len)
+{
+	if (len)
+		put(w, p, len);
+}
+
+size_t snap_record_begin(struct snap_w *w)
+{
+	size_t mark = w->len;
+	w->over = 0;
+	snap_put_u64(w, 0); /* the length, filled in by snap_record_end() */
+	return mark;
+}
+
+int snap_record_end(struct snap_w *w, size_t mark)
+{
+	if (w->failed)
+		return -1;
+	if (w->over) {
+		w->len = mark;
+		w->over = 0;
+		return -1;
+	}
+	uint64_t n = w->len - mark - sizeof n;
+	memcpy(w->data + mark, &n, sizeof n);
+	return 0;
 }
 
 void snap_put_str(struct snap_w *w, const char *s)
@@ -82,7 +123,7 @@ static char *get_counted(struct snap_r *r, size_t *len, int null_ok)
 	*len = 0;
 	if (r->failed || (n == UINT64_MAX && null_ok))
 		return NULL;
-	if (n > SNAP_MAX_STRING || n > r->len - r->off) {
+	if (n > SNAP_MAX_BYTES || n > r->len - r->off) {
 		r->failed = 1;
 		return NULL;
 	}
@@ -122,10 +163,34 @@ char *snap_get_str(struct snap_r *r)
 void snap_get_into(struct snap_r *r, char *dst, size_t size)
 {
 	char *s = snap_get_str(r);
+	size_t n = s ? strlen(s) : 0;
 	dst[0] = 0;
-	if (s && strlen(s) < size)
-		strcpy(dst, s);
+	if (s && n < size)
+		memcpy(dst, s, n + 1);
 	else if (s)
 		r->failed = 1;
 	free(s);
+}
+
+uint64_t snap_get_count(struct snap_r *r, uint64_t limit)
+{
+	uint64_t n = snap_get_u64(r);
+	if (n > limit) {
+		r->failed = 1;
+		return 0;
+	}
+	return n;
+}
+
+int snap_get_record(struct snap_r *r, struct snap_r *rec)
+{
+	uint64_t n = snap_get_u64(r);
+	*rec = (struct snap_r){ .data = r->data, .failed = 1 };
+	if (r->failed || n > r->len - r->off) {
+		r->failed = 1;
+		return -1;
+	}
+	*rec = (struct snap_r){ .data = r->data + r->off, .len = (size_t)n };
+	r->off += (size_t)n;
+	return 0;
 }

@@ -32,6 +32,9 @@
 
 #define NS_SEP '\x01'
 #define HEADER_MAX 8192        /* bytes up to the end of the stream header */
+/* An attribute or a namespace declaration takes at least 4 bytes (" a=''"
+ * takes 5): a header within HEADER_MAX always fits a restart's snapshot. */
+_Static_assert(HEADER_MAX / 4 <= SNAP_MAX_ITEMS, "stream header attributes fit a snapshot");
 #define HELD_SLACK 64          /* unreported bytes outside markup: a CR, part of a UTF-8 char */
 #define FEED_MAX (1 << 30)     /* XML_Parse() takes an int length */
 #define BUF_SMALL 4096         /* buffer size worth keeping between calls */
@@ -698,25 +701,25 @@ int splitter_snapshot(const struct splitter *s, struct snap_w *w)
 	size_t n = 0;
 	for (char **a = s->attrs; a && a[0] && a[1]; a += 2)
 		n++;
-	snap_put_u64(w, n);
+	snap_put_count(w, n, SNAP_MAX_ITEMS);
 	for (size_t i = 0; i < n; i++) {
 		snap_put_str(w, s->attrs[2 * i]);
 		snap_put_str(w, s->attrs[2 * i + 1]);
 	}
-	snap_put_u64(w, s->n_ns);
+	snap_put_count(w, s->n_ns, SNAP_MAX_ITEMS);
 	for (size_t i = 0; i < s->n_ns; i++) {
 		snap_put_str(w, s->ns[i].prefix);
 		snap_put_bytes(w, s->ns[i].decl, s->ns[i].decl_len);
 	}
 	snap_put_bytes(w, s->buf, s->len);
-	return w->failed ? -1 : 0;
+	return w->failed || w->over ? -1 : 0;
 }
 
 static int restore_stream(struct splitter *s, struct snap_r *r)
 {
 	s->root_qname = snap_get_str(r);
-	uint64_t n = snap_get_u64(r);
-	if (snap_failed(r) || !s->root_qname || n > 64)
+	uint64_t n = snap_get_count(r, SNAP_MAX_ITEMS);
+	if (snap_failed(r) || !s->root_qname)
 		return -1;
 	s->attrs = calloc(2 * n + 1, sizeof *s->attrs);
 	for (size_t i = 0; s->attrs && i < 2 * n; i++) {
@@ -724,8 +727,8 @@ static int restore_stream(struct splitter *s, struct snap_r *r)
 		if (!s->attrs[i])
 			return -1; /* free_attrs() stops at the first NULL: none follow it */
 	}
-	uint64_t nns = snap_get_u64(r);
-	if (!s->attrs || snap_failed(r) || nns > 64 || !(s->ns = calloc(nns ? nns : 1, sizeof *s->ns)))
+	uint64_t nns = snap_get_count(r, SNAP_MAX_ITEMS);
+	if (!s->attrs || snap_failed(r) || !(s->ns = calloc(nns ? nns : 1, sizeof *s->ns)))
 		return -1;
 	for (; s->n_ns < nns; s->n_ns++) {
 		struct ns_decl *d = &s->ns[s->n_ns];

@@ -433,3 +433,44 @@ void store_prune(double before)
 		log_warn("pruning ended sessions: %s", sqlite3_errmsg(db));
 	sqlite3_finalize(st);
 }
+
+/* What store_open() needs, changing nothing: the file opens for writing
+ * (or its folder takes a new one), it is a database, and its schema is one
+ * this binary can migrate from. For `sessiond -t` and a restart's check. */
+int store_check(const char *path, char *err, size_t errlen)
+{
+	sqlite3 *c = NULL;
+	if (access(path, F_OK) < 0) {
+		char dir[4096];
+		const char *slash = strrchr(path, '/');
+		snprintf(dir, sizeof dir, "%.*s", slash ? (int)(slash - path) + 1 : 1, slash ? path : ".");
+		if (access(dir, W_OK | X_OK) < 0) {
+			snprintf(err, errlen, "%s: cannot create the database in %s", path, dir);
+			return -1;
+		}
+		return 0;
+	}
+	int rc = sqlite3_open_v2(path, &c, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, NULL);
+	sqlite3_stmt *st = NULL;
+	int v = -1;
+	if (rc == SQLITE_OK) {
+		sqlite3_busy_timeout(c, 1000);
+		rc = sqlite3_prepare_v2(c, "PRAGMA user_version", -1, &st, NULL);
+	}
+	if (rc == SQLITE_OK && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+		v = sqlite3_column_int(st, 0);
+		rc = SQLITE_OK;
+	}
+	if (rc == SQLITE_OK && access(path, W_OK) < 0)
+		snprintf(err, errlen, "%s: not writable", path);
+	else if (rc != SQLITE_OK)
+		snprintf(err, errlen, "%s: %s", path, c ? sqlite3_errmsg(c) : "out of memory");
+	else if (v > SCHEMA_VERSION)
+		snprintf(err, errlen, "%s: database schema version %d is newer than this sessiond (%d)",
+		         path, v, SCHEMA_VERSION);
+	else
+		err[0] = 0;
+	sqlite3_finalize(st);
+	sqlite3_close(c);
+	return err[0] ? -1 : 0;
+}

@@ -31,6 +31,8 @@ int store_open(const char *path, char *err, size_t errlen);
 void store_close(void);
 /* In a child after fork(): a connection of its own to the same file. */
 int store_after_fork(char *err, size_t errlen);
+/* Whether store_open(path) would succeed, changing nothing (sessiond -t). */
+int store_check(const char *path, char *err, size_t errlen);
 /* Opens the file store_open() opened last (after a failed restart). */
 int store_reopen(char *err, size_t errlen);
 

@@ -334,10 +334,10 @@ static const char *known_condition(const char *c)
 	return c ? "remote-connection-failed" : NULL;
 }
 
-void streams_snapshot(const struct streams *ss, struct snap_w *w, void (*keep)(void *ctx, int fd),
-                      void *ctx)
+int streams_snapshot(const struct streams *ss, struct snap_w *w, void (*keep)(void *ctx, int fd),
+                     void *ctx)
 {
-	snap_put_u64(w, ss->n);
+	snap_put_count(w, ss->n, STREAMS_MAX);
 	for (int i = 0; i < ss->n; i++) {
 		const struct stream *st = ss->s[i];
 		snap_put_str(w, st->name);
@@ -350,10 +350,16 @@ void streams_snapshot(const struct streams *ss, struct snap_w *w, void (*keep)(v
 		snap_put_str(w, st->end_condition);
 		snap_put_u64(w, st->xmpp != NULL);
 		if (st->xmpp) {
-			xmpp_snapshot(st->xmpp, w);
+			/* A connection that cannot be written leaves the record short:
+			 * the whole session is then left out, never half of it. */
+			if (xmpp_snapshot(st->xmpp, w) < 0) {
+				w->over = 1;
+				return -1;
+			}
 			keep(ctx, xmpp_fd(st->xmpp));
 		}
 	}
+	return w->failed || w->over ? -1 : 0;
 }
 
 static struct stream *stream_restore(struct snap_r *r, const struct stream_restore_params *p)
@@ -388,8 +394,8 @@ static struct stream *stream_restore(struct snap_r *r, const struct stream_resto
 
 int streams_restore(struct streams *ss, struct snap_r *r, const struct stream_restore_params *p)
 {
-	uint64_t n = snap_get_u64(r);
-	if (n > STREAMS_MAX)
+	uint64_t n = snap_get_count(r, STREAMS_MAX);
+	if (snap_failed(r))
 		return -1;
 	for (uint64_t i = 0; i < n; i++) {
 		struct stream *st = stream_restore(r, p);

@@ -106,8 +106,9 @@ struct snap_w;
 struct snap_r;
 int streams_movable(const struct streams *ss);
 void streams_forget(struct streams *ss);
-void streams_snapshot(const struct streams *ss, struct snap_w *w, void (*keep)(void *ctx, int fd),
-                      void *ctx);
+/* -1 (and w->over) if a stream cannot be written: leave the session out. */
+int streams_snapshot(const struct streams *ss, struct snap_w *w, void (*keep)(void *ctx, int fd),
+                     void *ctx);
 struct stream_restore_params {
 	struct loop *loop;
 	const char *sid;

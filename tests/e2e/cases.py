@@ -1367,10 +1367,11 @@ class FakeXmppServer:
     """A few lines of XMPP server for what a real one will not show us: it
     records every stream header it is sent and answers each with features."""
 
-    def __init__(self, misbehave=b"", flood=None, host="127.0.0.1"):
+    def __init__(self, misbehave=b"", flood=None, host="127.0.0.1", header_extra=b""):
         import socket as so
         import threading
         self.misbehave = misbehave  # sent when the client sends anything but a stream header
+        self.header_extra = header_extra  # more attributes for its stream header
         self.flood = flood  # (count, size): messages sent, as fast as taken, on the first stanza
         self.sent = 0  # bytes of the flood the kernel has taken
         self.sock = so.socket()
@@ -1403,7 +1404,8 @@ class FakeXmppServer:
                 buf = buf[end:]
                 conn.sendall(b"<?xml version='1.0'?><stream:stream xmlns='jabber:client' "
                              b"xmlns:stream='http://etherx.jabber.org/streams' id='f%d' "
-                             b"from='fake.test' version='1.0'><stream:features/>" % len(self.headers))
+                             b"from='fake.test' version='1.0'%s><stream:features/>"
+                             % (len(self.headers), self.header_extra))
 
     def send_flood(self, conn):
         import socket as so

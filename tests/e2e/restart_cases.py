@@ -2,15 +2,16 @@
 held requests, handlers and XMPP connections, even one in the middle of a
 stanza, carry on in the successor with nothing lost."""
 import os
+import re
 import signal
 import sqlite3
 import threading
 import time
 
 from backend_cases import ScriptedXmppServer, log_has, wait_log
-from bosh import Session
-from cases import USERS, case, expect, handler_pids, side_stack
-from stack import wait_for
+from bosh import Session, body as bosh_body, post_raw
+from cases import USERS, FakeXmppServer, case, expect, handler_pids, side_stack
+from stack import child_pids, wait_for
 
 
 def restart(stack, times=1):
@@ -385,4 +386,351 @@ def test_graceful_restart_keeps_a_request_waiting_for_its_turn(st):
         expect("sent early" in bodies, "the early request was processed after the restart: %r" % bodies)
         s.terminate()
     finally:
+        other.stop()
+
+
+def chat_on(witness, tag):
+    """The witness session, on the real Prosody, still chats."""
+    msg = ("<message xmlns='jabber:client' to='%s' id='%s'><body>still here</body></message>"
+           % (witness.jid, tag))
+    got, _ = witness.until(lambda c: c.get("id") == tag, msg)
+    expect(got.findtext("{jabber:client}body") == "still here", got)
+
+
+@case
+def test_graceful_restart_keeps_a_crowded_stream_header(st):
+    # more attributes and namespaces on the server's stream header than the
+    # reader of the snapshot used to take (64)
+    extra = b"".join(b" a%d='%d'" % (i, i) for i in range(100))
+    extra += b"".join(b" xmlns:p%d='urn:p%d'" % (i, i) for i in range(70))
+    fake = FakeXmppServer(header_extra=extra)
+    other = side_stack(st, "backend.crowded.test = 127.0.0.1:%d\n" % fake.port)
+    try:
+        other.start_sessiond()
+        other.start_nginx()
+        witness = Session(other.url, st.domain, wait=3)
+        witness.login("carol", USERS["carol"], "crowded")
+        s = Session(other.url, "crowded.test", wait=1)
+        expect(s.create().attr("sid"), "a session on the fake server")
+        restart(other)
+        expect(log_has(other, "restarted in place: 2 sessions taken over"), "both sessions moved")
+        r = s.request()
+        expect(r.type is None, "the session with the crowded header goes on: %r" % r)
+        chat_on(witness, "c1")
+        witness.terminate()
+        s.terminate()
+    finally:
+        other.stop()
+        fake.close()
+
+
+@case
+def test_graceful_restart_keeps_a_queue_past_64_mib(st):
+    count, size = 72000, 1000  # about 75 MB, more than max_client_buffer takes
+    fake = FakeXmppServer(flood=(count, size))
+    other = side_stack(st, "backend.fake.test = 127.0.0.1:%d\nmax_client_buffer = 67108864\n"
+                       "max_inactivity = 120\ndefault_inactivity = 120\n" % fake.port)
+    try:
+        other.start_sessiond()
+        other.start_nginx()
+        witness = Session(other.url, st.domain, wait=3)
+        witness.login("carol", USERS["carol"], "queue")
+        s = Session(other.url, "fake.test", wait=3)
+        s.create()
+        first = s.request("<presence xmlns='jabber:client'/>")  # starts the flood; then no polls
+        ids = [c.get("id") for c in first.children()]
+        wait_log(other, "; reading paused", timeout=90)
+        queued = int(re.search(r"session %s: (\d+) bytes queued for the client; reading paused" % s.sid,
+                               open(other.sessiond_log, errors="replace").read()).group(1))
+        expect(queued > 64 << 20, "the queue is past 64 MiB: %d bytes" % queued)
+        restart(other)
+        expect(log_has(other, "restarted in place: 2 sessions taken over"), "both sessions moved")
+        chat_on(witness, "q1")
+        deadline = time.time() + 120
+        while len(ids) < count:  # everything, in order, the queue first
+            r = s.request(timeout=120)
+            expect(r.type is None, "the session with the big queue goes on: %r" % r)
+            expect(time.time() < deadline, "drained in time: %d of %d messages" % (len(ids), count))
+            ids += [c.get("id") for c in r.children()]
+        expect(ids == ["f%d" % i for i in range(count)], "all %d messages, in order" % count)
+        s.terminate()
+        witness.terminate()
+    finally:
+        other.stop()
+        fake.close()
+
+
+def refused_then_serving(other, s, why, tag):
+    """SIGUSR2 is refused with why in the log, and the session carries on."""
+    other.sessiond.signal(signal.SIGUSR2)
+    wait_log(other, "restart refused")
+    expect(log_has(other, why), "the log says why: %s\n%s" % (why, other.tail(other.sessiond_log, 5)))
+    time.sleep(0.3)
+    expect(other.sessiond.alive() and not log_has(other, "restarted in place"), "still the old process")
+    pong = s.request("<iq xmlns='jabber:client' type='get' id='%s'><ping xmlns='urn:xmpp:ping'/></iq>" % tag)
+    expect(pong.type != "terminate", "the session carries on: %r" % pong)
+
+
+@case
+def test_restart_refused_when_the_service_user_cannot_read_the_ca_file(st):
+    import shutil
+    other = side_stack(st)
+    ca = os.path.join(other.dir, "ca.pem")
+    shutil.copy("/etc/ssl/certs/ca-certificates.crt", ca)
+    os.chmod(ca, 0o644)
+    extra = "tls_ca_file = %s\n" % ca
+    if os.geteuid() == 0:  # as in production: started as root, serving as another user
+        import pwd
+        import grp
+        extra += "user = nobody\ngroup = nogroup\n"
+        os.chown(other.dir, pwd.getpwnam("nobody").pw_uid, grp.getgrnam("nogroup").gr_gid)
+    try:
+        other.start_sessiond(extra)
+        other.start_nginx()
+        s = Session(other.url, st.domain, wait=3)
+        s.login("alice", USERS["alice"], "ca")
+        # root may still read it (sessiond read it as root at start); the successor would not
+        os.chmod(ca, 0o600 if os.geteuid() == 0 else 0)
+        refused_then_serving(other, s, "cannot load the CA certificates from %s" % ca, "ca1")
+        os.chmod(ca, 0o644)
+        restart(other)  # once readable, the same restart goes through
+        pong = s.request("<iq xmlns='jabber:client' type='get' id='ca2'><ping xmlns='urn:xmpp:ping'/></iq>")
+        expect(pong.type != "terminate", pong)
+        s.terminate()
+    finally:
+        other.stop()
+
+
+@case
+def test_restart_refused_when_the_database_is_too_new(st):
+    other = side_stack(st)
+    try:
+        other.start_sessiond()
+        other.start_nginx()
+        s = Session(other.url, st.domain, wait=3)
+        s.login("alice", USERS["alice"], "db")
+        db = sqlite3.connect(other.db)
+        db.execute("pragma user_version = 99")  # a later sessiond's schema
+        db.commit()
+        db.close()
+        refused_then_serving(other, s, "database schema version 99 is newer than this sessiond", "db1")
+        s.terminate()
+    finally:
+        other.stop()
+
+
+# ---- descriptors: nothing leaks across restarts and drains ----
+
+def fd_targets(pid):
+    d = "/proc/%d/fd" % pid
+    out = {}
+    for n in os.listdir(d):
+        try:
+            out[int(n)] = os.readlink(os.path.join(d, n))
+        except OSError:
+            pass
+    return out
+
+
+def handlers_of(stack):
+    pids = []
+    for p in child_pids(stack.sessiond.pid):
+        try:
+            if "bosh-handler" in os.readlink("/proc/%d/exe" % p):
+                pids.append(p)
+        except OSError:
+            pass
+    return pids
+
+
+def handler_extra_fds(stack, pid):
+    """What a handler holds besides its listener (0), stdio and log file, and
+    one connection to sessiond: [] when clean."""
+    fds = fd_targets(pid)
+    sockets = [fd for fd, t in fds.items() if fd > 2 and t.startswith("socket:")]
+    other = [t for fd, t in fds.items() if fd > 2 and not t.startswith("socket:")
+             and t != stack.sessiond_log]
+    expect(fds.get(0, "").startswith("socket:"), "handler %d: its listener is descriptor 0: %r" % (pid, fds))
+    return other + ["socket"] * (len(sockets) - 1 if sockets else 0)
+
+
+def warm_up_handlers(stack, want):
+    """Requests until every handler holds its connection to sessiond."""
+    for _ in range(60):
+        pids = handlers_of(stack)
+        if len(pids) == want and all(
+                sum(1 for fd, t in fd_targets(p).items() if fd > 2 and t.startswith("socket:")) >= 1
+                for p in pids):
+            return
+        post_raw(stack.url, bosh_body({"sid": "0" * 32, "rid": 1}))
+        time.sleep(0.05)
+    raise AssertionError("handlers did not all connect: %r" % handlers_of(stack))
+
+
+def cgi_frame(attrs):
+    """A request frame as a plain CGI handler sends it (no connection attached)."""
+    import struct
+
+    def field(tag, data):
+        return struct.pack(">BI", tag, len(data)) + data
+    f = field(1, b"\0\0") + field(2, struct.pack(">I", 0)) + field(3, b"127.0.0.1\0") + field(4, b"POST\0")
+    for k, v in attrs.items():
+        f += field(6, k.encode() + b"\0" + str(v).encode() + b"\0")
+    return b"BF\x01\x01" + struct.pack(">I", len(f)) + f
+
+
+@case
+def test_descriptors_after_restarts_and_drains(st):
+    import socket as so
+    import struct
+    from backend_cases import ping, world
+    w = world(st)
+    other = side_stack(st, "tls_ca_file = %s\nbackend.secure.test = 127.0.0.1:%d starttls\n"
+                       "default_inactivity = 30\nmax_inactivity = 60\n" % (w.ca[1], w.c2s))
+    stop = os.path.join(other.dir, "handlers-fail")
+    wrapper = os.path.join(other.dir, "handler.sh")  # fails at once while stop exists
+    with open(wrapper, "w") as f:
+        f.write('#!/bin/sh\n[ -e %s ] && exit 1\nexec %s "$@"\n' % (stop, st.handler_bin))
+    os.chmod(wrapper, 0o755)
+    other.handler_bin = wrapper
+    try:
+        other.start_sessiond()
+        other.start_nginx()
+        warm_up_handlers(other, 2)
+        pid = other.sessiond.pid
+        baseline = len(fd_targets(pid))
+        for h in handlers_of(other):
+            expect(handler_extra_fds(other, h) == [], "handler %d at start: %r" % (h, fd_targets(h)))
+        plain = Session(other.url, st.domain, wait=10)
+        plain.login("carol", USERS["carol"], "fds")
+        tls = Session(other.url, "secure.test", wait=10)
+        tls.login("alice", "alice-pw", "fds")
+        # one handler dies and keeps dying, so it is between starts when the
+        # restart comes: the successor starts it (pool_restore)
+        open(stop, "w").close()
+        os.kill(handlers_of(other)[0], signal.SIGTERM)
+        wait_for(lambda: open(other.sessiond_log, errors="replace").read().count("exited with status 1") >= 5,
+                 20, "the handler's restarts to back off")
+        held = [plain.request_async(), tls.request_async()]
+        time.sleep(0.3)
+        os.unlink(stop)
+        restart(other)
+        log = open(other.sessiond_log, errors="replace").read()
+        taking_over = log[log.rindex("restarting in place:"):log.rindex("restarted in place:")]
+        expect(re.search(r"handler \d+ started", taking_over),
+               "the successor started the missing handler while taking over")
+        wait_log(other, "sessions over TLS in process")
+        wait_for(lambda: len(handlers_of(other)) == 2, 10, "two handlers")
+        for h in handlers_of(other):
+            expect(handler_extra_fds(other, h) == [],
+                   "handler %d after the restart holds only what it needs: %r" % (h, fd_targets(h)))
+        expect(ping(tls, "secure.test", "fd1") and ping(plain, st.domain, "fd2"), "both sessions go on")
+        for h in held:
+            h.join(15)
+        # a CGI request for the drained session, with a descriptor riding along
+        c = so.socket(so.AF_UNIX, so.SOCK_SEQPACKET)
+        c.connect(os.path.join(other.dir, "sessiond.sock"))
+        r, wr = os.pipe()
+        c.sendmsg([cgi_frame({"sid": tls.sid, "rid": tls.next_rid()})],
+                  [(so.SOL_SOCKET, so.SCM_RIGHTS, struct.pack("i", r))])
+        os.close(r)
+
+        def pipe_closed():
+            try:
+                os.write(wr, b"x")
+                return False
+            except BrokenPipeError:
+                return True
+        try:
+            wait_for(pipe_closed, 5, "sessiond to close the descriptor that came with a CGI frame")
+        finally:
+            os.close(wr)
+            c.close()
+        expect(ping(tls, "secure.test", "fd3"), "the drained session goes on")
+        expect(tls.terminate().type == "terminate", "terminate through the drainer")
+        wait_log(other, "the process draining sessions of the last restart has finished", timeout=15)
+        restart(other)  # and once more, with the plain session only
+        expect(ping(plain, st.domain, "fd4"), "the plain session goes on")
+        plain.terminate()
+        time.sleep(0.5)
+        warm_up_handlers(other, 2)
+        for h in handlers_of(other):
+            expect(handler_extra_fds(other, h) == [], "handler %d at the end: %r" % (h, fd_targets(h)))
+        expect(other.sessiond.pid == pid, "the same process")
+        now = len(fd_targets(pid))
+        expect(now == baseline, "sessiond's descriptors back to %d: %d now: %r" % (baseline, now, fd_targets(pid)))
+    finally:
+        other.stop()
+
+
+def listening_inodes():
+    """Inodes of every listening socket on the host (TCP, TCP6, Unix)."""
+    found = set()
+    for name in ("tcp", "tcp6"):
+        with open("/proc/net/" + name) as f:
+            for line in f.readlines()[1:]:
+                cols = line.split()
+                if cols[3] == "0A":
+                    found.add(cols[9])
+    with open("/proc/net/unix") as f:
+        for line in f.readlines()[1:]:
+            cols = line.split()
+            if int(cols[3], 16) & 0x10000:  # __SO_ACCEPTCON
+                found.add(cols[6])
+    return found
+
+
+def process_listeners(pid):
+    inodes = listening_inodes()
+    return [t for t in fd_targets(pid).values()
+            if t.startswith("socket:[") and t[len("socket:["):-1] in inodes]
+
+
+def pid_alive(pid):
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            return f.read().split(")")[-1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+@case
+def test_drainer_holds_no_listener_and_stops_with_sessiond(st):
+    from backend_cases import ping, world
+    from stack import free_port
+    w = world(st)
+    port = free_port()
+    other = side_stack(st, "tls_ca_file = %s\nbackend.secure.test = 127.0.0.1:%d starttls\n"
+                       "fcgi_socket = 127.0.0.1:%d\n" % (w.ca[1], w.c2s, port) + LONG_INACTIVITY)
+    drainer = None
+    try:
+        other.start_sessiond()
+        other.start_nginx()
+        conf = os.path.join(other.dir, "nginx", "bosh.conf")  # FastCGI over TCP
+        with open(conf) as f:
+            text = f.read().replace("unix:" + other.handler_sock, "127.0.0.1:%d" % port)
+        with open(conf, "w") as f:
+            f.write(text)
+        other.nginx.signal(signal.SIGHUP)
+        time.sleep(1)
+        tls = Session(other.url, "secure.test", wait=3)
+        tls.login("alice", "alice-pw", "drainer")
+        restart(other)
+        wait_log(other, "sessions over TLS in process")
+        drainer = int(re.search(r"draining \d+ sessions over TLS in process (\d+)",
+                                open(other.sessiond_log, errors="replace").read()).group(1))
+        expect(process_listeners(other.sessiond.pid), "sessiond listens (the check sees listeners)")
+        expect(process_listeners(drainer) == [], "the drainer listens on nothing: %r" % process_listeners(drainer))
+        expect(ping(tls, "secure.test", "dr1"), "the TLS session goes on in the drainer")
+        restart(other)  # sessiond execs again: the drainer's parent stays, and so does it
+        expect(pid_alive(drainer) and ping(tls, "secure.test", "dr2"), "the drainer outlives a restart")
+        other.stop_sessiond()  # SIGTERM
+        # long before its session's inactivity (30 s) or drain_time could end it
+        wait_for(lambda: not pid_alive(drainer), 5, "the drainer to stop with sessiond")
+        wait_log(other, "draining process stopped")
+        other.start_sessiond()  # the FastCGI port is free again
+        expect(other.sessiond.alive(), "a new sessiond on the same port")
+    finally:
+        if drainer and pid_alive(drainer):
+            os.kill(drainer, signal.SIGKILL)
         other.stop()
