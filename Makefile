@@ -22,7 +22,8 @@ B       := build
 # Debian packages: to build, to test, to run the demo.
 BUILD_DEBS := gcc make pkg-config libfcgi-dev libsqlite3-dev libexpat1-dev libssl-dev libc-ares-dev
 RUN_DEBS   := nginx prosody sqlite3 python3
-TEST_DEBS  := $(RUN_DEBS) spawn-fcgi nodejs apache2 libapache2-mod-fcgid chromium libpurple-dev clang
+TEST_DEBS  := $(RUN_DEBS) spawn-fcgi nodejs apache2 libapache2-mod-fcgid chromium libpurple-dev clang \
+	g++ libgloox-dev ruby-xmpp4r
 BENCH_DEBS := $(RUN_DEBS) wrk
 
 COMMON_SRC  := common/log.c common/frame.c common/config.c
@@ -161,7 +162,12 @@ $(B)/purple_chat: tests/e2e/purple/purple_chat.c | check-build
 	$(CC) $(WARN) -O1 -g $(shell pkg-config --cflags purple glib-2.0) $< -o $@ \
 		$(shell pkg-config --libs purple glib-2.0)
 
-e2e: all $(B)/asan/sessiond $(B)/asan/bosh-handler $(B)/purple_chat
+# gloox (C++) as a test client
+$(B)/gloox_chat: tests/e2e/gloox/gloox_chat.cpp | check-build
+	$(CXX) -std=c++11 -Wall -Wextra -O1 -g $(shell pkg-config --cflags gloox) $< -o $@ \
+		$(shell pkg-config --libs gloox)
+
+e2e: all $(B)/asan/sessiond $(B)/asan/bosh-handler $(B)/purple_chat $(B)/gloox_chat
 	python3 tests/e2e/run.py --build $(B)
 
 # Restarts under load (tests/continuity.py): make continuity measures; make

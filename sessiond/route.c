@@ -62,6 +62,10 @@ static int route_allowed(const char *list, const char *host, unsigned port)
 /* Where the XMPP connection goes. The client's 'route' is honoured only for
  * a target the configuration names (the domain's own backend, or one in
  * allowed_routes), so nobody can make us connect to an arbitrary address.
+ * A route naming the 'to' domain itself, at any port (gloox sends
+ * xmpp:DOMAIN:5222), asks for nothing the configuration does not already
+ * say: we serve a defined list of domains, and XEP-0124 §7.1 lets such a
+ * manager ignore 'route', so the domain's backend is used.
  * Returns NULL (target = backend), or the condition to terminate with. */
 const char *route_choose(const char *route, const struct config_backend *be,
                          const char *allowed_routes, char *host, size_t hostlen, unsigned *port)
@@ -80,7 +84,7 @@ const char *route_choose(const char *route, const struct config_backend *be,
 	if (be->host[0] && strcasecmp(rhost, be->host) == 0 && rport == *port)
 		return NULL;
 	if (!route_allowed(allowed_routes, rhost, rport))
-		return "host-unknown";
+		return strcasecmp(rhost, be->domain) == 0 ? NULL : "host-unknown";
 	snprintf(host, hostlen, "%s", rhost);
 	*port = rport;
 	return NULL;

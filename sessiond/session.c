@@ -381,10 +381,15 @@ static void held_remove(struct session *s, int i)
 		}
 	}
 	s->nheld--;
-	/* A stale event of this batch may still name the vacated slot. */
+	/* A stale event of this batch may still name the vacated slot (the web
+	 * server closed the connection just as we answered on it): the loop
+	 * calls its io's callback, which must be there and find nothing held. */
 	struct held *gone = i == 0 ? HELD(s, -1 + HELD_MAX) : HELD(s, s->nheld);
 	memset(gone, 0, sizeof *gone);
 	gone->resp.kind = RESP_NONE;
+	gone->resp.fd = -1;
+	gone->s = s;
+	gone->io = (struct io){ .fd = -1, .cb = held_io, .ctx = gone };
 	mark_dirty(s);
 }
 

@@ -10,7 +10,7 @@ import time
 
 import certs
 from bosh import Session
-from cases import (CLEANUPS, USERS, FakeXmppServer, case, expect, side_stack)
+from cases import (CLEANUPS, USERS, FakeXmppServer, Skipped, case, expect, side_stack)
 from fakedns import FakeDns
 from stack import REPO, Proc, fill, free_port, port_open, wait_for
 
@@ -278,6 +278,26 @@ def test_route_policy(st):
     s.login("carol", USERS["carol"], "route")
     r = s.request(to="routed.test", route="xmpp:169.254.169.254:80")
     expect(r.type == "terminate" and r.condition == "host-unknown", "added stream's route: %r" % r)
+
+
+@case
+def test_route_naming_the_domain_uses_its_backend(st):
+    # gloox sends route='xmpp:DOMAIN:5222' on creation. We serve a defined list
+    # of domains (XEP-0124 §7.1 lets such a manager ignore 'route'): a route
+    # naming the 'to' domain itself, at any port, means the domain's backend.
+    if st.c2s_port == 5222:
+        raise Skipped("the tests' Prosody happens to listen on 5222")
+    for port in (5222, 5269):
+        s = Session(st.url, st.domain, wait=5)
+        create = s.create
+        s.create = lambda **kw: create(route="xmpp:%s:%d" % (st.domain.upper(), port), **kw)
+        jid = s.login("carol", USERS["carol"], "routed%d" % port)
+        expect(jid == "carol@%s/routed%d" % (st.domain, port), jid)
+        s.terminate()
+    # a name that is not the domain still never becomes a connection
+    for route in ("xmpp:%s.evil.test:5222" % st.domain, "xmpp:127.0.0.2:5222"):
+        r = Session(st.url, st.domain, wait=5).create(route=route)
+        expect(r.type == "terminate" and r.condition == "host-unknown", "%s: %r" % (route, r))
 
 
 class ScriptedXmppServer:

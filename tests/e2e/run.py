@@ -17,6 +17,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 import apache_cases  # noqa: E402
 import cases  # noqa: E402
 import backend_cases  # noqa: E402,F401  (registers its cases)
+import client_cases  # noqa: E402,F401
 import restart_cases  # noqa: E402,F401
 import input_cases  # noqa: E402,F401
 import hardening_cases  # noqa: E402,F401

@@ -56,6 +56,40 @@ static void test_routes(void)
 		CHECK_STR(choose(bad[i], &be, allowed, host, &port), "improper-addressing");
 }
 
+/* XEP-0124 §7.1: a manager serving a defined list of domains may ignore
+ * 'route'. One naming the 'to' domain itself (gloox sends xmpp:DOMAIN:5222)
+ * gets the domain's backend; nothing else widens where we connect. */
+static void test_route_naming_the_domain(void)
+{
+	char host[256];
+	unsigned port;
+	struct config_backend be = backend("10.0.0.5", "5999"), srv = backend("", "");
+	static const char *const same[] = { "xmpp:example.org:5222", "xmpp:EXAMPLE.org:5222",
+	                                    "xmpp:example.org:5269", "xmpp:example.org:1" };
+	for (size_t i = 0; i < sizeof same / sizeof same[0]; i++) {
+		CHECK(choose(same[i], &be, "", host, &port) == NULL);
+		CHECK_STR(host, "10.0.0.5"); /* the backend, never the route's port */
+		CHECK(port == 5999);
+	}
+	CHECK(choose("xmpp:example.org:5222", &srv, "", host, &port) == NULL);
+	CHECK_STR(host, ""); /* an SRV backend stays an SRV lookup */
+	/* allowed_routes naming the domain at a port still means that target */
+	CHECK(choose("xmpp:example.org:5223", &be, "example.org:5223", host, &port) == NULL);
+	CHECK_STR(host, "example.org");
+	CHECK(port == 5223);
+	/* other names, however close, are refused */
+	static const char *const refused[] = { "xmpp:sub.example.org:5222", "xmpp:example.org.evil.test:5222",
+	                                       "xmpp:example.or:5222", "xmpp:xexample.org:5222",
+	                                       "xmpp:example.org.:5222", "xmpp:[::1]:5222" };
+	for (size_t i = 0; i < sizeof refused / sizeof refused[0]; i++)
+		CHECK_STR(choose(refused[i], &be, "", host, &port), "host-unknown");
+	/* malformed stays malformed */
+	static const char *const bad[] = { "xmpp:example.org:", "xmpp:example.org:0", "xmpp:example.org:70000",
+	                                   "example.org:5222", "xmpp:example.org" };
+	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+		CHECK_STR(choose(bad[i], &be, "", host, &port), "improper-addressing");
+}
+
 static void test_domains(void)
 {
 	CHECK(route_valid_domain("example.org"));
@@ -76,6 +110,7 @@ int main(void)
 {
 	test_no_route();
 	test_routes();
+	test_route_naming_the_domain();
 	test_domains();
 	return check_summary("route");
 }
