@@ -104,22 +104,34 @@ static long running_pid(const char **why)
 	return pid;
 }
 
-/* sessiond -r: the graceful restart of the running sessiond (SIGUSR2 to
- * the PID in pid_file), confirmed when its successor rewrites the file. */
+/* Sends sig to the sessiond named by pid_file, checked by running_pid():
+ * its PID, or 0 after saying on stderr why nothing was signalled. */
+static long signal_running(int sig, const char *option)
+{
+	const char *why = "pid_file is not set";
+	long pid = cfg.pid_file[0] ? running_pid(&why) : 0;
+	if (pid <= 0) {
+		fprintf(stderr, "sessiond: %s needs pid_file set and a running sessiond (%s: %s); "
+		        "nothing signalled\n", option, cfg.pid_file[0] ? cfg.pid_file : "-", why);
+		return 0;
+	}
+	if (kill((pid_t)pid, sig) < 0) {
+		fprintf(stderr, "sessiond: signal to %ld: %s\n", pid, strerror(errno));
+		return 0;
+	}
+	return pid;
+}
+
+/* sessiond -r: the graceful restart of the running sessiond (SIGUSR2),
+ * confirmed when its successor rewrites the pid file. */
 static int restart_command(void)
 {
 	struct stat before;
-	const char *why = "pid_file is not set";
-	long pid = cfg.pid_file[0] ? running_pid(&why) : 0;
-	if (pid <= 0 || stat(cfg.pid_file, &before) < 0) {
-		fprintf(stderr, "sessiond: -r needs pid_file set and a running sessiond (%s: %s); "
-		        "nothing signalled\n", cfg.pid_file[0] ? cfg.pid_file : "-", why);
+	if (cfg.pid_file[0] && stat(cfg.pid_file, &before) < 0)
+		memset(&before, 0, sizeof before);
+	long pid = signal_running(SIGUSR2, "-r");
+	if (!pid)
 		return 1;
-	}
-	if (kill((pid_t)pid, SIGUSR2) < 0) {
-		fprintf(stderr, "sessiond: signal to %ld: %s\n", pid, strerror(errno));
-		return 1;
-	}
 	for (int i = 0; i < 200; i++) {
 		struct timespec ts = { 0, 100 * 1000000 };
 		nanosleep(&ts, NULL);
@@ -139,18 +151,7 @@ static int restart_command(void)
  * logrotate's postrotate runs: a stale pid file must not kill a stranger). */
 static int reload_command(void)
 {
-	const char *why = "pid_file is not set";
-	long pid = cfg.pid_file[0] ? running_pid(&why) : 0;
-	if (pid <= 0) {
-		fprintf(stderr, "sessiond: --reload needs pid_file set and a running sessiond (%s: %s); "
-		        "nothing signalled\n", cfg.pid_file[0] ? cfg.pid_file : "-", why);
-		return 1;
-	}
-	if (kill((pid_t)pid, SIGHUP) < 0) {
-		fprintf(stderr, "sessiond: signal to %ld: %s\n", pid, strerror(errno));
-		return 1;
-	}
-	return 0;
+	return signal_running(SIGHUP, "--reload") ? 0 : 1;
 }
 
 static void usage(void)
