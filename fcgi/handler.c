@@ -19,6 +19,7 @@
 #include <errno.h>
 #include <fcgiapp.h>
 #include <limits.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -183,6 +184,49 @@ static long body_from_query(struct frame_request *fr, const char *qs, char *wrap
 }
 
 /* libfcgi's own printf knows no %zu (it wrote nothing at all), hence the int. */
+static volatile sig_atomic_t stop_requested;
+
+static void on_sigterm(int sig)
+{
+	(void)sig;
+	stop_requested = 1;
+}
+
+/* Waits for the next FastCGI request; 0 once SIGTERM (sessiond stopping
+ * us, or our parent gone) has come. SIGTERM is let in only while we wait
+ * for the listening socket to become readable (ppoll, atomically): never
+ * while libfcgi accepts a connection and reads its parameters, and never
+ * in the middle of a request. Letting it kill us in FCGX_Accept_r dropped
+ * a connection already accepted, which the web server answered with 502. */
+static int next_request(FCGX_Request *req)
+{
+	static int ready;
+	static sigset_t waiting;
+	if (!ready) {
+		sigset_t term;
+		struct sigaction sa = { .sa_handler = on_sigterm }; /* no SA_RESTART: ppoll returns */
+		sigemptyset(&term);
+		sigaddset(&term, SIGTERM);
+		sigprocmask(SIG_BLOCK, &term, &waiting);
+		sigdelset(&waiting, SIGTERM);
+		sigaction(SIGTERM, &sa, NULL);
+		ready = 1;
+	}
+	struct pollfd listener = { .fd = 0, .events = POLLIN }; /* FCGI_LISTENSOCK_FILENO */
+	while (!stop_requested) {
+		int n = ppoll(&listener, 1, NULL, &waiting);
+		if (n > 0)
+			break;
+		if (n < 0 && errno != EINTR) {
+			log_error("waiting for a request: %s", strerror(errno));
+			return 0;
+		}
+	}
+	/* Another handler may take this connection first; then accept waits
+	 * for the next one, and a SIGTERM meanwhile ends us after serving it. */
+	return !stop_requested && FCGX_Accept_r(req) >= 0;
+}
+
 static void reply_unavailable(FCGX_Stream *out)
 {
 	static const char body[] = BOSH_TERMINATE_BODY("remote-connection-failed");
@@ -387,19 +431,7 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	log_debug("handler ready, sessiond at %s", cfg.control_socket);
-	/* SIGTERM (sessiond stopping us, or our parent gone) takes effect only
-	 * while we wait for the next request, never in the middle of one. */
-	sigset_t term;
-	sigemptyset(&term);
-	sigaddset(&term, SIGTERM);
-	sigprocmask(SIG_BLOCK, &term, NULL);
-	for (;;) {
-		sigprocmask(SIG_UNBLOCK, &term, NULL);
-		int rc = FCGX_Accept_r(&req);
-		sigprocmask(SIG_BLOCK, &term, NULL);
-		if (rc < 0)
-			break;
+	while (next_request(&req))
 		handle_fcgi(&req);
-	}
 	return 0;
 }
