@@ -1,4 +1,7 @@
-/* session.c - BOSH session state and the request rules of XEP-0124/0206.
+/* session.c - BOSH sessions (XEP-0124/0206): their states, held requests,
+ * answers, rid window, keys, pause, acks and streams, their creation, and
+ * what of them a row and a restart's snapshot keep. What every session has,
+ * whatever its transport, is in sesstable.c and sesssnap.c.
  *
  * States and transitions (session_end() is the only way out of a live state):
  *
@@ -26,43 +29,34 @@
  */
 #define _GNU_SOURCE
 #include "session.h"
-#include "snapshot.h"
+#include "attrs.h"
 #include "bosh.h"
 #include "budget.h"
-#include "log.h"
-#include "attrs.h"
 #include "hex.h"
 #include "jsonattrs.h"
+#include "log.h"
 #include "ridwin.h"
 #include "route.h"
+#include "snapshot.h"
 #include "splitter.h"
-#include "utf8.h"
-#include "xmlesc.h"
 #include "store.h"
 #include "stream.h"
 #include "xmpp.h"
 
 #include <errno.h>
-#include <fcntl.h>
-#include <stdarg.h>
-#include <strings.h>
 #include <openssl/crypto.h>
-#include <openssl/rand.h>
 #include <openssl/sha.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
-#include <arpa/inet.h>
-#include <netinet/in.h>
 #include <sys/socket.h>
-#include <unistd.h>
 
 #define HELD_MAX RIDWIN_MAX
-#define SID_HEX 32
 
+/* The states, their transitions and what holds in each: at the top of this file. */
 enum state { S_CONNECTING, S_ACTIVE, S_ENDED };
-static const char *const state_names[] = { "connecting", "active", "ended" };
 
 struct session;
 
@@ -112,8 +106,7 @@ struct ahead {
 };
 
 struct session {
-	char sid[SID_HEX + 1];
-	struct session *hnext;        /* hash chain */
+	struct sess c;                /* sid, client address, table and row bookkeeping */
 	enum state state;
 	struct streams streams;
 	uint8_t multi;                /* a second stream was opened: answers name their stream */
@@ -122,7 +115,7 @@ struct session {
 	struct timer timer;
 	int64_t next_rid;
 	int wait, hold, requests, inactivity;
-	char *to, *route, *ver, *lang, *content, *client, *ua, *jid, *end_condition;
+	char *to, *route, *ver, *lang, *content, *ua, *jid, *end_condition;
 	char *client_from;            /* the creation request's 'from', echoed as 'to' */
 	uint8_t secure;               /* the XMPP connection cannot be read by others (TLS, loopback) */
 	struct held held[HELD_MAX];   /* a ring: HELD(s, 0) is the oldest */
@@ -147,200 +140,68 @@ struct session {
 	int64_t dropped[HELD_MAX];    /* held rids whose connection the web server closed, by rid % HELD_MAX */
 	int64_t report_rid;           /* §9 report pending for the next answer, 0: none */
 	uint64_t report_ms;
-	uint8_t dirty;
-	struct session *dirty_next;
 };
 
 /* The k-th oldest held request. Entries never move while held, except when
  * one leaves from the middle: their epoll registrations point at them. */
 #define HELD(s, k) (&(s)->held[((s)->held_head + (k)) % HELD_MAX])
 
-static struct loop *loop;
-static const struct config *cfg;
+_Static_assert(2 * HELD_MAX + STREAMS_MAX <= SESS_FDS_MAX, "a session's descriptors fit its record");
 
-static struct session **table;
-static size_t table_size, nsessions;
-static struct session *dirty_list;
-static uint64_t next_flush_due;
+static inline struct session *bosh_of(struct sess *c) { return (struct session *)c; }
+static inline const struct session *bosh_of_const(const struct sess *c)
+{
+	return (const struct session *)c;
+}
 
-/* Live sessions per client address, for max_sessions_per_client. */
-struct client_count {
-	struct client_count *next;
-	long n;
-	char addr[];
+static inline void mark_dirty(struct session *s) { sesstable_dirty(&s->c); }
+
+/* What one answer carries: the payloads of st (NULL: none), or a new
+ * stream's name (§16.3). */
+struct answer {
+	struct stream *st;
+	const char *type, *condition;
+	const struct stream *added;
 };
-#define CLIENT_BUCKETS 4096
-static struct client_count *clients[CLIENT_BUCKETS];
 
-/* sids of sessions lost in an earlier run: answered remote-connection-failed */
-static char (*lost)[SID_HEX + 1];
-static size_t nlost, lost_cap;
+static const struct stream_events bosh_stream_events;
 
+static void session_timer(void *ctx);
 static void session_schedule(struct session *s);
 static void session_end(struct session *s, const char *condition);
+static void session_destroy(struct session *s);
+static void session_free(void *p);
+static void drop_requests(struct session *s);
+static void held_io(void *ctx, uint32_t events);
+static int hold_request(struct session *s, struct responder *resp, int64_t rid, int creation);
+static void answer_held(struct session *s, int i, const char *type, const char *condition);
+static void answer_held_with(struct session *s, int i, const struct answer *a);
+static void fail_request(struct session *s, struct responder *resp, const char *condition);
+/* A key or newkey attribute: 40 hex digits, kept in lower case. -1 if malformed. */
+static int copy_key(char *dst, const char *src);
+/* Who is talking: a hash of client address and User-Agent. */
+static uint64_t sender_of(const struct frame_request *fr);
+/* A request ahead of its turn, owning copies of what r points at. NULL on OOM. */
+static struct ahead *ahead_new(const struct req *r, const struct responder *resp);
 
-/* ---- the sid table ---- */
+static void create_session(struct responder *resp, const struct frame_request *fr);
+static void add_stream(struct session *s, struct responder *resp, const struct req *r);
+static void connect_first_stream(struct session *s, const struct config_backend *be,
+                                 const char *host, unsigned port);
+static void bosh_put_row(struct sess *c);
+static int bosh_can_move(const struct sess *c);
+static int bosh_put(struct snap_w *w, const struct sess *c, sessions_fd_cb keep, void *ctx);
+static struct sess *bosh_get(struct snap_r *r);
+static void bosh_discard(struct sess *c);
+static void bosh_resume(struct sess *c);
 
-static size_t sid_hash(const char *sid)
+static struct loop *bosh_loop;
+static const struct config *bosh_cfg;
+
+static void bosh_init(struct loop *l, const struct config *c)
 {
-	/* sids are random hex: their first 16 digits are hash enough */
-	size_t h = 0;
-	for (int i = 0; i < 16; i++)
-		h = h * 16 + (size_t)(sid[i] <= '9' ? sid[i] - '0' : sid[i] - 'a' + 10);
-	return h;
-}
-
-static int table_grow(void)
-{
-	size_t size = table_size ? table_size * 2 : 1024;
-	struct session **t = calloc(size, sizeof *t);
-	if (!t)
-		return -1;
-	for (size_t i = 0; i < table_size; i++)
-		for (struct session *s = table[i], *next; s; s = next) {
-			next = s->hnext;
-			size_t b = sid_hash(s->sid) & (size - 1);
-			s->hnext = t[b];
-			t[b] = s;
-		}
-	free(table);
-	table = t;
-	table_size = size;
-	return 0;
-}
-
-static struct session *find(const char *sid)
-{
-	if (!table_size || strlen(sid) != SID_HEX)
-		return NULL;
-	for (struct session *s = table[sid_hash(sid) & (table_size - 1)]; s; s = s->hnext)
-		if (memcmp(s->sid, sid, SID_HEX) == 0)
-			return s;
-	return NULL;
-}
-
-static void table_remove(struct session *s)
-{
-	struct session **p = &table[sid_hash(s->sid) & (table_size - 1)];
-	while (*p && *p != s)
-		p = &(*p)->hnext;
-	if (*p) {
-		*p = s->hnext;
-		nsessions--;
-	}
-}
-
-static int cmp_sid(const void *a, const void *b) { return strcmp(a, b); }
-
-/* lost[] is sorted once at start (sessions_recover). */
-static int is_lost(const char *sid)
-{
-	return nlost && bsearch(sid, lost, nlost, sizeof lost[0], cmp_sid) != NULL;
-}
-
-static struct client_count **client_slot(const char *addr)
-{
-	size_t h = 5381;
-	for (const char *p = addr; *p; p++)
-		h = h * 33 + (unsigned char)*p;
-	struct client_count **c = &clients[h % CLIENT_BUCKETS];
-	while (*c && strcmp((*c)->addr, addr) != 0)
-		c = &(*c)->next;
-	return c;
-}
-
-static long client_sessions(const char *addr)
-{
-	struct client_count *c = addr ? *client_slot(addr) : NULL;
-	return c ? c->n : 0;
-}
-
-/* delta +1 when a session starts, -1 when it goes. -1 on OOM. */
-static int client_add(const char *addr, int delta)
-{
-	if (!addr)
-		return 0;
-	struct client_count **slot = client_slot(addr), *c = *slot;
-	if (!c) {
-		size_t len = strlen(addr);
-		if (delta < 0 || !(c = calloc(1, sizeof *c + len + 1)))
-			return delta < 0 ? 0 : -1;
-		memcpy(c->addr, addr, len + 1);
-		*slot = c;
-	}
-	c->n += delta;
-	if (c->n <= 0) {
-		*slot = c->next;
-		free(c);
-	}
-	return 0;
-}
-
-/* ---- small helpers ---- */
-
-static char *dup_or_null(const char *s) { return s ? strdup(s) : NULL; }
-
-static long clamp(long v, long lo, long hi) { return v < lo ? lo : v > hi ? hi : v; }
-
-/* ---- persistence ---- */
-
-static void mark_dirty(struct session *s)
-{
-	if (s->dirty)
-		return;
-	s->dirty = 1;
-	s->dirty_next = dirty_list;
-	dirty_list = s;
-}
-
-static void put_row(struct session *s)
-{
-	struct store_row r = {
-		.sid = s->sid, .state = state_names[s->state], .rid = s->next_rid - 1, .jid = s->jid,
-		.to_domain = s->to, .route = s->route, .wait = s->wait, .hold = s->hold,
-		.inactivity = s->inactivity, .requests = s->requests, .ver = s->ver, .lang = s->lang,
-		.client_addr = s->client, .user_agent = s->ua, .held = s->nheld,
-		.created_at = s->created_at, .last_seen = s->last_seen, .ended_at = s->ended_at,
-		.end_condition = s->end_condition, .key = s->key[0] ? s->key : NULL,
-	};
-	store_put(&r);
-}
-
-static void unlink_dirty(struct session *s)
-{
-	if (!s->dirty)
-		return;
-	for (struct session **p = &dirty_list; *p; p = &(*p)->dirty_next)
-		if (*p == s) {
-			*p = s->dirty_next;
-			break;
-		}
-	s->dirty = 0;
-}
-
-int sessions_idle(void *ctx)
-{
-	(void)ctx;
-	uint64_t now = loop_now(loop);
-	if (!dirty_list && !store_queued())
-		return -1;
-	if (now < next_flush_due)
-		return (int)(next_flush_due - now);
-	/* While the database refuses (full disk, an admin's lock), the queue
-	 * keeps one batch; sessions stay dirty, so what is written at last is
-	 * their newest state and memory stays bounded by the sessions. */
-	if (store_queued() && store_flush() < 0) {
-		next_flush_due = now + 1000;
-		return 1000;
-	}
-	for (struct session *s = dirty_list; s; s = s->dirty_next) {
-		put_row(s);
-		s->dirty = 0;
-	}
-	dirty_list = NULL;
-	uint64_t retry = store_flush() == 0 ? (uint64_t)cfg->db_flush_ms : 1000;
-	next_flush_due = now + retry;
-	return store_queued() ? (int)retry : -1;
+	bosh_loop = l;
+	bosh_cfg = c;
 }
 
 /* ---- answers ---- */
@@ -362,8 +223,6 @@ void answer_terminate(struct responder *resp, const char *condition)
 
 static const char empty_body[] = "<body xmlns='" BOSH_NS "'/>";
 
-static void held_io(void *ctx, uint32_t events);
-
 /* Forgets the i-th oldest held request; its io must already be out of the loop. */
 static void held_remove(struct session *s, int i)
 {
@@ -374,10 +233,10 @@ static void held_remove(struct session *s, int i)
 		 * re-register the moved entries at their new addresses. */
 		for (int k = i; k < s->nheld - 1; k++) {
 			struct held *dst = HELD(s, k), *src = HELD(s, k + 1);
-			loop_del(loop, &src->io);
+			loop_del(bosh_loop, &src->io);
 			*dst = *src;
 			dst->io.ctx = dst;
-			loop_add(loop, &dst->io, EPOLLIN | EPOLLRDHUP);
+			loop_add(bosh_loop, &dst->io, EPOLLIN | EPOLLRDHUP);
 		}
 	}
 	s->nheld--;
@@ -398,7 +257,7 @@ static int creation_attrs(struct session *s, struct buf *b)
 {
 	char num[32];
 	int rc = buf_printf(b, " xmlns:xmpp='" XBOSH_NS "' xmlns:stream='" STREAM_NS "'");
-	rc |= buf_attr(b, "sid", s->sid);
+	rc |= buf_attr(b, "sid", s->c.sid);
 	snprintf(num, sizeof num, "%d", s->wait);
 	rc |= buf_attr(b, "wait", num);
 	snprintf(num, sizeof num, "%d", s->requests);
@@ -407,9 +266,9 @@ static int creation_attrs(struct session *s, struct buf *b)
 	rc |= buf_attr(b, "hold", num);
 	snprintf(num, sizeof num, "%d", s->inactivity);
 	rc |= buf_attr(b, "inactivity", num);
-	snprintf(num, sizeof num, "%ld", cfg->polling);
+	snprintf(num, sizeof num, "%ld", bosh_cfg->polling);
 	rc |= buf_attr(b, "polling", num);
-	snprintf(num, sizeof num, "%ld", cfg->max_inactivity);
+	snprintf(num, sizeof num, "%ld", bosh_cfg->max_inactivity);
 	rc |= buf_attr(b, "maxpause", num);
 	rc |= buf_attr(b, "ver", s->ver);
 	rc |= buf_attr(b, "from", s->to);
@@ -444,15 +303,6 @@ static int ack_attrs(struct session *s, const struct held *h, struct buf *b)
 	}
 	return rc;
 }
-
-/* What one answer carries: the payloads of st (NULL: none), or a new
- * stream's name (§16.3). */
-struct answer {
-	struct stream *st;
-	const char *type, *condition;
-	const struct stream *added;
-};
-
 /* A stream the server ended, while others go on: the client is told in an
  * answer of its own (§16.6). */
 static int notice_due(const struct session *s, const struct stream *st)
@@ -517,7 +367,7 @@ static void sent_recharge(struct session *s)
 	size_t n = 0;
 	for (int i = 0; i < s->sent.n; i++)
 		n += s->sent.e[(s->sent.head + i) % s->sent.cap].len;
-	budget_try(&s->sent_charged, n, "answers kept for repeated rids", s->sid);
+	budget_try(&s->sent_charged, n, "answers kept for repeated rids", s->c.sid);
 }
 
 /* Keeps an answer for repeats of its rid (§14.3). One the memory budget
@@ -527,10 +377,10 @@ static void sent_recharge(struct session *s)
 static void keep_answer(struct session *s, int64_t rid, const char *body, size_t len)
 {
 	if (len && budget_try(&s->sent_charged, s->sent_charged + len, "an answer kept for a repeated rid",
-	                      s->sid) < 0)
+	                      s->c.sid) < 0)
 		return;
-	if (ridwin_put(&s->sent, rid, body, len, loop_now(loop)) < 0)
-		log_warn("session %s: out of memory caching the answer to rid %lld", s->sid, (long long)rid);
+	if (ridwin_put(&s->sent, rid, body, len, loop_now(bosh_loop)) < 0)
+		log_warn("session %s: out of memory caching the answer to rid %lld", s->c.sid, (long long)rid);
 	sent_recharge(s);
 }
 
@@ -542,17 +392,17 @@ static void answer_held_with(struct session *s, int i, const struct answer *a)
 	                  (!a->st || (!a->st->queue.len && !notice_due(s, a->st)));
 	if (plain_empty ? buf_append(&b, empty_body, sizeof empty_body - 1) < 0
 	                : build_answer(s, i, a, &b) < 0) {
-		log_error("session %s: out of memory building an answer", s->sid);
+		log_error("session %s: out of memory building an answer", s->c.sid);
 		buf_free(&b);
 		b = (struct buf){ .data = NULL };
 	}
 	if (b.data) {
 		if (h->rid > s->last_answered)
 			s->last_answered = h->rid;
-		loop_del(loop, &h->io);
+		loop_del(bosh_loop, &h->io);
 		answer_body(&h->resp, s->content, b.data, b.len);
 	} else {
-		loop_del(loop, &h->io);
+		loop_del(bosh_loop, &h->io);
 		reply_drop(&h->resp);
 	}
 	if (a->st) {
@@ -566,7 +416,7 @@ static void answer_held_with(struct session *s, int i, const struct answer *a)
 	if (b.data)
 		keep_answer(s, h->rid, plain_empty ? NULL : b.data, plain_empty ? 0 : b.len);
 	buf_free(&b);
-	s->last_answer = loop_now(loop);
+	s->last_answer = loop_now(bosh_loop);
 	held_remove(s, i);
 }
 
@@ -596,14 +446,14 @@ static void session_free(void *p)
 	free(s->ver);
 	free(s->lang);
 	free(s->content);
-	free(s->client);
+	free(s->c.client);
 	free(s->ua);
 	free(s->jid);
 	free(s->end_condition);
 	free(s->client_from);
 	streams_free(&s->streams);
 	ridwin_clear(&s->sent);
-	budget_try(&s->sent_charged, 0, NULL, s->sid);
+	budget_try(&s->sent_charged, 0, NULL, s->c.sid);
 	free(s->keys);
 	free(s);
 }
@@ -612,7 +462,7 @@ static void session_free(void *p)
 static void drop_requests(struct session *s)
 {
 	for (int i = 0; i < s->nheld; i++) {
-		loop_del(loop, &HELD(s, i)->io);
+		loop_del(bosh_loop, &HELD(s, i)->io);
 		reply_drop(&HELD(s, i)->resp);
 	}
 	s->nheld = 0;
@@ -627,24 +477,15 @@ static void drop_requests(struct session *s)
 /* Out of the table and the counts; freed after this loop turn. */
 static void session_unlink(struct session *s)
 {
-	timer_cancel(loop, &s->timer);
-	unlink_dirty(s);
-	table_remove(s);
-	client_add(s->client, -1);
-	loop_defer_free(loop, s, session_free);
+	timer_cancel(bosh_loop, &s->timer);
+	sesstable_remove(&s->c);
+	loop_defer_free(bosh_loop, s, session_free);
 }
 
 static void session_destroy(struct session *s)
 {
 	drop_requests(s);
 	session_unlink(s);
-}
-
-static void log_end(struct session *s, const char *condition)
-{
-	log_info("session %s ended: jid=%s client=%s duration=%.1fs condition=%s", s->sid,
-	         s->jid ? s->jid : "-", s->client ? s->client : "-", s->ended_at - s->created_at,
-	         condition);
 }
 
 /* The one way a live session ends. What a stream still has queued (a
@@ -656,12 +497,12 @@ static void session_end(struct session *s, const char *condition)
 	s->state = S_ENDED;
 	s->ended_at = loop_wallclock();
 	s->end_condition = strdup(condition);
-	log_end(s, condition);
+	sesstable_log_end(&s->c, s->jid, s->ended_at - s->created_at, condition);
 	streams_close(&s->streams);
 	int client_asked = strcmp(condition, "terminate") == 0;
 	const char *wire = client_asked ? NULL : condition;
-	put_row(s); /* the final row, written even though s goes away */
-	unlink_dirty(s);
+	bosh_put_row(&s->c); /* the final row, written even though s goes away */
+	sesstable_clean(&s->c);
 	for (int i = 0; i < s->nahead; i++) {
 		answer_body(&s->ahead[i]->resp, s->content, empty_body, sizeof empty_body - 1);
 		free((char *)s->ahead[i]->r.payload);
@@ -676,7 +517,7 @@ static void session_end(struct session *s, const char *condition)
 	} else if (strcmp(condition, "inactivity") == 0 || client_asked) {
 		session_destroy(s); /* XEP-0124 §10: as if the session never existed */
 	} else {
-		s->linger_until = loop_now(loop) + (uint64_t)s->inactivity * 1000;
+		s->linger_until = loop_now(bosh_loop) + (uint64_t)s->inactivity * 1000;
 		session_schedule(s);
 	}
 }
@@ -691,19 +532,19 @@ static uint64_t inactivity_ms(const struct session *s)
  * targets, TLS). Its limits add up to four connect timeouts. */
 static uint64_t features_deadline_ms(void)
 {
-	return (uint64_t)cfg->connect_timeout * 4000 + 1000;
+	return (uint64_t)bosh_cfg->connect_timeout * 4000 + 1000;
 }
 
 static void session_timer(void *ctx)
 {
 	struct session *s = ctx;
-	uint64_t now = loop_now(loop);
+	uint64_t now = loop_now(bosh_loop);
 	if (s->state == S_ENDED) {
 		session_destroy(s);
 		return;
 	}
 	if (s->nheld && HELD(s, 0)->creation) {
-		log_warn("session %s: no stream features from the XMPP server within %llus", s->sid,
+		log_warn("session %s: no stream features from the XMPP server within %llus", s->c.sid,
 		         (unsigned long long)features_deadline_ms() / 1000);
 		session_end(s, "remote-connection-failed");
 		return;
@@ -730,9 +571,9 @@ static void session_schedule(struct session *s)
 	else if (!s->nheld)
 		due = s->last_answer + inactivity_ms(s);
 	if (due == UINT64_MAX)
-		timer_cancel(loop, &s->timer);
+		timer_cancel(bosh_loop, &s->timer);
 	else
-		timer_set(loop, &s->timer, due);
+		timer_set(bosh_loop, &s->timer, due);
 }
 
 /* The web server closed a held request's connection (the client went away). */
@@ -748,13 +589,13 @@ static void held_io(void *ctx, uint32_t events)
 	if (n > 0 || (n < 0 && (errno == EAGAIN || errno == EINTR)))
 		return; /* stray bytes (FastCGI keep-alive chatter) change nothing */
 	int i = (int)((h - s->held) - s->held_head + HELD_MAX) % HELD_MAX;
-	log_debug("session %s: web server dropped held rid %lld", s->sid, (long long)h->rid);
+	log_debug("session %s: web server dropped held rid %lld", s->c.sid, (long long)h->rid);
 	s->dropped[h->rid % HELD_MAX] = h->rid; /* unanswered: the client may send it again */
-	loop_del(loop, &h->io);
+	loop_del(bosh_loop, &h->io);
 	reply_drop(&h->resp);
 	held_remove(s, i);
 	if (!s->nheld)
-		s->last_answer = loop_now(loop);
+		s->last_answer = loop_now(bosh_loop);
 	session_schedule(s);
 }
 
@@ -764,11 +605,11 @@ static int hold_request(struct session *s, struct responder *resp, int64_t rid, 
 		answer_held(s, 0, NULL, NULL);
 	}
 	struct held *h = HELD(s, s->nheld);
-	*h = (struct held){ .resp = *resp, .s = s, .rid = rid, .since = loop_now(loop),
+	*h = (struct held){ .resp = *resp, .s = s, .rid = rid, .since = loop_now(bosh_loop),
 	                    .creation = (uint8_t)creation };
 	h->io = (struct io){ .fd = resp->fd, .cb = held_io, .ctx = h };
 	resp->kind = RESP_NONE;
-	if (loop_add(loop, &h->io, EPOLLIN | EPOLLRDHUP) < 0) {
+	if (loop_add(bosh_loop, &h->io, EPOLLIN | EPOLLRDHUP) < 0) {
 		reply_drop(&h->resp);
 		return -1;
 	}
@@ -809,7 +650,7 @@ static void on_stream_ended(void *owner, struct stream *st, const char *conditio
 {
 	struct session *s = owner;
 	if (s->state == S_ACTIVE && streams_open(&s->streams) > 0) {
-		log_info("session %s: stream %s to %s ended (%s); %d streams remain", s->sid, st->name,
+		log_info("session %s: stream %s to %s ended (%s); %d streams remain", s->c.sid, st->name,
 		         st->to, condition, streams_open(&s->streams));
 		st->end_condition = condition;
 		try_flush(s);
@@ -819,7 +660,7 @@ static void on_stream_ended(void *owner, struct stream *st, const char *conditio
 	session_end(s, condition);
 }
 
-static const struct stream_events stream_events = {
+static const struct stream_events bosh_stream_events = {
 	.features = on_features, .stanza = on_stanza, .ended = on_stream_ended,
 };
 
@@ -937,7 +778,7 @@ static void pause_session(struct session *s, long seconds)
 {
 	answer_all_keep_queue(s);
 	s->pause_until_next = seconds;
-	log_debug("session %s paused for %lds", s->sid, seconds);
+	log_debug("session %s paused for %lds", s->c.sid, seconds);
 }
 
 #define REPORT_AFTER_MS 1000 /* an answer older than this, not acknowledged, was lost */
@@ -957,13 +798,13 @@ static int client_ack(struct session *s, int64_t ack)
 	if (ack >= s->last_answered)
 		return 0;
 	const struct ridwin_entry *e = ridwin_find(&s->sent, ack + 1);
-	uint64_t now = loop_now(loop);
+	uint64_t now = loop_now(bosh_loop);
 	if (!e || now - e->sent_at < REPORT_AFTER_MS)
 		return 0; /* still on its way, most likely */
 	s->report_rid = ack + 1;
 	s->report_ms = now - e->sent_at;
 	log_info("session %s: the client did not get the answer to rid %lld (sent %llu ms ago)",
-	         s->sid, (long long)s->report_rid, (unsigned long long)s->report_ms);
+	         s->c.sid, (long long)s->report_rid, (unsigned long long)s->report_ms);
 	return 1;
 }
 
@@ -977,10 +818,10 @@ static int too_frequent(const struct session *s, const struct req *r)
 {
 	if (r->len || r->pause >= 0 || r->terminate || r->restart || r->handover || !s->last_request_at)
 		return 0;
-	int soon = loop_now(loop) - s->last_request_at < (uint64_t)cfg->polling * 1000;
+	int soon = loop_now(bosh_loop) - s->last_request_at < (uint64_t)bosh_cfg->polling * 1000;
 	if (s->hold == 0)
 		return soon && s->last_empty_answered_empty;
-	return cfg->strict_polling && soon && s->nheld + 1 >= s->requests;
+	return bosh_cfg->strict_polling && soon && s->nheld + 1 >= s->requests;
 }
 
 /* The checks a request in turn must pass: key (§15), pause (§10),
@@ -988,7 +829,7 @@ static int too_frequent(const struct session *s, const struct req *r)
 static int admit(struct session *s, struct responder *resp, const struct req *r)
 {
 	if (!key_ok(s, r)) {
-		log_info("session %s: rid %lld has a wrong or missing key", s->sid, (long long)r->rid);
+		log_info("session %s: rid %lld has a wrong or missing key", s->c.sid, (long long)r->rid);
 		fail_request(s, resp, "item-not-found");
 		return -1;
 	}
@@ -996,14 +837,14 @@ static int admit(struct session *s, struct responder *resp, const struct req *r)
 		remember_key(s, r);
 		memcpy(s->key, r->newkey[0] ? r->newkey : r->key, KEY_HEX + 1);
 	}
-	if (r->pause > cfg->max_inactivity) {
-		log_info("session %s: pause %ld is longer than maxpause %ld", s->sid, r->pause,
-		         cfg->max_inactivity);
+	if (r->pause > bosh_cfg->max_inactivity) {
+		log_info("session %s: pause %ld is longer than maxpause %ld", s->c.sid, r->pause,
+		         bosh_cfg->max_inactivity);
 		fail_request(s, resp, "policy-violation");
 		return -1;
 	}
 	if (too_frequent(s, r)) {
-		log_info("session %s: empty requests faster than polling (%lds)", s->sid, cfg->polling);
+		log_info("session %s: empty requests faster than polling (%lds)", s->c.sid, bosh_cfg->polling);
 		fail_request(s, resp, "policy-violation");
 		return -1;
 	}
@@ -1016,13 +857,12 @@ static int end_named_stream(struct session *s, struct stream *named)
 {
 	if (!named || (named->xmpp && streams_open(&s->streams) == 1))
 		return 0;
-	log_info("session %s: the client closed stream %s to %s", s->sid, named->name, named->to);
+	log_info("session %s: the client closed stream %s to %s", s->c.sid, named->name, named->to);
 	stream_close(named);
 	named->closed = 1;
 	return 1;
 }
 
-static void add_stream(struct session *s, struct responder *resp, const struct req *r);
 
 static void process(struct session *s, struct responder *resp, const struct req *r)
 {
@@ -1031,14 +871,14 @@ static void process(struct session *s, struct responder *resp, const struct req 
 	struct stream *named = NULL;
 	/* Without multiple streams offered, 'stream' is ignored (§16.3). */
 	if (r->stream && !s->one_stream && !(named = streams_find(&s->streams, r->stream))) {
-		log_info("session %s: rid %lld names a stream it does not have", s->sid, (long long)r->rid);
+		log_info("session %s: rid %lld names a stream it does not have", s->c.sid, (long long)r->rid);
 		fail_request(s, resp, "item-not-found");
 		return;
 	}
-	s->last_request_at = loop_now(loop);
+	s->last_request_at = loop_now(bosh_loop);
 	int takeover = r->handover || s->handed_over ||
 	               (s->nheld == 0 && s->state == S_ACTIVE &&
-	                (loop_now(loop) - s->last_answer > ATTACH_GAP_MS || r->sender != s->sender));
+	                (loop_now(bosh_loop) - s->last_answer > ATTACH_GAP_MS || r->sender != s->sender));
 	s->sender = r->sender;
 	s->handed_over = (uint8_t)r->handover;
 	s->next_rid = r->rid + 1;
@@ -1072,7 +912,7 @@ static void process(struct session *s, struct responder *resp, const struct req 
 		answer_all_keep_queue(s);
 	if (takeover && !streams_awaiting_features(&s->streams) && s->nheld) {
 		log_debug("session %s: first request after %llu ms without one: answered at once",
-		          s->sid, (unsigned long long)(loop_now(loop) - s->last_answer));
+		          s->c.sid, (unsigned long long)(loop_now(bosh_loop) - s->last_answer));
 		answer_held(s, 0, NULL, NULL);
 	}
 	int had_payload = streams_queued(&s->streams);
@@ -1150,7 +990,8 @@ static int keep_ahead(struct session *s, struct responder *resp, const struct re
 static void resend_dropped(struct session *s, struct responder *resp, int64_t rid)
 {
 	s->dropped[rid % HELD_MAX] = 0;
-	log_debug("session %s: rid %lld sent again after its connection dropped", s->sid, (long long)rid);
+	log_debug("session %s: rid %lld sent again after its connection dropped", s->c.sid,
+	          (long long)rid);
 	if (s->last_answered > rid) {
 		keep_answer(s, rid, NULL, 0);
 		answer_body(resp, s->content, empty_body, sizeof empty_body - 1);
@@ -1168,7 +1009,7 @@ static void repeat(struct session *s, struct responder *resp, const struct req *
 {
 	int64_t rid = r->rid;
 	if (!repeat_key_ok(s, r)) {
-		log_info("session %s: rid %lld sent again with a wrong or missing key", s->sid,
+		log_info("session %s: rid %lld sent again with a wrong or missing key", s->c.sid,
 		         (long long)rid);
 		fail_request(s, resp, "item-not-found");
 		return;
@@ -1179,12 +1020,12 @@ static void repeat(struct session *s, struct responder *resp, const struct req *
 		/* Still held: the old connection gets a recoverable error, the new one waits. */
 		static const char err[] = "<body xmlns='" BOSH_NS "' type='error'/>";
 		struct held *h = HELD(s, i);
-		loop_del(loop, &h->io);
+		loop_del(bosh_loop, &h->io);
 		answer_body(&h->resp, s->content, err, sizeof err - 1);
 		h->resp = *resp;
 		h->io.fd = resp->fd;
 		resp->kind = RESP_NONE;
-		loop_add(loop, &h->io, EPOLLIN | EPOLLRDHUP);
+		loop_add(bosh_loop, &h->io, EPOLLIN | EPOLLRDHUP);
 		return;
 	}
 	if (s->dropped[rid % HELD_MAX] == rid) {
@@ -1194,19 +1035,19 @@ static void repeat(struct session *s, struct responder *resp, const struct req *
 	const char *body;
 	size_t len;
 	if (ridwin_get(&s->sent, rid, &body, &len)) {
-		log_debug("session %s: rid %lld repeated; answer sent again", s->sid, (long long)rid);
+		log_debug("session %s: rid %lld repeated; answer sent again", s->c.sid, (long long)rid);
 		if (body)
 			answer_body(resp, s->content, body, len);
 		else
 			answer_body(resp, s->content, empty_body, sizeof empty_body - 1);
 		return;
 	}
-	log_info("session %s: rid %lld repeated but its answer is gone", s->sid, (long long)rid);
+	log_info("session %s: rid %lld repeated but its answer is gone", s->c.sid, (long long)rid);
 	fail_request(s, resp, "item-not-found");
 }
 
 /* FNV-1a over client address and User-Agent: who is talking. */
-static uint64_t sender_of(const struct frame_request *fr)
+uint64_t sender_of(const struct frame_request *fr)
 {
 	uint64_t h = 1469598103934665603ULL;
 	const char *parts[] = { fr->client ? fr->client : "", "\n", fr->user_agent ? fr->user_agent : "" };
@@ -1268,12 +1109,13 @@ static void existing_session(struct session *s, struct responder *resp,
 	struct req r;
 	char attrs_buf[1024], why[160];
 	if (attrs_check_request(fr, why, sizeof why) < 0) {
-		log_info("session %s: request from %s refused: %s", s->sid, fr->client ? fr->client : "-", why);
+		log_info("session %s: request from %s refused: %s", s->c.sid,
+		         fr->client ? fr->client : "-", why);
 		fail_request(s, resp, "bad-request");
 		return;
 	}
 	if (parse_req(fr, &r, attrs_buf, sizeof attrs_buf) < 0) {
-		log_info("session %s: request with a malformed rid, key or pause from %s", s->sid,
+		log_info("session %s: request with a malformed rid, key or pause from %s", s->c.sid,
 		         fr->client ? fr->client : "-");
 		fail_request(s, resp, "bad-request");
 		return;
@@ -1297,7 +1139,7 @@ static void existing_session(struct session *s, struct responder *resp,
 			repeat(s, resp, &r); /* older, but kept because not yet acknowledged (§9) */
 			return;
 		}
-		log_info("session %s: rid %lld outside the window (next %lld)", s->sid,
+		log_info("session %s: rid %lld outside the window (next %lld)", s->c.sid,
 		         (long long)r.rid, (long long)s->next_rid);
 		fail_request(s, resp, "item-not-found");
 		return;
@@ -1306,20 +1148,68 @@ static void existing_session(struct session *s, struct responder *resp,
 		return;
 	}
 }
-
-/* ---- creation ---- */
-
-
-static void new_sid(char *out)
+void sessions_handle(struct responder *resp, const struct frame_request *fr)
 {
-	unsigned char raw[16];
-	if (RAND_bytes(raw, sizeof raw) != 1) {
-		/* Without randomness sids would be guessable: refuse to go on. */
-		log_error("RAND_bytes failed; cannot make a session id");
-		abort();
+	const char *sid = frame_attr(fr, "sid");
+	if (fr->error) {
+		log_limited(LOG_INFO, "bad request", "bad request from %s: %s", fr->client ? fr->client : "-",
+		            fr->error);
+		answer_terminate(resp, "bad-request");
+		return;
 	}
-	hex_encode(raw, sizeof raw, out);
+	if (!sid) {
+		create_session(resp, fr);
+		return;
+	}
+	/* The table is every transport's: a sid of another one is unknown here. */
+	struct sess *c = sesstable_find(sid);
+	struct session *s = c && c->ops == &bosh_ops ? bosh_of(c) : NULL;
+	if (s) {
+		existing_session(s, resp, fr);
+	} else if (strlen(sid) == SID_HEX && sessions_lost(sid)) {
+		log_info("request for session %s, lost when sessiond restarted", sid);
+		answer_terminate(resp, "remote-connection-failed");
+	} else {
+		log_limited(LOG_INFO, "unknown sid", "request from %s for unknown session '%.40s'",
+		            fr->client ? fr->client : "-", sid);
+		answer_terminate(resp, "item-not-found");
+	}
 }
+
+/* ---- what the shared modules ask (sesstable.h) ---- */
+
+static int bosh_ended(const struct sess *c) { return bosh_of_const(c)->state == S_ENDED; }
+static void bosh_end(struct sess *c, const char *condition) { session_end(bosh_of(c), condition); }
+static void bosh_destroy(struct sess *c) { session_destroy(bosh_of(c)); }
+
+/* Drops a session without a word to anyone: the other process of a restart
+ * has the same connections and carries on with it. */
+static void bosh_forget(struct sess *c)
+{
+	struct session *s = bosh_of(c);
+	drop_requests(s);
+	streams_forget(&s->streams);
+	session_unlink(s);
+}
+
+static void bosh_stop(struct sess *c)
+{
+	struct session *s = bosh_of(c);
+	while (s->nheld)
+		answer_held(s, 0, NULL, NULL);
+	bosh_put_row(c);
+	streams_close(&s->streams);
+}
+
+const struct sess_ops bosh_ops = {
+	.put_row = bosh_put_row, .ended = bosh_ended, .end = bosh_end, .destroy = bosh_destroy,
+	.stop = bosh_stop, .can_move = bosh_can_move, .forget = bosh_forget, .put = bosh_put,
+	.get = bosh_get, .discard = bosh_discard, .resume = bosh_resume,
+};
+
+static char *dup_or_null(const char *s) { return s ? strdup(s) : NULL; }
+
+static long clamp(long v, long lo, long hi) { return v < lo ? lo : v > hi ? hi : v; }
 
 /* The client's ver, if it is lower than ours (XEP-0124 §7.1). */
 static const char *choose_ver(const char *ver)
@@ -1347,13 +1237,13 @@ static int fill_session(struct session *s, const struct frame_request *fr, int64
 	const char *wait = frame_attr(fr, "wait"), *hold = frame_attr(fr, "hold");
 	const char *content = frame_attr(fr, "content");
 	/* attrs_check_creation() has made sure these are small decimals */
-	s->wait = (int)clamp(wait ? attr_number(wait) : cfg->default_wait, 1, cfg->max_wait);
+	s->wait = (int)clamp(wait ? attr_number(wait) : bosh_cfg->default_wait, 1, bosh_cfg->max_wait);
 	/* hold 0 is a polling session: every request is answered at once. */
-	s->hold = (int)clamp(hold ? attr_number(hold) : 1, 0, cfg->max_hold);
+	s->hold = (int)clamp(hold ? attr_number(hold) : 1, 0, bosh_cfg->max_hold);
 	/* The rid window (§14.1) is the number of simultaneous requests, so a
 	 * wider window_size is what 'requests' advertises. */
-	s->requests = (int)(cfg->window_size > s->hold + 1 ? cfg->window_size : s->hold + 1);
-	s->inactivity = (int)cfg->default_inactivity;
+	s->requests = (int)(bosh_cfg->window_size > s->hold + 1 ? bosh_cfg->window_size : s->hold + 1);
+	s->inactivity = (int)bosh_cfg->default_inactivity;
 	s->next_rid = rid + 1;
 	s->to = strdup(frame_attr(fr, "to"));
 	s->route = dup_or_null(frame_attr(fr, "route"));
@@ -1363,15 +1253,17 @@ static int fill_session(struct session *s, const struct frame_request *fr, int64
 	s->legacy = frame_attr(fr, "ver") == NULL;
 	s->acks = frame_attr(fr, "ack") != NULL;
 	copy_key(s->key, frame_attr(fr, "newkey")); /* checked by create_session() */
-	s->client = dup_or_null(fr->client);
+	s->c.client = dup_or_null(fr->client);
 	s->client_from = dup_or_null(frame_attr(fr, "from"));
 	s->sender = sender_of(fr);
 	s->ua = dup_bounded(frame_attr(fr, "ua") ? frame_attr(fr, "ua") : fr->user_agent, ATTR_UA_MAX);
 	/* libpurple (Pidgin, Finch) puts 'to' on every request, its empty polls
 	 * included: offered multiple streams, each poll would add one. */
-	s->one_stream = cfg->pidgin_compatible || (fr->user_agent && strstr(fr->user_agent, "libpurple"));
+	s->one_stream = bosh_cfg->pidgin_compatible ||
+	                (fr->user_agent && strstr(fr->user_agent, "libpurple"));
 	s->created_at = s->last_seen = loop_wallclock();
-	s->last_answer = loop_now(loop);
+	s->last_answer = loop_now(bosh_loop);
+	s->c.ops = &bosh_ops;
 	s->timer = (struct timer){ .cb = session_timer, .ctx = s };
 	/* With acks the client says what it got: keep answers until then (bounded). */
 	ridwin_init(&s->sent, s->acks ? RIDWIN_MAX : s->requests);
@@ -1385,15 +1277,16 @@ static struct stream *open_stream(struct session *s, const struct config_backend
 	struct xmpp_params p = {
 		.domain = domain, .host = host[0] ? host : NULL, .port = (uint16_t)port,
 		.tls = be->tls, .pin = be->pin, .lang = lang,
-		.max_stanza = (size_t)cfg->max_xmpp_stanza_size,
-		.max_output = (size_t)cfg->max_data_held * 4,
-		.connect_timeout_ms = (unsigned)cfg->connect_timeout * 1000,
-		.stanza_timeout_ms = (unsigned)cfg->stanza_timeout * 1000,
-		.keepalive = { (unsigned)cfg->xmpp_keepalive_idle, (unsigned)cfg->xmpp_keepalive_interval,
-		               (unsigned)cfg->xmpp_keepalive_count },
+		.max_stanza = (size_t)bosh_cfg->max_xmpp_stanza_size,
+		.max_output = (size_t)bosh_cfg->max_data_held * 4,
+		.connect_timeout_ms = (unsigned)bosh_cfg->connect_timeout * 1000,
+		.stanza_timeout_ms = (unsigned)bosh_cfg->stanza_timeout * 1000,
+		.keepalive = { (unsigned)bosh_cfg->xmpp_keepalive_idle,
+		               (unsigned)bosh_cfg->xmpp_keepalive_interval,
+		               (unsigned)bosh_cfg->xmpp_keepalive_count },
 	};
-	struct stream *st = stream_open(loop, &p, s->sid, (size_t)cfg->max_client_buffer,
-	                                &stream_events, s);
+	struct stream *st = stream_open(bosh_loop, &p, s->c.sid, (size_t)bosh_cfg->max_client_buffer,
+	                                &bosh_stream_events, s);
 	if (st && streams_add(&s->streams, st) < 0) {
 		stream_free(st); /* callers check for room first */
 		return NULL;
@@ -1432,7 +1325,7 @@ static void create_session(struct responder *resp, const struct frame_request *f
 		answer_terminate(resp, "improper-addressing");
 		return;
 	}
-	const struct config_backend *be = route_valid_domain(to) ? config_backend(cfg, to) : NULL;
+	const struct config_backend *be = route_valid_domain(to) ? config_backend(bosh_cfg, to) : NULL;
 	if (!be) {
 		log_info("session request from %s for unknown domain '%.100s'", fr->client, to);
 		answer_terminate(resp, "host-unknown");
@@ -1441,48 +1334,32 @@ static void create_session(struct responder *resp, const struct frame_request *f
 	char host[256];
 	unsigned port = 0;
 	const char *route = frame_attr(fr, "route");
-	const char *refused = route_choose(route, be, cfg->allowed_routes, host, sizeof host, &port);
+	const char *refused = route_choose(route, be, bosh_cfg->allowed_routes, host, sizeof host, &port);
 	if (refused) {
 		log_info("session request from %s: route '%.100s' refused (%s): not allowed by allowed_routes",
 		         fr->client, route, refused);
 		answer_terminate(resp, refused);
 		return;
 	}
-	if (nsessions >= (size_t)cfg->max_sessions) {
-		log_warn("session request from %s refused: max_sessions (%ld) reached", fr->client,
-		         cfg->max_sessions);
-		answer_terminate(resp, "policy-violation");
-		return;
-	}
-	if (cfg->max_sessions_per_client && client_sessions(fr->client) >= cfg->max_sessions_per_client) {
-		log_warn("session request from %s refused: it has max_sessions_per_client (%ld) sessions",
-		         fr->client, cfg->max_sessions_per_client);
-		answer_terminate(resp, "policy-violation");
+	if ((refused = sesstable_refuse(fr->client))) {
+		answer_terminate(resp, refused);
 		return;
 	}
 	struct session *s = calloc(1, sizeof *s);
-	if (!s || (nsessions + 1 > table_size && table_grow() < 0) || fill_session(s, fr, rid) < 0) {
+	if (!s || fill_session(s, fr, rid) < 0) {
 		log_error("out of memory creating a session");
 		if (s)
 			session_free(s);
 		answer_terminate(resp, "internal-server-error");
 		return;
 	}
-	do
-		new_sid(s->sid);
-	while (find(s->sid));
-	if (client_add(s->client, +1) < 0) {
-		log_error("out of memory counting sessions per client");
+	if (sesstable_add(&s->c, 1) < 0) { /* logged */
 		session_free(s);
 		answer_terminate(resp, "internal-server-error");
 		return;
 	}
-	size_t b = sid_hash(s->sid) & (table_size - 1);
-	s->hnext = table[b];
-	table[b] = s;
-	nsessions++;
-	log_info("session %s created for %s (client %s, user agent '%.100s')", s->sid, s->to,
-	         s->client ? s->client : "-", fr->user_agent ? fr->user_agent : "-");
+	log_info("session %s created for %s (client %s, user agent '%.100s')", s->c.sid, s->to,
+	         s->c.client ? s->c.client : "-", fr->user_agent ? fr->user_agent : "-");
 	hold_request(s, resp, rid, 1);
 	connect_first_stream(s, be, host, port);
 }
@@ -1492,23 +1369,25 @@ static void create_session(struct responder *resp, const struct frame_request *f
  * features come in a later answer that names it. */
 static void add_stream(struct session *s, struct responder *resp, const struct req *r)
 {
-	const struct config_backend *be = route_valid_domain(r->to) ? config_backend(cfg, r->to) : NULL;
+	const struct config_backend *be =
+		route_valid_domain(r->to) ? config_backend(bosh_cfg, r->to) : NULL;
 	char host[256];
 	unsigned port = 0;
 	if (!be) {
-		log_info("session %s: a stream for unknown domain '%.100s'", s->sid, r->to);
+		log_info("session %s: a stream for unknown domain '%.100s'", s->c.sid, r->to);
 		fail_request(s, resp, "host-unknown");
 		return;
 	}
-	const char *refused = route_choose(r->route, be, cfg->allowed_routes, host, sizeof host, &port);
+	const char *refused =
+		route_choose(r->route, be, bosh_cfg->allowed_routes, host, sizeof host, &port);
 	if (refused) {
 		log_info("session %s: a stream's route '%.100s' refused (%s): not allowed by allowed_routes",
-		         s->sid, r->route, refused);
+		         s->c.sid, r->route, refused);
 		fail_request(s, resp, refused);
 		return;
 	}
 	if (s->streams.n == STREAMS_MAX) {
-		log_info("session %s: no more than %d streams in a session", s->sid, STREAMS_MAX);
+		log_info("session %s: no more than %d streams in a session", s->c.sid, STREAMS_MAX);
 		fail_request(s, resp, "policy-violation");
 		return;
 	}
@@ -1518,7 +1397,7 @@ static void add_stream(struct session *s, struct responder *resp, const struct r
 		return;
 	}
 	s->multi = 1;
-	log_info("session %s: stream %s added for %s", s->sid, st->name, st->to);
+	log_info("session %s: stream %s added for %s", s->c.sid, st->name, st->to);
 	if (hold_request(s, resp, r->rid, 0) < 0)
 		return;
 	while (s->nheld > 1)
@@ -1528,91 +1407,21 @@ static void add_stream(struct session *s, struct responder *resp, const struct r
 	session_schedule(s);
 }
 
-void sessions_handle(struct responder *resp, const struct frame_request *fr)
+static const char *const state_names[] = { "connecting", "active", "ended" };
+
+static void bosh_put_row(struct sess *c)
 {
-	const char *sid = frame_attr(fr, "sid");
-	if (fr->error) {
-		log_limited(LOG_INFO, "bad request", "bad request from %s: %s", fr->client ? fr->client : "-",
-		            fr->error);
-		answer_terminate(resp, "bad-request");
-		return;
-	}
-	if (!sid) {
-		create_session(resp, fr);
-		return;
-	}
-	struct session *s = find(sid);
-	if (s) {
-		existing_session(s, resp, fr);
-	} else if (strlen(sid) == SID_HEX && is_lost(sid)) {
-		log_info("request for session %s, lost when sessiond restarted", sid);
-		answer_terminate(resp, "remote-connection-failed");
-	} else {
-		log_limited(LOG_INFO, "unknown sid", "request from %s for unknown session '%.40s'",
-		            fr->client ? fr->client : "-", sid);
-		answer_terminate(resp, "item-not-found");
-	}
+	const struct session *s = bosh_of(c);
+	struct store_row r = {
+		.sid = s->c.sid, .state = state_names[s->state], .rid = s->next_rid - 1, .jid = s->jid,
+		.to_domain = s->to, .route = s->route, .wait = s->wait, .hold = s->hold,
+		.inactivity = s->inactivity, .requests = s->requests, .ver = s->ver, .lang = s->lang,
+		.client_addr = s->c.client, .user_agent = s->ua, .held = s->nheld,
+		.created_at = s->created_at, .last_seen = s->last_seen, .ended_at = s->ended_at,
+		.end_condition = s->end_condition, .key = s->key[0] ? s->key : NULL,
+	};
+	store_put(&r);
 }
-
-/* ---- start and stop ---- */
-
-int sessions_init(struct loop *l, const struct config *c)
-{
-	loop = l;
-	cfg = c;
-	/* While the database refuses writes: a row per live session, and as
-	 * many again for sessions that end meanwhile. */
-	store_set_max_queued((size_t)c->max_sessions * 2);
-	budget_init((size_t)c->max_memory);
-	return table_grow();
-}
-
-static void remember_lost(void *ctx, const char *sid)
-{
-	(void)ctx;
-	if (strlen(sid) != SID_HEX)
-		return;
-	if (nlost == lost_cap) {
-		size_t cap = lost_cap ? lost_cap * 2 : 64;
-		void *n = realloc(lost, cap * sizeof *lost);
-		if (!n)
-			return;
-		lost = n;
-		lost_cap = cap;
-	}
-	memcpy(lost[nlost++], sid, SID_HEX + 1);
-}
-
-int sessions_recover(void)
-{
-	double now = loop_wallclock();
-	long n = store_recover(now, (double)cfg->ended_retention, remember_lost, NULL);
-	if (n < 0)
-		return -1;
-	if (nlost)
-		qsort(lost, nlost, sizeof lost[0], cmp_sid);
-	if (n > 0)
-		log_warn("%ld sessions of the previous run were lost (their XMPP connections did not "
-		         "survive); they will be told remote-connection-failed", n);
-	store_prune(now - (double)cfg->ended_retention);
-	return 0;
-}
-
-void sessions_shutdown(void)
-{
-	for (size_t i = 0; i < table_size; i++)
-		for (struct session *s = table[i]; s; s = s->hnext) {
-			while (s->nheld)
-				answer_held(s, 0, NULL, NULL);
-			put_row(s);
-			streams_close(&s->streams);
-		}
-	dirty_list = NULL;
-	if (store_flush() < 0)
-		log_error("could not write the session rows at shutdown");
-}
-
-size_t sessions_count(void) { return nsessions; }
 
 /* ---- graceful restart (snapshot.h) ----
  *
@@ -1698,7 +1507,7 @@ static struct ahead *get_ahead(struct snap_r *r)
 
 static void put_strings(struct snap_w *w, const struct session *s)
 {
-	const char *strs[] = { s->to, s->route, s->ver, s->lang, s->content, s->client, s->ua,
+	const char *strs[] = { s->to, s->route, s->ver, s->lang, s->content, s->c.client, s->ua,
 	                       s->jid, s->end_condition, s->client_from, s->key };
 	for (size_t i = 0; i < sizeof strs / sizeof strs[0]; i++)
 		snap_put_str(w, strs[i]);
@@ -1706,7 +1515,7 @@ static void put_strings(struct snap_w *w, const struct session *s)
 
 static void get_strings(struct snap_r *r, struct session *s)
 {
-	char **strs[] = { &s->to, &s->route, &s->ver, &s->lang, &s->content, &s->client, &s->ua,
+	char **strs[] = { &s->to, &s->route, &s->ver, &s->lang, &s->content, &s->c.client, &s->ua,
 	                  &s->jid, &s->end_condition, &s->client_from };
 	for (size_t i = 0; i < sizeof strs / sizeof strs[0]; i++)
 		*strs[i] = snap_get_str(r);
@@ -1719,7 +1528,8 @@ static void put_numbers(struct snap_w *w, const struct session *s)
 	                   s->secure, s->pause_until_next, s->legacy, s->acks, s->handed_over,
 	                   s->last_empty_answered_empty, (int64_t)s->last_request_at, (int64_t)s->sender,
 	                   s->last_answered, s->report_rid, (int64_t)s->report_ms, s->multi,
-	                   s->one_stream, s->next_pick, (int64_t)s->last_answer, (int64_t)s->linger_until };
+	                   s->one_stream, s->next_pick, (int64_t)s->last_answer,
+	                   (int64_t)s->linger_until };
 	for (size_t i = 0; i < sizeof nums / sizeof nums[0]; i++)
 		snap_put_i64(w, nums[i]);
 	snap_put_double(w, s->created_at);
@@ -1756,9 +1566,10 @@ static void get_numbers(struct snap_r *r, struct session *s)
 	s->ended_at = snap_get_double(r);
 }
 
-static int put_session(struct snap_w *w, const struct session *s, sessions_fd_cb keep, void *ctx)
+static int bosh_put(struct snap_w *w, const struct sess *c, sessions_fd_cb keep, void *ctx)
 {
-	snap_put_str(w, s->sid);
+	const struct session *s = bosh_of_const(c);
+	snap_put_str(w, s->c.sid);
 	put_numbers(w, s);
 	put_strings(w, s);
 	for (int i = 0; i < HELD_MAX; i++)
@@ -1791,182 +1602,10 @@ static int put_session(struct snap_w *w, const struct session *s, sessions_fd_cb
 
 /* A session whose TLS connection cannot move stays with the process that
  * has it, which drains it (restart.c). */
-static int session_can_move(const struct session *s)
+static int bosh_can_move(const struct sess *c)
 {
+	const struct session *s = bosh_of_const(c);
 	return s->state != S_ACTIVE || streams_movable(&s->streams);
-}
-
-/* sids of sessions another process drains: their requests go there */
-static char (*draining)[SID_HEX + 1];
-static size_t ndraining;
-
-long sessions_unmovable_count(void)
-{
-	long n = 0;
-	for (size_t i = 0; i < table_size; i++)
-		for (struct session *s = table[i]; s; s = s->hnext)
-			n += !session_can_move(s);
-	return n;
-}
-
-/* Drops a session without a word to anyone: the other process of a restart
- * has the same connections and carries on with it. */
-static void session_forget(struct session *s)
-{
-	drop_requests(s);
-	streams_forget(&s->streams);
-	session_unlink(s);
-}
-
-int sessions_split(int keep_movable)
-{
-	size_t cap = ndraining;
-	if (!keep_movable)
-		ndraining = 0; /* the drainer forwards nothing */
-	for (size_t i = 0; i < table_size; i++)
-		for (struct session *s = table[i], *next; s; s = next) {
-			next = s->hnext;
-			if (session_can_move(s) == keep_movable)
-				continue;
-			if (keep_movable) { /* remember where its requests must go */
-				if (ndraining == cap) {
-					void *n = realloc(draining, (cap = cap ? cap * 2 : 16) * sizeof *draining);
-					if (!n)
-						return -1;
-					draining = n;
-				}
-				memcpy(draining[ndraining++], s->sid, SID_HEX + 1);
-			}
-			session_forget(s);
-		}
-	if (ndraining)
-		qsort(draining, ndraining, sizeof draining[0], cmp_sid);
-	return 0;
-}
-
-int sessions_draining(const char *sid)
-{
-	return sid && ndraining && strlen(sid) == SID_HEX &&
-	       bsearch(sid, draining, ndraining, sizeof draining[0], cmp_sid) != NULL;
-}
-
-void sessions_drainer_gone(void)
-{
-	ndraining = 0;
-}
-
-void sessions_end_all(const char *condition)
-{
-	for (size_t i = 0; i < table_size; i++)
-		for (struct session *s = table[i], *next; s; s = next) {
-			next = s->hnext;
-			if (s->state != S_ENDED)
-				session_end(s, condition);
-		}
-}
-
-/* The descriptors of one session: a record lists them first, so that the
- * successor can close them if it cannot take the session over. */
-#define SESSION_FDS_MAX (2 * HELD_MAX + STREAMS_MAX)
-struct fd_list {
-	int fd[SESSION_FDS_MAX];
-	int n, over;
-};
-
-static void collect_fd(void *ctx, int fd)
-{
-	struct fd_list *l = ctx;
-	if (l->n < SESSION_FDS_MAX)
-		l->fd[l->n++] = fd;
-	else
-		l->over = 1;
-}
-
-/* One session as one record: [sid][its descriptors][the rest]. A session
- * that cannot be written whole (past a limit of snapshot.h) is written as
- * its sid alone, which the successor reads as lost. Returns 1 then, 0 if
- * written whole, -1 out of memory. body is scratch space, reused. */
-static int put_record(struct snap_w *w, struct snap_w *body, const struct session *s,
-                      sessions_fd_cb keep, void *ctx)
-{
-	struct fd_list fds = { .n = 0 };
-	body->len = 0;
-	body->over = 0;
-	int whole = put_session(body, s, collect_fd, &fds) == 0 && !fds.over;
-	if (body->failed)
-		return -1;
-	size_t mark = snap_record_begin(w);
-	snap_put_str(w, s->sid);
-	snap_put_count(w, whole ? (uint64_t)fds.n : 0, SESSION_FDS_MAX);
-	for (int i = 0; whole && i < fds.n; i++)
-		snap_put_i64(w, fds.fd[i]);
-	if (whole)
-		snap_put_raw(w, body->data, body->len);
-	if (snap_record_end(w, mark) < 0)
-		return -1;
-	for (int i = 0; whole && i < fds.n; i++)
-		keep(ctx, fds.fd[i]);
-	return whole ? 0 : 1;
-}
-
-/* Sessions left out of the snapshot end here, as a lost connection: their
- * held requests are answered now, and the successor answers their next
- * request remote-connection-failed (they are lost there). */
-static void end_left_out(char (*sids)[SID_HEX + 1], size_t n)
-{
-	for (size_t i = 0; i < n; i++) {
-		struct session *s = find(sids[i]);
-		if (!s)
-			continue;
-		log_error("restart: session %s cannot be handed over (past the snapshot's limits); "
-		          "ending it", s->sid);
-		if (s->state == S_ENDED)
-			session_destroy(s);
-		else
-			session_end(s, "remote-connection-failed");
-	}
-}
-
-int sessions_snapshot(struct snap_w *w, sessions_fd_cb keep, void *ctx)
-{
-	struct snap_w body = { 0 };
-	char (*left_out)[SID_HEX + 1] = NULL;
-	size_t nleft = 0;
-	int rc = 0;
-	store_flush();
-	snap_put_count(w, nlost, SNAP_MAX_SIDS);
-	for (size_t i = 0; i < nlost; i++)
-		snap_put_str(w, lost[i]);
-	snap_put_count(w, ndraining, SNAP_MAX_SIDS);
-	for (size_t i = 0; i < ndraining; i++)
-		snap_put_str(w, draining[i]);
-	snap_put_count(w, nsessions, SNAP_MAX_SIDS);
-	for (size_t i = 0; i < table_size && rc == 0; i++)
-		for (struct session *s = table[i]; s && rc == 0; s = s->hnext) {
-			int r = put_record(w, &body, s, keep, ctx);
-			if (r < 0) {
-				rc = -1;
-			} else if (r > 0) {
-				void *n = realloc(left_out, (nleft + 1) * sizeof *left_out);
-				if (!n) {
-					rc = -1;
-					break;
-				}
-				left_out = n;
-				memcpy(left_out[nleft++], s->sid, SID_HEX + 1);
-			}
-		}
-	free(body.data);
-	if (rc == 0 && !w->failed && !w->over)
-		end_left_out(left_out, nleft);
-	free(left_out);
-	for (struct session *s = dirty_list; s; s = s->dirty_next) {
-		put_row(s);
-		s->dirty = 0;
-	}
-	dirty_list = NULL;
-	store_flush();
-	return rc < 0 || w->failed || w->over ? -1 : 0;
 }
 
 static int get_held(struct snap_r *r, struct session *s)
@@ -1984,7 +1623,7 @@ static int get_held(struct snap_r *r, struct session *s)
 		if (snap_failed(r))
 			return -1;
 		h->io = (struct io){ .fd = h->resp.fd, .cb = held_io, .ctx = h };
-		if (loop_add(loop, &h->io, EPOLLIN | EPOLLRDHUP) < 0) {
+		if (loop_add(bosh_loop, &h->io, EPOLLIN | EPOLLRDHUP) < 0) {
 			reply_drop(&h->resp);
 			continue;
 		}
@@ -2021,10 +1660,10 @@ static int get_sent_and_ahead(struct snap_r *r, struct session *s)
 
 static void reconnect(struct session *s)
 {
-	const struct config_backend *be = config_backend(cfg, s->to);
+	const struct config_backend *be = config_backend(bosh_cfg, s->to);
 	char host[256];
 	unsigned port = 0;
-	if (!be || route_choose(s->route, be, cfg->allowed_routes, host, sizeof host, &port)) {
+	if (!be || route_choose(s->route, be, bosh_cfg->allowed_routes, host, sizeof host, &port)) {
 		session_end(s, "host-unknown");
 		return;
 	}
@@ -2041,146 +1680,56 @@ static void discard_restored(struct session *s)
 	session_free(s);
 }
 
-static struct session *get_session(struct snap_r *r)
+static void bosh_discard(struct sess *c)
+{
+	discard_restored(bosh_of(c));
+}
+
+static struct sess *bosh_get(struct snap_r *r)
 {
 	struct session *s = calloc(1, sizeof *s);
 	if (!s)
 		return NULL;
-	snap_get_into(r, s->sid, sizeof s->sid);
+	s->c.ops = &bosh_ops;
+	snap_get_into(r, s->c.sid, sizeof s->c.sid);
 	get_numbers(r, s);
 	get_strings(r, s);
 	for (int i = 0; i < HELD_MAX; i++)
 		s->dropped[i] = snap_get_i64(r);
 	s->timer = (struct timer){ .cb = session_timer, .ctx = s };
-	if (snap_failed(r) || strlen(s->sid) != SID_HEX || !s->to || get_sent_and_ahead(r, s) < 0) {
+	if (snap_failed(r) || strlen(s->c.sid) != SID_HEX || !s->to || get_sent_and_ahead(r, s) < 0) {
 		discard_restored(s);
 		return NULL;
 	}
 	struct stream_restore_params sp = {
-		.loop = loop, .sid = s->sid, .max_queue = (size_t)cfg->max_client_buffer,
-		.max_stanza = (size_t)cfg->max_xmpp_stanza_size, .ev = &stream_events, .owner = s,
+		.loop = bosh_loop, .sid = s->c.sid, .max_queue = (size_t)bosh_cfg->max_client_buffer,
+		.max_stanza = (size_t)bosh_cfg->max_xmpp_stanza_size, .ev = &bosh_stream_events, .owner = s,
 	};
 	if (streams_restore(&s->streams, r, &sp) < 0) {
 		discard_restored(s);
 		return NULL;
 	}
-	return s;
+	return &s->c;
 }
 
-static void read_sids(struct snap_r *r, void (*cb)(const char *sid))
+static void bosh_resume(struct sess *c)
 {
-	uint64_t n = snap_get_count(r, SNAP_MAX_SIDS);
-	for (uint64_t i = 0; i < n && !snap_failed(r); i++) {
-		char sid[SID_HEX + 1];
-		snap_get_into(r, sid, sizeof sid);
-		if (!snap_failed(r))
-			cb(sid);
-	}
-}
-
-static void restore_lost(const char *sid) { remember_lost(NULL, sid); }
-
-static void restore_draining(const char *sid)
-{
-	static size_t cap;
-	if (strlen(sid) != SID_HEX)
-		return;
-	if (ndraining == cap) {
-		void *n = realloc(draining, (cap ? cap * 2 : 16) * sizeof *draining);
-		if (!n)
-			return; /* its requests get item-not-found: the drainer ends it in time */
-		draining = n;
-		cap = cap ? cap * 2 : 16;
-	}
-	memcpy(draining[ndraining++], sid, SID_HEX + 1);
-}
-
-static int add_restored(struct session *s)
-{
-	if ((nsessions + 1 > table_size && table_grow() < 0) || client_add(s->client, +1) < 0)
-		return -1;
-	size_t b = sid_hash(s->sid) & (table_size - 1);
-	s->hnext = table[b];
-	table[b] = s;
-	nsessions++;
-	mark_dirty(s);
+	struct session *s = bosh_of(c);
 	if (s->state == S_CONNECTING)
 		reconnect(s);
 	else if (s->state == S_ACTIVE && !streams_open(&s->streams))
 		session_end(s, "remote-connection-failed");
 	else
 		session_schedule(s);
-	return 0;
 }
 
-/* Closes what a record names that the failed restore did not take (and
- * close). Nothing opens a descriptor while a record is read, so an fd still
- * open here is the predecessor's, not a new one that got its number. */
-static void close_record_fds(const int *fds, uint64_t n)
-{
-	for (uint64_t i = 0; i < n; i++)
-		if (fds[i] > 2 && fcntl(fds[i], F_GETFD) >= 0)
-			close(fds[i]);
-}
+/* ---- start ---- */
 
-/* One record: 1 if the session was taken over, 0 if it is lost (logged). */
-static int restore_record(struct snap_r *rec)
+int sessions_init(struct loop *l, const struct config *c)
 {
-	char sid[SID_HEX + 1];
-	int fds[SESSION_FDS_MAX];
-	snap_get_into(rec, sid, sizeof sid);
-	uint64_t nfds = snap_get_count(rec, SESSION_FDS_MAX);
-	for (uint64_t i = 0; i < nfds && !snap_failed(rec); i++)
-		fds[i] = (int)snap_get_i64(rec);
-	if (snap_failed(rec)) {
-		log_error("restart: a session's record is unreadable; it is lost");
-		return 0;
-	}
-	struct session *s = rec->off < rec->len ? get_session(rec) : NULL;
-	if (s && (rec->off != rec->len || strcmp(s->sid, sid) != 0)) {
-		discard_restored(s); /* not what was written: trust none of it */
-		s = NULL;
-	}
-	if (s && add_restored(s) < 0) {
-		discard_restored(s);
-		s = NULL;
-	}
-	if (s)
-		return 1;
-	close_record_fds(fds, nfds);
-	if (strlen(sid) == SID_HEX) {
-		remember_lost(NULL, sid);
-		log_error("restart: session %s could not be taken over; it is told "
-		          "remote-connection-failed at its next request", sid);
-	}
-	return 0;
-}
-
-long sessions_restore(struct snap_r *r)
-{
-	long restored = 0, failed = 0;
-	read_sids(r, restore_lost);
-	read_sids(r, restore_draining);
-	uint64_t n = snap_get_count(r, SNAP_MAX_SIDS);
-	if (snap_failed(r))
+	if (sesstable_init(l, c) < 0)
 		return -1;
-	for (uint64_t i = 0; i < n; i++) {
-		struct snap_r rec;
-		if (snap_get_record(r, &rec) < 0) {
-			log_error("restart: the snapshot ends after %llu of %llu sessions; the rest are lost",
-			          (unsigned long long)i, (unsigned long long)n);
-			break;
-		}
-		if (restore_record(&rec))
-			restored++;
-		else
-			failed++;
-	}
-	if (nlost)
-		qsort(lost, nlost, sizeof lost[0], cmp_sid);
-	if (ndraining)
-		qsort(draining, ndraining, sizeof draining[0], cmp_sid);
-	if (failed)
-		log_error("restart: %ld sessions could not be taken over; %ld were", failed, restored);
-	return restored;
+	bosh_init(l, c);
+	sesssnap_init(&bosh_ops);
+	return 0;
 }
