@@ -12,7 +12,7 @@
 #include "sesstable.h"
 
 /* The most descriptors one record may name; part of the snapshot's format.
- * A transport checks that its sessions fit (BOSH: held requests and
+ * A transport checks that its sessions fit (bosh_int.h: held requests and
  * those ahead of their turn, one XMPP connection per stream). */
 #define SESS_FDS_MAX 26
 
