@@ -29,7 +29,8 @@ BENCH_DEBS := $(RUN_DEBS) wrk
 COMMON_SRC  := common/log.c common/frame.c common/config.c
 HANDLER_SRC := fcgi/handler.c fcgi/body.c fcgi/query.c fcgi/autostart.c $(COMMON_SRC)
 SESSIOND_SRC := sessiond/main.c sessiond/loop.c sessiond/reply.c sessiond/xmpp.c \
-	sessiond/splitter.c sessiond/session.c sessiond/ridwin.c sessiond/store.c \
+	sessiond/splitter.c sessiond/session.c sessiond/sesstable.c sessiond/sesssnap.c \
+	sessiond/bosh_rules.c sessiond/bosh_new.c sessiond/bosh_save.c sessiond/ridwin.c sessiond/store.c \
 	sessiond/front.c sessiond/pool.c sessiond/jsonattrs.c sessiond/resolver.c \
 	sessiond/dial.c sessiond/tls.c sessiond/snapshot.c sessiond/restart.c \
 	sessiond/stream.c sessiond/route.c sessiond/attrs.c sessiond/budget.c $(COMMON_SRC)

@@ -1,5 +1,5 @@
 /* utf8.h - one code point to UTF-8, for the decoders of character
- * references (XML in session.c, JSON in jsonattrs.c). */
+ * references (XML in stream.c, JSON in jsonattrs.c). */
 #ifndef BOSH_UTF8_H
 #define BOSH_UTF8_H
 

@@ -2,7 +2,7 @@
  *
  * What a session holds because of what others send it is charged here:
  * stanzas queued for its client (stream.c), its XMPP stream's unfinished
- * stanza (splitter.c) and the answers kept for repeated rids (session.c).
+ * stanza (splitter.c) and the answers kept for repeated rids (bosh_rules.c).
  * Each holder keeps the bytes it has charged in a size_t of its own and
  * moves them to what it holds now; giving back always succeeds.
  *

@@ -34,7 +34,7 @@ struct snap_r;
 void front_snapshot(struct snap_w *w, void (*keep)(void *ctx, int fd), void *ctx);
 int front_restore(struct loop *l, struct snap_r *r, const struct config *cfg);
 
-/* Requests for the sessions another process drains (session.h) go to it
+/* Requests for the sessions another process drains (sesstable.h) go to it
  * through fd, with their way back. */
 int front_set_drainer(int fd);
 int front_has_drainer(void);
