@@ -35,7 +35,7 @@ SESSIOND_SRC := sessiond/main.c sessiond/loop.c sessiond/reply.c sessiond/xmpp.c
 	sessiond/dial.c sessiond/tls.c sessiond/snapshot.c sessiond/restart.c \
 	sessiond/stream.c sessiond/route.c sessiond/attrs.c sessiond/budget.c $(COMMON_SRC)
 UNIT_TESTS := body splitter frame ridwin config query jsonattrs dial route attrs reply store log \
-	snapshot restore ws_handshake ws_conn
+	snapshot restore ws_handshake ws_conn xmpp_framing
 
 .PHONY: FORCE all check-build deps-run deps-test deps-bench run test unit unit-asan e2e bench clean \
 	continuity continuity-small fuzz fuzz-short \
@@ -141,7 +141,7 @@ $(B)/asan/bosh-handler: $(HANDLER_SRC) $(wildcard */*.h) $(GEN) | check-build
 # Fuzzers (libFuzzer with ASan+UBSan) for everything that parses what a
 # client, a handler or an XMPP server sends: make fuzz runs each for
 # FUZZ_SECONDS; make test for a few seconds each.
-FUZZERS := body frame query jsonattrs splitter session ws_handshake ws_conn
+FUZZERS := body frame query jsonattrs splitter session ws_handshake xmpp_framing ws_conn
 fsrc_body      := fcgi/body.c
 fsrc_frame     := common/frame.c
 fsrc_query     := fcgi/query.c
