@@ -38,6 +38,7 @@ struct ws_conn {
 	char *initial;              /* bytes read with the handshake, not yet given to wslay */
 	size_t initial_len, initial_off;
 
+	size_t read_budget;         /* bytes this on_readable call may still read */
 	uint64_t in_total;          /* bytes handed to wslay */
 	uint64_t in_framed;         /* of those, bytes of frames wslay finished */
 	uint64_t frame_size;        /* wire size of the frame being received */
@@ -87,10 +88,17 @@ static ssize_t recv_cb(wslay_event_context_ptr ws, uint8_t *buf, size_t len, int
 		c->in_total += n;
 		return (ssize_t)n;
 	}
+	if (!c->read_budget) { /* the loop is level-triggered: the rest is read next turn */
+		wslay_event_set_error(ws, WSLAY_ERR_WOULDBLOCK);
+		return -1;
+	}
+	if (len > c->read_budget)
+		len = c->read_budget;
 	for (;;) {
 		ssize_t n = recv(c->fd, buf, len, 0);
 		if (n > 0) {
 			c->in_total += (uint64_t)n;
+			c->read_budget -= (size_t)n;
 			return n;
 		}
 		if (n < 0 && errno == EINTR)
@@ -310,6 +318,7 @@ enum ws_conn_state ws_conn_on_readable(struct ws_conn *c)
 		flush(c);
 		return ws_conn_state(c);
 	}
+	c->read_budget = WS_CONN_READ_BUDGET;
 	int r = wslay_event_recv(c->ws);
 	uint16_t known = 0;
 	if (c->peer_gone) {

@@ -32,6 +32,11 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* Bytes one ws_conn_on_readable() call reads at most, so that one fast
+ * client cannot hold the loop; the socket stays readable for the next turn
+ * (sessiond's epoll is level-triggered). */
+#define WS_CONN_READ_BUDGET 65536
+
 #define WS_CLOSE_NORMAL 1000
 #define WS_CLOSE_GOING_AWAY 1001
 #define WS_CLOSE_PROTOCOL 1002
@@ -66,7 +71,7 @@ struct ws_conn *ws_conn_new(int fd, size_t max_msg, const struct ws_conn_cbs *cb
                             const void *initial, size_t initial_len);
 
 /* The socket is readable (or initial bytes wait): reads until it would
- * block, delivers what completed, and writes what that queued (pongs, a
+ * block or WS_CONN_READ_BUDGET bytes were read, delivers what completed, and writes what that queued (pongs, a
  * close). Returns the state after. */
 enum ws_conn_state ws_conn_on_readable(struct ws_conn *c);
 

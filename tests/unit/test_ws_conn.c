@@ -10,6 +10,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <sys/socket.h>
+#include <sys/time.h>
 #include <unistd.h>
 
 struct seen {
@@ -80,6 +81,10 @@ static void pair_open(struct pair *p, size_t max_msg)
 	memset(&p->s, 0, sizeof p->s);
 	p->server = sv[0];
 	p->client = sv[1];
+	/* a test that expects a frame which never comes fails instead of hanging */
+	struct timeval tv = { .tv_sec = 2 };
+	if (setsockopt(p->client, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv) < 0)
+		abort();
 	if (fcntl(p->server, F_SETFL, O_NONBLOCK) < 0)
 		abort();
 	p->c = ws_conn_new(p->server, max_msg, &cbs, &p->s, NULL, 0);
@@ -149,6 +154,12 @@ static int read_frame(struct pair *p, uint8_t *op, uint8_t *payload, size_t *len
 		if (read(p->client, h + 2, 2) != 2)
 			return -1;
 		l = (size_t)h[2] << 8 | h[3];
+	} else if (l == 127) {
+		if (read(p->client, h + 2, 8) != 8)
+			return -1;
+		l = 0;
+		for (int i = 2; i < 10; i++)
+			l = l << 8 | h[i];
 	}
 	size_t got = 0;
 	while (got < l) {
@@ -376,6 +387,61 @@ static void test_server_side(void)
 	pair_close(&p);
 }
 
+/* A client that sends more than one call reads: the rest waits for the
+ * next call, nothing is lost. */
+static void test_read_budget(void)
+{
+	struct pair p;
+	pair_open(&p, 70000);
+	static char big[60000];
+	memset(big, 'b', sizeof big);
+	send_frame(&p, 0x81, big, sizeof big, 1);
+	send_frame(&p, 0x81, big, sizeof big, 1);
+	CHECK(ws_conn_on_readable(p.c) == WS_OPEN);
+	CHECK(p.s.texts == 1);
+	CHECK(ws_conn_on_readable(p.c) == WS_OPEN);
+	CHECK(p.s.texts == 2 && p.s.text_len == sizeof big);
+	CHECK(ws_conn_parked(p.c));
+	pair_close(&p);
+}
+
+/* A protocol error while the client does not read: the close waits in the
+ * queue, the error is reported at once without a code, and the close goes
+ * out (1002) once the client reads. */
+static void test_error_not_reading(void)
+{
+	struct pair p;
+	pair_open(&p, 1000);
+	static char chunk[60000];
+	memset(chunk, 'q', sizeof chunk);
+	for (int i = 0; i < 16 && !ws_conn_queued_bytes(p.c); i++) {
+		CHECK(ws_conn_send_text(p.c, chunk, sizeof chunk) == 0);
+		ws_conn_on_writable(p.c);
+	}
+	CHECK(ws_conn_queued_bytes(p.c) > 0);
+	send_frame(&p, 0x81, "x", 1, 0); /* unmasked */
+	CHECK(ws_conn_on_readable(p.c) == WS_CLOSING);
+	CHECK(p.s.errors == 1 && p.s.code == 0);
+	CHECK(ws_conn_send_text(p.c, "more", 4) < 0);
+	static uint8_t pl[70000];
+	uint8_t op;
+	size_t len;
+	int code = -1;
+	for (int guard = 0; guard < 1000 && ws_conn_state(p.c) != WS_DONE; guard++) {
+		if (read_frame(&p, &op, pl, &len) < 0)
+			break;
+		if (op == 0x8)
+			code = len >= 2 ? pl[0] << 8 | pl[1] : 1005;
+		ws_conn_on_writable(p.c);
+	}
+	while (code < 0 && read_frame(&p, &op, pl, &len) == 0)
+		if (op == 0x8)
+			code = len >= 2 ? pl[0] << 8 | pl[1] : 1005;
+	CHECK(code == 1002);
+	CHECK(ws_conn_state(p.c) == WS_DONE && p.s.errors == 1);
+	pair_close(&p);
+}
+
 /* Bytes read with the handshake come first. */
 static void test_initial(void)
 {
@@ -404,5 +470,7 @@ int main(void)
 	test_client_close();
 	test_server_side();
 	test_initial();
+	test_read_budget();
+	test_error_not_reading();
 	return check_summary("ws_conn");
 }
