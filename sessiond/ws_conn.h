@@ -13,12 +13,14 @@
  * ws_conn_on_readable/on_writable; they may queue messages or a close, but
  * must not free the connection):
  *   on_text   a complete text message, valid UTF-8, at most max_msg bytes
+ *             (not NUL-terminated; "" when empty)
  *   on_pong   an answer to ws_conn_ping()
  *   on_close  the client's close frame (code, or 1005 when it had none);
  *             the answering close is queued
- *   on_error  we are closing because the client broke a rule (or its
- *             connection did): code is what our close frame says, 0 when it
- *             could not be written yet (the client does not read)
+ *   on_error  we are closing because the client broke a rule: code is
+ *             what our close frame says, 0 when it could not be written yet
+ *             (the client does not read); or the connection ended without a
+ *             close frame or failed: code 1006 (WS_CLOSE_ABNORMAL)
  * Exactly one of on_close/on_error comes, at most once.
  *
  * Close codes sent: 1002 protocol error (unmasked frame, reserved opcode or
@@ -99,7 +101,10 @@ int ws_conn_close(struct ws_conn *c, uint16_t code, const char *reason);
 size_t ws_conn_queued_bytes(const struct ws_conn *c);
 
 /* 1 while an idle connection holds no wslay context (it is rebuilt when
- * something happens): an idle session costs the struct alone. */
+ * something happens): an idle session costs the struct alone, and a
+ * graceful restart can hand such a connection over as its descriptor
+ * only (the new process calls ws_conn_new on it). A connection that is
+ * not parked has a frame or a queue in flight: let it finish first. */
 int ws_conn_parked(const struct ws_conn *c);
 
 /* Frees wslay's state; does not close the descriptor. */

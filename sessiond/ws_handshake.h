@@ -72,7 +72,7 @@ const struct ws_hs_request *ws_hs_request(const struct ws_hs *h);
 /* After WS_HS_ERROR: the status to answer (400 malformed or not a
  * WebSocket/XMPP request, 403 Origin not allowed, 414 request line too long,
  * 426 wrong or missing Sec-WebSocket-Version, 431 headers too large or too
- * many) and why, for the log. */
+ * many, 503 out of memory) and why, for the log. */
 int ws_hs_status(const struct ws_hs *h);
 const char *ws_hs_why(const struct ws_hs *h);
 

@@ -53,7 +53,7 @@ struct xf_classifier *xf_classifier_new(void);
 void xf_classifier_free(struct xf_classifier *x);
 
 /* Classifies one complete text message (as ws_conn's on_text gives it).
- * Returns out->kind; -1 is never returned: out of memory is XF_INVALID. */
+ * Returns out->kind (out of memory is XF_INVALID too, with its why). */
 enum xf_kind xf_classify(struct xf_classifier *x, const char *msg, size_t len, struct xf_msg *out);
 
 /* <open xmlns='urn:ietf:params:xml:ns:xmpp-framing' from= id= version=
