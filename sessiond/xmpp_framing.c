@@ -240,11 +240,31 @@ enum xf_kind xf_classify(struct xf_classifier *x, const char *msg, size_t len, s
 
 /* ---- what the client receives --------------------------------------------- */
 
+/* " name='value'" (nothing when value is NULL), escaped so that a parser
+ * reads back the same value: a literal tab, CR or LF in an attribute would
+ * be read as a space (XML 1.0 §3.3.3), so those go as references too. The
+ * values come from the server's stream header, as the splitter decoded it. */
+static int attr_exact(struct buf *b, const char *name, const char *value)
+{
+	if (!value)
+		return 0;
+	if (buf_printf(b, " %s='", name) < 0)
+		return -1;
+	for (const char *p = value; *p; p++) {
+		const char *e = xml_attr_entity(*p);
+		if (!e)
+			e = *p == '\t' ? "&#9;" : *p == '\n' ? "&#10;" : *p == '\r' ? "&#13;" : NULL;
+		if (e ? buf_puts(b, e) < 0 : buf_append(b, p, 1) < 0)
+			return -1;
+	}
+	return buf_append(b, "'", 1);
+}
+
 int xf_build_open(struct buf *b, const char *from, const char *id, const char *version, const char *lang)
 {
-	if (buf_puts(b, "<open xmlns='" XF_NS "'") < 0 || buf_attr(b, "from", from) < 0 ||
-	    buf_attr(b, "id", id) < 0 || buf_attr(b, "version", version) < 0 ||
-	    buf_attr(b, "xml:lang", lang) < 0)
+	if (buf_puts(b, "<open xmlns='" XF_NS "'") < 0 || attr_exact(b, "from", from) < 0 ||
+	    attr_exact(b, "id", id) < 0 || attr_exact(b, "version", version) < 0 ||
+	    attr_exact(b, "xml:lang", lang) < 0)
 		return -1;
 	return buf_puts(b, "/>");
 }

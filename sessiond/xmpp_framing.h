@@ -57,7 +57,8 @@ void xf_classifier_free(struct xf_classifier *x);
 enum xf_kind xf_classify(struct xf_classifier *x, const char *msg, size_t len, struct xf_msg *out);
 
 /* <open xmlns='urn:ietf:params:xml:ns:xmpp-framing' from= id= version=
- * xml:lang=/> with each attribute escaped, absent ones left out.
+ * xml:lang=/> with each attribute escaped (whitespace as references, so it
+ * reads back exactly), absent ones left out.
  * -1 on OOM. */
 int xf_build_open(struct buf *b, const char *from, const char *id, const char *version, const char *lang);
 

@@ -133,6 +133,12 @@ static void test_builders(void)
 	struct xf_msg m;
 	CHECK(xf_classify(x, b.data, b.len, &m) == XF_OPEN);
 	CHECK_STR(m.id, "a'<&\"b");
+	/* whitespace too: a parser turns a literal tab or newline in an
+	 * attribute into a space, so they go as character references */
+	b.len = 0;
+	CHECK(xf_build_open(&b, "example.com", "a\tb\nc\rd", NULL, NULL) == 0);
+	CHECK(xf_classify(x, b.data, b.len, &m) == XF_OPEN);
+	CHECK_STR(m.id, "a\tb\nc\rd");
 	b.len = 0;
 	CHECK(xf_build_open(&b, "example.com", NULL, NULL, NULL) == 0);
 	CHECK_MEM(b.data, b.len, "<open xmlns='urn:ietf:params:xml:ns:xmpp-framing' from='example.com'/>");
