@@ -12,8 +12,9 @@
  *   close with no code at all. When that close is all that is queued we
  *   replace the context by a fresh one that says 1002 instead.
  * - When nothing is in flight. A wslay context holds two 4 KiB buffers,
- *   too much for thousands of idle sessions, so an idle connection frees
- *   it ("parks") and builds a new one when something happens. Idle means:
+ *   too much for thousands of idle sessions, so ws_conn_park() frees it
+ *   when the connection is idle, and a new one is built when something
+ *   happens. Idle means:
  *   every byte handed to wslay belonged to a frame it finished (frames are
  *   masked and wslay refuses lengths not in their shortest form, so a
  *   frame's size on the wire follows from its payload length), no message
@@ -219,16 +220,19 @@ static int idle(const struct ws_conn *c)
 	       wslay_event_get_read_enabled(c->ws);
 }
 
-static void park(struct ws_conn *c)
+int ws_conn_park(struct ws_conn *c)
 {
+	if (!c->ws)
+		return 1;
 	if (!idle(c))
-		return;
+		return 0;
 	wslay_event_context_free(c->ws);
 	c->ws = NULL;
 	c->in_total = c->in_framed = 0;
 	free(c->initial);
 	c->initial = NULL;
 	c->initial_len = c->initial_off = 0;
+	return 1;
 }
 
 /* wslay queued a close without a code for a malformed frame header: when
@@ -333,19 +337,13 @@ enum ws_conn_state ws_conn_on_readable(struct ws_conn *c)
 	flush(c);
 	if (c->ws && !wslay_event_get_read_enabled(c->ws))
 		report_wslay_close(c, known);
-	enum ws_conn_state st = ws_conn_state(c);
-	if (st == WS_OPEN)
-		park(c);
-	return st;
+	return ws_conn_state(c);
 }
 
 enum ws_conn_state ws_conn_on_writable(struct ws_conn *c)
 {
 	flush(c);
-	enum ws_conn_state st = ws_conn_state(c);
-	if (st == WS_OPEN)
-		park(c);
-	return st;
+	return ws_conn_state(c);
 }
 
 /* ---- queueing ----------------------------------------------------------- */

@@ -100,11 +100,15 @@ int ws_conn_close(struct ws_conn *c, uint16_t code, const char *reason);
  * stops reading the XMPP server above its bound (max_client_buffer). */
 size_t ws_conn_queued_bytes(const struct ws_conn *c);
 
-/* 1 while an idle connection holds no wslay context (it is rebuilt when
- * something happens): an idle session costs the struct alone, and a
- * graceful restart can hand such a connection over as its descriptor
- * only (the new process calls ws_conn_new on it). A connection that is
- * not parked has a frame or a queue in flight: let it finish first. */
+/* For a connection quiet for a while (as xmpp.c parks its splitter): frees
+ * the wslay context (8 KiB and more) if nothing is in flight, and the next
+ * event builds a new one. Returns 1 if parked (or already), 0 if a frame,
+ * a fragmented message or a queue is in flight. A parked connection is
+ * its descriptor alone: a graceful restart can hand it over as it is (the
+ * new process calls ws_conn_new on it); one that is not must finish first. */
+int ws_conn_park(struct ws_conn *c);
+
+/* 1 while parked. */
 int ws_conn_parked(const struct ws_conn *c);
 
 /* Frees wslay's state; does not close the descriptor. */

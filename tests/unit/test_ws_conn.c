@@ -191,13 +191,13 @@ static void test_text_and_park(void)
 	CHECK(ws_conn_on_readable(p.c) == WS_OPEN);
 	CHECK(p.s.texts == 1);
 	CHECK_MEM(p.s.text, p.s.text_len, "<presence/>");
-	CHECK(ws_conn_parked(p.c));
+	CHECK(!ws_conn_parked(p.c) && ws_conn_park(p.c) == 1 && ws_conn_parked(p.c));
 	/* a message that begins but does not end keeps the context */
 	uint8_t f[64];
 	size_t n = frame(f, 0x81, "<message/>", 10, 1);
 	put(&p, f, 5);
 	CHECK(ws_conn_on_readable(p.c) == WS_OPEN);
-	CHECK(!ws_conn_parked(p.c) && p.s.texts == 1);
+	CHECK(ws_conn_park(p.c) == 0 && !ws_conn_parked(p.c) && p.s.texts == 1);
 	/* the rest a byte at a time */
 	for (size_t i = 5; i < n; i++) {
 		put(&p, f + i, 1);
@@ -205,7 +205,7 @@ static void test_text_and_park(void)
 	}
 	CHECK(p.s.texts == 2);
 	CHECK_MEM(p.s.text, p.s.text_len, "<message/>");
-	CHECK(ws_conn_parked(p.c));
+	CHECK(ws_conn_park(p.c) == 1);
 	/* an empty text message is a message */
 	send_frame(&p, 0x81, "", 0, 1);
 	ws_conn_on_readable(p.c);
@@ -216,7 +216,12 @@ static void test_text_and_park(void)
 	send_frame(&p, 0x81, big, sizeof big, 1);
 	CHECK(ws_conn_on_readable(p.c) == WS_OPEN);
 	CHECK(p.s.texts == 4 && p.s.text_len == sizeof big);
-	CHECK(ws_conn_parked(p.c));
+	CHECK(ws_conn_park(p.c) == 1);
+	/* parked and woken again, it goes on */
+	send_frame(&p, 0x81, "<iq/>", 5, 1);
+	CHECK(ws_conn_on_readable(p.c) == WS_OPEN);
+	CHECK(p.s.texts == 5);
+	CHECK_MEM(p.s.text, p.s.text_len, "<iq/>");
 	pair_close(&p);
 }
 
@@ -227,7 +232,7 @@ static void test_fragmented(void)
 	pair_open(&p, 1000);
 	send_frame(&p, 0x01, "<message><bo", 12, 1);
 	CHECK(ws_conn_on_readable(p.c) == WS_OPEN);
-	CHECK(!ws_conn_parked(p.c)); /* half a message held */
+	CHECK(ws_conn_park(p.c) == 0); /* half a message held */
 	send_frame(&p, 0x89, "hi", 2, 1);   /* ping */
 	send_frame(&p, 0x00, "dy>caf\xc3", 7, 1);
 	send_frame(&p, 0x80, "\xa9</body></message>", 18, 1);
@@ -237,7 +242,7 @@ static void test_fragmented(void)
 	uint8_t op, pl[200];
 	size_t len;
 	CHECK(read_frame(&p, &op, pl, &len) == 0 && op == 0xA && len == 2 && memcmp(pl, "hi", 2) == 0);
-	CHECK(ws_conn_parked(p.c));
+	CHECK(ws_conn_park(p.c) == 1);
 	pair_close(&p);
 }
 
@@ -340,7 +345,7 @@ static void test_server_side(void)
 	CHECK(ws_conn_send_text(p.c, "<message>hi</message>", 21) == 0);
 	CHECK(ws_conn_queued_bytes(p.c) == 21 && ws_conn_want_write(p.c));
 	CHECK(ws_conn_on_writable(p.c) == WS_OPEN);
-	CHECK(ws_conn_queued_bytes(p.c) == 0 && !ws_conn_want_write(p.c) && ws_conn_parked(p.c));
+	CHECK(ws_conn_queued_bytes(p.c) == 0 && !ws_conn_want_write(p.c) && ws_conn_park(p.c) == 1);
 	uint8_t op, pl[70000];
 	size_t len;
 	CHECK(read_frame(&p, &op, pl, &len) == 0 && op == 0x1);
@@ -353,7 +358,7 @@ static void test_server_side(void)
 		CHECK(ws_conn_send_text(p.c, chunk, sizeof chunk) == 0);
 		ws_conn_on_writable(p.c);
 	}
-	CHECK(ws_conn_queued_bytes(p.c) > 0 && ws_conn_want_write(p.c) && !ws_conn_parked(p.c));
+	CHECK(ws_conn_queued_bytes(p.c) > 0 && ws_conn_want_write(p.c) && ws_conn_park(p.c) == 0);
 	size_t total = 0;
 	while (ws_conn_want_write(p.c) || total < 64 * sizeof chunk) {
 		if (read_frame(&p, &op, pl, &len) < 0 || op != 1 || len != sizeof chunk)
@@ -401,7 +406,7 @@ static void test_read_budget(void)
 	CHECK(p.s.texts == 1);
 	CHECK(ws_conn_on_readable(p.c) == WS_OPEN);
 	CHECK(p.s.texts == 2 && p.s.text_len == sizeof big);
-	CHECK(ws_conn_parked(p.c));
+	CHECK(ws_conn_park(p.c) == 1);
 	pair_close(&p);
 }
 
