@@ -20,7 +20,8 @@ PKGS    := fcgi sqlite3 expat openssl libcares
 B       := build
 
 # Debian packages: to build, to test, to run the demo.
-BUILD_DEBS := gcc make pkg-config libfcgi-dev libsqlite3-dev libexpat1-dev libssl-dev libc-ares-dev
+BUILD_DEBS := gcc make pkg-config libfcgi-dev libsqlite3-dev libexpat1-dev libssl-dev libc-ares-dev \
+	libwslay-dev
 RUN_DEBS   := nginx prosody sqlite3 python3
 TEST_DEBS  := $(RUN_DEBS) spawn-fcgi nodejs apache2 libapache2-mod-fcgid chromium libpurple-dev clang \
 	g++ libgloox-dev ruby-xmpp4r procps iproute2
@@ -35,7 +36,7 @@ SESSIOND_SRC := sessiond/main.c sessiond/loop.c sessiond/reply.c sessiond/xmpp.c
 	sessiond/dial.c sessiond/tls.c sessiond/snapshot.c sessiond/restart.c \
 	sessiond/stream.c sessiond/route.c sessiond/attrs.c sessiond/budget.c $(COMMON_SRC)
 UNIT_TESTS := body splitter frame ridwin config query jsonattrs dial route attrs reply store log \
-	snapshot restore
+	snapshot restore ws_handshake ws_conn xmpp_framing
 
 .PHONY: FORCE all check-build deps-run deps-test deps-bench run test unit unit-asan e2e bench clean \
 	continuity continuity-small fuzz fuzz-short \
@@ -60,9 +61,15 @@ check-build:
 	@pkg-config --version >/dev/null 2>&1 || { echo "pkg-config is missing (Debian: apt-get install pkg-config)" >&2; exit 1; }
 	@miss=""; for m in fcgi:libfcgi-dev sqlite3:libsqlite3-dev expat:libexpat1-dev openssl:libssl-dev \
 	    libcares:libc-ares-dev; do pkg-config --exists $${m%%:*} || miss="$$miss $${m#*:}"; done; \
+	  pkg-config --exists libwslay || printf '#include <wslay/wslay.h>\n' | $(CC) -E -x c - >/dev/null 2>&1 || \
+	    miss="$$miss libwslay-dev"; \
 	  [ -z "$$miss" ] || { echo "missing libraries; on Debian: apt-get install$$miss (or make test / make run as root)" >&2; exit 1; }
 pc_cflags = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 pc_libs   = $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+# wslay (WebSocket framing, sessiond only): Debian's libwslay-dev ships no
+# libwslay.pc, so pkg-config is asked first and -lwslay is the fallback.
+ws_cflags = $(shell pkg-config --cflags libwslay 2>/dev/null)
+ws_libs   = $(or $(shell pkg-config --libs libwslay 2>/dev/null),-lwslay)
 
 $(B)/sql_text.h: sql/schema.sql sql/views.sql
 	@mkdir -p $(B)
@@ -83,7 +90,7 @@ FORCE:
 GEN := $(B)/sql_text.h $(B)/probed.h
 
 $(B)/sessiond: $(SESSIOND_SRC) $(wildcard */*.h) $(GEN) | check-build
-	$(CC) $(WARN) $(CFLAGS) $(INC) $(pc_cflags) $(SESSIOND_SRC) -o $@ $(pc_libs)
+	$(CC) $(WARN) $(CFLAGS) $(INC) $(pc_cflags) $(ws_cflags) $(SESSIOND_SRC) -o $@ $(pc_libs) $(ws_libs)
 
 $(B)/bosh-handler: $(HANDLER_SRC) $(wildcard */*.h) $(GEN) | check-build
 	$(CC) $(WARN) $(CFLAGS) $(INC) $(pc_cflags) $(HANDLER_SRC) -o $@ $(pc_libs)
@@ -108,21 +115,25 @@ src_reply    := sessiond/reply.c sessiond/loop.c common/frame.c common/config.c 
 src_store    := sessiond/store.c common/log.c
 src_snapshot := sessiond/snapshot.c sessiond/splitter.c sessiond/budget.c common/log.c
 src_restore  := $(filter-out sessiond/main.c,$(SESSIOND_SRC))
+src_ws_handshake := sessiond/ws_handshake.c
+src_ws_conn  := sessiond/ws_conn.c
+src_xmpp_framing := sessiond/xmpp_framing.c sessiond/splitter.c sessiond/snapshot.c sessiond/budget.c \
+	common/log.c
 
 # A test is rebuilt when the module sources it links change too.
 .SECONDEXPANSION:
 $(B)/unit/test_%: tests/unit/test_%.c $$(src_$$*) $(wildcard */*.h) $(GEN) | check-build
 	@mkdir -p $(B)/unit
-	$(CC) $(WARN) -O1 -g $(INC) -Itests/unit $(pc_cflags) $< $(src_$*) -o $@ $(pc_libs)
+	$(CC) $(WARN) -O1 -g $(INC) -Itests/unit $(pc_cflags) $(ws_cflags) $< $(src_$*) -o $@ $(pc_libs) $(ws_libs)
 
 SAN := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
 $(B)/asan/test_%: tests/unit/test_%.c $$(src_$$*) $(wildcard */*.h) $(GEN) | check-build
 	@mkdir -p $(B)/asan
-	$(CC) $(WARN) -O1 -g $(SAN) $(INC) -Itests/unit $(pc_cflags) $< $(src_$*) -o $@ $(pc_libs)
+	$(CC) $(WARN) -O1 -g $(SAN) $(INC) -Itests/unit $(pc_cflags) $(ws_cflags) $< $(src_$*) -o $@ $(pc_libs) $(ws_libs)
 
 $(B)/asan/sessiond: $(SESSIOND_SRC) $(wildcard */*.h) $(GEN) | check-build
 	@mkdir -p $(B)/asan
-	$(CC) $(WARN) -O1 -g $(SAN) $(INC) $(pc_cflags) $(SESSIOND_SRC) -o $@ $(pc_libs)
+	$(CC) $(WARN) -O1 -g $(SAN) $(INC) $(pc_cflags) $(ws_cflags) $(SESSIOND_SRC) -o $@ $(pc_libs) $(ws_libs)
 
 $(B)/asan/bosh-handler: $(HANDLER_SRC) $(wildcard */*.h) $(GEN) | check-build
 	@mkdir -p $(B)/asan
@@ -131,19 +142,22 @@ $(B)/asan/bosh-handler: $(HANDLER_SRC) $(wildcard */*.h) $(GEN) | check-build
 # Fuzzers (libFuzzer with ASan+UBSan) for everything that parses what a
 # client, a handler or an XMPP server sends: make fuzz runs each for
 # FUZZ_SECONDS; make test for a few seconds each.
-FUZZERS := body frame query jsonattrs splitter session
+FUZZERS := body frame query jsonattrs splitter session ws_handshake xmpp_framing ws_conn
 fsrc_body      := fcgi/body.c
 fsrc_frame     := common/frame.c
 fsrc_query     := fcgi/query.c
 fsrc_jsonattrs := sessiond/jsonattrs.c
 fsrc_splitter  := sessiond/splitter.c sessiond/snapshot.c sessiond/budget.c common/log.c
+fsrc_ws_handshake := sessiond/ws_handshake.c
+fsrc_xmpp_framing := sessiond/xmpp_framing.c
+fsrc_ws_conn   := sessiond/ws_conn.c
 # the whole request path: every sessiond module but main.c, and the handler's body parser
 fsrc_session   := $(filter-out sessiond/main.c,$(SESSIOND_SRC)) fcgi/body.c
 FUZZ_SECONDS ?= 60
 $(B)/fuzz/fuzz_%: tests/fuzz/fuzz_%.c $$(fsrc_$$*) $(wildcard */*.h) $(GEN) | check-build
 	@mkdir -p $(B)/fuzz
 	clang -std=c11 -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
-		$(INC) $(pc_cflags) $< $(fsrc_$*) -o $@ $(pc_libs)
+		$(INC) $(pc_cflags) $(ws_cflags) $< $(fsrc_$*) -o $@ $(pc_libs) $(ws_libs)
 
 fuzz: $(addprefix $(B)/fuzz/fuzz_,$(FUZZERS))
 	@sh tests/fuzz/run.sh $(FUZZ_SECONDS) $^

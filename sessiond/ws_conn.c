@@ -1,0 +1,416 @@
+/* ws_conn.c - WebSocket framing over wslay's event API (see ws_conn.h).
+ *
+ * wslay reads and writes through our callbacks and reports what it did
+ * through its own; three things it does not tell us are worked out here:
+ *
+ * - Which close code it chose for a rule the client broke. It queues the
+ *   close itself and stops reading; we learn the code when the close is
+ *   written (wslay_event_get_status_code_sent), which happens in the same
+ *   turn unless the client is not reading.
+ * - A malformed frame header (a control frame over 125 bytes or
+ *   fragmented, a length not in its shortest form) makes wslay queue a
+ *   close with no code at all. When that close is all that is queued we
+ *   replace the context by a fresh one that says 1002 instead.
+ * - When nothing is in flight. A wslay context holds two 4 KiB buffers,
+ *   too much for thousands of idle sessions, so ws_conn_park() frees it
+ *   when the connection is idle, and a new one is built when something
+ *   happens. Idle means:
+ *   every byte handed to wslay belonged to a frame it finished (frames are
+ *   masked and wslay refuses lengths not in their shortest form, so a
+ *   frame's size on the wire follows from its payload length), no message
+ *   is half received over continuation frames, and nothing is queued.
+ */
+#define _DEFAULT_SOURCE /* MSG_MORE */
+#include "ws_conn.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <wslay/wslay.h>
+
+struct ws_conn {
+	int fd;
+	wslay_event_context_ptr ws; /* NULL while parked */
+	struct ws_conn_cbs cbs;
+	void *ctx;
+	size_t max_msg;
+
+	char *initial;              /* bytes read with the handshake, not yet given to wslay */
+	size_t initial_len, initial_off;
+
+	size_t read_budget;         /* bytes this on_readable call may still read */
+	uint64_t in_total;          /* bytes handed to wslay */
+	uint64_t in_framed;         /* of those, bytes of frames wslay finished */
+	uint64_t frame_size;        /* wire size of the frame being received */
+	int msg_open;               /* a data message continues in a later frame */
+
+	int peer_gone;              /* EOF or a read error */
+	int write_failed;
+	int nomem;
+	int close_called;           /* ws_conn_close() queued a close */
+	int reported;               /* on_close or on_error was called */
+	int close_received;
+};
+
+/* ---- reporting ------------------------------------------------------- */
+
+static void report_error(struct ws_conn *c, uint16_t code, const char *why)
+{
+	if (c->reported)
+		return;
+	c->reported = 1;
+	if (c->cbs.on_error)
+		c->cbs.on_error(c->ctx, code, why);
+}
+
+static void report_close(struct ws_conn *c, uint16_t code)
+{
+	c->close_received = 1;
+	if (c->reported)
+		return;
+	c->reported = 1;
+	if (c->cbs.on_close)
+		c->cbs.on_close(c->ctx, code);
+}
+
+/* ---- wslay's callbacks -------------------------------------------------- */
+
+static ssize_t recv_cb(wslay_event_context_ptr ws, uint8_t *buf, size_t len, int flags, void *user)
+{
+	struct ws_conn *c = user;
+	(void)flags;
+	if (c->initial_off < c->initial_len) {
+		size_t n = c->initial_len - c->initial_off;
+		if (n > len)
+			n = len;
+		memcpy(buf, c->initial + c->initial_off, n);
+		c->initial_off += n;
+		c->in_total += n;
+		return (ssize_t)n;
+	}
+	if (!c->read_budget) { /* the loop is level-triggered: the rest is read next turn */
+		wslay_event_set_error(ws, WSLAY_ERR_WOULDBLOCK);
+		return -1;
+	}
+	if (len > c->read_budget)
+		len = c->read_budget;
+	for (;;) {
+		ssize_t n = recv(c->fd, buf, len, 0);
+		if (n > 0) {
+			c->in_total += (uint64_t)n;
+			c->read_budget -= (size_t)n;
+			return n;
+		}
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+			wslay_event_set_error(ws, WSLAY_ERR_WOULDBLOCK);
+			return -1;
+		}
+		c->peer_gone = 1;
+		wslay_event_set_error(ws, WSLAY_ERR_CALLBACK_FAILURE);
+		return -1;
+	}
+}
+
+static ssize_t send_cb(wslay_event_context_ptr ws, const uint8_t *data, size_t len, int flags, void *user)
+{
+	struct ws_conn *c = user;
+	int f = MSG_NOSIGNAL | (flags & WSLAY_MSG_MORE ? MSG_MORE : 0);
+	for (;;) {
+		ssize_t n = send(c->fd, data, len, f);
+		if (n >= 0)
+			return n;
+		if (errno == EINTR)
+			continue;
+		if (errno == EAGAIN || errno == EWOULDBLOCK) {
+			wslay_event_set_error(ws, WSLAY_ERR_WOULDBLOCK);
+			return -1;
+		}
+		c->write_failed = 1;
+		wslay_event_set_error(ws, WSLAY_ERR_CALLBACK_FAILURE);
+		return -1;
+	}
+}
+
+static void frame_start_cb(wslay_event_context_ptr ws, const struct wslay_event_on_frame_recv_start_arg *a,
+                           void *user)
+{
+	struct ws_conn *c = user;
+	(void)ws;
+	uint64_t len = a->payload_length;
+	c->frame_size = 2 + (len < 126 ? 0 : len < 65536 ? 2 : 8) + 4 + len;
+	if (!(a->opcode & 0x8)) /* a data frame: text, binary, continuation */
+		c->msg_open = !a->fin;
+}
+
+static void frame_end_cb(wslay_event_context_ptr ws, void *user)
+{
+	struct ws_conn *c = user;
+	(void)ws;
+	c->in_framed += c->frame_size;
+	c->frame_size = 0;
+}
+
+static void msg_cb(wslay_event_context_ptr ws, const struct wslay_event_on_msg_recv_arg *a, void *user)
+{
+	struct ws_conn *c = user;
+	switch (a->opcode) {
+	case WSLAY_TEXT_FRAME:
+		if (c->cbs.on_text && !c->reported)
+			c->cbs.on_text(c->ctx, a->msg ? (const char *)a->msg : "", a->msg_length);
+		break;
+	case WSLAY_BINARY_FRAME: {
+		static const char why[] = "binary message (XMPP is text)";
+		wslay_event_shutdown_read(ws);
+		if (wslay_event_queue_close(ws, WS_CLOSE_UNSUPPORTED, (const uint8_t *)why, sizeof why - 1) == 0)
+			report_error(c, WS_CLOSE_UNSUPPORTED, why);
+		else
+			report_error(c, 0, why);
+		break;
+	}
+	case WSLAY_PONG:
+		if (c->cbs.on_pong && !c->reported)
+			c->cbs.on_pong(c->ctx, a->msg, a->msg_length);
+		break;
+	case WSLAY_CONNECTION_CLOSE:
+		report_close(c, a->status_code ? a->status_code : WS_CLOSE_NO_STATUS);
+		break;
+	default: /* a ping: wslay queued the pong */
+		break;
+	}
+}
+
+/* ---- the wslay context ------------------------------------------------ */
+
+static int ws_create(struct ws_conn *c)
+{
+	static const struct wslay_event_callbacks cbs = {
+		.recv_callback = recv_cb,
+		.send_callback = send_cb,
+		.on_frame_recv_start_callback = frame_start_cb,
+		.on_frame_recv_end_callback = frame_end_cb,
+		.on_msg_recv_callback = msg_cb,
+	};
+	if (wslay_event_context_server_init(&c->ws, &cbs, c) != 0) {
+		c->ws = NULL;
+		return -1;
+	}
+	wslay_event_config_set_max_recv_msg_length(c->ws, c->max_msg);
+	return 0;
+}
+
+/* Makes sure a context exists (a parked connection gets a new one). */
+static int ws_ready(struct ws_conn *c)
+{
+	if (c->ws)
+		return 0;
+	if (ws_create(c) < 0) {
+		c->nomem = 1;
+		return -1;
+	}
+	return 0;
+}
+
+static int idle(const struct ws_conn *c)
+{
+	return c->ws && !c->reported && !c->close_called && c->in_total == c->in_framed && !c->msg_open &&
+	       c->initial_off == c->initial_len && wslay_event_get_queued_msg_count(c->ws) == 0 &&
+	       wslay_event_get_read_enabled(c->ws);
+}
+
+int ws_conn_park(struct ws_conn *c)
+{
+	if (!c->ws)
+		return 1;
+	if (!idle(c))
+		return 0;
+	wslay_event_context_free(c->ws);
+	c->ws = NULL;
+	c->in_total = c->in_framed = 0;
+	free(c->initial);
+	c->initial = NULL;
+	c->initial_len = c->initial_off = 0;
+	return 1;
+}
+
+/* wslay queued a close without a code for a malformed frame header: when
+ * nothing else is queued (so no frame is half written), a fresh context
+ * sends 1002 instead. Returns the code our close will carry. */
+static uint16_t replace_empty_close(struct ws_conn *c)
+{
+	if (c->close_called || c->close_received || wslay_event_get_queued_msg_count(c->ws) != 1)
+		return WS_CLOSE_NO_STATUS;
+	wslay_event_context_free(c->ws);
+	c->ws = NULL;
+	if (ws_create(c) < 0) {
+		c->nomem = 1;
+		return 0;
+	}
+	wslay_event_shutdown_read(c->ws);
+	if (wslay_event_queue_close(c->ws, WS_CLOSE_PROTOCOL, NULL, 0) != 0)
+		return 0;
+	return WS_CLOSE_PROTOCOL;
+}
+
+/* ---- state ------------------------------------------------------------ */
+
+enum ws_conn_state ws_conn_state(const struct ws_conn *c)
+{
+	if (c->peer_gone || c->write_failed || c->nomem)
+		return WS_DONE;
+	if (!c->ws)
+		return WS_OPEN; /* parked: only an idle open connection parks */
+	int read_on = wslay_event_get_read_enabled(c->ws);
+	if (wslay_event_get_close_sent(c->ws) && (c->close_received || !read_on))
+		return WS_DONE;
+	if (c->close_called || !read_on || c->reported)
+		return WS_CLOSING;
+	return WS_OPEN;
+}
+
+int ws_conn_want_read(const struct ws_conn *c)
+{
+	if (ws_conn_state(c) == WS_DONE)
+		return 0;
+	return !c->ws || wslay_event_want_read(c->ws);
+}
+
+int ws_conn_want_write(const struct ws_conn *c)
+{
+	return ws_conn_state(c) != WS_DONE && c->ws && wslay_event_want_write(c->ws);
+}
+
+size_t ws_conn_queued_bytes(const struct ws_conn *c)
+{
+	return c->ws ? wslay_event_get_queued_msg_length(c->ws) : 0;
+}
+
+/* Writes what is queued; notes a failed write. */
+static void flush(struct ws_conn *c)
+{
+	if (c->ws && wslay_event_want_write(c->ws) && wslay_event_send(c->ws) != 0 && !c->write_failed)
+		c->nomem = 1; /* not the socket: wslay itself failed */
+	if (c->write_failed)
+		report_error(c, WS_CLOSE_ABNORMAL, "writing to the client failed");
+	else if (c->nomem)
+		report_error(c, 0, "out of memory");
+}
+
+/* After wslay stopped reading on its own: the close it queued, by code. */
+static void report_wslay_close(struct ws_conn *c, uint16_t known)
+{
+	if (c->reported || !c->ws || c->close_received)
+		return;
+	uint16_t code = known ? known
+	              : wslay_event_get_close_sent(c->ws) ? wslay_event_get_status_code_sent(c->ws) : 0;
+	const char *why;
+	switch (code) {
+	case WS_CLOSE_TOO_BIG: why = "message over the size limit"; break;
+	case WS_CLOSE_BAD_DATA: why = "invalid UTF-8 in a text message"; break;
+	case WS_CLOSE_PROTOCOL: why = known ? "malformed frame header" : "WebSocket protocol error"; break;
+	case 0: why = "WebSocket protocol error (close not yet written: the client does not read)"; break;
+	default: why = "WebSocket protocol error"; break;
+	}
+	report_error(c, code, why);
+}
+
+enum ws_conn_state ws_conn_on_readable(struct ws_conn *c)
+{
+	if (ws_conn_state(c) == WS_DONE || ws_ready(c) < 0) {
+		flush(c);
+		return ws_conn_state(c);
+	}
+	c->read_budget = WS_CONN_READ_BUDGET;
+	int r = wslay_event_recv(c->ws);
+	uint16_t known = 0;
+	if (c->peer_gone) {
+		if (!c->close_received)
+			report_error(c, WS_CLOSE_ABNORMAL, "connection closed without a close frame");
+		return WS_DONE;
+	}
+	if (r == WSLAY_ERR_CALLBACK_FAILURE)
+		known = replace_empty_close(c);
+	else if (r != 0)
+		c->nomem = 1;
+	flush(c);
+	if (c->ws && !wslay_event_get_read_enabled(c->ws))
+		report_wslay_close(c, known);
+	return ws_conn_state(c);
+}
+
+enum ws_conn_state ws_conn_on_writable(struct ws_conn *c)
+{
+	flush(c);
+	return ws_conn_state(c);
+}
+
+/* ---- queueing ----------------------------------------------------------- */
+
+static int queue(struct ws_conn *c, uint8_t opcode, const void *data, size_t len)
+{
+	if (ws_conn_state(c) != WS_OPEN || ws_ready(c) < 0)
+		return -1;
+	struct wslay_event_msg m = { .opcode = opcode, .msg = data, .msg_length = len };
+	return wslay_event_queue_msg(c->ws, &m) == 0 ? 0 : -1;
+}
+
+int ws_conn_send_text(struct ws_conn *c, const char *data, size_t len)
+{
+	return queue(c, WSLAY_TEXT_FRAME, data, len);
+}
+
+int ws_conn_ping(struct ws_conn *c, const uint8_t *data, size_t len)
+{
+	return len > 125 ? -1 : queue(c, WSLAY_PING, data, len);
+}
+
+int ws_conn_close(struct ws_conn *c, uint16_t code, const char *reason)
+{
+	size_t rl = reason ? strlen(reason) : 0;
+	if (rl > 123 || c->close_called || ws_conn_state(c) == WS_DONE || ws_ready(c) < 0)
+		return -1;
+	if (wslay_event_queue_close(c->ws, code, (const uint8_t *)reason, rl) != 0)
+		return -1;
+	c->close_called = 1;
+	return 0;
+}
+
+/* ---- life --------------------------------------------------------------- */
+
+struct ws_conn *ws_conn_new(int fd, size_t max_msg, const struct ws_conn_cbs *cbs, void *ctx,
+                            const void *initial, size_t initial_len)
+{
+	struct ws_conn *c = calloc(1, sizeof *c);
+	if (!c)
+		return NULL;
+	c->fd = fd;
+	c->cbs = *cbs;
+	c->ctx = ctx;
+	c->max_msg = max_msg;
+	if (initial_len) {
+		c->initial = malloc(initial_len);
+		if (!c->initial) {
+			free(c);
+			return NULL;
+		}
+		memcpy(c->initial, initial, initial_len);
+		c->initial_len = initial_len;
+	}
+	return c;
+}
+
+void ws_conn_free(struct ws_conn *c)
+{
+	if (!c)
+		return;
+	wslay_event_context_free(c->ws);
+	free(c->initial);
+	free(c);
+}
+
+int ws_conn_parked(const struct ws_conn *c)
+{
+	return c->ws == NULL;
+}

@@ -1,0 +1,481 @@
+/* WebSocket framing over a socketpair: the test writes raw client frames
+ * (masked or not, whole or a byte at a time) and reads what the server
+ * side wrote back. */
+#define _DEFAULT_SOURCE
+#include "check.h"
+#include "ws_conn.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <unistd.h>
+
+struct seen {
+	char text[70000];
+	size_t text_len;
+	int texts;
+	int pongs;
+	uint8_t pong[126];
+	size_t pong_len;
+	int closes, errors;
+	uint16_t code;
+	const char *why;
+	struct ws_conn *conn;   /* for answers from inside a callback */
+	int echo;               /* send each text back */
+};
+
+static void on_text(void *ctx, const char *msg, size_t len)
+{
+	struct seen *s = ctx;
+	s->texts++;
+	if (len < sizeof s->text) {
+		if (len) /* an empty message may come as NULL */
+			memcpy(s->text, msg, len);
+		s->text_len = len;
+	}
+	if (s->echo)
+		CHECK(ws_conn_send_text(s->conn, msg, len) == 0);
+}
+
+static void on_pong(void *ctx, const uint8_t *data, size_t len)
+{
+	struct seen *s = ctx;
+	s->pongs++;
+	if (len <= sizeof s->pong) {
+		memcpy(s->pong, data, len);
+		s->pong_len = len;
+	}
+}
+
+static void on_close(void *ctx, uint16_t code)
+{
+	struct seen *s = ctx;
+	s->closes++;
+	s->code = code;
+}
+
+static void on_error(void *ctx, uint16_t code, const char *why)
+{
+	struct seen *s = ctx;
+	s->errors++;
+	s->code = code;
+	s->why = why;
+}
+
+static const struct ws_conn_cbs cbs = { on_text, on_pong, on_close, on_error };
+
+struct pair {
+	int server, client;
+	struct ws_conn *c;
+	struct seen s;
+};
+
+static void pair_open(struct pair *p, size_t max_msg)
+{
+	int sv[2];
+	if (socketpair(AF_UNIX, SOCK_STREAM, 0, sv) < 0)
+		abort();
+	memset(&p->s, 0, sizeof p->s);
+	p->server = sv[0];
+	p->client = sv[1];
+	/* a test that expects a frame which never comes fails instead of hanging */
+	struct timeval tv = { .tv_sec = 2 };
+	if (setsockopt(p->client, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv) < 0)
+		abort();
+	if (fcntl(p->server, F_SETFL, O_NONBLOCK) < 0)
+		abort();
+	p->c = ws_conn_new(p->server, max_msg, &cbs, &p->s, NULL, 0);
+	if (!p->c)
+		abort();
+	p->s.conn = p->c;
+}
+
+static void pair_close(struct pair *p)
+{
+	ws_conn_free(p->c);
+	close(p->server);
+	close(p->client);
+}
+
+/* A client frame: FIN/RSV/opcode byte as given, payload masked unless
+ * unmasked; the shortest length form. Returns its size. */
+static size_t frame(uint8_t *out, uint8_t b0, const void *payload, size_t len, int masked)
+{
+	size_t n = 0;
+	out[n++] = b0;
+	uint8_t m = masked ? 0x80 : 0;
+	if (len < 126)
+		out[n++] = m | (uint8_t)len;
+	else if (len < 65536) {
+		out[n++] = m | 126;
+		out[n++] = (uint8_t)(len >> 8);
+		out[n++] = (uint8_t)len;
+	} else {
+		out[n++] = m | 127;
+		for (int i = 7; i >= 0; i--)
+			out[n++] = (uint8_t)((uint64_t)len >> (8 * i));
+	}
+	static const uint8_t key[4] = { 0x37, 0xfa, 0x21, 0x3d };
+	if (masked) {
+		memcpy(out + n, key, 4);
+		n += 4;
+	}
+	for (size_t i = 0; i < len; i++)
+		out[n + i] = ((const uint8_t *)payload)[i] ^ (masked ? key[i % 4] : 0);
+	return n + len;
+}
+
+static void put(struct pair *p, const void *data, size_t len)
+{
+	if (write(p->client, data, len) != (ssize_t)len)
+		abort();
+}
+
+static void send_frame(struct pair *p, uint8_t b0, const void *payload, size_t len, int masked)
+{
+	static uint8_t f[70100];
+	put(p, f, frame(f, b0, payload, len, masked));
+}
+
+/* Reads one server frame (unmasked) from the client end: opcode, payload. */
+static int read_frame(struct pair *p, uint8_t *op, uint8_t *payload, size_t *len)
+{
+	uint8_t h[10];
+	if (read(p->client, h, 2) != 2)
+		return -1;
+	if (h[1] & 0x80)
+		return -2; /* a server never masks */
+	*op = h[0] & 0x0f;
+	size_t l = h[1] & 0x7f;
+	if (l == 126) {
+		if (read(p->client, h + 2, 2) != 2)
+			return -1;
+		l = (size_t)h[2] << 8 | h[3];
+	} else if (l == 127) {
+		if (read(p->client, h + 2, 8) != 8)
+			return -1;
+		l = 0;
+		for (int i = 2; i < 10; i++)
+			l = l << 8 | h[i];
+	}
+	size_t got = 0;
+	while (got < l) {
+		ssize_t n = read(p->client, payload + got, l - got);
+		if (n <= 0)
+			return -1;
+		got += (size_t)n;
+	}
+	*len = l;
+	return 0;
+}
+
+/* The close frame the server wrote: its code (1005 if it had none). */
+static int read_close_code(struct pair *p)
+{
+	uint8_t op, pl[200];
+	size_t len;
+	if (read_frame(p, &op, pl, &len) < 0 || op != 0x8)
+		return -1;
+	return len >= 2 ? pl[0] << 8 | pl[1] : 1005;
+}
+
+static void test_text_and_park(void)
+{
+	struct pair p;
+	pair_open(&p, 1000);
+	CHECK(ws_conn_parked(p.c)); /* nothing yet: no wslay context */
+	send_frame(&p, 0x81, "<presence/>", 11, 1);
+	CHECK(ws_conn_on_readable(p.c) == WS_OPEN);
+	CHECK(p.s.texts == 1);
+	CHECK_MEM(p.s.text, p.s.text_len, "<presence/>");
+	CHECK(!ws_conn_parked(p.c) && ws_conn_park(p.c) == 1 && ws_conn_parked(p.c));
+	/* a message that begins but does not end keeps the context */
+	uint8_t f[64];
+	size_t n = frame(f, 0x81, "<message/>", 10, 1);
+	put(&p, f, 5);
+	CHECK(ws_conn_on_readable(p.c) == WS_OPEN);
+	CHECK(ws_conn_park(p.c) == 0 && !ws_conn_parked(p.c) && p.s.texts == 1);
+	/* the rest a byte at a time */
+	for (size_t i = 5; i < n; i++) {
+		put(&p, f + i, 1);
+		CHECK(ws_conn_on_readable(p.c) == WS_OPEN);
+	}
+	CHECK(p.s.texts == 2);
+	CHECK_MEM(p.s.text, p.s.text_len, "<message/>");
+	CHECK(ws_conn_park(p.c) == 1);
+	/* an empty text message is a message */
+	send_frame(&p, 0x81, "", 0, 1);
+	ws_conn_on_readable(p.c);
+	CHECK(p.s.texts == 3 && p.s.text_len == 0);
+	/* a message at the 16-bit length form */
+	static char big[700];
+	memset(big, 'a', sizeof big);
+	send_frame(&p, 0x81, big, sizeof big, 1);
+	CHECK(ws_conn_on_readable(p.c) == WS_OPEN);
+	CHECK(p.s.texts == 4 && p.s.text_len == sizeof big);
+	CHECK(ws_conn_park(p.c) == 1);
+	/* parked and woken again, it goes on */
+	send_frame(&p, 0x81, "<iq/>", 5, 1);
+	CHECK(ws_conn_on_readable(p.c) == WS_OPEN);
+	CHECK(p.s.texts == 5);
+	CHECK_MEM(p.s.text, p.s.text_len, "<iq/>");
+	pair_close(&p);
+}
+
+/* One message over continuation frames, a ping between them: legal. */
+static void test_fragmented(void)
+{
+	struct pair p;
+	pair_open(&p, 1000);
+	send_frame(&p, 0x01, "<message><bo", 12, 1);
+	CHECK(ws_conn_on_readable(p.c) == WS_OPEN);
+	CHECK(ws_conn_park(p.c) == 0); /* half a message held */
+	send_frame(&p, 0x89, "hi", 2, 1);   /* ping */
+	send_frame(&p, 0x00, "dy>caf\xc3", 7, 1);
+	send_frame(&p, 0x80, "\xa9</body></message>", 18, 1);
+	CHECK(ws_conn_on_readable(p.c) == WS_OPEN);
+	CHECK(p.s.texts == 1);
+	CHECK_MEM(p.s.text, p.s.text_len, "<message><body>caf\xc3\xa9</body></message>");
+	uint8_t op, pl[200];
+	size_t len;
+	CHECK(read_frame(&p, &op, pl, &len) == 0 && op == 0xA && len == 2 && memcmp(pl, "hi", 2) == 0);
+	CHECK(ws_conn_park(p.c) == 1);
+	pair_close(&p);
+}
+
+/* One hostile input: the close code the server sends and reports. */
+static void expect_error(const char *what, const uint8_t *bytes, size_t n, size_t max_msg, int code)
+{
+	struct pair p;
+	pair_open(&p, max_msg);
+	put(&p, bytes, n);
+	enum ws_conn_state st = ws_conn_on_readable(p.c);
+	int got = read_close_code(&p);
+	if (got != code || p.s.errors != 1 || p.s.code != code || st != WS_DONE || p.s.texts != 0) {
+		check_failed++;
+		fprintf(stderr, "%s: close %d, reported %d (%s), errors %d, state %d; want %d\n", what, got,
+		        p.s.code, p.s.why ? p.s.why : "", p.s.errors, st, code);
+	} else
+		check_passed++;
+	CHECK(!ws_conn_want_read(p.c) && !ws_conn_want_write(p.c));
+	pair_close(&p);
+}
+
+static void test_hostile(void)
+{
+	uint8_t f[70100];
+	size_t n;
+	n = frame(f, 0x81, "<presence/>", 11, 0);
+	expect_error("unmasked frame", f, n, 1000, 1002);
+	n = frame(f, 0x82, "\x01\x02", 2, 1);
+	expect_error("binary message", f, n, 1000, 1003);
+	static char big[2000];
+	memset(big, 'x', sizeof big);
+	n = frame(f, 0x81, big, 1001, 1);
+	expect_error("message over the limit", f, n, 1000, 1009);
+	n = frame(f, 0x01, big, 600, 1);
+	n += frame(f + n, 0x80, big, 600, 1);
+	expect_error("fragments over the limit", f, n, 1000, 1009);
+	n = frame(f, 0x81, "<a>\xff</a>", 8, 1);
+	expect_error("invalid UTF-8", f, n, 1000, 1007);
+	n = frame(f, 0x81, "<a>\xed\xa0\x80</a>", 10, 1);
+	expect_error("UTF-8 surrogate", f, n, 1000, 1007);
+	n = frame(f, 0x81, "<a>\xc3", 4, 1);
+	expect_error("UTF-8 cut at the end", f, n, 1000, 1007);
+	n = frame(f, 0x83, "x", 1, 1);
+	expect_error("reserved data opcode", f, n, 1000, 1002);
+	n = frame(f, 0x8B, "x", 1, 1);
+	expect_error("reserved control opcode", f, n, 1000, 1002);
+	n = frame(f, 0xC1, "x", 1, 1);
+	expect_error("RSV1 without an extension", f, n, 1000, 1002);
+	n = frame(f, 0x80, "x", 1, 1);
+	expect_error("continuation with nothing to continue", f, n, 1000, 1002);
+	n = frame(f, 0x01, "a", 1, 1);
+	n += frame(f + n, 0x81, "b", 1, 1);
+	expect_error("new message inside a fragmented one", f, n, 1000, 1002);
+	n = frame(f, 0x89, big, 126, 1);
+	expect_error("ping over 125 bytes", f, n, 1000, 1002);
+	n = frame(f, 0x09, "x", 1, 1);
+	expect_error("fragmented ping", f, n, 1000, 1002);
+	const uint8_t not_shortest[] = { 0x81, 0x80 | 126, 0x00, 0x05, 1, 2, 3, 4, 'a', 'b', 'c', 'd', 'e' };
+	expect_error("length not in its shortest form", not_shortest, sizeof not_shortest, 1000, 1002);
+	const uint8_t codes[][2] = { { 0x03, 0xED } /* 1005 */, { 0x03, 0xE7 } /* 999 */,
+	                             { 0x03, 0xEE } /* 1006 */, { 0x13, 0x88 } /* 5000 */ };
+	for (size_t i = 0; i < sizeof codes / sizeof *codes; i++) {
+		n = frame(f, 0x88, codes[i], 2, 1);
+		expect_error("invalid close code", f, n, 1000, 1002);
+	}
+	n = frame(f, 0x88, "\x03\xe8\xff", 3, 1);
+	expect_error("close reason not UTF-8", f, n, 1000, 1007);
+}
+
+static void test_client_close(void)
+{
+	struct pair p;
+	pair_open(&p, 1000);
+	send_frame(&p, 0x81, "<a/>", 4, 1);
+	send_frame(&p, 0x88, "\x03\xe8" "bye", 5, 1);
+	CHECK(ws_conn_on_readable(p.c) == WS_DONE);
+	CHECK(p.s.texts == 1 && p.s.closes == 1 && p.s.errors == 0 && p.s.code == 1000);
+	CHECK(read_close_code(&p) == 1000);
+	CHECK(ws_conn_send_text(p.c, "x", 1) < 0);
+	pair_close(&p);
+	/* a close with no code */
+	pair_open(&p, 1000);
+	send_frame(&p, 0x88, "", 0, 1);
+	CHECK(ws_conn_on_readable(p.c) == WS_DONE);
+	CHECK(p.s.closes == 1 && p.s.code == 1005);
+	pair_close(&p);
+	/* the connection ends with no close frame */
+	pair_open(&p, 1000);
+	shutdown(p.client, SHUT_WR);
+	CHECK(ws_conn_on_readable(p.c) == WS_DONE);
+	CHECK(p.s.errors == 1 && p.s.code == 1006);
+	pair_close(&p);
+}
+
+static void test_server_side(void)
+{
+	struct pair p;
+	pair_open(&p, 1000);
+	/* sending, and the queued bytes as back-pressure */
+	CHECK(ws_conn_send_text(p.c, "<message>hi</message>", 21) == 0);
+	CHECK(ws_conn_queued_bytes(p.c) == 21 && ws_conn_want_write(p.c));
+	CHECK(ws_conn_on_writable(p.c) == WS_OPEN);
+	CHECK(ws_conn_queued_bytes(p.c) == 0 && !ws_conn_want_write(p.c) && ws_conn_park(p.c) == 1);
+	uint8_t op, pl[70000];
+	size_t len;
+	CHECK(read_frame(&p, &op, pl, &len) == 0 && op == 0x1);
+	CHECK_MEM(pl, len, "<message>hi</message>");
+	/* a client that never reads: the queue grows, nothing is lost */
+	static char chunk[16384];
+	memset(chunk, 'm', sizeof chunk);
+	int i;
+	for (i = 0; i < 64; i++) {
+		CHECK(ws_conn_send_text(p.c, chunk, sizeof chunk) == 0);
+		ws_conn_on_writable(p.c);
+	}
+	CHECK(ws_conn_queued_bytes(p.c) > 0 && ws_conn_want_write(p.c) && ws_conn_park(p.c) == 0);
+	size_t total = 0;
+	while (ws_conn_want_write(p.c) || total < 64 * sizeof chunk) {
+		if (read_frame(&p, &op, pl, &len) < 0 || op != 1 || len != sizeof chunk)
+			break;
+		total += len;
+		ws_conn_on_writable(p.c);
+	}
+	CHECK(total == 64 * sizeof chunk && ws_conn_queued_bytes(p.c) == 0);
+	/* ping and pong */
+	CHECK(ws_conn_ping(p.c, (const uint8_t *)"42", 2) == 0);
+	ws_conn_on_writable(p.c);
+	CHECK(read_frame(&p, &op, pl, &len) == 0 && op == 0x9 && len == 2);
+	send_frame(&p, 0x8A, "42", 2, 1);
+	CHECK(ws_conn_on_readable(p.c) == WS_OPEN);
+	CHECK(p.s.pongs == 1 && p.s.pong_len == 2 && memcmp(p.s.pong, "42", 2) == 0);
+	/* an answer queued from inside on_text goes out in the same turn */
+	p.s.echo = 1;
+	send_frame(&p, 0x81, "<iq/>", 5, 1);
+	ws_conn_on_readable(p.c);
+	CHECK(read_frame(&p, &op, pl, &len) == 0 && op == 0x1);
+	CHECK_MEM(pl, len, "<iq/>");
+	/* we close: the client answers */
+	CHECK(ws_conn_close(p.c, 1000, NULL) == 0);
+	CHECK(ws_conn_close(p.c, 1000, NULL) < 0);
+	CHECK(ws_conn_on_writable(p.c) == WS_CLOSING);
+	CHECK(read_close_code(&p) == 1000);
+	CHECK(ws_conn_want_read(p.c));
+	send_frame(&p, 0x88, "\x03\xe8", 2, 1);
+	CHECK(ws_conn_on_readable(p.c) == WS_DONE);
+	CHECK(p.s.closes == 1 && p.s.errors == 0);
+	pair_close(&p);
+}
+
+/* A client that sends more than one call reads: the rest waits for the
+ * next call, nothing is lost. */
+static void test_read_budget(void)
+{
+	struct pair p;
+	pair_open(&p, 70000);
+	static char big[60000];
+	memset(big, 'b', sizeof big);
+	send_frame(&p, 0x81, big, sizeof big, 1);
+	send_frame(&p, 0x81, big, sizeof big, 1);
+	CHECK(ws_conn_on_readable(p.c) == WS_OPEN);
+	CHECK(p.s.texts == 1);
+	CHECK(ws_conn_on_readable(p.c) == WS_OPEN);
+	CHECK(p.s.texts == 2 && p.s.text_len == sizeof big);
+	CHECK(ws_conn_park(p.c) == 1);
+	pair_close(&p);
+}
+
+/* A protocol error while the client does not read: the close waits in the
+ * queue, the error is reported at once without a code, and the close goes
+ * out (1002) once the client reads. */
+static void test_error_not_reading(void)
+{
+	struct pair p;
+	pair_open(&p, 1000);
+	static char chunk[60000];
+	memset(chunk, 'q', sizeof chunk);
+	for (int i = 0; i < 16 && !ws_conn_queued_bytes(p.c); i++) {
+		CHECK(ws_conn_send_text(p.c, chunk, sizeof chunk) == 0);
+		ws_conn_on_writable(p.c);
+	}
+	CHECK(ws_conn_queued_bytes(p.c) > 0);
+	send_frame(&p, 0x81, "x", 1, 0); /* unmasked */
+	CHECK(ws_conn_on_readable(p.c) == WS_CLOSING);
+	CHECK(p.s.errors == 1 && p.s.code == 0);
+	CHECK(ws_conn_send_text(p.c, "more", 4) < 0);
+	static uint8_t pl[70000];
+	uint8_t op;
+	size_t len;
+	int code = -1;
+	for (int guard = 0; guard < 1000 && ws_conn_state(p.c) != WS_DONE; guard++) {
+		if (read_frame(&p, &op, pl, &len) < 0)
+			break;
+		if (op == 0x8)
+			code = len >= 2 ? pl[0] << 8 | pl[1] : 1005;
+		ws_conn_on_writable(p.c);
+	}
+	while (code < 0 && read_frame(&p, &op, pl, &len) == 0)
+		if (op == 0x8)
+			code = len >= 2 ? pl[0] << 8 | pl[1] : 1005;
+	CHECK(code == 1002);
+	CHECK(ws_conn_state(p.c) == WS_DONE && p.s.errors == 1);
+	pair_close(&p);
+}
+
+/* Bytes read with the handshake come first. */
+static void test_initial(void)
+{
+	int sv[2];
+	if (socketpair(AF_UNIX, SOCK_STREAM, 0, sv) < 0 || fcntl(sv[0], F_SETFL, O_NONBLOCK) < 0)
+		abort();
+	uint8_t f[64];
+	size_t n = frame(f, 0x81, "<open/>", 7, 1);
+	struct seen s = { 0 };
+	struct ws_conn *c = ws_conn_new(sv[0], 100, &cbs, &s, f, 4);
+	if (write(sv[1], f + 4, n - 4) != (ssize_t)(n - 4))
+		abort();
+	CHECK(ws_conn_on_readable(c) == WS_OPEN);
+	CHECK(s.texts == 1);
+	CHECK_MEM(s.text, s.text_len, "<open/>");
+	ws_conn_free(c);
+	close(sv[0]);
+	close(sv[1]);
+}
+
+int main(void)
+{
+	test_text_and_park();
+	test_fragmented();
+	test_hostile();
+	test_client_close();
+	test_server_side();
+	test_initial();
+	test_read_budget();
+	test_error_not_reading();
+	return check_summary("ws_conn");
+}
