@@ -105,21 +105,11 @@ static void held_remove(struct session *s, int i)
 /* The creation response's attributes (XEP-0124 §7.1, XEP-0206 §3). */
 static int creation_attrs(struct session *s, struct buf *b)
 {
-	char num[32];
 	int rc = buf_printf(b, " xmlns:xmpp='" XBOSH_NS "' xmlns:stream='" STREAM_NS "'");
 	rc |= buf_attr(b, "sid", s->c.sid);
-	snprintf(num, sizeof num, "%d", s->wait);
-	rc |= buf_attr(b, "wait", num);
-	snprintf(num, sizeof num, "%d", s->requests);
-	rc |= buf_attr(b, "requests", num);
-	snprintf(num, sizeof num, "%d", s->hold);
-	rc |= buf_attr(b, "hold", num);
-	snprintf(num, sizeof num, "%d", s->inactivity);
-	rc |= buf_attr(b, "inactivity", num);
-	snprintf(num, sizeof num, "%ld", bosh_cfg->polling);
-	rc |= buf_attr(b, "polling", num);
-	snprintf(num, sizeof num, "%ld", bosh_cfg->max_inactivity);
-	rc |= buf_attr(b, "maxpause", num);
+	rc |= buf_printf(b, " wait='%d' requests='%d' hold='%d' inactivity='%d' polling='%ld' maxpause='%ld'",
+	                 s->wait, s->requests, s->hold, s->inactivity, bosh_cfg->polling,
+	                 bosh_cfg->max_inactivity);
 	rc |= buf_attr(b, "ver", s->ver);
 	rc |= buf_attr(b, "from", s->to);
 	rc |= buf_attr(b, "to", s->client_from); /* node-xmpp-bosh clients look for it */
@@ -138,17 +128,12 @@ static int creation_attrs(struct session *s, struct buf *b)
  * pending report goes out once. */
 static int ack_attrs(struct session *s, const struct held *h, struct buf *b)
 {
-	char num[32];
 	int rc = 0;
-	if (s->acks && (h->creation || s->next_rid - 1 != h->rid)) {
-		snprintf(num, sizeof num, "%lld", (long long)(h->creation ? h->rid : s->next_rid - 1));
-		rc |= buf_attr(b, "ack", num);
-	}
+	if (s->acks && (h->creation || s->next_rid - 1 != h->rid))
+		rc |= buf_printf(b, " ack='%lld'", (long long)(h->creation ? h->rid : s->next_rid - 1));
 	if (s->report_rid) {
-		snprintf(num, sizeof num, "%lld", (long long)s->report_rid);
-		rc |= buf_attr(b, "report", num);
-		snprintf(num, sizeof num, "%llu", (unsigned long long)s->report_ms);
-		rc |= buf_attr(b, "time", num);
+		rc |= buf_printf(b, " report='%lld' time='%llu'", (long long)s->report_rid,
+		                 (unsigned long long)s->report_ms);
 		s->report_rid = 0;
 	}
 	return rc;
