@@ -1635,9 +1635,9 @@ def test_database_of_schema_version_1_is_migrated(st):
         db.close()
         other.start_sessiond()
         db = sqlite3.connect(other.db)
-        expect(db.execute("pragma user_version").fetchone()[0] == 2, "migrated to version 2")
+        expect(db.execute("pragma user_version").fetchone()[0] == 3, "migrated to version 3")
         cols = [r[1] for r in db.execute("pragma table_info(sessions)")]
-        expect("key" in cols, cols)
+        expect("key" in cols and "transport" in cols, cols)
         got = db.execute("select state, end_condition, jid from sessions where sid=?", ("a" * 32,)).fetchone()
         expect(got == ("lost", "remote-connection-failed", "old@localhost/x"), got)
         db.close()
