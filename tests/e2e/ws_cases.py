@@ -315,3 +315,45 @@ def test_ws_client_that_stops_answering_pings_is_ended(st):
         lively.close()
     finally:
         other.stop()
+
+
+@case
+def test_ws_sessions_closed_1012_by_a_restart_listener_kept(st):
+    from restart_cases import restart
+    from cases import login as bosh_login
+    bosh = bosh_login(st, "bob", "bosh-beside-ws")
+    ws = login(st, "alice", "restarted")
+    restart(st)
+    msgs, code = ws.until_closed()
+    ws.close()
+    expect(code == 1012, "close code %r (messages %r)" % (code, msgs))
+    expect(any("<close" in m for m in msgs), "no <close/> before the close frame: %r" % msgs)
+    r = ws_row(st, ws.jid, lambda r: r["state"] == "ended")
+    expect(r["end_condition"] == "system-restart", r)
+    expect(st.logged("session %s ended: jid=%s" % (r["sid"], ws.jid)), "no end log line")
+    # the listener was handed over: a new WebSocket session starts in the successor
+    again = login(st, "alice", "after-restart")
+    expect(ping_iq(again, st, "r1").get("type") == "result", "no pong after the restart")
+    again.send("<close xmlns='%s'/>" % FRAMING)
+    _, code = again.until_closed()
+    expect(code == 1000, "close code %r" % code)
+    again.close()
+    # BOSH carried over as before
+    pong, _ = bosh.until(lambda c: c.get("id") == "bp",
+                         "<iq xmlns='jabber:client' type='get' id='bp' to='%s'><ping xmlns='urn:xmpp:ping'/>"
+                         "</iq>" % st.domain)
+    expect(pong.get("type") == "result", "the BOSH session did not survive")
+    bosh.terminate()
+
+
+@case
+def test_ws_origin_and_client_address(st):
+    # cors_origins of the test configuration decide, as for BOSH
+    ws = WS(st, extra="Origin: https://evil.example\r\n")
+    expect(ws.status == 403, "a foreign Origin answered %d" % ws.status)
+    ws.close()
+    # nginx (a Unix socket peer) says who the client is: X-Real-IP from $remote_addr
+    w = login(st, "carol", "addr")
+    r = ws_row(st, w.jid, lambda r: r["state"] == "active")
+    expect(r["client_addr"] == "127.0.0.1", r)
+    w.close()
