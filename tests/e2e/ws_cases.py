@@ -357,3 +357,35 @@ def test_ws_origin_and_client_address(st):
     r = ws_row(st, w.jid, lambda r: r["state"] == "active")
     expect(r["client_addr"] == "127.0.0.1", r)
     w.close()
+
+
+@case
+def test_ws_client_that_never_reads_pauses_its_server_stream(st):
+    other = side_stack(st, "max_client_buffer = 65536\n")
+    try:
+        other.start_sessiond()
+        other.start_nginx()
+        slow = login(other, "alice", "never-reads")
+        slow.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        bob = login(other, "bob", "flooder")
+        body = "x" * 4000
+        sent = 0
+        deadline = time.time() + 60
+        while not other.logged("bytes queued for the client; reading paused") and time.time() < deadline:
+            for _ in range(100):
+                bob.send("<message xmlns='jabber:client' to='%s' type='chat'><body>%s</body></message>"
+                         % (slow.jid, body))
+                sent += 1
+            time.sleep(0.05)
+        expect(other.logged("bytes queued for the client; reading paused"),
+               "reading never paused after %d messages" % sent)
+        # the flooder itself is served all along
+        expect(ping_iq(bob, other, "f1").get("type") == "result", "the other session was harmed")
+        slow.close()  # gone without a close: its session ends
+        wait_log = time.time() + 10
+        while not other.logged("jid=%s" % slow.jid) and time.time() < wait_log:
+            time.sleep(0.1)
+        expect(other.logged("jid=%s" % slow.jid), "no end line for the client that never read")
+        bob.close()
+    finally:
+        other.stop()
