@@ -389,3 +389,25 @@ def test_ws_client_that_never_reads_pauses_its_server_stream(st):
         bob.close()
     finally:
         other.stop()
+
+
+@case
+def test_ws_strophe_chat(st):
+    """Strophe.js (Node, its `ws` package) with a ws:// URL: login, a chat both
+    ways, logout, through nginx; both rows say websocket."""
+    import json
+    import subprocess
+    from strophe_case import CHAT, USERS as SUSERS, _check_node
+    node = _check_node()
+    user1, user2 = "alice@" + st.domain, "bob@" + st.domain
+    argv = [node, CHAT, st.ws_url, st.domain, user1, SUSERS["alice"], user2, SUSERS["bob"]]
+    p = subprocess.run(argv, capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
+    detail = "\n--- stdout ---\n%s\n--- stderr ---\n%s" % (p.stdout, p.stderr[-3000:])
+    expect(p.returncode == 0, "Strophe client failed (exit %d)%s" % (p.returncode, detail))
+    out = json.loads([ln for ln in p.stdout.splitlines() if ln.strip()][-1])
+    expect(out.get("ok"), "Strophe client reported failure" + detail)
+    for who, bare in (("user1", user1), ("user2", user2)):
+        jid = out[who].get("jid") or ""
+        expect(jid.startswith(bare + "/"), "%s bound %r%s" % (who, jid, detail))
+        r = ws_row(st, jid, lambda r: r["state"] == "ended")
+        expect(r["transport"] == "websocket" and r["end_condition"] == "terminate", r)
