@@ -24,12 +24,13 @@ class Closed(Exception):
 class WS:
     """One WebSocket connection to nginx's /xmpp-websocket."""
 
-    def __init__(self, st, protocol="xmpp", upgrade=True, path="/xmpp-websocket", extra=""):
-        self.sock = socket.create_connection(("127.0.0.1", st.http_port), timeout=10)
+    def __init__(self, st, protocol="xmpp", upgrade=True, path="/xmpp-websocket", extra="", port=None):
+        port = port or st.http_port
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=10)
         self.answer_pings = True
         self.pings = 0
         key = base64.b64encode(os.urandom(16)).decode()
-        req = "GET %s HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n" % (path, st.http_port)
+        req = "GET %s HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n" % (path, port)
         if upgrade:
             req += "Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\n"
             req += "Sec-WebSocket-Key: %s\r\n" % key
@@ -134,8 +135,8 @@ def tag(e):
     return e.tag.rsplit("}", 1)[-1]
 
 
-def start(st):
-    ws = WS(st)
+def start(st, port=None):
+    ws = WS(st, port=port)
     expect(ws.status == 101, "handshake answered %d" % ws.status)
     expect(ws.headers.get("sec-websocket-protocol") == "xmpp", ws.headers)
     ws.send(open_elem(st.domain))
@@ -144,8 +145,8 @@ def start(st):
     return ws
 
 
-def login(st, user, resource="ws"):
-    ws = start(st)
+def login(st, user, resource="ws", port=None):
+    ws = start(st, port)
     feats = ws.element()
     expect(tag(feats) == "features", feats)
     plain = base64.b64encode(("\0%s\0%s" % (user, USERS[user])).encode()).decode()
@@ -411,3 +412,23 @@ def test_ws_strophe_chat(st):
         expect(jid.startswith(bare + "/"), "%s bound %r%s" % (who, jid, detail))
         r = ws_row(st, jid, lambda r: r["state"] == "ended")
         expect(r["transport"] == "websocket" and r["end_condition"] == "terminate", r)
+
+
+@case
+def test_ws_through_apache_wstunnel(st):
+    """conf/apache/websocket.conf (mod_proxy_wstunnel to the Unix ws_socket)."""
+    from apache import Apache
+    a = Apache(os.path.join(st.dir, "apache-ws"), ["proxy", "proxy_wstunnel"], "conf/apache/websocket.conf",
+               {"/run/bosh/ws.sock": st.ws_sock})
+    try:
+        a.start()
+        w = login(st, "carol", "apache", port=a.port)
+        expect(ping_iq(w, st, "a1").get("type") == "result", "no pong through Apache")
+        r = ws_row(st, w.jid, lambda r: r["state"] == "active")
+        expect(r["transport"] == "websocket" and r["client_addr"] == "127.0.0.1", r)
+        w.send("<close xmlns='%s'/>" % FRAMING)
+        msgs, code = w.until_closed()
+        expect(code == 1000 and any("<close" in m for m in msgs), (code, msgs))
+        w.close()
+    finally:
+        a.stop()
