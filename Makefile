@@ -34,7 +34,9 @@ SESSIOND_SRC := sessiond/main.c sessiond/loop.c sessiond/reply.c sessiond/xmpp.c
 	sessiond/bosh_rules.c sessiond/bosh_new.c sessiond/bosh_save.c sessiond/ridwin.c sessiond/store.c \
 	sessiond/front.c sessiond/pool.c sessiond/jsonattrs.c sessiond/resolver.c \
 	sessiond/dial.c sessiond/tls.c sessiond/snapshot.c sessiond/restart.c \
-	sessiond/stream.c sessiond/route.c sessiond/attrs.c sessiond/budget.c $(COMMON_SRC)
+	sessiond/stream.c sessiond/route.c sessiond/attrs.c sessiond/budget.c \
+	sessiond/ws_handshake.c sessiond/ws_conn.c sessiond/xmpp_framing.c sessiond/ws_session.c \
+	$(COMMON_SRC)
 UNIT_TESTS := body splitter frame ridwin config query jsonattrs dial route attrs reply store log \
 	snapshot restore ws_handshake ws_conn xmpp_framing
 

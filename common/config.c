@@ -32,6 +32,7 @@ struct key {
 static const struct key keys[] = {
 	PATHKEY("fcgi_socket", fcgi_socket),
 	PATHKEY("control_socket", control_socket),
+	PATHKEY("ws_socket", ws_socket),
 	PATHKEY("database", database),
 	PATHKEY("log_file", log_file),
 	PATHKEY("handler_log_file", handler_log_file),
@@ -48,6 +49,7 @@ static const struct key keys[] = {
 	RNUMKEY("max_data_held", max_data_held, 1024, 1024 * 1024),
 	RNUMKEY("max_xmpp_stanza_size", max_xmpp_stanza_size, 1024, 16 * 1024 * 1024),
 	RNUMKEY("max_client_buffer", max_client_buffer, 4096, 64 * 1024 * 1024),
+	RNUMKEY("ws_ping_interval", ws_ping_interval, 0, 3600),
 	NUMKEY("max_memory", max_memory, 1024 * 1024, LONG_MAX),
 	RNUMKEY("max_wait", max_wait, 1, 3600),
 	RNUMKEY("default_wait", default_wait, 1, 3600),
@@ -90,6 +92,7 @@ void config_defaults(struct config *c)
 	c->max_data_held = 100000;
 	c->max_xmpp_stanza_size = 262144;
 	c->max_client_buffer = 524288;
+	c->ws_ping_interval = 30;
 	c->max_wait = 60;
 	c->default_wait = 60;
 	c->default_inactivity = 70;
@@ -319,7 +322,7 @@ static int set_key(struct config *c, const char *dir, const char *key, const cha
 static void anchor_default_paths(struct config *c, const char *dir)
 {
 	char tmp[PATH_MAX];
-	char *paths[] = { c->control_socket, c->fcgi_socket, c->database }; /* each PATH_MAX long */
+	char *paths[] = { c->control_socket, c->fcgi_socket, c->ws_socket, c->database }; /* each PATH_MAX long */
 	for (size_t i = 0; i < sizeof paths / sizeof paths[0]; i++) {
 		if (paths[i][0] == '/' || !paths[i][0] || strchr(paths[i], ':'))
 			continue;

@@ -41,6 +41,7 @@ struct config {
 	char path[PATH_MAX];            /* the file read, "" for built-in defaults */
 	char fcgi_socket[PATH_MAX];     /* where handlers accept FastCGI: path or HOST:PORT; "" none */
 	char control_socket[PATH_MAX];  /* sessiond's Unix socket for handlers */
+	char ws_socket[PATH_MAX];       /* WebSocket (RFC 7395) listener: path or HOST:PORT; "" none */
 	char database[PATH_MAX];
 	char log_file[PATH_MAX];        /* "-" is stderr */
 	char handler_log_file[PATH_MAX];
@@ -58,6 +59,7 @@ struct config {
 	long max_data_held;             /* largest request body, bytes */
 	long max_xmpp_stanza_size;      /* largest stanza from the XMPP server, bytes */
 	long max_client_buffer;         /* bytes queued for a client not polling */
+	long ws_ping_interval;          /* seconds between WebSocket pings; 0 = none */
 	long max_memory;                /* bytes of queues, stanza buffers, kept answers, all sessions */
 	long max_wait, default_wait;
 	long default_inactivity, max_inactivity;

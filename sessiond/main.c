@@ -18,6 +18,7 @@
 #include "snapshot.h"
 #include "store.h"
 #include "tls.h"
+#include "ws_session.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -238,7 +239,7 @@ static int tcp_listener(const char *hostport)
 	snprintf(host, sizeof host, "%.*s", (int)(colon - hostport), hostport);
 	struct addrinfo hints = { .ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE }, *res;
 	if (getaddrinfo(host, colon + 1, &hints, &res) != 0) {
-		log_error("cannot resolve fcgi_socket %s", hostport);
+		log_error("cannot resolve %s", hostport);
 		return -1;
 	}
 	int fd = socket(res->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0), one = 1;
@@ -619,6 +620,38 @@ static void check_idle(void *ctx)
 	timer_set(loop, &idle_timer, now + (step < 250 ? 250 : step > HOUSEKEEPING_MS ? HOUSEKEEPING_MS : step));
 }
 
+/* ws_socket, if set: a Unix path (0660, group) or HOST:PORT. */
+static int open_ws_socket(int *ws, uid_t uid, gid_t gid)
+{
+	*ws = -1;
+	if (!cfg.ws_socket[0])
+		return 0;
+	*ws = cfg.ws_socket[0] == '/' ? unix_listener(cfg.ws_socket, SOCK_STREAM | SOCK_NONBLOCK, 0, uid, gid)
+	                              : tcp_listener(cfg.ws_socket);
+	if (*ws >= 0 && cfg.ws_socket[0] != '/' && fcntl(*ws, F_SETFL, O_NONBLOCK) < 0) {
+		log_error("ws_socket: %s", strerror(errno));
+		close(*ws);
+		*ws = -1;
+	}
+	return *ws < 0 ? -1 : 0;
+}
+
+/* After a restart: the predecessor's listener, or a new one if it had none. */
+static int resume_ws_socket(int *ws, uid_t uid, gid_t gid)
+{
+	const char *v = getenv(WS_FD_ENV);
+	*ws = -1;
+	if (v) {
+		*ws = atoi(v);
+		unsetenv(WS_FD_ENV);
+		if (*ws > 2 && fcntl(*ws, F_SETFD, FD_CLOEXEC) == 0 && fcntl(*ws, F_SETFL, O_NONBLOCK) == 0)
+			return 0;
+		log_error("restart: the WebSocket listener %s is not usable", v);
+		*ws = -1;
+	}
+	return open_ws_socket(ws, uid, gid);
+}
+
 static int open_sockets(int *control, int *fcgi, uid_t uid, gid_t gid)
 {
 	*fcgi = -1;
@@ -696,7 +729,7 @@ static int run(const char *config_path, const char *level, int resume_fd)
 {
 	uid_t uid;
 	gid_t gid;
-	int control = -1, fcgi = -1;
+	int control = -1, fcgi = -1, ws = -1;
 	char err[512], handler[PATH_MAX];
 	struct snap_r snap = { 0 };
 	max_sessions_asked = cfg.max_sessions;
@@ -719,8 +752,11 @@ static int run(const char *config_path, const char *level, int resume_fd)
 	    resolver_init(loop, cfg.dns_servers, (unsigned)cfg.connect_timeout * 1000) < 0 ||
 	    tls_init(cfg.tls_ca_file) < 0 || setup_signals() < 0)
 		return 1;
-	if (resume_fd < 0 && (open_sockets(&control, &fcgi, uid, gid) < 0 || drop_privileges(uid, gid) < 0))
+	if (resume_fd < 0 && (open_sockets(&control, &fcgi, uid, gid) < 0 ||
+	                      open_ws_socket(&ws, uid, gid) < 0 || drop_privileges(uid, gid) < 0))
 		return 1;
+	if (resume_fd >= 0 && resume_ws_socket(&ws, uid, gid) < 0)
+		log_error("restart: serving without ws_socket");
 	if (store_open(cfg.database, err, sizeof err) < 0) {
 		log_error("database: %s", err);
 		return 1;
@@ -731,7 +767,8 @@ static int run(const char *config_path, const char *level, int resume_fd)
 	handler_binary(handler, sizeof handler);
 	if (sessions_init(loop, &cfg) < 0 ||
 	    (resume_fd >= 0 ? resume(&snap, fcgi, handler, config_path)
-	                    : start_fresh(control, fcgi, handler, config_path)) < 0)
+	                    : start_fresh(control, fcgi, handler, config_path)) < 0 ||
+	    (ws >= 0 && ws_start(loop, &cfg, ws) < 0))
 		return 1;
 	pool_on_other_child(restart_reaped);
 	restart = (struct restart_params){ .loop = loop, .self = self_path, .config_path = config_path,
@@ -744,9 +781,9 @@ static int run(const char *config_path, const char *level, int resume_fd)
 		idle_timer = (struct timer){ .cb = check_idle };
 		check_idle(NULL);
 	}
-	log_info("sessiond ready: control socket %s, FastCGI %s, database %s, %zu domains",
-	         cfg.control_socket, fcgi >= 0 ? cfg.fcgi_socket : "(external handlers)", cfg.database,
-	         cfg.nbackends);
+	log_info("sessiond ready: control socket %s, FastCGI %s, WebSocket %s, database %s, %zu domains",
+	         cfg.control_socket, fcgi >= 0 ? cfg.fcgi_socket : "(external handlers)",
+	         ws >= 0 ? cfg.ws_socket : "(none)", cfg.database, cfg.nbackends);
 	tell_ready();
 	int rc = loop_run(loop);
 	if (restart_is_drainer()) {
@@ -758,11 +795,14 @@ static int run(const char *config_path, const char *level, int resume_fd)
 	}
 	pool_stop();
 	sessions_shutdown();
+	ws_stop();
 	front_stop();
 	if (!control_gone)
 		unlink(cfg.control_socket);
 	if (fcgi >= 0 && cfg.fcgi_socket[0] == '/')
 		unlink(cfg.fcgi_socket);
+	if (ws >= 0 && cfg.ws_socket[0] == '/')
+		unlink(cfg.ws_socket);
 	store_close();
 	resolver_shutdown();
 	tls_shutdown();

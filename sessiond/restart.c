@@ -6,6 +6,7 @@
 #include "reply.h"
 #include "session.h"
 #include "store.h"
+#include "ws_session.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -206,6 +207,7 @@ static void become_drainer(int channel, pid_t parent)
 		log_error("drainer: out of memory; exiting");
 		_exit(1);
 	}
+	ws_drop_listener(); /* the successor's */
 	close_listeners();
 	log_info("draining %zu sessions over TLS in process %ld (drain_time %lds)", sessions_count(),
 	         (long)getpid(), params.drain_time);
@@ -243,6 +245,8 @@ static int fork_drainer(void)
 static void exec_successor(void)
 {
 	struct snap_w w = { 0 };
+	/* WebSocket sessions are not carried over (yet): closed, not lost. */
+	ws_close_all_for_restart();
 	int channel = fork_drainer();
 	if (channel == -3)
 		return; /* the drainer's loop goes on */
@@ -263,6 +267,15 @@ static void exec_successor(void)
 	snap_put_i64(&w, params.fcgi_fd);
 	if (params.fcgi_fd >= 0)
 		keep_fd(NULL, params.fcgi_fd);
+	/* The WebSocket listener goes by the environment: the snapshot's format
+	 * stays the same. */
+	char wsarg[16];
+	if (ws_listener_fd() >= 0) {
+		keep_fd(NULL, ws_listener_fd());
+		snprintf(wsarg, sizeof wsarg, "%d", ws_listener_fd());
+		if (setenv(WS_FD_ENV, wsarg, 1) < 0)
+			log_warn("restart: the WebSocket listener cannot be handed over: %s", strerror(errno));
+	}
 	pool_snapshot(&w);
 	front_snapshot(&w, keep_fd, NULL);
 	front_snapshot_drainer(&w, keep_fd, NULL);
@@ -289,6 +302,7 @@ static void exec_successor(void)
 	if (store_reopen(err, sizeof err) < 0)
 		log_error("database: %s", err);
 undo:
+	unsetenv(WS_FD_ENV);
 	free(w.data);
 	restart_cloexec_all(); /* no exec after all: nothing of ours leaks into a handler */
 	nkept = 0;

@@ -12,7 +12,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#define SCHEMA_VERSION 2
+#define SCHEMA_VERSION 3
 
 /* A queued row owns its strings. */
 struct queued {
@@ -23,6 +23,7 @@ struct queued {
 /* migrations[v] takes a database from version v to v + 1. */
 static const char *const migrations[SCHEMA_VERSION] = {
 	[1] = "ALTER TABLE sessions ADD COLUMN key TEXT;",
+	[2] = "ALTER TABLE sessions ADD COLUMN transport TEXT NOT NULL DEFAULT 'bosh';",
 };
 
 static sqlite3 *db;
@@ -44,8 +45,8 @@ static int own_pid;
 static const char upsert_sql[] =
 	"INSERT INTO sessions (sid, state, rid, jid, to_domain, route, wait, hold, inactivity,"
 	" requests, ver, lang, client_addr, user_agent, held, created_at, last_seen, ended_at,"
-	" end_condition, pid, key) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16,?17,"
-	"?18,?19,?20,?21) ON CONFLICT(sid) DO UPDATE SET state=?2, rid=?3, jid=?4, held=?15,"
+	" end_condition, pid, key, transport) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,"
+	"?15,?16,?17,?18,?19,?20,?21,?22) ON CONFLICT(sid) DO UPDATE SET state=?2, rid=?3, jid=?4, held=?15,"
 	" last_seen=?17, ended_at=?18, end_condition=?19, pid=?20, key=?21";
 
 static int exec(const char *sql, char *err, size_t errlen)
@@ -366,6 +367,7 @@ static int write_row(const struct store_row *r)
 	bind_text(19, r->end_condition);
 	sqlite3_bind_int(upsert, 20, own_pid);
 	bind_text(21, r->key);
+	bind_text(22, r->transport ? r->transport : "bosh");
 	int rc = sqlite3_step(upsert);
 	sqlite3_reset(upsert);
 	return rc == SQLITE_DONE ? 0 : rc;

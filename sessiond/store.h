@@ -24,6 +24,7 @@ struct store_row {
 	double created_at, last_seen, ended_at; /* ended_at 0: NULL */
 	const char *end_condition;
 	const char *key;         /* key sequence (XEP-0124 §15), or NULL */
+	const char *transport;   /* "bosh" (NULL) or "websocket": a static string, not copied */
 };
 
 /* Opens (creating) the database, applies the schema and views. */

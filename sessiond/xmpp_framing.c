@@ -269,9 +269,12 @@ int xf_build_open(struct buf *b, const char *from, const char *id, const char *v
 	return buf_puts(b, "/>");
 }
 
+/* These exact bytes: Strophe.js (and converse.js on it) recognises the
+ * server's <close/> by comparing the message with this string, and takes
+ * any other spelling for a stanza. */
 int xf_build_close(struct buf *b)
 {
-	return buf_puts(b, "<close xmlns='" XF_NS "'/>");
+	return buf_puts(b, "<close xmlns=\"" XF_NS "\" />");
 }
 
 /* Escapes text for element content. */

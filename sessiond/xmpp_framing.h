@@ -62,7 +62,8 @@ enum xf_kind xf_classify(struct xf_classifier *x, const char *msg, size_t len, s
  * -1 on OOM. */
 int xf_build_open(struct buf *b, const char *from, const char *id, const char *version, const char *lang);
 
-/* <close xmlns='urn:ietf:params:xml:ns:xmpp-framing'/>. -1 on OOM. */
+/* <close xmlns="urn:ietf:params:xml:ns:xmpp-framing" />, spelled as
+ * Strophe.js expects it. -1 on OOM. */
 int xf_build_close(struct buf *b);
 
 /* Our own stream error for the client, e.g. "invalid-xml", "not-well-formed",

@@ -3,7 +3,8 @@
 -- sessiond applies this file at start (it is compiled in) inside one
 -- transaction; PRAGMA user_version tells which version a database has.
 -- A database of an older version is first brought up to date by the
--- migrations in sessiond/store.c (version 1 -> 2: the key column).
+-- migrations in sessiond/store.c (version 1 -> 2: the key column;
+-- 2 -> 3: the transport column).
 -- Times are Unix seconds (REAL). Admins: read the views in views.sql.
 --
 -- state: connecting  the XMPP connection is being set up
@@ -34,9 +35,10 @@ CREATE TABLE IF NOT EXISTS sessions (
 	ended_at      REAL,
 	end_condition TEXT,
 	pid           INTEGER,                    -- the sessiond process serving it
-	key           TEXT                        -- key sequence (XEP-0124 §15): what the next key must hash to
+	key           TEXT,                       -- key sequence (XEP-0124 §15): what the next key must hash to
+	transport     TEXT NOT NULL DEFAULT 'bosh' -- 'bosh' or 'websocket' (RFC 7395)
 );
 
 CREATE INDEX IF NOT EXISTS sessions_by_state ON sessions (state, ended_at);
 
-PRAGMA user_version = 2;
+PRAGMA user_version = 3;

@@ -115,11 +115,16 @@ class Stack:
         self.db = os.path.join(self.dir, "sessions.db")
         self.conf = os.path.join(self.dir, "bosh.conf")
         self.handler_sock = os.path.join(self.dir, "handler.sock")
+        self.ws_sock = os.path.join(self.dir, "ws.sock")
         self.sessiond_log = os.path.join(self.dir, "sessiond.log")
 
     @property
     def url(self):
         return "http://127.0.0.1:%d/http-bind" % self.http_port
+
+    @property
+    def ws_url(self):
+        return "ws://127.0.0.1:%d/xmpp-websocket" % self.http_port
 
     # ---- Prosody ----
     def start_prosody(self, any_password=False):
@@ -156,6 +161,7 @@ class Stack:
             f.write("# written by tools/stack.py\n"
                     "control_socket = sessiond.sock\n"
                     "fcgi_socket = handler.sock\n"
+                    "ws_socket = ws.sock\n"
                     "database = sessions.db\n"
                     "log_file = sessiond.log\n"
                     "handler_log_file = sessiond.log\n"
@@ -235,7 +241,8 @@ class Stack:
                       # reuseport: the kernel spreads connections evenly over the
                       # workers, so none runs out of worker_connections first
                       {"listen 127.0.0.1:5280;": "listen 127.0.0.1:%d reuseport;" % self.http_port,
-                       "/run/bosh/handler.sock": self.handler_sock})
+                       "/run/bosh/handler.sock": self.handler_sock,
+                       "/run/bosh/ws.sock": self.ws_sock})
         with open(os.path.join(d, "bosh.conf"), "w") as f:
             f.write(server)
         with open(os.path.join(d, "nginx.conf"), "w") as f:
@@ -330,7 +337,8 @@ def run_forever():
             print("Try it:   python3 %s/tests/e2e/login.py %s alice@%s alice-secret"
                   % (REPO, st.url, domain))
         print("Sessions: sqlite3 %s 'select * from active_sessions'" % st.db)
-        print("BOSH endpoint: %s" % st.url, flush=True)
+        print("BOSH endpoint: %s" % st.url)
+        print("WebSocket endpoint: %s" % st.ws_url, flush=True)
         while not stopping:
             for p in (st.nginx, st.sessiond, st.prosody):
                 if p and not p.alive():

@@ -974,8 +974,12 @@ def test_discovery_documents_and_policy_files(st):
     import urllib.request
     import xml.etree.ElementTree as ET
     from stack import Proc, free_port, wait_for, port_open, REPO
-    out = subprocess.run([os.path.join(REPO, "tools/bosh-discovery"), st.url], capture_output=True,
-                         text=True, check=True).stdout
+    bosh_only = subprocess.run([os.path.join(REPO, "tools/bosh-discovery"), st.url], capture_output=True,
+                               text=True, check=True).stdout
+    expect("websocket" not in bosh_only and "alt-connections:xbosh" in bosh_only, bosh_only)
+    out = subprocess.run([os.path.join(REPO, "tools/bosh-discovery"), "-w", st.ws_url, st.url],
+                         capture_output=True, text=True, check=True).stdout
+    expect('_xmppconnect.127.0.0.1. IN TXT "_xmpp-client-websocket=%s"' % st.ws_url in out, out)
     parts = dict(re.findall(r"=== (\S+)[^\n]*\n(.*?)(?=\n=== |\Z)", out, re.S))
     d = os.path.join(st.dir, "hostmeta")
     os.makedirs(os.path.join(d, "www/.well-known"), exist_ok=True)
@@ -1000,11 +1004,13 @@ def test_discovery_documents_and_policy_files(st):
         base = "http://127.0.0.1:%d" % port
         with urllib.request.urlopen(base + "/.well-known/host-meta") as r:
             expect(r.headers["Access-Control-Allow-Origin"] == "*", r.headers)
-            link = ET.fromstring(r.read()).find("{http://docs.oasis-open.org/ns/xri/xrd-1.0}Link")
-        expect(link.get("rel") == "urn:xmpp:alt-connections:xbosh" and link.get("href") == st.url, link)
+            links = ET.fromstring(r.read()).findall("{http://docs.oasis-open.org/ns/xri/xrd-1.0}Link")
+        got = [(link.get("rel"), link.get("href")) for link in links]
+        want = [("urn:xmpp:alt-connections:xbosh", st.url), ("urn:xmpp:alt-connections:websocket", st.ws_url)]
+        expect(got == want, got)
         with urllib.request.urlopen(base + "/.well-known/host-meta.json") as r:
             links = json.loads(r.read())["links"]
-        expect(links == [{"rel": "urn:xmpp:alt-connections:xbosh", "href": st.url}], links)
+        expect(links == [{"rel": r, "href": h} for r, h in want], links)
         for path in ("/crossdomain.xml", "/clientaccesspolicy.xml"):
             with urllib.request.urlopen(base + path) as r:
                 ET.fromstring(r.read())  # well-formed
@@ -1635,9 +1641,9 @@ def test_database_of_schema_version_1_is_migrated(st):
         db.close()
         other.start_sessiond()
         db = sqlite3.connect(other.db)
-        expect(db.execute("pragma user_version").fetchone()[0] == 2, "migrated to version 2")
+        expect(db.execute("pragma user_version").fetchone()[0] == 3, "migrated to version 3")
         cols = [r[1] for r in db.execute("pragma table_info(sessions)")]
-        expect("key" in cols, cols)
+        expect("key" in cols and "transport" in cols, cols)
         got = db.execute("select state, end_condition, jid from sessions where sid=?", ("a" * 32,)).fetchone()
         expect(got == ("lost", "remote-connection-failed", "old@localhost/x"), got)
         db.close()

@@ -144,7 +144,7 @@ static void test_builders(void)
 	CHECK_MEM(b.data, b.len, "<open xmlns='urn:ietf:params:xml:ns:xmpp-framing' from='example.com'/>");
 	b.len = 0;
 	CHECK(xf_build_close(&b) == 0);
-	CHECK_MEM(b.data, b.len, "<close xmlns='urn:ietf:params:xml:ns:xmpp-framing'/>");
+	CHECK_MEM(b.data, b.len, "<close xmlns=\"urn:ietf:params:xml:ns:xmpp-framing\" />");
 	b.len = 0;
 	CHECK(xf_build_stream_error(&b, "invalid-xml", "two <elements> & more") == 0);
 	CHECK_MEM(b.data, b.len, "<stream:error xmlns:stream='http://etherx.jabber.org/streams'>"
