@@ -51,7 +51,9 @@ deps-run:
 deps-test:
 	@sh tools/deps.sh $(BUILD_DEBS) $(TEST_DEBS)
 	@command -v npm >/dev/null || sh tools/deps.sh npm  # some nodejs builds carry their own npm
-	@[ -d tests/e2e/strophe/node_modules/strophe.js ] || npm ci --prefix tests/e2e/strophe --no-audit --no-fund
+	@# npm ci again whenever the pinned packages changed (npm writes node_modules/.package-lock.json)
+	@cd tests/e2e/strophe && { [ node_modules/.package-lock.json -nt package-lock.json ] || \
+	  npm ci --no-audit --no-fund; }
 deps-bench:
 	@sh tools/deps.sh $(BUILD_DEBS) $(BENCH_DEBS)
 
