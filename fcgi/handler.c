@@ -25,6 +25,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/time.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -210,21 +211,31 @@ static int next_request(FCGX_Request *req)
 		sigprocmask(SIG_BLOCK, &term, &waiting);
 		sigdelset(&waiting, SIGTERM);
 		sigaction(SIGTERM, &sa, NULL);
+		/* Another handler may take a connection first, and libfcgi's
+		 * accept() would then wait for the next one with SIGTERM held
+		 * back: a receive timeout on the listener makes it give up
+		 * (FCGX_Accept_r returns -EAGAIN) and come back here. */
+		struct timeval tv = { .tv_sec = 1 };
+		if (setsockopt(0, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv) < 0)
+			log_warn("SO_RCVTIMEO on the FastCGI socket: %s", strerror(errno));
 		ready = 1;
 	}
 	struct pollfd listener = { .fd = 0, .events = POLLIN }; /* FCGI_LISTENSOCK_FILENO */
 	while (!stop_requested) {
 		int n = ppoll(&listener, 1, NULL, &waiting);
-		if (n > 0)
-			break;
 		if (n < 0 && errno != EINTR) {
 			log_error("waiting for a request: %s", strerror(errno));
 			return 0;
 		}
+		if (n <= 0 || stop_requested)
+			continue;
+		int rc = FCGX_Accept_r(req);
+		if (rc >= 0)
+			return 1;
+		if (rc != -EAGAIN && rc != -EINTR)
+			return 0;
 	}
-	/* Another handler may take this connection first; then accept waits
-	 * for the next one, and a SIGTERM meanwhile ends us after serving it. */
-	return !stop_requested && FCGX_Accept_r(req) >= 0;
+	return 0;
 }
 
 static void reply_unavailable(FCGX_Stream *out)
