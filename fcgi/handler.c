@@ -194,11 +194,14 @@ static void on_sigterm(int sig)
 }
 
 /* Waits for the next FastCGI request; 0 once SIGTERM (sessiond stopping
- * us, or our parent gone) has come. SIGTERM is let in only while we wait
- * for the listening socket to become readable (ppoll, atomically): never
+ * us, or our parent gone) has come. SIGTERM is ours, not libfcgi's: its
+ * own handler sets a flag that makes OS_Accept give up mid-way, which
+ * dropped a connection already accepted (a 502) or, with the descriptor
+ * of the last request still in its variable, spun at 100% CPU on poll()
+ * and close() of a closed descriptor. SIGTERM is let in only while we wait
+ * for the listening socket to become readable (ppoll, atomically), never
  * while libfcgi accepts a connection and reads its parameters, and never
- * in the middle of a request. Letting it kill us in FCGX_Accept_r dropped
- * a connection already accepted, which the web server answered with 502. */
+ * in the middle of a request. */
 static int next_request(FCGX_Request *req)
 {
 	static int ready;
