@@ -19,7 +19,7 @@
 #include <errno.h>
 #include <fcgiapp.h>
 #include <limits.h>
-#include <sys/epoll.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -199,16 +199,16 @@ static void on_sigterm(int sig)
  * dropped a connection already accepted (a 502) or, with the descriptor
  * of the last request still in its variable, spun at 100% CPU on poll()
  * and close() of a closed descriptor. SIGTERM is let in only while we wait
- * for the listening socket to become readable (epoll_pwait), never
+ * for the listening socket to become readable (ppoll, atomically), never
  * while libfcgi accepts a connection and reads its parameters, and never
  * in the middle of a request. */
 static int next_request(FCGX_Request *req)
 {
-	static int ready, ep = -1;
+	static int ready;
 	static sigset_t waiting;
 	if (!ready) {
 		sigset_t term;
-		struct sigaction sa = { .sa_handler = on_sigterm }; /* no SA_RESTART: epoll_pwait returns */
+		struct sigaction sa = { .sa_handler = on_sigterm }; /* no SA_RESTART: ppoll returns */
 		sigemptyset(&term);
 		sigaddset(&term, SIGTERM);
 		sigprocmask(SIG_BLOCK, &term, &waiting);
@@ -221,19 +221,11 @@ static int next_request(FCGX_Request *req)
 		struct timeval tv = { .tv_sec = 1 };
 		if (setsockopt(0, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv) < 0)
 			log_warn("SO_RCVTIMEO on the FastCGI socket: %s", strerror(errno));
-		/* EPOLLEXCLUSIVE: a connection wakes one waiting handler, not all
-		 * of them (accept() itself would, but there SIGTERM cannot get in). */
-		struct epoll_event want = { .events = EPOLLIN | EPOLLEXCLUSIVE };
-		ep = epoll_create1(EPOLL_CLOEXEC);
-		if (ep < 0 || epoll_ctl(ep, EPOLL_CTL_ADD, 0 /* FCGI_LISTENSOCK_FILENO */, &want) < 0) {
-			log_error("epoll on the FastCGI socket: %s", strerror(errno));
-			return 0;
-		}
 		ready = 1;
 	}
+	struct pollfd listener = { .fd = 0, .events = POLLIN }; /* FCGI_LISTENSOCK_FILENO */
 	while (!stop_requested) {
-		struct epoll_event got;
-		int n = epoll_pwait(ep, &got, 1, -1, &waiting);
+		int n = ppoll(&listener, 1, NULL, &waiting);
 		if (n < 0 && errno != EINTR) {
 			log_error("waiting for a request: %s", strerror(errno));
 			return 0;
