@@ -768,7 +768,7 @@ static int run(const char *config_path, const char *level, int resume_fd)
 	if (sessions_init(loop, &cfg) < 0 ||
 	    (resume_fd >= 0 ? resume(&snap, fcgi, handler, config_path)
 	                    : start_fresh(control, fcgi, handler, config_path)) < 0 ||
-	    (ws >= 0 && ws_start(loop, &cfg, ws) < 0))
+	    (ws >= 0 && ws_start(ws) < 0))
 		return 1;
 	pool_on_other_child(restart_reaped);
 	restart = (struct restart_params){ .loop = loop, .self = self_path, .config_path = config_path,

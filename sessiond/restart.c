@@ -245,20 +245,21 @@ static int fork_drainer(void)
 static void exec_successor(void)
 {
 	struct snap_w w = { 0 };
-	/* WebSocket sessions are not carried over (yet): closed, not lost. */
-	ws_close_all_for_restart();
+	ws_restart_prepare();
 	int channel = fork_drainer();
 	if (channel == -3)
 		return; /* the drainer's loop goes on */
 	if (channel == -2) {
 		log_error("restart abandoned: cannot start a process for the TLS sessions: %s",
 		          strerror(errno));
+		ws_restart_abandoned();
 		in_progress = 0;
 		return;
 	}
 	if (sessions_split(1) < 0 || (channel >= 0 && front_set_drainer(channel) < 0)) {
 		log_error("restart: out of memory splitting the sessions");
 		/* the drainer has the TLS sessions; we carry on with the rest */
+		ws_restart_abandoned();
 		in_progress = 0;
 		return;
 	}
@@ -303,6 +304,7 @@ static void exec_successor(void)
 		log_error("database: %s", err);
 undo:
 	unsetenv(WS_FD_ENV);
+	ws_restart_abandoned();
 	free(w.data);
 	restart_cloexec_all(); /* no exec after all: nothing of ours leaks into a handler */
 	nkept = 0;

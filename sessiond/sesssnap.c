@@ -12,11 +12,22 @@
 #include <string.h>
 #include <unistd.h>
 
-static const struct sess_ops *reader;
+static const struct sess_ops *const *transports;
+static size_t ntransports;
 
-void sesssnap_init(const struct sess_ops *records)
+void sesssnap_init(const struct sess_ops *const *records, size_t n)
 {
-	reader = records;
+	transports = records;
+	ntransports = n;
+}
+
+/* A record's tag: its transport's place in the list. */
+static uint64_t tag_of(const struct sess *c)
+{
+	for (size_t i = 0; i < ntransports; i++)
+		if (transports[i] == c->ops)
+			return i;
+	return ntransports;
 }
 
 /* ---- writing ---- */
@@ -37,7 +48,8 @@ static void collect_fd(void *ctx, int fd)
 		l->over = 1;
 }
 
-/* One session as one record: [sid][its descriptors][the rest]. A session
+/* One session as one record: [sid][its descriptors][its transport][the
+ * rest]. A session
  * that cannot be written whole (past a limit of snapshot.h) is written as
  * its sid alone, which the successor reads as lost. Returns 1 then, 0 if
  * written whole, -1 out of memory. body is scratch space, reused. */
@@ -47,7 +59,7 @@ static int put_record(struct snap_w *w, struct snap_w *body, const struct sess *
 	struct fd_list fds = { .n = 0 };
 	body->len = 0;
 	body->over = 0;
-	int whole = c->ops->put(body, c, collect_fd, &fds) == 0 && !fds.over;
+	int whole = tag_of(c) < ntransports && c->ops->put(body, c, collect_fd, &fds) == 0 && !fds.over;
 	if (body->failed)
 		return -1;
 	size_t mark = snap_record_begin(w);
@@ -55,8 +67,10 @@ static int put_record(struct snap_w *w, struct snap_w *body, const struct sess *
 	snap_put_count(w, whole ? (uint64_t)fds.n : 0, SESS_FDS_MAX);
 	for (int i = 0; whole && i < fds.n; i++)
 		snap_put_i64(w, fds.fd[i]);
-	if (whole)
+	if (whole) {
+		snap_put_u64(w, tag_of(c));
 		snap_put_raw(w, body->data, body->len);
+	}
 	if (snap_record_end(w, mark) < 0)
 		return -1;
 	for (int i = 0; whole && i < fds.n; i++)
@@ -154,7 +168,13 @@ static void close_record_fds(const int *fds, uint64_t n)
  * was written, or there is no room. */
 static struct sess *take_over(struct snap_r *rec, const char *sid)
 {
-	struct sess *c = rec->off < rec->len ? reader->get(rec) : NULL;
+	if (rec->off == rec->len)
+		return NULL; /* its sid alone: lost */
+	uint64_t tag = snap_get_u64(rec);
+	if (snap_failed(rec) || tag >= ntransports)
+		return NULL;
+	const struct sess_ops *reader = transports[tag];
+	struct sess *c = reader->get(rec);
 	if (c && (rec->off != rec->len || strcmp(c->sid, sid) != 0)) {
 		reader->discard(c); /* not what was written: trust none of it */
 		return NULL;

@@ -1,8 +1,8 @@
 /* sesssnap.h - the sessions in a graceful restart's snapshot (snapshot.h).
  *
  * The snapshot lists the sids lost in earlier runs and those drained
- * elsewhere, then one record per session: [sid][its descriptors][what the
- * transport wrote]. A session that cannot be written whole, or read back,
+ * elsewhere, then one record per session: [sid][its descriptors][its
+ * transport][what the transport wrote]. A session that cannot be written whole, or read back,
  * is lost alone: its descriptors are closed and its next request is told
  * remote-connection-failed.
  */
@@ -16,9 +16,10 @@
  * those ahead of their turn, one XMPP connection per stream). */
 #define SESS_FDS_MAX 26
 
-/* Who reads the records back. A record does not say its transport: there
- * is one. A second one adds a tag to the record (and a new SNAP_VERSION). */
-void sesssnap_init(const struct sess_ops *records);
+/* Who reads the records back: a record names its transport by its place
+ * in this list, so the list's order is part of the snapshot's format
+ * (SNAP_VERSION). */
+void sesssnap_init(const struct sess_ops *const *records, size_t n);
 
 int sessions_snapshot(struct snap_w *w, sessions_fd_cb keep, void *ctx);
 /* Takes the sessions of a snapshot over; returns how many, -1 if it is corrupt. */

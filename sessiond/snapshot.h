@@ -23,7 +23,7 @@
 #define SNAP_MAGIC 0x626f736873746174ULL /* "boshstat" */
 /* Raised whenever what any module writes changes: a successor that reads
  * another format refuses the restart up front (sessiond -t -T VERSION). */
-#define SNAP_VERSION 2
+#define SNAP_VERSION 3
 
 /* One string or byte run: a client queue (max_client_buffer, at most 64 MiB,
  * plus the stanzas of the read that crossed it), an answer kept for a

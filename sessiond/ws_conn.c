@@ -22,6 +22,7 @@
  */
 #define _DEFAULT_SOURCE /* MSG_MORE */
 #include "ws_conn.h"
+#include "buf.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -44,6 +45,17 @@ struct ws_conn {
 	uint64_t in_framed;         /* of those, bytes of frames wslay finished */
 	uint64_t frame_size;        /* wire size of the frame being received */
 	int msg_open;               /* a data message continues in a later frame */
+
+	/* For a graceful restart (ws_conn_detach): the bytes handed to wslay
+	 * since the last complete message, which the successor's wslay reads
+	 * again, and the frames wslay wrote into `unsent` instead of the socket,
+	 * which go out before anything else. */
+	struct buf replay;
+	uint64_t replay_base;       /* in_total at replay.data[0] */
+	uint64_t replay_keep;       /* in_total where the unfinished message starts */
+	struct buf unsent;
+	size_t unsent_off;
+	int capture;                /* send_cb appends to `unsent` */
 
 	int peer_gone;              /* EOF or a read error */
 	int write_failed;
@@ -76,6 +88,34 @@ static void report_close(struct ws_conn *c, uint16_t code)
 
 /* ---- wslay's callbacks -------------------------------------------------- */
 
+/* Bytes about to go to wslay: counted, and kept until their message is
+ * complete (see `replay`). */
+static ssize_t received(struct ws_conn *c, wslay_event_context_ptr ws, const uint8_t *data, size_t n)
+{
+	if (buf_append(&c->replay, (const char *)data, n) < 0) {
+		c->nomem = 1;
+		wslay_event_set_error(ws, WSLAY_ERR_CALLBACK_FAILURE);
+		return -1;
+	}
+	c->in_total += n;
+	return (ssize_t)n;
+}
+
+/* Forgets the replay bytes of messages wslay has finished. */
+static void trim_replay(struct ws_conn *c)
+{
+	size_t done = (size_t)(c->replay_keep - c->replay_base);
+	if (done == 0)
+		return;
+	if (done >= c->replay.len) {
+		c->replay.len = 0;
+	} else {
+		memmove(c->replay.data, c->replay.data + done, c->replay.len - done);
+		c->replay.len -= done;
+	}
+	c->replay_base = c->replay_keep;
+}
+
 static ssize_t recv_cb(wslay_event_context_ptr ws, uint8_t *buf, size_t len, int flags, void *user)
 {
 	struct ws_conn *c = user;
@@ -86,8 +126,7 @@ static ssize_t recv_cb(wslay_event_context_ptr ws, uint8_t *buf, size_t len, int
 			n = len;
 		memcpy(buf, c->initial + c->initial_off, n);
 		c->initial_off += n;
-		c->in_total += n;
-		return (ssize_t)n;
+		return received(c, ws, buf, n);
 	}
 	if (!c->read_budget) { /* the loop is level-triggered: the rest is read next turn */
 		wslay_event_set_error(ws, WSLAY_ERR_WOULDBLOCK);
@@ -98,9 +137,8 @@ static ssize_t recv_cb(wslay_event_context_ptr ws, uint8_t *buf, size_t len, int
 	for (;;) {
 		ssize_t n = recv(c->fd, buf, len, 0);
 		if (n > 0) {
-			c->in_total += (uint64_t)n;
 			c->read_budget -= (size_t)n;
-			return n;
+			return received(c, ws, buf, (size_t)n);
 		}
 		if (n < 0 && errno == EINTR)
 			continue;
@@ -118,6 +156,14 @@ static ssize_t send_cb(wslay_event_context_ptr ws, const uint8_t *data, size_t l
 {
 	struct ws_conn *c = user;
 	int f = MSG_NOSIGNAL | (flags & WSLAY_MSG_MORE ? MSG_MORE : 0);
+	if (c->capture) {
+		if (buf_append(&c->unsent, (const char *)data, len) < 0) {
+			c->nomem = 1;
+			wslay_event_set_error(ws, WSLAY_ERR_CALLBACK_FAILURE);
+			return -1;
+		}
+		return (ssize_t)len;
+	}
 	for (;;) {
 		ssize_t n = send(c->fd, data, len, f);
 		if (n >= 0)
@@ -151,6 +197,8 @@ static void frame_end_cb(wslay_event_context_ptr ws, void *user)
 	(void)ws;
 	c->in_framed += c->frame_size;
 	c->frame_size = 0;
+	if (!c->msg_open) /* a control frame, or the last of a message: nothing to read again */
+		c->replay_keep = c->in_framed;
 }
 
 static void msg_cb(wslay_event_context_ptr ws, const struct wslay_event_on_msg_recv_arg *a, void *user)
@@ -216,7 +264,8 @@ static int ws_ready(struct ws_conn *c)
 static int idle(const struct ws_conn *c)
 {
 	return c->ws && !c->reported && !c->close_called && c->in_total == c->in_framed && !c->msg_open &&
-	       c->initial_off == c->initial_len && wslay_event_get_queued_msg_count(c->ws) == 0 &&
+	       c->initial_off == c->initial_len && c->unsent.len == 0 &&
+	       wslay_event_get_queued_msg_count(c->ws) == 0 &&
 	       wslay_event_get_read_enabled(c->ws);
 }
 
@@ -228,7 +277,8 @@ int ws_conn_park(struct ws_conn *c)
 		return 0;
 	wslay_event_context_free(c->ws);
 	c->ws = NULL;
-	c->in_total = c->in_framed = 0;
+	c->in_total = c->in_framed = c->replay_base = c->replay_keep = 0;
+	buf_free(&c->replay);
 	free(c->initial);
 	c->initial = NULL;
 	c->initial_len = c->initial_off = 0;
@@ -279,18 +329,41 @@ int ws_conn_want_read(const struct ws_conn *c)
 
 int ws_conn_want_write(const struct ws_conn *c)
 {
-	return ws_conn_state(c) != WS_DONE && c->ws && wslay_event_want_write(c->ws);
+	return ws_conn_state(c) != WS_DONE &&
+	       (c->unsent.len > 0 || (c->ws && wslay_event_want_write(c->ws)));
 }
 
 size_t ws_conn_queued_bytes(const struct ws_conn *c)
 {
-	return c->ws ? wslay_event_get_queued_msg_length(c->ws) : 0;
+	return c->unsent.len - c->unsent_off + (c->ws ? wslay_event_get_queued_msg_length(c->ws) : 0);
+}
+
+/* The predecessor's frames, before anything wslay queues. 0 once written. */
+static int write_unsent(struct ws_conn *c)
+{
+	while (c->unsent_off < c->unsent.len) {
+		ssize_t n = send(c->fd, c->unsent.data + c->unsent_off, c->unsent.len - c->unsent_off,
+		                 MSG_NOSIGNAL);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+			return -1;
+		if (n < 0) {
+			c->write_failed = 1;
+			return -1;
+		}
+		c->unsent_off += (size_t)n;
+	}
+	buf_free(&c->unsent);
+	c->unsent_off = 0;
+	return 0;
 }
 
 /* Writes what is queued; notes a failed write. */
 static void flush(struct ws_conn *c)
 {
-	if (c->ws && wslay_event_want_write(c->ws) && wslay_event_send(c->ws) != 0 && !c->write_failed)
+	if ((c->unsent.len == 0 || write_unsent(c) == 0) && c->ws && wslay_event_want_write(c->ws) &&
+	    wslay_event_send(c->ws) != 0 && !c->write_failed)
 		c->nomem = 1; /* not the socket: wslay itself failed */
 	if (c->write_failed)
 		report_error(c, WS_CLOSE_ABNORMAL, "writing to the client failed");
@@ -330,7 +403,8 @@ enum ws_conn_state ws_conn_on_readable(struct ws_conn *c)
 			report_error(c, WS_CLOSE_ABNORMAL, "connection closed without a close frame");
 		return WS_DONE;
 	}
-	if (r == WSLAY_ERR_CALLBACK_FAILURE)
+	trim_replay(c);
+	if (r == WSLAY_ERR_CALLBACK_FAILURE && !c->nomem)
 		known = replace_empty_close(c);
 	else if (r != 0)
 		c->nomem = 1;
@@ -407,7 +481,35 @@ void ws_conn_free(struct ws_conn *c)
 		return;
 	wslay_event_context_free(c->ws);
 	free(c->initial);
+	buf_free(&c->replay);
+	buf_free(&c->unsent);
 	free(c);
+}
+
+int ws_conn_set_unsent(struct ws_conn *c, const void *data, size_t len)
+{
+	return len ? buf_append(&c->unsent, data, len) : 0;
+}
+
+/* wslay's state cannot be copied out, so it is made into bytes: what it
+ * would write goes into `unsent`, and what it read of an unfinished
+ * message is in `replay`. */
+int ws_conn_detach(struct ws_conn *c, struct buf *unread, struct buf *unsent)
+{
+	if (ws_conn_state(c) != WS_OPEN)
+		return -1;
+	if (c->ws && wslay_event_want_write(c->ws)) {
+		c->capture = 1;
+		int r = wslay_event_send(c->ws);
+		c->capture = 0;
+		if (r != 0 || c->nomem || wslay_event_want_write(c->ws))
+			return -1;
+	}
+	if (buf_append(unsent, c->unsent.data + c->unsent_off, c->unsent.len - c->unsent_off) < 0 ||
+	    buf_append(unread, c->replay.data, c->replay.len) < 0 ||
+	    buf_append(unread, c->initial + c->initial_off, c->initial_len - c->initial_off) < 0)
+		return -1;
+	return 0;
 }
 
 int ws_conn_parked(const struct ws_conn *c)

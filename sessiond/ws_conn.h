@@ -111,6 +111,18 @@ int ws_conn_park(struct ws_conn *c);
 /* 1 while parked. */
 int ws_conn_parked(const struct ws_conn *c);
 
+/* A graceful restart hands the connection to the successor as bytes:
+ * unread gets what was read of a message not yet complete (and bytes not
+ * yet given to wslay), unsent the frames not yet written (the rest of a
+ * frame half written first). The successor makes a ws_conn with unread as
+ * its initial bytes and unsent by ws_conn_set_unsent(), and reads on where
+ * this one stopped. Only an open connection detaches (-1 otherwise, or on
+ * out of memory); after it, only ws_conn_free(). */
+struct buf;
+int ws_conn_detach(struct ws_conn *c, struct buf *unread, struct buf *unsent);
+/* Bytes written to the client before anything queued later; -1 on OOM. */
+int ws_conn_set_unsent(struct ws_conn *c, const void *data, size_t len);
+
 /* Frees wslay's state; does not close the descriptor. */
 void ws_conn_free(struct ws_conn *c);
 

@@ -12,9 +12,11 @@
  * server. Pings every ws_ping_interval seconds; a client that does not
  * answer one before the next is due is ended.
  *
- * A graceful restart does not carry WebSocket sessions over: they are
- * closed with code 1012 (service restart) before the exec; the listener
- * itself is handed over.
+ * A graceful restart carries WebSocket sessions over (ws_save.c): the
+ * connection with what wslay had half read and not yet written, the XMPP
+ * stream as BOSH's move; one over TLS to the server stays with the process
+ * that drains. Connections not yet a session are closed with 1012 (service
+ * restart), which tells a client to come back. The listener is handed over.
  */
 #ifndef BOSH_WS_SESSION_H
 #define BOSH_WS_SESSION_H
@@ -29,9 +31,17 @@
 /* A restart's successor finds the listener's descriptor here. */
 #define WS_FD_ENV "BOSH_WS_LISTEN_FD"
 
-/* Starts serving the listening socket fd (from ws_listen(), or handed over
- * by a restart). -1 on failure (logged). */
-int ws_start(struct loop *l, const struct config *cfg, int fd);
+struct sess_ops;
+/* WebSocket sessions, in the shared table (sesstable.h) and in a restart's
+ * snapshot (sesssnap.h). */
+extern const struct sess_ops ws_ops;
+
+/* Before any session: sessions restored from a snapshot need it. -1 (logged) on OOM. */
+int ws_init(struct loop *l, const struct config *cfg);
+
+/* Starts serving the listening socket fd (opened by main.c, or handed
+ * over by a restart). -1 on failure (logged). */
+int ws_start(int fd);
 
 /* The listener's descriptor, -1 if none. */
 int ws_listener_fd(void);
@@ -39,10 +49,12 @@ int ws_listener_fd(void);
  * successor's). */
 void ws_drop_listener(void);
 
-/* Before a graceful restart's exec: every WebSocket connection is closed
- * (1012, the session's end logged and its row written), the incomplete
- * handshakes dropped. The listener stays. */
-void ws_close_all_for_restart(void);
+/* Before a graceful restart's snapshot: every session that can move is
+ * detached from its connection, ready for its record; incomplete
+ * handshakes are dropped and connections not yet a session closed (1012).
+ * ws_restart_abandoned() undoes it when the restart does not happen. */
+void ws_restart_prepare(void);
+void ws_restart_abandoned(void);
 
 /* sessiond stops: the listener closes, every connection is closed (1001). */
 void ws_stop(void);

@@ -24,9 +24,16 @@ class Closed(Exception):
 class WS:
     """One WebSocket connection to nginx's /xmpp-websocket."""
 
-    def __init__(self, st, protocol="xmpp", upgrade=True, path="/xmpp-websocket", extra="", port=None):
+    def __init__(self, st, protocol="xmpp", upgrade=True, path="/xmpp-websocket", extra="", port=None,
+                 unix=None):
+        """unix: the path of sessiond's ws_socket, to talk to it without nginx between."""
         port = port or st.http_port
-        self.sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+        if unix:
+            self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            self.sock.settimeout(10)
+            self.sock.connect(unix)
+        else:
+            self.sock = socket.create_connection(("127.0.0.1", port), timeout=10)
         self.answer_pings = True
         self.pings = 0
         key = base64.b64encode(os.urandom(16)).decode()
@@ -135,25 +142,27 @@ def tag(e):
     return e.tag.rsplit("}", 1)[-1]
 
 
-def start(st, port=None):
-    ws = WS(st, port=port)
+def start(st, port=None, unix=None, domain=None):
+    domain = domain or st.domain
+    ws = WS(st, port=port, unix=unix)
     expect(ws.status == 101, "handshake answered %d" % ws.status)
     expect(ws.headers.get("sec-websocket-protocol") == "xmpp", ws.headers)
-    ws.send(open_elem(st.domain))
+    ws.send(open_elem(domain))
     o = ws.element()
-    expect(tag(o) == "open" and o.get("from") == st.domain, "not an <open/>: %r" % o)
+    expect(tag(o) == "open" and o.get("from") == domain, "not an <open/>: %r" % o)
     return ws
 
 
-def login(st, user, resource="ws", port=None):
-    ws = start(st, port)
+def login(st, user, resource="ws", port=None, unix=None, domain=None, password=None):
+    domain = domain or st.domain
+    ws = start(st, port, unix, domain)
     feats = ws.element()
     expect(tag(feats) == "features", feats)
-    plain = base64.b64encode(("\0%s\0%s" % (user, USERS[user])).encode()).decode()
+    plain = base64.b64encode(("\0%s\0%s" % (user, password or USERS[user])).encode()).decode()
     ws.send("<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>%s</auth>" % plain)
     ok = ws.element()
     expect(tag(ok) == "success", "SASL: %s" % ET.tostring(ok))
-    ws.send(open_elem(st.domain))  # the stream restart (RFC 7395 §3.5)
+    ws.send(open_elem(domain))  # the stream restart (RFC 7395 §3.5)
     expect(tag(ws.element()) == "open", "no <open/> after the restart")
     feats = ws.element()
     expect("bind" in ET.tostring(feats).decode(), "no bind feature: %s" % ET.tostring(feats))
@@ -318,33 +327,172 @@ def test_ws_client_that_stops_answering_pings_is_ended(st):
         other.stop()
 
 
+def chat(frm, to, ident, text):
+    frm.send("<message xmlns='jabber:client' to='%s' id='%s' type='chat'><body>%s</body></message>"
+             % (to.jid, ident, text))
+
+
+def next_message(ws, timeout=10):
+    while True:
+        e = ws.element(timeout)
+        if tag(e) == "message":
+            return e
+
+
 @case
-def test_ws_sessions_closed_1012_by_a_restart_listener_kept(st):
+def test_ws_sessions_carried_over_a_restart(st):
+    """A graceful restart hands every WebSocket session to the successor:
+    the same sids, no close frame, an idle (parked) session, one in the middle
+    of a frame and one in the middle of a fragmented message go on as if
+    nothing happened; a connection not yet a session is closed with 1012; the
+    listener is handed over; BOSH beside it too."""
     from restart_cases import restart
     from cases import login as bosh_login
     bosh = bosh_login(st, "bob", "bosh-beside-ws")
-    ws = login(st, "alice", "restarted")
+    idle = login(st, "alice", "idle")
+    half_frame = login(st, "carol", "half-frame")
+    half_msg = login(st, "bob", "half-message")
+    hello = start(st)  # an <open/> answered, then nothing: it still becomes a session first
+    time.sleep(1.5)  # the idle one parks (its wslay state freed)
+    rows = {w.jid: ws_row(st, w.jid, lambda r: r["state"] == "active") for w in (idle, half_frame, half_msg)}
+    # half a frame: its header and some of its payload
+    ping = ("<iq xmlns='jabber:client' type='get' id='hf' to='%s'><ping xmlns='urn:xmpp:ping'/></iq>"
+            % st.domain).encode()
+    key = os.urandom(4)
+    masked = bytes(b ^ key[i % 4] for i, b in enumerate(ping))
+    frame = bytes([0x81, 0x80 | len(ping)]) + key + masked
+    half_frame.sock.sendall(frame[:20])
+    # half a message: a text frame without FIN, then a ping between the fragments
+    iq = ("<iq xmlns='jabber:client' type='get' id='hm' to='%s'><ping xmlns='urn:xmpp:ping'/></iq>"
+          % st.domain).encode()
+    half_msg.frame(1, iq[:30], fin=False)
+    half_msg.frame(9, b"between")
+    time.sleep(0.3)
+    pid = st.sessiond.pid
     restart(st)
-    msgs, code = ws.until_closed()
-    ws.close()
-    expect(code == 1012, "close code %r (messages %r)" % (code, msgs))
-    expect(any("<close" in m for m in msgs), "no <close/> before the close frame: %r" % msgs)
-    r = ws_row(st, ws.jid, lambda r: r["state"] == "ended")
-    expect(r["end_condition"] == "system-restart", r)
-    expect(st.logged("session %s ended: jid=%s" % (r["sid"], ws.jid)), "no end log line")
-    # the listener was handed over: a new WebSocket session starts in the successor
+    expect(st.sessiond.pid == pid, "not restarted in place")
+    m = re.search(r"restart: (\d+) websocket sessions carried over \((\d+) bytes half read",
+                  open(st.sessiond_log, errors="replace").read())
+    expect(m and int(m.group(1)) >= 4 and int(m.group(2)) >= 20 + 30,
+           "the half frame and half message were not carried: %r" % (m and m.group(0)))
+    # the rest of the frame and of the message, to the successor
+    half_frame.sock.sendall(frame[20:])
+    half_msg.frame(0, iq[30:])
+    for ws, ident in ((half_frame, "hf"), (half_msg, "hm")):
+        while True:
+            e = ws.element()
+            if e.get("id") == ident:
+                break
+        expect(e.get("type") == "result", "no answer to the %s iq after the restart" % ident)
+    expect(ping_iq(idle, st, "i1").get("type") == "result", "the idle session did not survive")
+    chat(idle, half_msg, "c1", "after the restart")
+    got = next_message(half_msg)
+    expect(got.findtext("{jabber:client}body") == "after the restart", ET.tostring(got))
+    for w in (idle, half_frame, half_msg):
+        r = ws_row(st, w.jid, lambda r: r["state"] == "active")
+        expect(r["sid"] == rows[w.jid]["sid"], "a new session for %s: %r" % (w.jid, r))
+    # the one that had only said <open/> is carried too (it is a session): features came before
+    hello.send("<close xmlns='%s'/>" % FRAMING)
+    msgs, code = hello.until_closed()
+    expect(code == 1000 and any("<close" in m for m in msgs), (code, msgs))
+    hello.close()
+    # the listener was handed over: a new session starts in the successor
     again = login(st, "alice", "after-restart")
     expect(ping_iq(again, st, "r1").get("type") == "result", "no pong after the restart")
-    again.send("<close xmlns='%s'/>" % FRAMING)
-    _, code = again.until_closed()
-    expect(code == 1000, "close code %r" % code)
-    again.close()
-    # BOSH carried over as before
+    for w in (again, idle, half_frame, half_msg):
+        w.send("<close xmlns='%s'/>" % FRAMING)
+        _, code = w.until_closed()
+        expect(code == 1000, "close code %r" % code)
+        w.close()
+    r = ws_row(st, idle.jid, lambda r: r["state"] == "ended")
+    expect(r["end_condition"] == "terminate", r)
     pong, _ = bosh.until(lambda c: c.get("id") == "bp",
                          "<iq xmlns='jabber:client' type='get' id='bp' to='%s'><ping xmlns='urn:xmpp:ping'/>"
                          "</iq>" % st.domain)
     expect(pong.get("type") == "result", "the BOSH session did not survive")
     bosh.terminate()
+
+
+@case
+def test_ws_restart_drains_sessions_over_tls(st):
+    """A WebSocket session whose server stream is TLS cannot move: the process
+    that drains keeps it, WebSocket and all, until it ends; a plain one moves."""
+    from backend_cases import wait_log, world
+    from restart_cases import restart
+    w = world(st)
+    tls = login(w.side, "alice", "drain", domain="secure.test", password="alice-pw")
+    plain = login(w.side, "carol", "moves")
+    restart(w.side)
+    wait_log(w.side, "1 drained here over TLS")
+    wait_log(w.side, "sessions over TLS in process")
+    tls.send("<iq xmlns='jabber:client' type='get' id='t1' to='secure.test'><ping xmlns='urn:xmpp:ping'/></iq>")
+    while True:
+        e = tls.element()
+        if e.get("id") == "t1":
+            break
+    expect(e.get("type") == "result", "the TLS session goes on in the draining process")
+    expect(ping_iq(plain, w.side, "p1").get("type") == "result", "the plain session moved")
+    tls.send("<close xmlns='%s'/>" % FRAMING)
+    _, code = tls.until_closed()
+    expect(code == 1000, "close code %r from the drainer" % code)
+    tls.close()
+    wait_log(w.side, "drained: every session over TLS has ended", timeout=15)
+    expect(ping_iq(plain, w.side, "p2").get("type") == "result", "the plain session carries on")
+    plain.close()
+
+
+@case
+def test_ws_restart_closes_connections_not_yet_sessions_1012(st):
+    """A WebSocket whose 101 is out but that has not sent <open/> is no session
+    yet: the restart closes it with 1012 (service restart), after <close/>."""
+    from restart_cases import restart
+    ws = WS(st)
+    expect(ws.status == 101, "handshake answered %d" % ws.status)
+    time.sleep(0.3)
+    restart(st)
+    msgs, code = ws.until_closed()
+    ws.close()
+    expect(code == 1012, "close code %r (messages %r)" % (code, msgs))
+    expect(any("<close" in m for m in msgs), "no <close/> before the close frame: %r" % msgs)
+
+
+@case
+def test_ws_restart_carries_what_the_client_had_not_read(st):
+    """A client that reads nothing while its server sends: what sessiond
+    queued for it (wslay's queue, a frame half written) goes to the successor
+    and reaches the client whole and in order after the restart."""
+    from restart_cases import restart
+    other = side_stack(st, "max_client_buffer = 262144\n")
+    try:
+        other.start_sessiond()
+        other.start_nginx()
+        # straight to ws_socket: nginx's buffers would take what sessiond is to keep
+        slow = login(other, "alice", "reads-later", unix=other.ws_sock)
+        slow.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        bob = login(other, "bob", "sender")
+        n = 400
+        for i in range(n):
+            chat(bob, slow, "m%d" % i, "%d %s" % (i, "y" * 3000))
+        expect(ping_iq(bob, other, "s1").get("type") == "result", "the sender was harmed")
+        time.sleep(1)  # what fits into the sockets is there; the rest waits in sessiond
+        t0 = time.time()
+        restart(other)
+        m = re.search(r"carried over \((\d+) bytes half read, (\d+) bytes not yet written\)",
+                      open(other.sessiond_log, errors="replace").read())
+        expect(m and int(m.group(2)) > 0, "nothing was left to write at the restart: %r" % (m and m.group(0)))
+        seen = 0
+        while seen < n:
+            e = next_message(slow, timeout=20)
+            body = e.findtext("{jabber:client}body") or ""
+            expect(body.startswith("%d " % seen) and len(body) == len("%d " % seen) + 3000,
+                   "message %d came as %r" % (seen, body[:40]))
+            seen += 1
+        expect(ping_iq(slow, other, "s2").get("type") == "result", "no pong after reading")
+        print("read in %.1fs" % (time.time() - t0))
+        slow.close()
+        bob.close()
+    finally:
+        other.stop()
 
 
 @case

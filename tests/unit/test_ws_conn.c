@@ -2,6 +2,7 @@
  * (masked or not, whole or a byte at a time) and reads what the server
  * side wrote back. */
 #define _DEFAULT_SOURCE
+#include "buf.h"
 #include "check.h"
 #include "ws_conn.h"
 
@@ -467,8 +468,116 @@ static void test_initial(void)
 	close(sv[1]);
 }
 
+/* A restart's successor: a new ws_conn on the same descriptor from what
+ * the old one detached. */
+static void successor(struct pair *p, const struct buf *unread, const struct buf *unsent)
+{
+	ws_conn_free(p->c);
+	memset(&p->s, 0, sizeof p->s);
+	p->c = ws_conn_new(p->server, 1000, &cbs, &p->s, unread->data, unread->len);
+	CHECK(p->c != NULL);
+	CHECK(ws_conn_set_unsent(p->c, unsent->data, unsent->len) == 0);
+	p->s.conn = p->c;
+}
+
+/* Half a frame and half a fragmented message go over; a message already
+ * delivered is not delivered again. */
+static void test_detach_half_read(void)
+{
+	struct pair p;
+	pair_open(&p, 1000);
+	uint8_t f[256];
+	send_frame(&p, 0x81, "<done/>", 7, 1);              /* complete: delivered now */
+	send_frame(&p, 0x01, "<iq>", 4, 1);                 /* first fragment */
+	send_frame(&p, 0x89, "ping", 4, 1);                 /* a ping between fragments */
+	size_t n = frame(f, 0x80, "<x/></iq>", 9, 1);       /* the last fragment, half of it */
+	put(&p, f, 5);
+	CHECK(ws_conn_on_readable(p.c) == WS_OPEN);
+	CHECK(p.s.texts == 1);
+	CHECK(ws_conn_park(p.c) == 0); /* in flight: it cannot simply park */
+	struct buf unread = { 0 }, unsent = { 0 };
+	CHECK(ws_conn_detach(p.c, &unread, &unsent) == 0);
+	CHECK(unread.len > 0);
+	successor(&p, &unread, &unsent);
+	put(&p, f + 5, n - 5);
+	CHECK(ws_conn_on_readable(p.c) == WS_OPEN);
+	CHECK(p.s.texts == 1);
+	CHECK_MEM(p.s.text, p.s.text_len, "<iq><x/></iq>");
+	/* the pong from before the restart (or one from after: either) reached the client */
+	uint8_t op, pl[200];
+	size_t len;
+	int pong = 0;
+	while (!pong && read_frame(&p, &op, pl, &len) == 0)
+		pong = op == 0xA && len == 4 && memcmp(pl, "ping", 4) == 0;
+	CHECK(pong);
+	buf_free(&unread);
+	buf_free(&unsent);
+	pair_close(&p);
+}
+
+/* Frames the client has not read yet, one half written, go over as bytes
+ * and reach it whole, before what the successor sends. */
+static void test_detach_unsent(void)
+{
+	struct pair p;
+	pair_open(&p, 1000);
+	int small = 4096;
+	CHECK(setsockopt(p.server, SOL_SOCKET, SO_SNDBUF, &small, sizeof small) == 0);
+	static char msg[3000];
+	memset(msg, 'a', sizeof msg);
+	int queued = 0;
+	while (ws_conn_queued_bytes(p.c) == 0 || queued < 20) {
+		msg[0] = (char)('A' + queued % 26);
+		CHECK(ws_conn_send_text(p.c, msg, sizeof msg) == 0);
+		ws_conn_on_writable(p.c);
+		queued++;
+	}
+	CHECK(ws_conn_queued_bytes(p.c) > 0);
+	struct buf unread = { 0 }, unsent = { 0 };
+	CHECK(ws_conn_detach(p.c, &unread, &unsent) == 0);
+	CHECK(unsent.len > 0 && unread.len == 0);
+	successor(&p, &unread, &unsent);
+	CHECK(ws_conn_queued_bytes(p.c) == unsent.len);
+	CHECK(ws_conn_want_write(p.c));
+	CHECK(ws_conn_send_text(p.c, "<last/>", 7) == 0);
+	static uint8_t pl[4000];
+	size_t len;
+	uint8_t op;
+	int got = 0, bad = 0;
+	for (;;) {
+		ws_conn_on_writable(p.c);
+		if (read_frame(&p, &op, pl, &len) < 0)
+			break;
+		if (len == 7 && memcmp(pl, "<last/>", 7) == 0)
+			break;
+		bad += op != 0x1 || len != sizeof msg || pl[0] != 'A' + got % 26;
+		got++;
+	}
+	CHECK(got == queued && bad == 0);
+	CHECK(ws_conn_queued_bytes(p.c) == 0);
+	buf_free(&unread);
+	buf_free(&unsent);
+	pair_close(&p);
+}
+
+/* A connection that is closing does not detach. */
+static void test_detach_refused_when_closing(void)
+{
+	struct pair p;
+	pair_open(&p, 1000);
+	CHECK(ws_conn_close(p.c, 1000, NULL) == 0);
+	struct buf unread = { 0 }, unsent = { 0 };
+	CHECK(ws_conn_detach(p.c, &unread, &unsent) == -1);
+	buf_free(&unread);
+	buf_free(&unsent);
+	pair_close(&p);
+}
+
 int main(void)
 {
+	test_detach_half_read();
+	test_detach_unsent();
+	test_detach_refused_when_closing();
 	test_text_and_park();
 	test_fragmented();
 	test_hostile();
