@@ -38,6 +38,7 @@ struct wss {
 	double created_at, last_seen, ended_at;
 	uint64_t next_ping;
 	uint16_t close_code;      /* to send once the messages before it are written */
+	size_t charged;           /* the messages queued for the client, as budget.h knows them */
 	struct buf carry_in, carry_out; /* a restart's: ws_conn_detach() */
 	struct wss *prev, *next;  /* every connection after its 101 */
 };

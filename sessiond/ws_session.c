@@ -5,6 +5,7 @@
  * ws_accept.c, the restart's record in ws_save.c. */
 #define _GNU_SOURCE
 #include "ws_session.h"
+#include "budget.h"
 #include "log.h"
 #include "reply.h"
 #include "route.h"
@@ -75,14 +76,17 @@ void wss_watch(struct wss *w)
 	uint32_t ev = (ws_conn_want_read(w->ws) ? EPOLLIN : 0) | (ws_conn_want_write(w->ws) ? EPOLLOUT : 0);
 	if (ev != w->io.events && loop_mod(wl, &w->io, ev) < 0)
 		log_warn("websocket session %s: epoll: %s", wsid(w), strerror(errno));
-	/* Back-pressure (max_client_buffer): the server waits while the browser reads slowly. */
+	/* Back-pressure: the server waits while the browser reads slowly, past
+	 * max_client_buffer or while the memory budget is tight (budget.h). */
 	size_t q = ws_conn_queued_bytes(w->ws);
+	int tight = budget_charge(&w->charged, q, w->in_table ? w->c.sid : NULL) && q > 0;
 	if (w->st && w->st->xmpp) {
-		if (!w->paused && q > (size_t)wcfg->max_client_buffer) {
+		if (!w->paused && (q > (size_t)wcfg->max_client_buffer || tight)) {
 			w->paused = 1;
 			xmpp_pause(w->st->xmpp, 1);
-			log_info("websocket session %s: %zu bytes queued for the client; reading paused", wsid(w), q);
-		} else if (w->paused && q <= (size_t)wcfg->max_client_buffer / 2) {
+			log_info("websocket session %s: %zu bytes queued for the client; reading paused%s", wsid(w),
+			         q, tight ? " (memory budget)" : "");
+		} else if (w->paused && q <= (size_t)wcfg->max_client_buffer / 2 && !tight) {
 			w->paused = 0;
 			xmpp_pause(w->st->xmpp, 0);
 		}
@@ -439,6 +443,7 @@ void wss_free(struct wss *w)
 	free(w->c.client);
 	buf_free(&w->carry_in);
 	buf_free(&w->carry_out);
+	budget_charge(&w->charged, 0, NULL);
 	free(w);
 }
 

@@ -9,7 +9,11 @@ are what a browser would see: sessions lost, stanzas lost (an echo that
 never came back), stanzas duplicated, and the longest round trip (stall).
 Graceful restarts must lose and duplicate nothing.
 
-Phase 2 (SIGKILL): logged-in sessions, sessiond killed and started again:
+Phase 2 (WebSocket): the same echo over XMPP over WebSocket (RFC 7395) through
+nginx, sessiond restarted gracefully under it: every WebSocket session is
+carried over, nothing lost or doubled, no close frame seen.
+
+Phase 3 (SIGKILL): logged-in sessions, sessiond killed and started again:
 every one of them must get remote-connection-failed on its next request,
 and a session opened afterwards must work.
 
@@ -59,11 +63,15 @@ def disturb(st, duration, events):
     return done
 
 
-def run_boshload(st, boshload, sessions, duration, events):
-    """boshload in echo mode with events spread over the run: its RESULT
-    fields, what was done, its exit status and its stderr."""
+def run_boshload(st, boshload, sessions, duration, events, ws=False):
+    """boshload in echo mode (over BOSH, or WebSocket) with events spread
+    over the run: its RESULT fields, what was done, its exit status and its
+    stderr."""
     ready = os.path.join(st.dir, "ready")
-    bl = subprocess.Popen([boshload, "--url", st.url, "--domain", st.domain, "--sessions", str(sessions),
+    if os.path.exists(ready):
+        os.unlink(ready)
+    target = ["--ws", st.ws_url] if ws else ["--url", st.url]
+    bl = subprocess.Popen([boshload] + target + ["--domain", st.domain, "--sessions", str(sessions),
                            "--echo", str(sessions), "--rate", "200", "--duration", str(duration),
                            "--wait", "10", "--ready-file", ready, "-v"],
                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -170,6 +178,88 @@ def python_echo_phase(st, sessions, duration, restarts):
             stats["dup"] == 0 and stats["msgs"] > 0)
 
 
+def ws_boshload_phase(st, boshload, sessions, duration, restarts):
+    before = count_in_log(st, "restarted in place:")
+    r, done, rc, said = run_boshload(st, boshload, sessions, duration, ["restart"] * restarts, ws=True)
+    restarted = count_in_log(st, "restarted in place:") - before
+    figures = {
+        "restarts": restarted, "sessions": r.get("sessions_ok", "?"),
+        "sessions_lost": r.get("sessions_lost", "?"), "stanzas_lost": r.get("timeouts", "?"),
+        "stanzas_duplicated": r.get("msgs_unexpected", "?"),
+        "longest_stall_ms": r.get("rtt_max_ms", "?"), "msgs": r.get("msgs", "?"),
+        "rtt_p99_ms": r.get("rtt_p99_ms", "?"),
+    }
+    print("continuity websocket: " + " ".join("%s=%s" % kv for kv in figures.items()), flush=True)
+    ok = (rc == 0 and restarted == restarts and r.get("sessions_ok") == str(sessions) and
+          all(r.get(k) == "0" for k in ("sessions_lost", "timeouts", "msgs_unexpected",
+                                          "sessions_failed", "xml_errors")))
+    if not ok:
+        print("boshload said:\n" + "".join(said.splitlines(True)[-15:]))
+    return ok
+
+
+def ws_python_phase(st, sessions, duration, restarts):
+    """The WebSocket phase with our own client (tests/e2e/ws_cases.py), one
+    thread per session echoing to itself: a close frame, a lost or doubled
+    echo is a failure."""
+    import threading
+    from ws_cases import Closed, login as ws_login
+    stop = threading.Event()
+    stats = {"msgs": 0, "lost": 0, "dup": 0, "closed": 0, "errors": 0, "stall_ms": 0.0}
+    lock = threading.Lock()
+    clients = [ws_login(st, "p%d" % i, "ws-echo", password="pw") for i in range(sessions)]
+
+    def run(c):
+        seq = 0
+        seen = set()
+        try:
+            while not stop.is_set():
+                seq += 1
+                mid = "w%d" % seq
+                t0 = time.time()
+                c.send("<message xmlns='jabber:client' to='%s' id='%s'><body>x</body></message>" % (c.jid, mid))
+                while True:
+                    e = c.element(timeout=15)
+                    eid = e.get("id")
+                    if eid in seen:
+                        with lock:
+                            stats["dup"] += 1
+                    seen.add(eid)
+                    if eid == mid:
+                        break
+                with lock:
+                    stats["msgs"] += 1
+                    stats["stall_ms"] = max(stats["stall_ms"], (time.time() - t0) * 1000)
+        except Closed:
+            with lock:
+                stats["closed"] += 1
+        except Exception:
+            with lock:
+                stats["errors"] += 1
+
+    threads = [threading.Thread(target=run, args=(c,)) for c in clients]
+    for t in threads:
+        t.start()
+    before = count_in_log(st, "restarted in place:")
+    disturb(st, duration, ["restart"] * restarts)
+    deadline = time.time() + 10
+    while count_in_log(st, "restarted in place:") - before < restarts and time.time() < deadline:
+        time.sleep(0.05)
+    time.sleep(1)  # echoes across the last restart come back
+    stop.set()
+    for t in threads:
+        t.join(30)
+    restarted = count_in_log(st, "restarted in place:") - before
+    print("continuity websocket (python clients): restarts=%d sessions=%d sessions_closed=%d "
+          "sessions_lost=%d stanzas_duplicated=%d longest_stall_ms=%.1f msgs=%d"
+          % (restarted, sessions, stats["closed"], stats["errors"], stats["dup"], stats["stall_ms"],
+             stats["msgs"]), flush=True)
+    for c in clients:
+        c.close()
+    return (restarted == restarts and stats["closed"] == 0 and stats["errors"] == 0 and
+            stats["dup"] == 0 and stats["msgs"] > 0)
+
+
 def nginx_reload_phase(st, boshload, sessions, duration):
     """Reported, not asserted: nginx closes each keep-alive connection after
     the request it is serving when it reloads, and boshload, unlike browsers,
@@ -217,11 +307,16 @@ def main():
             graceful = python_echo_phase(st, args.sessions, args.duration, args.restarts)
         else:
             graceful = graceful_phase(st, args.boshload, args.sessions, args.duration, args.restarts)
+        if args.boshload == "python":
+            websocket = ws_python_phase(st, args.sessions, args.duration, args.restarts)
+        else:
+            websocket = ws_boshload_phase(st, args.boshload, args.sessions, args.duration, args.restarts)
         if args.nginx_reload and args.boshload != "python":
             nginx_reload_phase(st, args.boshload, args.sessions, max(args.duration // 2, 6))
         killed = sigkill_phase(st, min(args.sessions, 20))
-        ok = graceful and killed
-        print("continuity: %d passed, %d failed" % (graceful + killed, 2 - graceful - killed))
+        ok = graceful and websocket and killed
+        passed = graceful + websocket + killed
+        print("continuity: %d passed, %d failed" % (passed, 3 - passed))
     finally:
         st.stop()
     if ok:

@@ -541,6 +541,47 @@ def test_ws_client_that_never_reads_pauses_its_server_stream(st):
 
 
 @case
+def test_ws_queues_are_charged_to_the_memory_budget(st):
+    """Two WebSocket clients that do not read, each queue under
+    max_client_buffer, together past 3/4 of max_memory: their server streams
+    stop, once logged; a witness goes on; then everything arrives, in order."""
+    other = side_stack(st, "max_client_buffer = 33554432\nmax_memory = 2097152\n")
+    try:
+        other.start_sessiond()
+        other.start_nginx()
+        # straight to ws_socket, so that nginx's buffers do not take the bytes
+        slow = [login(other, u, "reads-later", unix=other.ws_sock) for u in ("alice", "carol")]
+        for w in slow:
+            w.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        bob = login(other, "bob", "sender")
+        witness = login(other, "bob", "witness")
+        n, body = 1500, "z" * 1000
+        for i in range(n):
+            for w in slow:
+                chat(bob, w, "m%d" % i, "%d %s" % (i, body))
+        deadline = time.time() + 20
+        while not other.logged("(memory budget)") and time.time() < deadline:
+            time.sleep(0.1)
+        log = open(other.sessiond_log, errors="replace").read()
+        expect("past 3/4 of max_memory" in log and "reading paused (memory budget)" in log,
+               "the budget did not stop the streams:\n%s" % log[-3000:])
+        expect(ping_iq(witness, other, "w1").get("type") == "result", "the witness was harmed")
+        for w in slow:
+            for i in range(n):
+                e = next_message(w, timeout=20)
+                got = e.findtext("{jabber:client}body") or ""
+                expect(got == "%d %s" % (i, body), "message %d came as %r" % (i, got[:30]))
+        deadline = time.time() + 10
+        while "under half of max_memory again" not in open(other.sessiond_log).read() and time.time() < deadline:
+            time.sleep(0.1)
+        expect("under half of max_memory again" in open(other.sessiond_log).read(), "the episode's end is logged")
+        for w in slow + [bob, witness]:
+            w.close()
+    finally:
+        other.stop()
+
+
+@case
 def test_ws_strophe_chat(st):
     """Strophe.js (Node, its `ws` package) with a ws:// URL: login, a chat both
     ways, logout, through nginx; both rows say websocket."""
