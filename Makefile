@@ -27,7 +27,7 @@ TEST_DEBS  := $(RUN_DEBS) spawn-fcgi nodejs apache2 libapache2-mod-fcgid chromiu
 	g++ libgloox-dev ruby-xmpp4r procps iproute2
 BENCH_DEBS := $(RUN_DEBS) wrk
 
-COMMON_SRC  := common/log.c common/frame.c common/config.c
+COMMON_SRC  := common/log.c common/frame.c common/config.c common/netmatch.c
 HANDLER_SRC := fcgi/handler.c fcgi/body.c fcgi/query.c fcgi/autostart.c $(COMMON_SRC)
 SESSIOND_SRC := sessiond/main.c sessiond/loop.c sessiond/reply.c sessiond/xmpp.c \
 	sessiond/splitter.c sessiond/session.c sessiond/sesstable.c sessiond/sesssnap.c \
@@ -38,7 +38,7 @@ SESSIOND_SRC := sessiond/main.c sessiond/loop.c sessiond/reply.c sessiond/xmpp.c
 	sessiond/ws_handshake.c sessiond/ws_conn.c sessiond/xmpp_framing.c sessiond/ws_session.c \
 	sessiond/ws_accept.c sessiond/ws_save.c \
 	$(COMMON_SRC)
-UNIT_TESTS := body splitter frame ridwin config query jsonattrs dial route attrs reply store log \
+UNIT_TESTS := body splitter frame ridwin config query jsonattrs dial route attrs reply store log netmatch \
 	snapshot restore ws_handshake ws_conn xmpp_framing
 
 .PHONY: FORCE all check-build deps-run deps-test deps-bench run test unit unit-asan e2e bench clean \
@@ -100,7 +100,7 @@ $(B)/sessiond: $(SESSIOND_SRC) $(wildcard */*.h) $(GEN) | check-build
 $(B)/bosh-handler: $(HANDLER_SRC) $(wildcard */*.h) $(GEN) | check-build
 	$(CC) $(WARN) $(CFLAGS) $(INC) $(pc_cflags) $(HANDLER_SRC) -o $@ $(pc_libs)
 
-PREBIND_SRC := tools/prebind.c common/frame.c common/config.c common/log.c
+PREBIND_SRC := tools/prebind.c common/frame.c common/config.c common/netmatch.c common/log.c
 $(B)/bosh-prebind: $(PREBIND_SRC) $(wildcard */*.h) $(GEN) | check-build
 	$(CC) $(WARN) $(CFLAGS) $(INC) $(pc_cflags) $(PREBIND_SRC) -o $@ $(pc_libs)
 
@@ -109,14 +109,15 @@ src_body     := fcgi/body.c
 src_splitter := sessiond/splitter.c sessiond/snapshot.c sessiond/budget.c common/log.c
 src_frame    := common/frame.c
 src_ridwin   := sessiond/ridwin.c
-src_config   := common/config.c common/log.c
+src_config   := common/config.c common/netmatch.c common/log.c
 src_log      := common/log.c
 src_query    := fcgi/query.c
 src_jsonattrs := sessiond/jsonattrs.c
 src_dial     := sessiond/dial.c sessiond/resolver.c sessiond/loop.c common/log.c
 src_route    := sessiond/route.c
+src_netmatch := common/netmatch.c
 src_attrs    := sessiond/attrs.c common/frame.c
-src_reply    := sessiond/reply.c sessiond/loop.c common/frame.c common/config.c common/log.c
+src_reply    := sessiond/reply.c sessiond/loop.c common/frame.c common/config.c common/netmatch.c common/log.c
 src_store    := sessiond/store.c common/log.c
 src_snapshot := sessiond/snapshot.c sessiond/splitter.c sessiond/budget.c common/log.c
 src_restore  := $(filter-out sessiond/main.c,$(SESSIOND_SRC))

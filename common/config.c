@@ -1,5 +1,6 @@
 #define _POSIX_C_SOURCE 200809L
 #include "config.h"
+#include "netmatch.h"
 #include "log.h"
 
 #include <ctype.h>
@@ -70,6 +71,8 @@ static const struct key keys[] = {
 	RNUMKEY("allow_get", allow_get, 0, 1),
 	RSTRKEY("no_tls_domains", no_tls_domains),
 	RSTRKEY("allowed_routes", allowed_routes),
+	/* ejabberd's name; a peer on the Unix ws_socket is always the web server */
+	RSTRKEY("trusted_proxies", trusted_proxies),
 	STRKEY("dns_servers", dns_servers),
 	PATHKEY("tls_ca_file", tls_ca_file),
 	RNUMKEY("stanza_timeout", stanza_timeout, 1, 3600),
@@ -113,6 +116,7 @@ void config_defaults(struct config *c)
 	c->cors_max_age = 86400;
 	c->stanza_timeout = 60;
 	c->drain_time = 900;
+	snprintf(c->trusted_proxies, sizeof c->trusted_proxies, "127.0.0.0/8 ::1");
 }
 
 static char *trim(char *s)
@@ -356,6 +360,8 @@ static int check_consistency(struct config *c, const char **why, const char **ke
 		return *key = "default_wait", *why = "larger than max_wait", -1;
 	if (c->default_inactivity > c->max_inactivity)
 		return *key = "default_inactivity", *why = "larger than max_inactivity", -1;
+	if (netlist_valid(c->trusted_proxies) < 0)
+		return *key = "trusted_proxies", *why = "expected addresses or networks (127.0.0.0/8 ::1)", -1;
 	/* Applied after the whole file is read, so the order of lines does not matter. */
 	char names[sizeof c->no_tls_domains];
 	snprintf(names, sizeof names, "%s", c->no_tls_domains);

@@ -4,6 +4,7 @@
  * WebSocket session (ws_session.c). */
 #define _GNU_SOURCE
 #include "log.h"
+#include "netmatch.h"
 #include "reply.h"
 #include "ws_handshake.h"
 #include "ws_int.h"
@@ -23,20 +24,12 @@ static struct io listener = { .fd = -1 };
 
 /* ---- the client's address ---- */
 
-/* The proxy's headers are believed only from a peer that can be the web
- * server on this host: a Unix socket, or a loopback address. */
+/* The proxy's headers are believed only from the web server: a peer on
+ * the Unix ws_socket (mode 0660, group), or an address in trusted_proxies
+ * (loopback by default). */
 static int peer_is_proxy(const struct sockaddr_storage *sa)
 {
-	if (sa->ss_family == AF_UNIX)
-		return 1;
-	if (sa->ss_family == AF_INET)
-		return (ntohl(((const struct sockaddr_in *)sa)->sin_addr.s_addr) >> 24) == 127;
-	if (sa->ss_family == AF_INET6) {
-		const struct in6_addr *a = &((const struct sockaddr_in6 *)sa)->sin6_addr;
-		return IN6_IS_ADDR_LOOPBACK(a) ||
-		       (IN6_IS_ADDR_V4MAPPED(a) && a->s6_addr[12] == 127);
-	}
-	return 0;
+	return sa->ss_family == AF_UNIX || netlist_match(wcfg->trusted_proxies, sa);
 }
 
 static void peer_text(const struct sockaddr_storage *sa, char *out, size_t len)

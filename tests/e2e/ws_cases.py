@@ -509,6 +509,35 @@ def test_ws_origin_and_client_address(st):
 
 
 @case
+def test_ws_x_forwarded_for_only_from_trusted_proxies(st):
+    """On a TCP ws_socket, X-Forwarded-For names the client only when the peer
+    is in trusted_proxies (loopback by default); from anyone else it is the
+    peer's own address that counts, whatever the header says."""
+    from stack import free_port
+    for trusted, want in (("", "192.0.2.7"), ("trusted_proxies = 10.0.0.0/8 2001:db8::/32\n", "127.0.0.1")):
+        port = free_port()
+        other = side_stack(st, "ws_socket = 127.0.0.1:%d\n%s" % (port, trusted))
+        try:
+            other.start_sessiond()
+            w = WS(other, port=port, extra="X-Forwarded-For: 192.0.2.7\r\nX-Real-IP: 192.0.2.7\r\n")
+            expect(w.status == 101, "handshake answered %d" % w.status)
+            w.send(open_elem(st.domain))
+            expect(tag(w.element()) == "open", "no <open/>")
+            deadline = time.time() + 5
+            while True:
+                db = sqlite3.connect(other.db, timeout=5)
+                row = db.execute("select client_addr from sessions where transport='websocket'").fetchone()
+                db.close()
+                if row or time.time() > deadline:
+                    break
+                time.sleep(0.1)
+            expect(row and row[0] == want, "with %r the client is %r, not %r" % (trusted, row, want))
+            w.close()
+        finally:
+            other.stop()
+
+
+@case
 def test_ws_client_that_never_reads_pauses_its_server_stream(st):
     other = side_stack(st, "max_client_buffer = 65536\n")
     try:

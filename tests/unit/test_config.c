@@ -148,6 +148,8 @@ static void test_errors(void)
 		{ "backend.x.org = srv directtls\n", "directtls needs HOST:PORT" },
 		{ "backend.x.org = h:1 pin-sha256=short\n", "unknown option" },
 		{ "no_tls_domains = y.org\n", "key 'no_tls_domains': names a domain with no backend line" },
+		{ "trusted_proxies = 127.0.0.1 localhost\n", "key 'trusted_proxies': expected addresses" },
+		{ "trusted_proxies = 10.0.0.0/40\n", "key 'trusted_proxies': expected addresses" },
 	};
 	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
 		CHECK(load(bad[i].text, &c, err, sizeof err) < 0);
