@@ -37,6 +37,7 @@ SESSIOND_SRC := sessiond/main.c sessiond/loop.c sessiond/reply.c sessiond/xmpp.c
 	sessiond/stream.c sessiond/route.c sessiond/attrs.c sessiond/budget.c \
 	sessiond/ws_handshake.c sessiond/ws_conn.c sessiond/xmpp_framing.c sessiond/ws_session.c \
 	sessiond/ws_accept.c sessiond/ws_save.c \
+	sessiond/metrics.c sessiond/metrics_report.c sessiond/control.c sessiond/status_page.c \
 	$(COMMON_SRC)
 UNIT_TESTS := body splitter frame ridwin config query jsonattrs dial route attrs reply store log netmatch \
 	snapshot restore ws_handshake ws_conn xmpp_framing
@@ -44,7 +45,7 @@ UNIT_TESTS := body splitter frame ridwin config query jsonattrs dial route attrs
 .PHONY: FORCE all check-build deps-run deps-test deps-bench run test unit unit-asan e2e bench clean \
 	continuity continuity-small fuzz fuzz-short \
 	install install-cgi
-all: $(B)/sessiond $(B)/bosh-handler $(B)/bosh-prebind
+all: $(B)/sessiond $(B)/bosh-handler $(B)/bosh-prebind $(B)/boshctl
 
 # ---- dependencies ---------------------------------------------------------
 deps-run:
@@ -100,6 +101,10 @@ $(B)/sessiond: $(SESSIOND_SRC) $(wildcard */*.h) $(GEN) | check-build
 $(B)/bosh-handler: $(HANDLER_SRC) $(wildcard */*.h) $(GEN) | check-build
 	$(CC) $(WARN) $(CFLAGS) $(INC) $(pc_cflags) $(HANDLER_SRC) -o $@ $(pc_libs)
 
+BOSHCTL_SRC := tools/boshctl.c common/frame.c common/config.c common/netmatch.c common/log.c
+$(B)/boshctl: $(BOSHCTL_SRC) $(wildcard */*.h) $(GEN) | check-build
+	$(CC) $(WARN) $(CFLAGS) $(INC) $(BOSHCTL_SRC) -o $@
+
 PREBIND_SRC := tools/prebind.c common/frame.c common/config.c common/netmatch.c common/log.c
 $(B)/bosh-prebind: $(PREBIND_SRC) $(wildcard */*.h) $(GEN) | check-build
 	$(CC) $(WARN) $(CFLAGS) $(INC) $(pc_cflags) $(PREBIND_SRC) -o $@ $(pc_libs)
@@ -113,11 +118,11 @@ src_config   := common/config.c common/netmatch.c common/log.c
 src_log      := common/log.c
 src_query    := fcgi/query.c
 src_jsonattrs := sessiond/jsonattrs.c
-src_dial     := sessiond/dial.c sessiond/resolver.c sessiond/loop.c common/log.c
+src_dial     := sessiond/dial.c sessiond/resolver.c sessiond/metrics.c sessiond/loop.c common/log.c
 src_route    := sessiond/route.c
 src_netmatch := common/netmatch.c
 src_attrs    := sessiond/attrs.c common/frame.c
-src_reply    := sessiond/reply.c sessiond/loop.c common/frame.c common/config.c common/netmatch.c common/log.c
+src_reply    := sessiond/reply.c sessiond/metrics.c sessiond/loop.c common/frame.c common/config.c common/netmatch.c common/log.c
 src_store    := sessiond/store.c common/log.c
 src_snapshot := sessiond/snapshot.c sessiond/splitter.c sessiond/budget.c common/log.c
 src_restore  := $(filter-out sessiond/main.c,$(SESSIOND_SRC))
@@ -240,7 +245,7 @@ install: all
 	install -d $(DESTDIR)$(SBINDIR) $(DESTDIR)$(BINDIR) $(DESTDIR)$(DATADIR)/sql \
 		$(DESTDIR)$(DOCDIR)/examples/nginx $(DESTDIR)$(DOCDIR)/examples/apache \
 		$(DESTDIR)$(DOCDIR)/examples/logrotate $(DESTDIR)$(MANDIR)/man8
-	install -m 755 $(B)/sessiond $(B)/bosh-handler $(DESTDIR)$(SBINDIR)/
+	install -m 755 $(B)/sessiond $(B)/bosh-handler $(B)/boshctl $(DESTDIR)$(SBINDIR)/
 	install -m 755 $(B)/bosh-prebind tools/bosh-discovery $(DESTDIR)$(BINDIR)/
 	install -m 644 sql/schema.sql sql/views.sql $(DESTDIR)$(DATADIR)/sql/
 	install -m 644 conf/bosh.conf.example $(DESTDIR)$(DOCDIR)/examples/

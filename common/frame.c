@@ -61,6 +61,8 @@ size_t frame_encode_request(uint8_t *buf, size_t cap, const struct frame_request
 	put_string(&w, TAG_USER_AGENT, r->user_agent);
 	put_string(&w, TAG_ERROR, r->error);
 	put_string(&w, TAG_WRAP, r->wrap);
+	put_string(&w, TAG_PAGE, r->page);
+	put_string(&w, TAG_COMMAND, r->command);
 	for (size_t i = 0; i < r->nattrs; i++)
 		put_field(&w, TAG_ATTR, r->attrs[i].name, strlen(r->attrs[i].name) + 1,
 		          r->attrs[i].value, strlen(r->attrs[i].value) + 1);
@@ -149,6 +151,8 @@ static int decode_field(struct frame_request *out, unsigned tag, const uint8_t *
 	case TAG_USER_AGENT: str = &out->user_agent; break;
 	case TAG_ERROR: str = &out->error; break;
 	case TAG_WRAP: str = &out->wrap; break;
+	case TAG_PAGE: str = &out->page; break;
+	case TAG_COMMAND: str = &out->command; break;
 	case TAG_ATTR:
 		return decode_attr(out, v, n);
 	case TAG_PAYLOAD:

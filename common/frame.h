@@ -45,6 +45,8 @@ enum frame_tag {
 	TAG_DATA = 9,      /* bytes: FRAME_CGI_DATA content */
 	TAG_USER_AGENT = 10, /* string: User-Agent header, if any */
 	TAG_WRAP = 11,     /* string: a GET body's answer form: "xml", "script" (_BOSH_), "jsonp:NAME" */
+	TAG_PAGE = 12,     /* string: not BOSH but a page of sessiond's (control.h): "metrics", ... */
+	TAG_COMMAND = 13,  /* string: boshctl's command (method "CONTROL"; control.h) */
 };
 
 /* The web server's connection came with the frame (SCM_RIGHTS). Without
@@ -71,6 +73,8 @@ struct frame_request {
 	const char *user_agent;
 	const char *error; /* non-NULL: answer bad-request, log this */
 	const char *wrap;  /* GET forms: "xml", "script" or "jsonp:NAME"; NULL for POST */
+	const char *page;  /* a page of sessiond's, or NULL */
+	const char *command; /* boshctl's command, or NULL */
 	struct frame_attr attrs[FRAME_MAX_ATTRS];
 	size_t nattrs;
 	const uint8_t *payload;

@@ -277,11 +277,13 @@ static void handle_fcgi(FCGX_Request *req)
 	fr.client = FCGX_GetParam("REMOTE_ADDR", req->envp);
 	fr.origin = FCGX_GetParam("HTTP_ORIGIN", req->envp);
 	fr.user_agent = FCGX_GetParam("HTTP_USER_AGENT", req->envp);
+	/* The web server maps sessiond's pages (metrics, status, health) with this parameter. */
+	fr.page = FCGX_GetParam("BOSH_PAGE", req->envp);
 	fr.fcgi_id = (uint16_t)req->requestId;
 	fr.flags = FRAME_F_FD_PASSED;
 	char wrap[QUERY_CALLBACK_MAX + 8];
 	long len = read_body(req->in, FCGX_GetParam("CONTENT_LENGTH", req->envp));
-	if (len == 0)
+	if (len == 0 && !fr.page)
 		len = body_from_query(&fr, FCGX_GetParam("QUERY_STRING", req->envp), wrap, sizeof wrap);
 	size_t flen = build_frame(&fr, &b, len, why, sizeof why);
 	if (flen == 0 || deliver(frame_buf, flen, req->ipcFd) < 0) {
@@ -361,6 +363,7 @@ static int run_cgi(void)
 	fr.client = getenv("REMOTE_ADDR");
 	fr.origin = getenv("HTTP_ORIGIN");
 	fr.user_agent = getenv("HTTP_USER_AGENT");
+	fr.page = getenv("BOSH_PAGE");
 	const char *cl = getenv("CONTENT_LENGTH");
 	long len = cl && atol(cl) > cfg.max_data_held ? -1 : 0;
 	if (len == 0) {
@@ -369,7 +372,7 @@ static int run_cgi(void)
 			len = -1;
 	}
 	char wrap[QUERY_CALLBACK_MAX + 8];
-	if (len == 0)
+	if (len == 0 && !fr.page)
 		len = body_from_query(&fr, getenv("QUERY_STRING"), wrap, sizeof wrap);
 	size_t flen = build_frame(&fr, &b, len, why, sizeof why);
 	if (flen == 0)

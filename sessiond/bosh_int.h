@@ -159,7 +159,7 @@ void connect_first_stream(struct session *s, const struct config_backend *be, co
                           unsigned port);
 
 /* bosh_save.c: the struct sess_ops a BOSH session is saved and restored by */
-void bosh_put_row(struct sess *c);
+void bosh_describe(const struct sess *c, struct store_row *r);
 int bosh_can_move(const struct sess *c);
 int bosh_put(struct snap_w *w, const struct sess *c, sessions_fd_cb keep, void *ctx);
 struct sess *bosh_get(struct snap_r *r);

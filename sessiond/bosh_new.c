@@ -3,9 +3,11 @@
  * and route chosen, the XMPP connection opened. */
 #define _GNU_SOURCE
 #include "bosh_int.h"
+#include "control.h"
 #include "attrs.h"
 #include "bosh.h"
 #include "log.h"
+#include "metrics.h"
 #include "route.h"
 #include "xmpp.h"
 
@@ -115,6 +117,15 @@ void create_session(struct responder *resp, const struct frame_request *fr)
 	int64_t rid = rid_parse(frame_attr(fr, "rid"));
 	const char *to = frame_attr(fr, "to");
 	char newkey[KEY_HEX + 1], why[160];
+	if (control_draining()) {
+		static const char body[] = "draining: this server takes no new sessions; try another\n";
+		struct reply r = { .status = 503, .content_type = "text/plain; charset=utf-8",
+		                   .headers = "Retry-After: 5\r\n", .body = body, .body_len = sizeof body - 1 };
+		log_limited(LOG_INFO, "drain refusals", "session request from %s refused: draining (503)",
+		            fr->client ? fr->client : "-");
+		reply_send(resp, &r);
+		return;
+	}
 	if (rid < 0 || copy_key(newkey, frame_attr(fr, "newkey")) < 0) {
 		log_info("session request from %s with a malformed rid or newkey",
 		         fr->client ? fr->client : "-");
@@ -164,6 +175,7 @@ void create_session(struct responder *resp, const struct frame_request *fr)
 		answer_terminate(resp, "internal-server-error");
 		return;
 	}
+	M.sessions_created[MT_BOSH]++;
 	log_info("session %s created for %s (client %s, user agent '%.100s')", s->c.sid, s->to,
 	         s->c.client ? s->c.client : "-", fr->user_agent ? fr->user_agent : "-");
 	hold_request(s, resp, rid, 1);

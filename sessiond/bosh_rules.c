@@ -33,6 +33,7 @@
 #include "hex.h"
 #include "jsonattrs.h"
 #include "log.h"
+#include "metrics.h"
 #include "splitter.h"
 #include "xmpp.h"
 
@@ -252,6 +253,7 @@ void answer_held_with(struct session *s, int i, const struct answer *a)
 		keep_answer(s, h->rid, plain_empty ? NULL : b.data, plain_empty ? 0 : b.len);
 	buf_free(&b);
 	s->last_answer = loop_now(bosh_loop);
+	metrics_held((double)(s->last_answer - h->since) / 1000.0);
 	held_remove(s, i);
 }
 
@@ -336,7 +338,7 @@ void session_end(struct session *s, const char *condition)
 	streams_close(&s->streams);
 	int client_asked = strcmp(condition, "terminate") == 0;
 	const char *wire = client_asked ? NULL : condition;
-	bosh_put_row(&s->c); /* the final row, written even though s goes away */
+	sesstable_put_row(&s->c); /* the final row, written even though s goes away */
 	sesstable_clean(&s->c);
 	for (int i = 0; i < s->nahead; i++) {
 		answer_body(&s->ahead[i]->resp, s->content, empty_body, sizeof empty_body - 1);
@@ -1032,12 +1034,12 @@ static void bosh_stop(struct sess *c)
 	struct session *s = bosh_of(c);
 	while (s->nheld)
 		answer_held(s, 0, NULL, NULL);
-	bosh_put_row(c);
+	sesstable_put_row(c);
 	streams_close(&s->streams);
 }
 
 const struct sess_ops bosh_ops = {
-	.put_row = bosh_put_row, .ended = bosh_ended, .end = bosh_end, .destroy = bosh_destroy,
+	.transport = "bosh", .describe = bosh_describe, .ended = bosh_ended, .end = bosh_end, .destroy = bosh_destroy,
 	.stop = bosh_stop, .can_move = bosh_can_move, .forget = bosh_forget, .put = bosh_put,
 	.get = bosh_get, .discard = bosh_discard, .resume = bosh_resume,
 };

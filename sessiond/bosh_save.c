@@ -15,18 +15,17 @@
 
 static const char *const state_names[] = { "connecting", "active", "ended" };
 
-void bosh_put_row(struct sess *c)
+void bosh_describe(const struct sess *c, struct store_row *r)
 {
-	const struct session *s = bosh_of(c);
-	struct store_row r = {
+	const struct session *s = bosh_of_const(c);
+	*r = (struct store_row){
 		.sid = s->c.sid, .state = state_names[s->state], .rid = s->next_rid - 1, .jid = s->jid,
 		.to_domain = s->to, .route = s->route, .wait = s->wait, .hold = s->hold,
 		.inactivity = s->inactivity, .requests = s->requests, .ver = s->ver, .lang = s->lang,
 		.client_addr = s->c.client, .user_agent = s->ua, .held = s->nheld,
 		.created_at = s->created_at, .last_seen = s->last_seen, .ended_at = s->ended_at,
-		.end_condition = s->end_condition, .key = s->key[0] ? s->key : NULL,
+		.end_condition = s->end_condition, .key = s->key[0] ? s->key : NULL, .transport = "bosh",
 	};
-	store_put(&r);
 }
 
 /* ---- graceful restart (snapshot.h) ----

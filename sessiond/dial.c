@@ -1,6 +1,7 @@
 #define _GNU_SOURCE
 #include "dial.h"
 #include "log.h"
+#include "metrics.h"
 #include "resolver.h"
 
 #include <errno.h>
@@ -85,6 +86,7 @@ static void succeed(struct dialer *d)
 	if (setsockopt(d->io.fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one) < 0)
 		log_debug("TCP_NODELAY: %s", strerror(errno));
 	d->io.fd = -1; /* the caller's now */
+	M.backend_connects[MR_OK]++;
 	log_debug("connected to %s:%u for %s%s", t->host, (unsigned)t->port, d->domain,
 	          t->direct_tls ? " (direct TLS)" : "");
 	dial_cb cb = d->cb;
@@ -104,6 +106,7 @@ static void attempt_failed(struct dialer *d, const char *why)
 	snprintf(d->last_error, sizeof d->last_error, "%s:%u (%s): %s", t->host, (unsigned)t->port,
 	         addr, why);
 	log_info("XMPP server for %s: %s", d->domain, d->last_error);
+	M.backend_connects[MR_FAILED]++;
 	timer_cancel(d->loop, &d->timer);
 	if (d->io.fd >= 0) {
 		loop_del(d->loop, &d->io);

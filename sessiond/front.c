@@ -1,6 +1,7 @@
 #define _GNU_SOURCE
 #include "front.h"
 #include "config.h"
+#include "control.h"
 #include "frame.h"
 #include "log.h"
 #include "reply.h"
@@ -152,6 +153,20 @@ static int forward(struct conn *c, size_t n, int passed, const struct frame_requ
 	return 1;
 }
 
+/* boshctl: only from root and sessiond's own user, with a way back. */
+static void control_frame(struct conn *c, const struct frame_request *fr, int passed)
+{
+	if (!c->trusted || c->channel || passed < 0 || strcmp(fr->method, "CONTROL") != 0) {
+		log_limited(LOG_WARN, "refused peers",
+		            "control socket: command '%.32s' from uid %u refused (only sessiond's own user and "
+		            "root may send one, with a descriptor for the answer)", fr->command, (unsigned)c->uid);
+		if (passed >= 0)
+			close(passed);
+		return;
+	}
+	control_command(fr, passed, c->uid);
+}
+
 static void dispatch(struct conn *c, size_t n, int passed)
 {
 	struct frame_request fr;
@@ -186,6 +201,10 @@ static void dispatch(struct conn *c, size_t n, int passed)
 		conn_close(c, 1);
 		return;
 	}
+	if (fr.command) {
+		control_frame(c, &fr, passed);
+		return;
+	}
 	if (!c->channel && forward(c, n, passed, &fr))
 		return;
 	struct responder resp;
@@ -213,7 +232,11 @@ static void dispatch(struct conn *c, size_t n, int passed)
 		reply_drop(&resp);
 		return;
 	}
-	if (strcmp(fr.method, "POST") == 0 || get)
+	if (fr.page && strcmp(fr.method, "GET") == 0)
+		control_page(&resp, fr.page);
+	else if (fr.page)
+		answer_method(&resp, fr.method);
+	else if (strcmp(fr.method, "POST") == 0 || get)
 		sessions_handle(&resp, &fr);
 	else if (strcmp(fr.method, "OPTIONS") == 0)
 		reply_preflight(&resp); /* CORS headers if the origin is allowed, else none */

@@ -16,6 +16,8 @@
 #include "restart.h"
 #include "session.h"
 #include "snapshot.h"
+#include "control.h"
+#include "metrics_report.h"
 #include "store.h"
 #include "tls.h"
 #include "ws_session.h"
@@ -381,7 +383,7 @@ static void reopen_logs(void)
  * database wait for a restart, and the log says which. The handlers are
  * replaced one by one, so they read the new file too. A file that does not
  * parse changes nothing: never a reason to stop serving. */
-static void reload(void)
+static int reload_into(struct buf *out)
 {
 	static struct config next; /* large: not on the stack */
 	char err[512], changed[1024], later[1024];
@@ -393,7 +395,9 @@ static void reload(void)
 	    handler_uids(&next, uids, &nuids, err, sizeof err) < 0) {
 		log_error("SIGHUP: log files reopened; the configuration was NOT reloaded and the running one "
 		          "stays: %s", err);
-		return;
+		buf_printf(out, "log files reopened; the configuration was NOT reloaded and the running one "
+		                "stays: %s\n", err);
+		return -1;
 	}
 	long running = cfg.max_sessions; /* raise_fd_limit may have lowered the file's value */
 	cfg.max_sessions = max_sessions_asked;
@@ -412,8 +416,25 @@ static void reload(void)
 	pool_recycle();
 	log_info("SIGHUP: log files reopened, %s read again; changed: %s", cfg.path,
 	         changed[0] ? changed : "nothing");
-	if (later[0])
+	buf_printf(out, "log files reopened, %s read again; changed: %s\n", cfg.path,
+	           changed[0] ? changed : "nothing");
+	if (later[0]) {
 		log_warn("SIGHUP: changed but applied only when sessiond restarts (sessiond -r): %s", later);
+		buf_printf(out, "changed but applied only when sessiond restarts (boshctl restart): %s\n", later);
+	}
+	return 0;
+}
+
+static void reload(void)
+{
+	struct buf ignored = { 0 };
+	reload_into(&ignored);
+	buf_free(&ignored);
+}
+
+static void restart_now(void)
+{
+	restart_request(&restart);
 }
 
 static void report_suppressed(void *ctx)
@@ -706,6 +727,7 @@ static int check_startup(const char *config_path)
 static int resume(struct snap_r *snap, int fcgi, const char *handler, const char *config_path)
 {
 	long n = -1;
+	restart_restore_state(snap);
 	if (pool_restore(loop, snap, fcgi, handler, config_path) == 0 &&
 	    front_restore(loop, snap, &cfg) == 0 && front_restore_drainer(snap) == 0)
 		n = sessions_restore(snap);
@@ -715,7 +737,7 @@ static int resume(struct snap_r *snap, int fcgi, const char *handler, const char
 		return -1;
 	}
 	restart_cloexec_all();
-	log_info("restarted in place: %ld sessions taken over", n);
+	restart_succeeded(n);
 	return 0;
 }
 
@@ -771,6 +793,9 @@ static int run(const char *config_path, const char *level, int resume_fd)
 	    (ws >= 0 && ws_start(ws) < 0))
 		return 1;
 	pool_on_other_child(restart_reaped);
+	control_init(loop, &cfg, &(struct control_actions){ .reload = reload_into, .restart = restart_now });
+	store_on_flush(metrics_db_flush);
+	metrics_start(loop);
 	restart = (struct restart_params){ .loop = loop, .self = self_path, .config_path = config_path,
 	                                   .level = level, .fcgi_fd = fcgi, .drain_time = cfg.drain_time };
 	write_pid_file();

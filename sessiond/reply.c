@@ -5,6 +5,7 @@
 #include "config.h"
 #include "frame.h"
 #include "log.h"
+#include "metrics.h"
 
 #include <errno.h>
 #include <stdarg.h>
@@ -328,6 +329,8 @@ void reply_send(struct responder *resp, const struct reply *r)
 {
 	if (resp->kind == RESP_NONE)
 		return;
+	if (!resp->wrap) /* a wrapped answer is counted once, as itself */
+		metrics_http(r->status);
 	if (resp->wrap) {
 		char *wrap = resp->wrap;
 		size_t len;

@@ -1,6 +1,7 @@
 #define _GNU_SOURCE
 #include "resolver.h"
 #include "log.h"
+#include "metrics.h"
 
 #include <ares.h>
 #include <arpa/inet.h>
@@ -199,6 +200,7 @@ static void answered(struct resolver_query *q, int ares_status)
 			free(q);
 		return;
 	}
+	M.dns_lookups[q->status < 0 ? MR_FAILED : MR_OK]++;
 	if (q->in_call) {
 		q->later = (struct timer){ .cb = deliver, .ctx = q };
 		timer_set(loop, &q->later, loop_now(loop));

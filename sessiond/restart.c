@@ -7,9 +7,12 @@
 #include "session.h"
 #include "store.h"
 #include "ws_session.h"
+#include "metrics_report.h"
+#include "control.h"
 
 #include <dirent.h>
 #include <errno.h>
+#include <stdarg.h>
 #include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
@@ -29,6 +32,50 @@ static struct restart_params params;
 static struct timer drain_timer;
 static uint64_t drain_until;
 static int in_progress;
+/* The last restart's outcome, for boshctl restart: a sequence number that
+ * grows with each outcome, and what happened (carried into the successor). */
+static uint64_t outcome_seq;
+static char outcome[512];
+
+static void restart_failed(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static void restart_failed(const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(outcome, sizeof outcome, fmt, ap);
+	va_end(ap);
+	log_error("%s", outcome);
+	outcome_seq++;
+	M.restart_refusals++;
+}
+
+uint64_t restart_outcome(const char **text)
+{
+	*text = outcome;
+	return outcome_seq;
+}
+
+void restart_succeeded(long sessions)
+{
+	snprintf(outcome, sizeof outcome, "restarted in place: %ld sessions taken over", sessions);
+	log_info("%s", outcome);
+	outcome_seq++;
+	M.restarts++;
+}
+
+void restart_snapshot_state(struct snap_w *w)
+{
+	snap_put_u64(w, outcome_seq);
+	metrics_snapshot(w);
+	control_snapshot(w);
+}
+
+void restart_restore_state(struct snap_r *r)
+{
+	outcome_seq = snap_get_u64(r);
+	metrics_restore(r);
+	control_restore(r);
+}
 static size_t nkept;
 
 /* A descriptor the successor takes over: it must survive the exec. */
@@ -107,7 +154,7 @@ static void check_said(char *out, size_t size)
 static void check_too_long(void *ctx)
 {
 	(void)ctx;
-	log_error("restart refused: '%s -t' did not finish in %d s; still serving with this process",
+	restart_failed("restart refused: '%s -t' did not finish in %d s; still serving with this process",
 	          params.self, CHECK_TIMEOUT_MS / 1000);
 	kill(check_pid, SIGKILL); /* reaped, and forgotten, in restart_reaped() */
 	check_pid = -1;
@@ -239,6 +286,7 @@ static int fork_drainer(void)
 		return -3;
 	}
 	close(ch[0]);
+	M.drains++;
 	return ch[1];
 }
 
@@ -250,14 +298,14 @@ static void exec_successor(void)
 	if (channel == -3)
 		return; /* the drainer's loop goes on */
 	if (channel == -2) {
-		log_error("restart abandoned: cannot start a process for the TLS sessions: %s",
+		restart_failed("restart abandoned: cannot start a process for the TLS sessions: %s",
 		          strerror(errno));
 		ws_restart_abandoned();
 		in_progress = 0;
 		return;
 	}
 	if (sessions_split(1) < 0 || (channel >= 0 && front_set_drainer(channel) < 0)) {
-		log_error("restart: out of memory splitting the sessions");
+		restart_failed("restart abandoned: out of memory splitting the sessions");
 		/* the drainer has the TLS sessions; we carry on with the rest */
 		ws_restart_abandoned();
 		in_progress = 0;
@@ -277,16 +325,17 @@ static void exec_successor(void)
 		if (setenv(WS_FD_ENV, wsarg, 1) < 0)
 			log_warn("restart: the WebSocket listener cannot be handed over: %s", strerror(errno));
 	}
+	restart_snapshot_state(&w);
 	pool_snapshot(&w);
 	front_snapshot(&w, keep_fd, NULL);
 	front_snapshot_drainer(&w, keep_fd, NULL);
 	if (sessions_snapshot(&w, keep_fd, NULL) < 0 || w.failed) {
-		log_error("restart abandoned: out of memory writing the snapshot");
+		restart_failed("restart abandoned: out of memory writing the snapshot");
 		goto undo;
 	}
 	int fd = write_memfd(&w);
 	if (fd < 0) {
-		log_error("restart abandoned: cannot write the snapshot: %s", strerror(errno));
+		restart_failed("restart abandoned: cannot write the snapshot: %s", strerror(errno));
 		goto undo;
 	}
 	char fdarg[16];
@@ -297,7 +346,7 @@ static void exec_successor(void)
 	         sessions_count(), nkept, w.len);
 	store_close();
 	execv(params.self, (char *const *)argv);
-	log_error("restart abandoned: exec %s: %s", params.self, strerror(errno));
+	restart_failed("restart abandoned: exec %s: %s", params.self, strerror(errno));
 	close(fd);
 	char err[256];
 	if (store_reopen(err, sizeof err) < 0)
@@ -336,14 +385,14 @@ void restart_request(const struct restart_params *p)
 	params = *p;
 	if (front_has_drainer() && sessions_unmovable_count() > 0) {
 		/* One drainer at a time keeps the forwarding simple. */
-		log_error("restart refused: the sessions over TLS of the last restart are still "
+		restart_failed("restart refused: the sessions over TLS of the last restart are still "
 		          "draining (see drain_time); try again when they have ended");
 		return;
 	}
 	in_progress = 1;
 	check_pid = start_check();
 	if (check_pid < 0) {
-		log_error("restart refused: fork: %s", strerror(errno));
+		restart_failed("restart refused: fork: %s", strerror(errno));
 		in_progress = 0;
 		return;
 	}
@@ -361,10 +410,10 @@ int restart_reaped(pid_t pid, int status)
 	char said[512];
 	check_said(said, sizeof said);
 	if (rc == 3) {
-		log_error("restart refused: %s keeps its state in another format than this process "
+		restart_failed("restart refused: %s keeps its state in another format than this process "
 		          "(version %d); still serving; stop and start it instead", params.self, SNAP_VERSION);
 	} else if (rc != 0) {
-		log_error("restart refused: '%s -t -c %s' failed (%s); still serving with this process",
+		restart_failed("restart refused: '%s -t -c %s' failed (%s); still serving with this process",
 		          params.self, params.config_path, said[0] ? said : "no reason given");
 	} else {
 		drain_until = loop_now(params.loop) + PENDING_MAX_MS;

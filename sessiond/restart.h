@@ -45,6 +45,15 @@ int restart_reaped(pid_t pid, int status);
  * owns a buffer: free r->data when done. Checks the magic. */
 int restart_read_snapshot(int fd, struct snap_r *r, int *fcgi_fd);
 
+/* The last outcome (refused, abandoned, or restarted) and its sequence
+ * number, which grows by one with each; boshctl restart waits for it. */
+uint64_t restart_outcome(const char **text);
+/* In the successor: the restart is done (logged, counted). */
+void restart_succeeded(long sessions);
+/* The outcome and the counters (metrics.h), first in the snapshot. */
+void restart_snapshot_state(struct snap_w *w);
+void restart_restore_state(struct snap_r *r);
+
 /* In the successor, once everything is taken over: our descriptors go back
  * to close-on-exec, so handlers started later inherit none of them. */
 void restart_cloexec_all(void);

@@ -5,6 +5,7 @@
 #include "budget.h"
 #include "hex.h"
 #include "log.h"
+#include "metrics.h"
 #include "store.h"
 
 #include <openssl/rand.h>
@@ -210,8 +211,16 @@ void sesstable_remove(struct sess *c)
 
 size_t sessions_count(void) { return nsessions; }
 
+void sesstable_put_row(const struct sess *c)
+{
+	struct store_row r;
+	c->ops->describe(c, &r);
+	store_put(&r);
+}
+
 void sesstable_log_end(const struct sess *c, const char *jid, double duration, const char *condition)
 {
+	metrics_session_ended(strcmp(c->ops->transport, "websocket") == 0 ? MT_WEBSOCKET : MT_BOSH, condition);
 	log_info("session %s ended: jid=%s client=%s duration=%.1fs condition=%s", c->sid,
 	         jid ? jid : "-", c->client ? c->client : "-", duration, condition);
 }
@@ -242,7 +251,7 @@ void sesstable_clean(struct sess *c)
 void sesstable_write_dirty(void)
 {
 	for (struct sess *c = dirty_list; c; c = c->dirty_next) {
-		c->ops->put_row(c);
+		sesstable_put_row(c);
 		c->dirty = 0;
 	}
 	dirty_list = NULL;

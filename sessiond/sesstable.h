@@ -20,6 +20,7 @@
 #define SID_HEX 32 /* a session id: 128 random bits, hex */
 
 struct sess;
+struct store_row;
 struct snap_w;
 struct snap_r;
 
@@ -29,8 +30,10 @@ typedef void (*sessions_fd_cb)(void *ctx, int fd);
 
 /* What the shared modules ask of a transport's session. */
 struct sess_ops {
-	/* Queues the session's row (store_put). */
-	void (*put_row)(struct sess *c);
+	/* "bosh", "websocket": the transport column, the metrics' label. */
+	const char *transport;
+	/* The session's row as it is now (store.h; pointers into the session). */
+	void (*describe)(const struct sess *c, struct store_row *r);
 	/* 1 once the session ended (it may linger to tell its client why). */
 	int (*ended)(const struct sess *c);
 	/* Ends a live session for condition; nothing if it ended already. */
@@ -81,6 +84,8 @@ struct sess *sesstable_find(const char *sid);
  * cb may remove the session it is given. */
 int sesstable_each(int (*cb)(struct sess *c, void *ctx), void *ctx);
 
+/* Queues the session's row (describe, then store_put). */
+void sesstable_put_row(const struct sess *c);
 /* The session's row changed: written at the next flush. */
 void sesstable_dirty(struct sess *c);
 /* Its row was queued already (its final one): no flush needed for it. */

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -39,6 +40,20 @@ static size_t *slots;
 static size_t nslots;
 static size_t max_queued = (size_t)-1;
 static size_t dropped; /* rows not queued because the queue was full, this incident */
+static double first_queued_at; /* monotonic seconds: the oldest row not yet written */
+static void (*on_flush)(double seconds, int failed);
+
+void store_on_flush(void (*cb)(double seconds, int failed))
+{
+	on_flush = cb;
+}
+
+static double mono_seconds(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + ts.tv_nsec / 1e9;
+}
 static int failing; /* an incident is under way: log its end, not every retry */
 static int own_pid;
 
@@ -326,6 +341,8 @@ int store_put(const struct store_row *row)
 		log_error("out of memory queueing a session row");
 		return -1;
 	}
+	if (queue_len == 0)
+		first_queued_at = mono_seconds();
 	*slot = ++queue_len;
 	return 0;
 }
@@ -381,10 +398,28 @@ static void incident(int rc)
 	failing = 1;
 }
 
+static int flush_queue(void);
+
 int store_flush(void)
 {
 	if (!queue_len || !db)
 		return 0;
+	double t0 = mono_seconds();
+	int rc = flush_queue();
+	if (on_flush)
+		on_flush(mono_seconds() - t0, rc < 0);
+	if (rc == 0)
+		first_queued_at = 0;
+	return rc;
+}
+
+double store_lag_seconds(void)
+{
+	return queue_len && first_queued_at ? mono_seconds() - first_queued_at : 0;
+}
+
+static int flush_queue(void)
+{
 	/* Never wait for a lock here: the loop must go on; the next flush retries. */
 	sqlite3_busy_timeout(db, 0);
 	int rc = sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL);

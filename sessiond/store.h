@@ -56,6 +56,10 @@ void store_set_max_queued(size_t n);
 int store_flush(void);
 
 size_t store_queued(void);
+/* Called after each flush with its time, and whether it failed (metrics). */
+void store_on_flush(void (*cb)(double seconds, int failed));
+/* Seconds the oldest queued row has waited (0: nothing queued): the database's lag. */
+double store_lag_seconds(void);
 
 /* Deletes ended and lost rows older than before (Unix seconds). */
 void store_prune(double before);

@@ -5,6 +5,7 @@
 #include "hex.h"
 #include "budget.h"
 #include "log.h"
+#include "metrics.h"
 #include "snapshot.h"
 #include "utf8.h"
 
@@ -128,6 +129,8 @@ static void on_xmpp(void *ctx, enum xmpp_event ev, const char *data, size_t len)
 		}
 		return;
 	case XMPP_STANZA:
+		M.stanzas[MD_TO_CLIENT]++;
+		M.bytes[MD_TO_CLIENT] += len;
 		note_jid(st, data, len);
 		if (queue_for_client(st, data, len) == 0)
 			st->ev->stanza(st->owner, st);
@@ -179,7 +182,11 @@ struct stream *stream_open(struct loop *l, const struct xmpp_params *p, const ch
 
 int stream_send(struct stream *st, const char *data, size_t len)
 {
-	return st->xmpp ? xmpp_send(st->xmpp, data, len) : -1;
+	if (!st->xmpp || xmpp_send(st->xmpp, data, len) < 0)
+		return -1;
+	M.stanzas[MD_TO_SERVER] += metrics_count_elements(data, len);
+	M.bytes[MD_TO_SERVER] += len;
+	return 0;
 }
 
 int stream_restart(struct stream *st, const char *extra_attrs)

@@ -3,6 +3,7 @@
  * within WS_HS_DEADLINE_MS; the 101 written, the connection becomes a
  * WebSocket session (ws_session.c). */
 #define _GNU_SOURCE
+#include "control.h"
 #include "log.h"
 #include "netmatch.h"
 #include "reply.h"
@@ -51,6 +52,7 @@ struct pending {
 	char *leftover;        /* frames sent before our 101 */
 	size_t nleftover;
 	char client[64];       /* the client's address, "" if unknown */
+	int refused;           /* a complete handshake answered 503 (drain) */
 	struct pending *prev, *next;
 };
 
@@ -138,7 +140,7 @@ static void pending_write(struct pending *p)
 		memmove(p->out.data, p->out.data + n, p->out.len - (size_t)n);
 		p->out.len -= (size_t)n;
 	}
-	if (ws_hs_request(p->hs))
+	if (ws_hs_request(p->hs) && !p->refused)
 		become_ws(p);
 	else
 		pending_drop(p); /* an error answer is written: nothing more to say */
@@ -147,7 +149,12 @@ static void pending_write(struct pending *p)
 static void pending_answer(struct pending *p, enum ws_hs_result r)
 {
 	int rc;
-	if (r == WS_HS_DONE) {
+	if (r == WS_HS_DONE && control_draining()) {
+		log_limited(LOG_INFO, "drain refusals", "websocket handshake from %s refused: draining (503)",
+		            p->client[0] ? p->client : "-");
+		p->refused = 1;
+		rc = ws_hs_reject(503, &p->out);
+	} else if (r == WS_HS_DONE) {
 		rc = ws_hs_accept(ws_hs_request(p->hs), &p->out);
 	} else {
 		log_limited(LOG_INFO, "websocket handshake refused",

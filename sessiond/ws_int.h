@@ -14,6 +14,7 @@
 #include "loop.h"
 #include "sesstable.h"
 #include "stream.h"
+#include "store.h"
 #include "ws_conn.h"
 
 #include <stdint.h>
@@ -73,7 +74,7 @@ void wss_close(struct wss *w, const char *stream_error, uint16_t code, const cha
 /* Writes what can be written now: sessiond stops or execs next. */
 void wss_flush_now(struct wss *w);
 void wss_free(struct wss *w);
-void ws_put_row(struct sess *c);
+void ws_describe(const struct sess *c, struct store_row *r);
 extern const struct stream_events ws_stream_events;
 
 /* ws_accept.c */

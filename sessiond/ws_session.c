@@ -7,6 +7,7 @@
 #include "ws_session.h"
 #include "budget.h"
 #include "log.h"
+#include "metrics.h"
 #include "reply.h"
 #include "route.h"
 #include "sesstable.h"
@@ -33,10 +34,10 @@ static struct xf_classifier *classifier;
 
 static const char *wsid(const struct wss *w) { return w->in_table ? w->c.sid : "-"; }
 
-void ws_put_row(struct sess *c)
+void ws_describe(const struct sess *c, struct store_row *r)
 {
-	struct wss *w = wss_of(c);
-	struct store_row r = {
+	const struct wss *w = wss_of_const(c);
+	*r = (struct store_row){
 		.sid = w->c.sid, .state = w->ended ? "ended" : w->st && !w->st->awaiting_features ? "active"
 		                                                                             : "connecting",
 		.jid = w->st ? w->st->jid : NULL, .to_domain = w->to, .lang = w->lang,
@@ -44,7 +45,6 @@ void ws_put_row(struct sess *c)
 		.last_seen = w->last_seen, .ended_at = w->ended ? w->ended_at : 0,
 		.end_condition = w->end_condition, .ver = "1.0", .transport = "websocket",
 	};
-	store_put(&r);
 }
 
 /* Schedules the next look at the connection: now when it is done, else the
@@ -125,7 +125,7 @@ static void wss_end(struct wss *w, const char *condition)
 		return;
 	}
 	sesstable_log_end(&w->c, w->st ? w->st->jid : NULL, w->ended_at - w->created_at, condition);
-	ws_put_row(&w->c);
+	sesstable_put_row(&w->c);
 	sesstable_clean(&w->c);
 }
 
@@ -268,6 +268,7 @@ static void open_session(struct wss *w, const struct xf_msg *m)
 		return;
 	}
 	w->in_table = 1;
+	M.sessions_created[MT_WEBSOCKET]++;
 	w->created_at = w->last_seen = loop_wallclock();
 	log_info("session %s created for %s (websocket, client %s, user agent '%.100s')", w->c.sid,
 	         w->to, w->c.client ? w->c.client : "-", w->ua ? w->ua : "-");
@@ -539,7 +540,7 @@ static void ws_stop_op(struct sess *c)
 }
 
 const struct sess_ops ws_ops = {
-	.put_row = ws_put_row, .ended = ws_ended, .end = ws_end_op, .destroy = ws_destroy,
+	.transport = "websocket", .describe = ws_describe, .ended = ws_ended, .end = ws_end_op, .destroy = ws_destroy,
 	.stop = ws_stop_op, .can_move = ws_can_move, .forget = ws_forget, .put = ws_put,
 	.get = ws_get, .discard = ws_discard, .resume = ws_resume,
 };

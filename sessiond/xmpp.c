@@ -3,6 +3,7 @@
 #include "buf.h"
 #include "dial.h"
 #include "log.h"
+#include "metrics.h"
 #include "snapshot.h"
 #include "splitter.h"
 #include "tls.h"
@@ -441,10 +442,13 @@ static void handshake_done(struct xmpp_conn *c)
 	char why[512];
 	if (tls_check_peer(c->ssl, c->domain, c->pin, why, sizeof why) < 0) {
 		char msg[700];
+		M.tls_handshakes[strstr(why, "pin") ? MTLS_PIN : strstr(why, "not valid for") ? MTLS_NAME
+		                                                                         : MTLS_UNTRUSTED]++;
 		snprintf(msg, sizeof msg, "TLS with the XMPP server for %s refused: %s", c->domain, why);
 		fail(c, XMPP_FAILED, msg);
 		return;
 	}
+	M.tls_handshakes[MTLS_OK]++;
 	log_info("TLS to the XMPP server for %s: %s, %s%s", c->domain, SSL_get_version(c->ssl),
 	         SSL_get_cipher_name(c->ssl), SSL_session_reused(c->ssl) ? ", session resumed" : "");
 	int was_starttls = c->tls == TLS_WANT_PROCEED;
@@ -477,6 +481,7 @@ static void tls_step(struct xmpp_conn *c)
 		return;
 	}
 	char why[600];
+	M.tls_handshakes[MTLS_HANDSHAKE]++;
 	ssl_failure(c, err, why, sizeof why);
 	fail(c, XMPP_FAILED, why);
 }

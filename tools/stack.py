@@ -243,6 +243,9 @@ class Stack:
                       {"listen 127.0.0.1:5280;": "listen 127.0.0.1:%d reuseport;" % self.http_port,
                        "/run/bosh/handler.sock": self.handler_sock,
                        "/run/bosh/ws.sock": self.ws_sock})
+        # sessiond's pages (metrics, status, health), inside the same server block
+        pages = fill(os.path.join(REPO, "conf/nginx/metrics.conf"), {"/run/bosh/handler.sock": self.handler_sock})
+        server = server[:server.rindex("}")] + "\n" + pages + "}\n"
         with open(os.path.join(d, "bosh.conf"), "w") as f:
             f.write(server)
         with open(os.path.join(d, "nginx.conf"), "w") as f:
@@ -338,6 +341,9 @@ def run_forever():
                   % (REPO, st.url, domain))
         print("Sessions: sqlite3 %s 'select * from active_sessions'" % st.db)
         print("BOSH endpoint: %s" % st.url)
+        print("Metrics: http://127.0.0.1:%d/bosh/metrics" % port)
+        print("Status: http://127.0.0.1:%d/bosh/status" % port)
+        print("Admin: %s/build/boshctl -c %s status" % (REPO, st.conf))
         print("WebSocket endpoint: %s" % st.ws_url, flush=True)
         while not stopping:
             for p in (st.nginx, st.sessiond, st.prosody):
