@@ -81,7 +81,10 @@ def refusals(st, tries):
     return got
 
 
-def protocol_error(why="WebSocket protocol error"):
+RSV = "reserved bits set (no extension was agreed)"
+
+
+def protocol_error(why):
     return "(client 127.0.0.1): %s (close code 1002)" % why
 
 
@@ -151,26 +154,27 @@ def test_ws_input_fragmented_message_with_a_ping_between(st):
 def test_ws_input_reserved_opcodes_and_bits(st):
     body = b"<presence xmlns='jabber:client'/>"
     refusals(st, [
-        ("opcode-0x3", lambda ws: ws.frame(0x3, body), 1002, protocol_error()),
-        ("opcode-0xB", lambda ws: ws.frame(0xB, b""), 1002, protocol_error()),
+        ("opcode-0x3", lambda ws: ws.frame(0x3, body), 1002, protocol_error("reserved opcode")),
+        ("opcode-0xB", lambda ws: ws.frame(0xB, b""), 1002, protocol_error("reserved opcode")),
         # frame() ORs the opcode into the first byte: RSV1 0x40, RSV2 0x20, RSV3 0x10
-        ("rsv1", lambda ws: ws.frame(0x40 | 1, body), 1002, protocol_error()),
-        ("rsv2", lambda ws: ws.frame(0x20 | 1, body), 1002, protocol_error()),
-        ("rsv3", lambda ws: ws.frame(0x10 | 1, body), 1002, protocol_error()),
-        ("continuation-first", lambda ws: ws.frame(0, body), 1002, protocol_error()),
+        ("rsv1", lambda ws: ws.frame(0x40 | 1, body), 1002, protocol_error(RSV)),
+        ("rsv2", lambda ws: ws.frame(0x20 | 1, body), 1002, protocol_error(RSV)),
+        ("rsv3", lambda ws: ws.frame(0x10 | 1, body), 1002, protocol_error(RSV)),
+        ("continuation-first", lambda ws: ws.frame(0, body), 1002,
+         protocol_error("continuation frame with no message begun")),
         # RFC 6455 §5.4: a message's fragments are not interleaved with another message's
         ("text-inside-a-message", lambda ws: (ws.frame(1, b"<presence ", fin=False), ws.frame(1, body)), 1002,
-         protocol_error()),
+         protocol_error("a new message inside a fragmented one")),
     ])
 
 
 @case
 def test_ws_input_bad_control_frames(st):
     refusals(st, [
-        ("ping-126", lambda ws: ws.frame(9, b"x" * 126), 1002, protocol_error("malformed frame header")),
+        ("ping-126", lambda ws: ws.frame(9, b"x" * 126), 1002, protocol_error("control frame over 125 bytes")),
         ("close-126", lambda ws: ws.frame(8, struct.pack(">H", 1000) + b"x" * 124), 1002,
-         protocol_error("malformed frame header")),
-        ("ping-fin0", lambda ws: ws.frame(9, b"x", fin=False), 1002, protocol_error("malformed frame header")),
+         protocol_error("control frame over 125 bytes")),
+        ("ping-fin0", lambda ws: ws.frame(9, b"x", fin=False), 1002, protocol_error("fragmented control frame")),
     ])
 
 
@@ -179,7 +183,7 @@ def test_ws_input_invalid_close_codes(st):
     """RFC 6455 §7.4: 0-999 unused, 1004-1006 and 1015 never on the wire,
     5000 and up undefined: answered with our own close, 1002."""
     refusals(st, [("close-%d" % c, lambda ws, c=c: ws.frame(8, struct.pack(">H", c) + b"bye"), 1002,
-                   protocol_error())
+                   protocol_error("close frame with an invalid code"))
                   for c in (0, 999, 1004, 1005, 1006, 1015, 5000)])
 
 
