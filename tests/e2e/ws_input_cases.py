@@ -151,9 +151,10 @@ def test_ws_input_fragmented_message_with_a_ping_between(st):
 
 
 @case
-def test_ws_input_reserved_opcodes_and_bits(st):
+def test_ws_input_unmasked_reserved_opcodes_and_bits(st):
     body = b"<presence xmlns='jabber:client'/>"
     refusals(st, [
+        ("unmasked", lambda ws: ws.frame(1, body, mask=False), 1002, protocol_error("unmasked frame")),
         ("opcode-0x3", lambda ws: ws.frame(0x3, body), 1002, protocol_error("reserved opcode")),
         ("opcode-0xB", lambda ws: ws.frame(0xB, b""), 1002, protocol_error("reserved opcode")),
         # frame() ORs the opcode into the first byte: RSV1 0x40, RSV2 0x20, RSV3 0x10
