@@ -56,6 +56,13 @@ struct pending {
 	struct pending *prev, *next;
 };
 
+/* For the log: the client's address, or where it came from if unknown yet
+ * ("!": the web server's proxy, whose headers were not read yet). */
+static const char *peer_name(const struct pending *p)
+{
+	return p->client[0] == '!' ? "(the web server's proxy)" : p->client[0] ? p->client : "-";
+}
+
 static struct pending *pendings;
 static size_t npending;
 
@@ -95,7 +102,7 @@ static void pending_timeout(void *ctx)
 	struct pending *p = ctx;
 	log_limited(LOG_INFO, "websocket handshake timeout",
 	            "websocket handshake from %s not complete within %d s; closed",
-	            p->client[0] ? p->client : "-", WS_HS_DEADLINE_MS / 1000);
+	            peer_name(p), WS_HS_DEADLINE_MS / 1000);
 	pending_drop(p);
 }
 
@@ -151,14 +158,14 @@ static void pending_answer(struct pending *p, enum ws_hs_result r)
 	int rc;
 	if (r == WS_HS_DONE && control_draining()) {
 		log_limited(LOG_INFO, "drain refusals", "websocket handshake from %s refused: draining (503)",
-		            p->client[0] ? p->client : "-");
+		            peer_name(p));
 		p->refused = 1;
 		rc = ws_hs_reject(503, &p->out);
 	} else if (r == WS_HS_DONE) {
 		rc = ws_hs_accept(ws_hs_request(p->hs), &p->out);
 	} else {
 		log_limited(LOG_INFO, "websocket handshake refused",
-		            "websocket handshake from %s refused (%d): %s", p->client[0] ? p->client : "-",
+		            "websocket handshake from %s refused (%d): %s", peer_name(p),
 		            ws_hs_status(p->hs), ws_hs_why(p->hs));
 		rc = ws_hs_reject(ws_hs_status(p->hs), &p->out);
 	}

@@ -1,7 +1,7 @@
 /* ws_conn.c - WebSocket framing over wslay's event API (see ws_conn.h).
  *
  * wslay reads and writes through our callbacks and reports what it did
- * through its own; three things it does not tell us are worked out here:
+ * through its own; four things it does not tell us are worked out here:
  *
  * - Which close code it chose for a rule the client broke. It queues the
  *   close itself and stops reading; we learn the code when the close is
@@ -11,6 +11,9 @@
  *   fragmented, a length not in its shortest form) makes wslay queue a
  *   close with no code at all. When that close is all that is queued we
  *   replace the context by a fresh one that says 1002 instead.
+ * - Which rule a 1002 stands for. wslay closes with the code alone, so the
+ *   headers are followed here as the bytes go by (follow()), with wslay's
+ *   own rules, and the first one broken names the reason in the log.
  * - When nothing is in flight. A wslay context holds two 4 KiB buffers,
  *   too much for thousands of idle sessions, so ws_conn_park() frees it
  *   when the connection is idle, and a new one is built when something
@@ -29,6 +32,16 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <wslay/wslay.h>
+
+/* Frame headers as the bytes go to wslay, to name the rule a 1002 broke. */
+struct follow {
+	uint8_t hdr[14];            /* the header being read */
+	uint8_t have;               /* its bytes so far */
+	uint8_t code[2], code_have; /* a close frame's status code, unmasked */
+	uint8_t in_msg;             /* a data message continues in a later frame */
+	uint64_t left;              /* payload bytes of this frame still to come */
+	const char *broken;         /* the first rule broken; NULL: none so far */
+};
 
 struct ws_conn {
 	int fd;
@@ -63,6 +76,7 @@ struct ws_conn {
 	int close_called;           /* ws_conn_close() queued a close */
 	int reported;               /* on_close or on_error was called */
 	int close_received;
+	struct follow fw;
 };
 
 /* ---- reporting ------------------------------------------------------- */
@@ -84,6 +98,96 @@ static void report_close(struct ws_conn *c, uint16_t code)
 	c->reported = 1;
 	if (c->cbs.on_close)
 		c->cbs.on_close(c->ctx, code);
+}
+
+/* ---- following the frame headers ------------------------------------- */
+
+/* wslay's rule (RFC 6455 §7.4.1, §7.4.2): codes an endpoint may send. */
+static int close_code_valid(unsigned code)
+{
+	return (code >= 1000 && code <= 1011 && code != 1004 && code != 1005 && code != 1006) ||
+	       (code >= 3000 && code <= 4999);
+}
+
+/* Bytes the header needs: 2, then the extended length and the mask key. */
+static unsigned header_size(const uint8_t *h)
+{
+	unsigned len7 = h[1] & 0x7f;
+	return 2 + (len7 == 126 ? 2 : len7 == 127 ? 8 : 0) + (h[1] & 0x80 ? 4 : 0);
+}
+
+/* The payload length an extended length field says (len7 126 or 127). */
+static uint64_t ext_length(const uint8_t *h)
+{
+	uint64_t len = 0;
+	for (unsigned i = 0; i < ((h[1] & 0x7f) == 126 ? 2u : 8u); i++)
+		len = len << 8 | h[2 + i];
+	return len;
+}
+
+/* After each byte of a header: the rule it breaks (RFC 6455 §5.2, §5.4,
+ * §5.5), checked at the byte where wslay checks it (so a header cut short
+ * is judged as wslay judged it), or NULL. On the last byte sets fw->left. */
+static const char *header_broken(struct follow *fw)
+{
+	const uint8_t *h = fw->hdr;
+	unsigned opcode = h[0] & 0x0f, len7 = h[1] & 0x7f, ext = len7 == 126 ? 2 : len7 == 127 ? 8 : 0;
+	int fin = h[0] & 0x80, control = opcode & 0x8;
+	if (fw->have == 2 && control && len7 > 125)
+		return "control frame over 125 bytes";
+	if (fw->have == 2 && control && !fin)
+		return "fragmented control frame";
+	uint64_t len = ext && fw->have >= 2 + ext ? ext_length(h) : len7;
+	if (ext && fw->have == 2 + ext && ((ext == 2 && len < 126) || (ext == 8 && (len < 65536 || len >> 63))))
+		return "frame length not in its shortest form";
+	if (fw->have < header_size(h))
+		return NULL;
+	fw->left = len;
+	if (h[0] & 0x70)
+		return "reserved bits set (no extension was agreed)";
+	if (!(h[1] & 0x80))
+		return "unmasked frame";
+	if ((opcode > 2 && opcode < 8) || opcode > 10)
+		return "reserved opcode";
+	if (opcode == 0 && !fw->in_msg)
+		return "continuation frame with no message begun";
+	if ((opcode == 1 || opcode == 2) && fw->in_msg)
+		return "a new message inside a fragmented one";
+	if (!control)
+		fw->in_msg = !fin;
+	return NULL;
+}
+
+/* Follows n more bytes of the client's stream, up to the first broken rule
+ * (wslay reads no further than that either). */
+static void follow(struct follow *fw, const uint8_t *p, size_t n)
+{
+	while (n && !fw->broken) {
+		if (fw->have < 2 || fw->have < header_size(fw->hdr)) {
+			fw->hdr[fw->have++] = *p++;
+			n--;
+			if (fw->have >= 2)
+				fw->broken = header_broken(fw);
+			if (fw->broken || fw->have < 2 || fw->have < header_size(fw->hdr))
+				continue;
+			fw->code_have = 0;
+		} else {
+			size_t take = fw->left < n ? (size_t)fw->left : n;
+			unsigned at = fw->have - 4; /* the mask key ends the header (unmasked stopped us) */
+			for (size_t i = 0; (fw->hdr[0] & 0x0f) == 8 && fw->code_have < 2 && i < take; i++) {
+				fw->code[fw->code_have] = p[i] ^ fw->hdr[at + fw->code_have % 4];
+				fw->code_have++;
+			}
+			fw->left -= take;
+			p += take;
+			n -= take;
+		}
+		if (!fw->left) { /* the frame is over: the next header */
+			if (fw->code_have == 2 && !close_code_valid((unsigned)fw->code[0] << 8 | fw->code[1]))
+				fw->broken = "close frame with an invalid code";
+			fw->have = 0;
+		}
+	}
 }
 
 /* ---- wslay's callbacks -------------------------------------------------- */
@@ -125,6 +229,7 @@ static ssize_t recv_cb(wslay_event_context_ptr ws, uint8_t *buf, size_t len, int
 		if (n > len)
 			n = len;
 		memcpy(buf, c->initial + c->initial_off, n);
+		follow(&c->fw, buf, n);
 		c->initial_off += n;
 		return received(c, ws, buf, n);
 	}
@@ -137,6 +242,7 @@ static ssize_t recv_cb(wslay_event_context_ptr ws, uint8_t *buf, size_t len, int
 	for (;;) {
 		ssize_t n = recv(c->fd, buf, len, 0);
 		if (n > 0) {
+			follow(&c->fw, buf, (size_t)n);
 			c->read_budget -= (size_t)n;
 			return received(c, ws, buf, (size_t)n);
 		}
@@ -279,6 +385,7 @@ int ws_conn_park(struct ws_conn *c)
 	c->ws = NULL;
 	c->in_total = c->in_framed = c->replay_base = c->replay_keep = 0;
 	buf_free(&c->replay);
+	c->fw = (struct follow){ 0 }; /* idle: between frames, no message open */
 	free(c->initial);
 	c->initial = NULL;
 	c->initial_len = c->initial_off = 0;
@@ -382,7 +489,9 @@ static void report_wslay_close(struct ws_conn *c, uint16_t known)
 	switch (code) {
 	case WS_CLOSE_TOO_BIG: why = "message over the size limit"; break;
 	case WS_CLOSE_BAD_DATA: why = "invalid UTF-8 in a text message"; break;
-	case WS_CLOSE_PROTOCOL: why = known ? "malformed frame header" : "WebSocket protocol error"; break;
+	case WS_CLOSE_PROTOCOL:
+		why = c->fw.broken ? c->fw.broken : known ? "malformed frame header" : "WebSocket protocol error";
+		break;
 	case 0: why = "WebSocket protocol error (close not yet written: the client does not read)"; break;
 	default: why = "WebSocket protocol error"; break;
 	}

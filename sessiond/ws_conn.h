@@ -19,8 +19,10 @@
  *             the answering close is queued
  *   on_error  we are closing because the client broke a rule: code is
  *             what our close frame says, 0 when it could not be written yet
- *             (the client does not read); or the connection ended without a
- *             close frame or failed: code 1006 (WS_CLOSE_ABNORMAL)
+ *             (the client does not read), and why names the rule (for 1002
+ *             which one: "reserved opcode", "unmasked frame", ...); or the
+ *             connection ended without a close frame or failed: code 1006
+ *             (WS_CLOSE_ABNORMAL)
  * Exactly one of on_close/on_error comes, at most once.
  *
  * Close codes sent: 1002 protocol error (unmasked frame, reserved opcode or

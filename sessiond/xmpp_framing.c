@@ -196,6 +196,29 @@ static const char *str(const struct xf_classifier *x, int i)
 	return x->off[i] ? x->strings.data + x->off[i] - 1 : NULL;
 }
 
+/* Why expat refused the message, in the terms of RFC 7395. expat says "no
+ * element found" also when the element is not closed by the end of the
+ * message: half of a stanza the client split over two messages. */
+static const char *parse_error(const struct xf_classifier *x)
+{
+	switch (XML_GetErrorCode(x->p)) {
+	case XML_ERROR_JUNK_AFTER_DOC_ELEMENT:
+		return "more than one element, or text after it";
+	case XML_ERROR_NO_ELEMENTS:
+		return x->depth > 0 ? "element not complete (a message holds one whole element)"
+		                    : "no element (empty or text only)";
+	case XML_ERROR_UNCLOSED_TOKEN:
+		return "element not complete (a message holds one whole element)";
+	case XML_ERROR_SYNTAX:
+		return "not XML (syntax error)";
+	case XML_ERROR_INVALID_TOKEN:
+	case XML_ERROR_BAD_CHAR_REF:
+		return "not XML, or not valid UTF-8";
+	default:
+		return XML_ErrorString(XML_GetErrorCode(x->p));
+	}
+}
+
 enum xf_kind xf_classify(struct xf_classifier *x, const char *msg, size_t len, struct xf_msg *out)
 {
 	*out = (struct xf_msg){ .kind = XF_INVALID };
@@ -220,11 +243,7 @@ enum xf_kind xf_classify(struct xf_classifier *x, const char *msg, size_t len, s
 		return XF_INVALID;
 	}
 	if (st != XML_STATUS_OK) {
-		enum XML_Error e = XML_GetErrorCode(x->p);
-		out->why = e == XML_ERROR_JUNK_AFTER_DOC_ELEMENT ? "more than one element, or text after it"
-		         : e == XML_ERROR_NO_ELEMENTS ? "no element (empty or text only)"
-		         : e == XML_ERROR_INVALID_TOKEN || e == XML_ERROR_BAD_CHAR_REF ? "not XML, or not valid UTF-8"
-		         : XML_ErrorString(e);
+		out->why = parse_error(x);
 		return XF_INVALID;
 	}
 	out->kind = x->kind;

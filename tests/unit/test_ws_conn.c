@@ -247,18 +247,21 @@ static void test_fragmented(void)
 	pair_close(&p);
 }
 
-/* One hostile input: the close code the server sends and reports. */
-static void expect_error(const char *what, const uint8_t *bytes, size_t n, size_t max_msg, int code)
+/* One hostile input: the close code the server sends and reports, and why
+ * (for the log: the rule the client broke). */
+static void expect_error(const char *what, const uint8_t *bytes, size_t n, size_t max_msg, int code,
+                         const char *why)
 {
 	struct pair p;
 	pair_open(&p, max_msg);
 	put(&p, bytes, n);
 	enum ws_conn_state st = ws_conn_on_readable(p.c);
 	int got = read_close_code(&p);
-	if (got != code || p.s.errors != 1 || p.s.code != code || st != WS_DONE || p.s.texts != 0) {
+	if (got != code || p.s.errors != 1 || p.s.code != code || st != WS_DONE || p.s.texts != 0 ||
+	    !p.s.why || strcmp(p.s.why, why) != 0) {
 		check_failed++;
-		fprintf(stderr, "%s: close %d, reported %d (%s), errors %d, state %d; want %d\n", what, got,
-		        p.s.code, p.s.why ? p.s.why : "", p.s.errors, st, code);
+		fprintf(stderr, "%s: close %d, reported %d (%s), errors %d, state %d; want %d (%s)\n", what, got,
+		        p.s.code, p.s.why ? p.s.why : "", p.s.errors, st, code, why);
 	} else
 		check_passed++;
 	CHECK(!ws_conn_want_read(p.c) && !ws_conn_want_write(p.c));
@@ -270,47 +273,120 @@ static void test_hostile(void)
 	uint8_t f[70100];
 	size_t n;
 	n = frame(f, 0x81, "<presence/>", 11, 0);
-	expect_error("unmasked frame", f, n, 1000, 1002);
+	expect_error("unmasked frame", f, n, 1000, 1002,
+	             "unmasked frame");
 	n = frame(f, 0x82, "\x01\x02", 2, 1);
-	expect_error("binary message", f, n, 1000, 1003);
+	expect_error("binary message", f, n, 1000, 1003,
+	             "binary message (XMPP is text)");
 	static char big[2000];
 	memset(big, 'x', sizeof big);
 	n = frame(f, 0x81, big, 1001, 1);
-	expect_error("message over the limit", f, n, 1000, 1009);
+	expect_error("message over the limit", f, n, 1000, 1009,
+	             "message over the size limit");
 	n = frame(f, 0x01, big, 600, 1);
 	n += frame(f + n, 0x80, big, 600, 1);
-	expect_error("fragments over the limit", f, n, 1000, 1009);
+	expect_error("fragments over the limit", f, n, 1000, 1009,
+	             "message over the size limit");
 	n = frame(f, 0x81, "<a>\xff</a>", 8, 1);
-	expect_error("invalid UTF-8", f, n, 1000, 1007);
+	expect_error("invalid UTF-8", f, n, 1000, 1007,
+	             "invalid UTF-8 in a text message");
 	n = frame(f, 0x81, "<a>\xed\xa0\x80</a>", 10, 1);
-	expect_error("UTF-8 surrogate", f, n, 1000, 1007);
+	expect_error("UTF-8 surrogate", f, n, 1000, 1007,
+	             "invalid UTF-8 in a text message");
 	n = frame(f, 0x81, "<a>\xc3", 4, 1);
-	expect_error("UTF-8 cut at the end", f, n, 1000, 1007);
+	expect_error("UTF-8 cut at the end", f, n, 1000, 1007,
+	             "invalid UTF-8 in a text message");
 	n = frame(f, 0x83, "x", 1, 1);
-	expect_error("reserved data opcode", f, n, 1000, 1002);
+	expect_error("reserved data opcode", f, n, 1000, 1002,
+	             "reserved opcode");
 	n = frame(f, 0x8B, "x", 1, 1);
-	expect_error("reserved control opcode", f, n, 1000, 1002);
+	expect_error("reserved control opcode", f, n, 1000, 1002,
+	             "reserved opcode");
 	n = frame(f, 0xC1, "x", 1, 1);
-	expect_error("RSV1 without an extension", f, n, 1000, 1002);
+	expect_error("RSV1 without an extension", f, n, 1000, 1002,
+	             "reserved bits set (no extension was agreed)");
 	n = frame(f, 0x80, "x", 1, 1);
-	expect_error("continuation with nothing to continue", f, n, 1000, 1002);
+	expect_error("continuation with nothing to continue", f, n, 1000, 1002,
+	             "continuation frame with no message begun");
 	n = frame(f, 0x01, "a", 1, 1);
 	n += frame(f + n, 0x81, "b", 1, 1);
-	expect_error("new message inside a fragmented one", f, n, 1000, 1002);
+	expect_error("new message inside a fragmented one", f, n, 1000, 1002,
+	             "a new message inside a fragmented one");
 	n = frame(f, 0x89, big, 126, 1);
-	expect_error("ping over 125 bytes", f, n, 1000, 1002);
+	expect_error("ping over 125 bytes", f, n, 1000, 1002,
+	             "control frame over 125 bytes");
 	n = frame(f, 0x09, "x", 1, 1);
-	expect_error("fragmented ping", f, n, 1000, 1002);
+	expect_error("fragmented ping", f, n, 1000, 1002,
+	             "fragmented control frame");
 	const uint8_t not_shortest[] = { 0x81, 0x80 | 126, 0x00, 0x05, 1, 2, 3, 4, 'a', 'b', 'c', 'd', 'e' };
-	expect_error("length not in its shortest form", not_shortest, sizeof not_shortest, 1000, 1002);
+	expect_error("length not in its shortest form", not_shortest, sizeof not_shortest, 1000, 1002,
+	             "frame length not in its shortest form");
+	/* judged as soon as wslay judges, before the rest of the header came */
+	const uint8_t control_cut[] = { 0x89, 0xff };
+	expect_error("ping header cut short", control_cut, sizeof control_cut, 1000, 1002,
+	             "control frame over 125 bytes");
+	const uint8_t length_cut[] = { 0x81, 0x80 | 126, 0x00, 0x05 };
+	expect_error("long length cut before the key", length_cut, sizeof length_cut, 1000, 1002,
+	             "frame length not in its shortest form");
 	const uint8_t codes[][2] = { { 0x03, 0xED } /* 1005 */, { 0x03, 0xE7 } /* 999 */,
 	                             { 0x03, 0xEE } /* 1006 */, { 0x13, 0x88 } /* 5000 */ };
 	for (size_t i = 0; i < sizeof codes / sizeof *codes; i++) {
 		n = frame(f, 0x88, codes[i], 2, 1);
-		expect_error("invalid close code", f, n, 1000, 1002);
+		expect_error("invalid close code", f, n, 1000, 1002,
+	             "close frame with an invalid code");
 	}
 	n = frame(f, 0x88, "\x03\xe8\xff", 3, 1);
-	expect_error("close reason not UTF-8", f, n, 1000, 1007);
+	expect_error("close reason not UTF-8", f, n, 1000, 1007,
+	             "invalid UTF-8 in a text message");
+}
+
+/* The rule named for a 1002 is the one the offending frame broke, however
+ * the bytes were cut, after frames of every length form, a ping inside a
+ * message, and a close code split over two reads. */
+static void test_why_in_pieces(void)
+{
+	static uint8_t f[70100 * 3];
+	static char big[70000];
+	memset(big, 'x', sizeof big);
+	size_t n = frame(f, 0x81, "<a/>", 4, 1);
+	n += frame(f + n, 0x01, big, 200, 1);          /* 16-bit length */
+	n += frame(f + n, 0x89, "p", 1, 1);             /* a ping inside the message */
+	n += frame(f + n, 0x80, big, 66000, 1);         /* 64-bit length, ends it */
+	size_t valid = n;
+	n += frame(f + n, 0x88, "\x03\xec" "bye", 5, 1); /* 1004 */
+	struct pair p;
+	pair_open(&p, 70000);
+	for (size_t i = 0; i < n; i++) {
+		put(&p, f + i, 1);
+		ws_conn_on_readable(p.c);
+		uint8_t op;
+		static uint8_t pl[200];
+		size_t len;
+		if (i == valid - 1) /* everything before the close is fine: the pong */
+			CHECK(p.s.errors == 0 && read_frame(&p, &op, pl, &len) == 0 && op == 0xA);
+	}
+	CHECK(p.s.texts == 2 && p.s.errors == 1 && p.s.code == 1002);
+	CHECK_STR(p.s.why, "close frame with an invalid code");
+	CHECK(read_close_code(&p) == 1002);
+	pair_close(&p);
+	/* a valid code in pieces is the client's close, no error */
+	pair_open(&p, 1000);
+	n = frame(f, 0x88, "\x0f\xa0", 2, 1); /* 4000 */
+	for (size_t i = 0; i < n; i++) {
+		put(&p, f + i, 1);
+		ws_conn_on_readable(p.c);
+	}
+	CHECK(p.s.closes == 1 && p.s.errors == 0 && p.s.code == 4000);
+	pair_close(&p);
+	/* after a parked stretch, the next header is followed from its start */
+	pair_open(&p, 1000);
+	send_frame(&p, 0x01, "<a", 2, 1);
+	send_frame(&p, 0x80, "/>", 2, 1);
+	CHECK(ws_conn_on_readable(p.c) == WS_OPEN && ws_conn_park(p.c) == 1);
+	send_frame(&p, 0x80, "x", 1, 1);
+	CHECK(ws_conn_on_readable(p.c) == WS_DONE);
+	CHECK_STR(p.s.why, "continuation frame with no message begun");
+	pair_close(&p);
 }
 
 static void test_client_close(void)
@@ -581,6 +657,7 @@ int main(void)
 	test_text_and_park();
 	test_fragmented();
 	test_hostile();
+	test_why_in_pieces();
 	test_client_close();
 	test_server_side();
 	test_initial();

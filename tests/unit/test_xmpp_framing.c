@@ -84,11 +84,13 @@ static void test_refused(void)
 	CHECK_STR(why_of("<presence/>hello"), "more than one element, or text after it");
 	CHECK(kind_of("hello<presence/>") == XF_INVALID);
 	/* a stanza split over two messages: each half is refused */
-	CHECK(kind_of("<message><body>hel") == XF_INVALID);
+	CHECK_STR(why_of("<message><body>hel"), "element not complete (a message holds one whole element)");
 	CHECK(kind_of("lo</body></message>") == XF_INVALID);
+	CHECK_STR(why_of("<presence type='unavail"), "element not complete (a message holds one whole element)");
+	CHECK_STR(why_of("<presence"), "element not complete (a message holds one whole element)");
 	CHECK_STR(why_of(""), "no element (empty or text only)");
 	CHECK(kind_of("   ") == XF_INVALID);
-	CHECK(kind_of("not xml at all") == XF_INVALID);
+	CHECK_STR(why_of("not xml at all"), "not XML (syntax error)");
 	CHECK(kind_of("<a></b>") == XF_INVALID);
 	/* invalid UTF-8, a NUL, characters XML does not have */
 	CHECK_STR(why_of("<a>\xff</a>"), "not XML, or not valid UTF-8");
