@@ -24,7 +24,7 @@ BUILD_DEBS := gcc make pkg-config libfcgi-dev libsqlite3-dev libexpat1-dev libss
 	libwslay-dev
 RUN_DEBS   := nginx prosody sqlite3 python3
 TEST_DEBS  := $(RUN_DEBS) spawn-fcgi nodejs apache2 libapache2-mod-fcgid chromium libpurple-dev clang \
-	g++ libgloox-dev ruby-xmpp4r procps iproute2
+	g++ libgloox-dev ruby-xmpp4r procps iproute2 prometheus
 BENCH_DEBS := $(RUN_DEBS) wrk
 
 COMMON_SRC  := common/log.c common/frame.c common/config.c common/netmatch.c

@@ -22,7 +22,10 @@ if ! apt-get install -y -q --no-install-recommends $missing >/dev/null 2>&1; the
 	}
 fi
 # A package's postinst may start its service (nginx, prosody, apache2): we run our own.
-for svc in nginx prosody apache2; do
+# prometheus comes only for promtool (the tests check our metrics with it):
+# its server is stopped and not started at boot either.
+for svc in nginx prosody apache2 prometheus; do
 	case " $missing " in *" $svc "*) (service "$svc" stop || systemctl stop "$svc") >/dev/null 2>&1 ;; esac
 done
+case " $missing " in *" prometheus "*) systemctl disable prometheus >/dev/null 2>&1 ;; esac
 exit 0
