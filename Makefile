@@ -27,7 +27,7 @@ TEST_DEBS  := $(RUN_DEBS) spawn-fcgi nodejs apache2 libapache2-mod-fcgid chromiu
 	g++ libgloox-dev ruby-xmpp4r procps iproute2 prometheus
 BENCH_DEBS := $(RUN_DEBS) wrk
 
-COMMON_SRC  := common/log.c common/frame.c common/config.c common/netmatch.c
+COMMON_SRC  := common/log.c common/log_syslog.c common/frame.c common/config.c common/netmatch.c
 HANDLER_SRC := fcgi/handler.c fcgi/body.c fcgi/query.c fcgi/autostart.c $(COMMON_SRC)
 SESSIOND_SRC := sessiond/main.c sessiond/loop.c sessiond/reply.c sessiond/xmpp.c \
 	sessiond/splitter.c sessiond/session.c sessiond/sesstable.c sessiond/sesssnap.c \
@@ -101,35 +101,35 @@ $(B)/sessiond: $(SESSIOND_SRC) $(wildcard */*.h) $(GEN) | check-build
 $(B)/bosh-handler: $(HANDLER_SRC) $(wildcard */*.h) $(GEN) | check-build
 	$(CC) $(WARN) $(CFLAGS) $(INC) $(pc_cflags) $(HANDLER_SRC) -o $@ $(pc_libs)
 
-BOSHCTL_SRC := tools/boshctl.c common/frame.c common/config.c common/netmatch.c common/log.c
+BOSHCTL_SRC := tools/boshctl.c common/frame.c common/config.c common/netmatch.c common/log.c common/log_syslog.c
 $(B)/boshctl: $(BOSHCTL_SRC) $(wildcard */*.h) $(GEN) | check-build
 	$(CC) $(WARN) $(CFLAGS) $(INC) $(BOSHCTL_SRC) -o $@
 
-PREBIND_SRC := tools/prebind.c common/frame.c common/config.c common/netmatch.c common/log.c
+PREBIND_SRC := tools/prebind.c common/frame.c common/config.c common/netmatch.c common/log.c common/log_syslog.c
 $(B)/bosh-prebind: $(PREBIND_SRC) $(wildcard */*.h) $(GEN) | check-build
 	$(CC) $(WARN) $(CFLAGS) $(INC) $(pc_cflags) $(PREBIND_SRC) -o $@ $(pc_libs)
 
 # Unit test binaries: tests/unit/test_NAME.c with the module sources they need.
 src_body     := fcgi/body.c
-src_splitter := sessiond/splitter.c sessiond/snapshot.c sessiond/budget.c common/log.c
+src_splitter := sessiond/splitter.c sessiond/snapshot.c sessiond/budget.c common/log.c common/log_syslog.c
 src_frame    := common/frame.c
 src_ridwin   := sessiond/ridwin.c
-src_config   := common/config.c common/netmatch.c common/log.c
-src_log      := common/log.c
+src_config   := common/config.c common/netmatch.c common/log.c common/log_syslog.c
+src_log      := common/log.c common/log_syslog.c
 src_query    := fcgi/query.c
 src_jsonattrs := sessiond/jsonattrs.c
-src_dial     := sessiond/dial.c sessiond/resolver.c sessiond/metrics.c sessiond/loop.c common/log.c
+src_dial     := sessiond/dial.c sessiond/resolver.c sessiond/metrics.c sessiond/loop.c common/log.c common/log_syslog.c
 src_route    := sessiond/route.c
 src_netmatch := common/netmatch.c
 src_attrs    := sessiond/attrs.c common/frame.c
-src_reply    := sessiond/reply.c sessiond/metrics.c sessiond/loop.c common/frame.c common/config.c common/netmatch.c common/log.c
-src_store    := sessiond/store.c common/log.c
-src_snapshot := sessiond/snapshot.c sessiond/splitter.c sessiond/budget.c common/log.c
+src_reply    := sessiond/reply.c sessiond/metrics.c sessiond/loop.c common/frame.c common/config.c common/netmatch.c common/log.c common/log_syslog.c
+src_store    := sessiond/store.c common/log.c common/log_syslog.c
+src_snapshot := sessiond/snapshot.c sessiond/splitter.c sessiond/budget.c common/log.c common/log_syslog.c
 src_restore  := $(filter-out sessiond/main.c,$(SESSIOND_SRC))
 src_ws_handshake := sessiond/ws_handshake.c
 src_ws_conn  := sessiond/ws_conn.c
 src_xmpp_framing := sessiond/xmpp_framing.c sessiond/splitter.c sessiond/snapshot.c sessiond/budget.c \
-	common/log.c
+	common/log.c common/log_syslog.c
 
 # A test is rebuilt when the module sources it links change too.
 .SECONDEXPANSION:
@@ -158,7 +158,7 @@ fsrc_body      := fcgi/body.c
 fsrc_frame     := common/frame.c
 fsrc_query     := fcgi/query.c
 fsrc_jsonattrs := sessiond/jsonattrs.c
-fsrc_splitter  := sessiond/splitter.c sessiond/snapshot.c sessiond/budget.c common/log.c
+fsrc_splitter  := sessiond/splitter.c sessiond/snapshot.c sessiond/budget.c common/log.c common/log_syslog.c
 fsrc_ws_handshake := sessiond/ws_handshake.c
 fsrc_xmpp_framing := sessiond/xmpp_framing.c
 fsrc_ws_conn   := sessiond/ws_conn.c

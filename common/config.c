@@ -146,7 +146,8 @@ static int set_path(char *dst, size_t size, const char *dir, const char *value)
 	int n;
 	if (strncmp(value, "~/", 2) == 0)
 		n = snprintf(dst, size, "%s/%s", home_dir(), value + 2);
-	else if (value[0] == '/' || strcmp(value, "-") == 0 || value[0] == 0 || !dir[0] ||
+	else if (value[0] == '/' || strcmp(value, "-") == 0 || strcmp(value, "syslog") == 0 || value[0] == 0 ||
+	         !dir[0] ||
 	    (strchr(value, ':') && value[0] != '.'))
 		n = snprintf(dst, size, "%s", value);
 	else

@@ -1,5 +1,6 @@
 #define _POSIX_C_SOURCE 200809L
 #include "log.h"
+#include "log_syslog.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -15,6 +16,7 @@ static const char *log_prog = "bosh";
 static int log_fd = 2;
 static enum log_level log_threshold = LOG_INFO;
 static char log_path[4096]; /* "" = stderr */
+static int log_to_syslog;   /* log_file = syslog */
 static struct log_bucket *buckets; /* every call site of log_limited used so far */
 static void (*suppress_cb)(void);
 
@@ -31,6 +33,12 @@ int log_open(const char *prog, const char *path, enum log_level level)
 {
 	log_prog = prog;
 	log_threshold = level;
+	if (path && strcmp(path, "syslog") == 0) {
+		log_path[0] = 0;
+		log_to_syslog = 1;
+		log_syslog_open(prog);
+		return 0;
+	}
 	if (!path || !*path || strcmp(path, "-") == 0) {
 		log_path[0] = 0;
 		log_fd = 2;
@@ -51,7 +59,7 @@ int log_open(const char *prog, const char *path, enum log_level level)
 
 int log_reopen(void)
 {
-	if (!log_path[0])
+	if (!log_path[0]) /* stderr, or syslog: nothing to open again */
 		return 2;
 	int fd = open_log_file(log_path);
 	if (fd < 0) {
@@ -66,6 +74,19 @@ int log_reopen(void)
 }
 
 void log_set_level(enum log_level level) { log_threshold = level; }
+
+const char *log_quoted(char *dst, size_t cap, const char *value)
+{
+	size_t n = 0;
+	if (cap < 3)
+		return cap ? (dst[0] = 0, dst) : dst;
+	dst[n++] = '"';
+	for (const char *p = value ? value : ""; *p && n + 2 < cap; p++)
+		dst[n++] = *p == '"' ? '\'' : *p;
+	dst[n++] = '"';
+	dst[n] = 0;
+	return dst;
+}
 
 int log_level_parse(const char *s)
 {
@@ -120,6 +141,12 @@ static void log_vmsg(enum log_level level, const char *fmt, va_list ap)
 		return;
 	if (vsnprintf(msg, sizeof msg, fmt, ap) < 0)
 		msg[0] = 0;
+	if (log_to_syslog) {
+		size_t m = escape_into(line, sizeof line - 1, msg);
+		line[m] = 0;
+		log_syslog_write(level, line);
+		return;
+	}
 	size_t len = (size_t)n + escape_into(line + n, sizeof line - (size_t)n - 1, msg);
 	line[len++] = '\n';
 	/* One write per line keeps lines whole when several processes share the file. */

@@ -1,5 +1,6 @@
-/* log.h - one line per event, to stderr or a file, shared by sessiond and
- * the handler. Lines read "TIME PROG[PID] LEVEL: message".
+/* log.h - one line per event, to stderr, a file or syslog, shared by
+ * sessiond and the handler. Lines read "TIME PROG[PID] LEVEL: message"
+ * (syslog adds its own time and PROG[PID]).
  *
  * Messages carry bytes from outside (sids, JIDs, 'to', routes, User-Agent):
  * every control byte (below 0x20, and 0x7f) of the formatted message is
@@ -7,11 +8,14 @@
 #ifndef BOSH_LOG_H
 #define BOSH_LOG_H
 
+#include <stddef.h>
+
 enum log_level { LOG_ERROR, LOG_WARN, LOG_INFO, LOG_DEBUG };
 
-/* path NULL, "" or "-" logs to stderr. Returns 0, or -1 if the file cannot
- * be opened (then stderr is used and the reason logged there). A symbolic
- * link at path is never followed. */
+/* path NULL, "" or "-" logs to stderr, "syslog" to syslog (facility
+ * daemon). Returns 0, or -1 if the file cannot be opened (then stderr is
+ * used and the reason logged there). A symbolic link at path is never
+ * followed. */
 int log_open(const char *prog, const char *path, enum log_level level);
 
 /* Opens the file given to log_open again (after logrotate moved it).
@@ -26,6 +30,12 @@ int log_level_parse(const char *s);
 const char *log_level_name(enum log_level level);
 
 int log_enabled(enum log_level level);
+
+/* A value for a key=value field of an event line, in double quotes (a
+ * double quote inside becomes a single one), cut to fit dst. Returns dst.
+ * Event lines (session created/ended/kicked, restart, drain, backend
+ * failure) are "WHAT: key=value key=value ...", for admins to grep. */
+const char *log_quoted(char *dst, size_t cap, const char *value);
 
 void log_msg(enum log_level level, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));

@@ -43,7 +43,7 @@ int sessiond_answers(const char *control_socket)
 static void exec_sessiond(const struct config *cfg, const char *config_path)
 {
 	int null = open("/dev/null", O_RDWR);
-	int out = strcmp(cfg->log_file, "-") == 0
+	int out = strcmp(cfg->log_file, "-") == 0 || strcmp(cfg->log_file, "syslog") == 0
 	          ? -1 : open(cfg->log_file, O_WRONLY | O_APPEND | O_CREAT | O_NOFOLLOW, 0640);
 	if (out < 0)
 		out = null;

@@ -176,8 +176,9 @@ void create_session(struct responder *resp, const struct frame_request *fr)
 		return;
 	}
 	M.sessions_created[MT_BOSH]++;
-	log_info("session %s created for %s (client %s, user agent '%.100s')", s->c.sid, s->to,
-	         s->c.client ? s->c.client : "-", fr->user_agent ? fr->user_agent : "-");
+	char ua[128];
+	log_info("session %s created: domain=%s transport=bosh client=%s user_agent=%s", s->c.sid, s->to,
+	         s->c.client ? s->c.client : "-", log_quoted(ua, sizeof ua, fr->user_agent));
 	hold_request(s, resp, rid, 1);
 	connect_first_stream(s, be, host, port);
 }

@@ -304,8 +304,9 @@ static int kick_one(struct sess *c, void *ctx)
 	c->ops->describe(c, &r);
 	if (c->ops->ended(c) || !is_target(k->target, c, &r))
 		return 0;
-	log_info("session %s kicked by %s: jid=%s condition=%s", c->sid, k->who, r.jid ? r.jid : "-",
-	         k->condition);
+	char who[160];
+	log_info("session %s kicked: by=%s jid=%s condition=%s", c->sid, log_quoted(who, sizeof who, k->who),
+	         r.jid ? r.jid : "-", k->condition);
 	M.kicks++;
 	k->n++;
 	c->ops->end(c, k->condition);
@@ -339,16 +340,17 @@ static void who_is(uid_t uid, char *out, size_t len)
 	struct passwd pw, *res = NULL;
 	char scratch[1024];
 	if (getpwuid_r(uid, &pw, scratch, sizeof scratch, &res) == 0 && res)
-		snprintf(out, len, "boshctl (user %.64s)", pw.pw_name);
+		snprintf(out, len, "boshctl user %.64s", pw.pw_name);
 	else
-		snprintf(out, len, "boshctl (uid %u)", (unsigned)uid);
+		snprintf(out, len, "boshctl uid %u", (unsigned)uid);
 }
 
 static int set_drain(int on, struct buf *b, const char *who)
 {
+	char by[160];
 	if (draining != on)
-		log_info("drain %s by %s: %s", on ? "started" : "ended", who,
-		         on ? "new sessions are refused (503), the existing ones go on"
+		log_info("drain %s: by=%s (%s)", on ? "started" : "ended", log_quoted(by, sizeof by, who),
+		         on ? "new sessions are refused with 503, the existing ones go on"
 		            : "new sessions are accepted again");
 	draining = on;
 	return buf_puts(b, on ? "draining: new sessions are refused (503); the health page says 503\n"

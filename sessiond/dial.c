@@ -105,7 +105,9 @@ static void attempt_failed(struct dialer *d, const char *why)
 		            sizeof addr, NULL, 0, NI_NUMERICHOST);
 	snprintf(d->last_error, sizeof d->last_error, "%s:%u (%s): %s", t->host, (unsigned)t->port,
 	         addr, why);
-	log_info("XMPP server for %s: %s", d->domain, d->last_error);
+	char reason[256];
+	log_info("backend failed: domain=%s target=%s:%u address=%s reason=%s", d->domain, t->host,
+	         (unsigned)t->port, addr, log_quoted(reason, sizeof reason, why));
 	M.backend_connects[MR_FAILED]++;
 	timer_cancel(d->loop, &d->timer);
 	if (d->io.fd >= 0) {
@@ -171,7 +173,9 @@ static void on_addrs(void *ctx, int status, const struct resolved_addr *a, size_
 	if (status < 0) {
 		const struct dial_target *t = &d->targets[d->cur];
 		snprintf(d->last_error, sizeof d->last_error, "cannot resolve %s: %s", t->host, why);
-		log_info("XMPP server for %s: %s", d->domain, d->last_error);
+		char reason[256];
+		log_info("backend failed: domain=%s target=%s:%u address=- reason=%s", d->domain, t->host,
+		         (unsigned)t->port, log_quoted(reason, sizeof reason, d->last_error));
 		d->cur++;
 		next_target(d);
 		return;

@@ -286,7 +286,7 @@ static void give_log_files(uid_t uid, gid_t gid)
 {
 	const char *paths[] = { cfg.log_file, cfg.handler_log_file };
 	for (int i = 0; i < 2; i++) {
-		if (strcmp(paths[i], "-") == 0)
+		if (strcmp(paths[i], "-") == 0 || strcmp(paths[i], "syslog") == 0)
 			continue;
 		/* O_NOFOLLOW: the log folder may be the service user's to write in. */
 		int fd = open(paths[i], O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0640);
@@ -592,7 +592,7 @@ static int daemonize(void)
 		_exit(0);
 	ready_fd = ready[1];
 	int null = open("/dev/null", O_RDWR);
-	int out = strcmp(cfg.log_file, "-") == 0
+	int out = strcmp(cfg.log_file, "-") == 0 || strcmp(cfg.log_file, "syslog") == 0
 	          ? -1 : open(cfg.log_file, O_WRONLY | O_APPEND | O_CREAT | O_NOFOLLOW, 0640);
 	std_to_log = out >= 0;
 	if (null < 0 || dup2(null, 0) < 0 || (out >= 0 && (dup2(out, 1) < 0 || dup2(out, 2) < 0)))

@@ -44,7 +44,14 @@ static void restart_failed(const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(outcome, sizeof outcome, fmt, ap);
 	va_end(ap);
-	log_error("%s", outcome);
+	/* "restart refused: WHY" in the log as "restart refused: reason=\"WHY\"" */
+	const char *colon = strstr(outcome, ": ");
+	char reason[sizeof outcome + 2];
+	if (colon)
+		log_error("%.*s: reason=%s", (int)(colon - outcome), outcome,
+		          log_quoted(reason, sizeof reason, colon + 2));
+	else
+		log_error("%s", outcome);
 	outcome_seq++;
 	M.restart_refusals++;
 }

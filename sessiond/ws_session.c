@@ -270,8 +270,9 @@ static void open_session(struct wss *w, const struct xf_msg *m)
 	w->in_table = 1;
 	M.sessions_created[MT_WEBSOCKET]++;
 	w->created_at = w->last_seen = loop_wallclock();
-	log_info("session %s created for %s (websocket, client %s, user agent '%.100s')", w->c.sid,
-	         w->to, w->c.client ? w->c.client : "-", w->ua ? w->ua : "-");
+	char ua[128];
+	log_info("session %s created: domain=%s transport=websocket client=%s user_agent=%s", w->c.sid,
+	         w->to, w->c.client ? w->c.client : "-", log_quoted(ua, sizeof ua, w->ua));
 	refused = wss_connect(w);
 	sesstable_dirty(&w->c);
 	if (refused) {

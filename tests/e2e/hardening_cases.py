@@ -332,7 +332,7 @@ def test_hup_applies_the_new_configuration(st):
         s.terminate()
         s = Session(other.url, "added.test", wait=2)
         s.create()
-        wait_log(other, r"session [0-9a-f]+ created for added\.test", since=since)
+        wait_log(other, r"session [0-9a-f]+ created: domain=added\.test", since=since)
         expect(not re.search(r"debug: connected to", log_text(other)[since:]), "no debug lines at info")
         # a key that needs a restart is named as such, and not applied
         since = len(log_text(other))

@@ -94,7 +94,7 @@ def test_boshctl_kick(st):
     got = held.join(10)
     expect(got is not None and not isinstance(got, Exception) and got.type == "terminate" and
            got.condition == "system-shutdown", "the held request was told: %r" % got)
-    expect(st.logged("session %s kicked by boshctl (user " % alice.sid), "no log line naming who kicked")
+    expect(st.logged('session %s kicked: by="boshctl user ' % alice.sid), "no log line naming who kicked")
     r = ws_row(st, alice.jid, lambda r: r["state"] == "ended")
     expect(r["end_condition"] == "system-shutdown", r)
     rc, out, err = boshctl(st, "kick", ctl_json(st, "sessions", "--jid", carol.jid)[0]["sid"])
@@ -155,7 +155,7 @@ def test_boshctl_drain(st):
         fresh.login("bob", USERS["bob"], "after-drain")
         fresh.terminate()
         alice.terminate()
-        expect(other.logged("drain started by boshctl (user ") and other.logged("drain ended by"), "logged")
+        expect(other.logged('drain started: by="boshctl user ') and other.logged("drain ended: by="), "logged")
     finally:
         other.stop()
 
@@ -264,3 +264,69 @@ def test_status_page_in_a_browser(st):
     os.makedirs(keep, exist_ok=True)
     shutil.copy(shot, os.path.join(keep, "status-page.png"))
     print("status page screenshot: %s" % os.path.join(keep, "status-page.png"))
+
+
+@case
+def test_log_to_syslog(st):
+    """log_file = syslog: sessiond's and the handlers' lines go to /dev/log
+    (facility daemon, PROG[PID]), event lines as key=value. The test listens
+    on /dev/log itself: bound there when nothing is (a container), or, when
+    a syslog daemon owns it, bind-mounted over it in a mount namespace of
+    sessiond's own, so the system's log sees nothing of the test."""
+    import socket
+    import signal
+    from stack import Proc
+    if os.geteuid() != 0:
+        from cases import Skipped
+        raise Skipped("needs root to listen on /dev/log")
+    sock_path = os.path.join(st.dir, "devlog.sock")
+    rx = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    rx.bind(sock_path)
+    rx.settimeout(1)
+    os.chmod(sock_path, 0o666)  # the service user writes there too
+    os.chmod(st.dir, os.stat(st.dir).st_mode | 0o011)
+    own_devlog = not os.path.exists("/dev/log")
+    other = side_stack(st, "log_file = syslog\nhandler_log_file = syslog\n")
+    proc = None
+    try:
+        other.write_conf("log_file = syslog\nhandler_log_file = syslog\n")
+        argv = [other.sessiond_bin, "-f", "-c", other.conf]
+        if own_devlog:
+            os.symlink(sock_path, "/dev/log")
+        else:
+            argv = ["unshare", "--mount", "--propagation", "private", "sh", "-c",
+                    'mount --bind "$0" /dev/log && exec "$@"', sock_path] + argv
+        proc = Proc("sessiond-syslog", argv, os.path.join(other.dir, "stdout.log"))
+        lines = []
+
+        def saw(text):
+            deadline = time.time() + 10
+            while time.time() < deadline:
+                if any(text in l for l in lines):
+                    return True
+                try:
+                    lines.append(rx.recv(65536).decode(errors="replace"))
+                except socket.timeout:
+                    pass
+            return False
+        expect(saw("sessiond ready"), "no 'sessiond ready' through syslog: %r" % lines[-5:])
+        ready = [l for l in lines if "sessiond ready" in l][0]
+        expect(re.match(r"<30>\w{3} [ \d]\d \d\d:\d\d:\d\d sessiond\[\d+\]: sessiond ready", ready),
+               "facility daemon, level info, sessiond[PID]: %r" % ready)
+        expect(saw("bosh-handler["), "the handlers log to syslog too: %r" % lines[-5:])
+        other.start_nginx()
+        s = Session(other.url, st.domain, wait=2)
+        s.login("alice", USERS["alice"], "syslog")
+        s.terminate()
+        expect(saw("created: domain=%s transport=bosh client=127.0.0.1 user_agent=" % st.domain),
+               "the created event: %r" % lines[-5:])
+        expect(saw("ended: jid=%s" % s.jid) and saw("condition=terminate transport=bosh"), lines[-5:])
+        expect(not os.path.exists(os.path.join(other.dir, "syslog")), "no file named syslog")
+    finally:
+        if proc:
+            proc.signal(signal.SIGTERM)
+            proc.stop()
+        other.stop()
+        if own_devlog and os.path.islink("/dev/log"):
+            os.unlink("/dev/log")
+        rx.close()

@@ -422,6 +422,10 @@ def test_ws_restart_drains_sessions_over_tls(st):
     w = world(st)
     tls = login(w.side, "alice", "drain", domain="secure.test", password="alice-pw")
     plain = login(w.side, "carol", "moves")
+    # one drainer at a time: an earlier case's may still be finishing on this shared stack
+    from ops_cases import ctl_json
+    from stack import wait_for
+    wait_for(lambda: not ctl_json(w.side, "status")["drainer"], 30, "the last drainer to finish")
     restart(w.side)
     wait_log(w.side, "1 drained here over TLS")
     wait_log(w.side, "sessions over TLS in process")
