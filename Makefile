@@ -253,7 +253,7 @@ install: all
 	install -m 644 conf/apache/* $(DESTDIR)$(DOCDIR)/examples/apache/
 	install -m 644 conf/logrotate/bosh-sessiond $(DESTDIR)$(DOCDIR)/examples/logrotate/
 	install -m 644 README.md $(DESTDIR)$(DOCDIR)/
-	install -m 644 man/sessiond.8 man/bosh-handler.8 $(DESTDIR)$(MANDIR)/man8/
+	install -m 644 man/sessiond.8 man/bosh-handler.8 man/boshctl.8 $(DESTDIR)$(MANDIR)/man8/
 
 # A folder a web host serves, laid out for plain CGI: the handler as
 # `http-bind`, sessiond beside it, a bosh.conf (kept if there is one) and
