@@ -226,6 +226,33 @@ def test_ws_login_chat_and_close(st):
 
 
 @case
+def test_ws_server_stream_error_passed_through(st):
+    """RFC 7395 §3.4: the server's <stream:error/> reaches the client as it is,
+    then <close/> and the close frame. Prosody ends the older of two streams
+    bound to one full JID with <conflict/>."""
+    from cases import login as bosh_login
+    old = login(st, "alice", "twice")
+    newer = bosh_login(st, "alice", "twice")
+    msgs, code = old.until_closed()
+    old.close()
+    errors = [m for m in msgs if "stream:error" in m or "<error" in m]
+    expect(errors and "conflict" in errors[0], "no <stream:error><conflict/> passed on: %r" % msgs)
+    expect(msgs.index(errors[0]) < max(i for i, m in enumerate(msgs) if "<close" in m), msgs)
+    expect(code == 1000, "close code %r" % code)
+    deadline = time.time() + 5
+    while True:
+        db = sqlite3.connect(st.db, timeout=5)
+        r = db.execute("select state, end_condition from sessions where jid=? and transport='websocket' "
+                       "order by created_at desc", (old.jid,)).fetchone()
+        db.close()
+        if (r and r[0] == "ended") or time.time() > deadline:
+            break
+        time.sleep(0.1)
+    expect(r == ("ended", "remote-stream-error"), r)
+    newer.terminate()
+
+
+@case
 def test_ws_handshake_refusals(st):
     for kw, want in (({"protocol": None}, 400), ({"protocol": "mqtt"}, 400), ({"upgrade": False}, 400)):
         ws = WS(st, **kw)
