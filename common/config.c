@@ -73,6 +73,7 @@ static const struct key keys[] = {
 	RSTRKEY("allowed_routes", allowed_routes),
 	/* ejabberd's name; a peer on the Unix ws_socket is always the web server */
 	RSTRKEY("trusted_proxies", trusted_proxies),
+	STRKEY("node_id", node_id),
 	STRKEY("dns_servers", dns_servers),
 	PATHKEY("tls_ca_file", tls_ca_file),
 	RNUMKEY("stanza_timeout", stanza_timeout, 1, 3600),
@@ -361,6 +362,9 @@ static int check_consistency(struct config *c, const char **why, const char **ke
 		return *key = "default_wait", *why = "larger than max_wait", -1;
 	if (c->default_inactivity > c->max_inactivity)
 		return *key = "default_inactivity", *why = "larger than max_inactivity", -1;
+	size_t idlen = strspn(c->node_id, "abcdefghijklmnopqrstuvwxyz0123456789");
+	if (c->node_id[idlen] || idlen > 8)
+		return *key = "node_id", *why = "expected 1 to 8 of a-z and 0-9", -1;
 	if (netlist_valid(c->trusted_proxies) < 0)
 		return *key = "trusted_proxies", *why = "expected addresses or networks (127.0.0.0/8 ::1)", -1;
 	/* Applied after the whole file is read, so the order of lines does not matter. */

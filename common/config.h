@@ -82,7 +82,8 @@ struct config {
 	/* the connections to XMPP servers */
 	char no_tls_domains[2048];      /* domains served without TLS (node-xmpp-bosh's name) */
 	char allowed_routes[2048];      /* HOST:PORT targets a client's 'route' may name */
-	char trusted_proxies[1024];     /* peers whose X-Forwarded-For names the client (netmatch.h) */
+	char trusted_proxies[1024];
+	char node_id[16];               /* [a-z0-9]{1,8}: the prefix of this node's sids; "" none */     /* peers whose X-Forwarded-For names the client (netmatch.h) */
 	char dns_servers[512];          /* "" = resolv.conf; else c-ares' HOST[:PORT],... */
 	char tls_ca_file[PATH_MAX];     /* "" = the system's CA store */
 	long stanza_timeout;            /* seconds a server may take to finish a stanza */

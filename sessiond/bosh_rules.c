@@ -985,6 +985,15 @@ static void existing_session(struct session *s, struct responder *resp,
 		return;
 	}
 }
+/* A sid another node issued (its node name is not ours): never ours, and
+ * never to be taken for a new session. */
+static int misrouted(const char *sid)
+{
+	size_t n;
+	const char *node = sid_node(sid, &n);
+	return sid_valid(sid) && n && (strlen(bosh_cfg->node_id) != n || memcmp(node, bosh_cfg->node_id, n) != 0);
+}
+
 void sessions_handle(struct responder *resp, const struct frame_request *fr)
 {
 	const char *sid = frame_attr(fr, "sid");
@@ -1003,7 +1012,15 @@ void sessions_handle(struct responder *resp, const struct frame_request *fr)
 	struct session *s = c && c->ops == &bosh_ops ? bosh_of(c) : NULL;
 	if (s) {
 		existing_session(s, resp, fr);
-	} else if (strlen(sid) == SID_HEX && sessions_lost(sid)) {
+	} else if (misrouted(sid)) {
+		size_t n;
+		const char *node = sid_node(sid, &n);
+		log_limited(LOG_WARN, "misrouted", "request from %s for session %s of node '%.*s' reached node "
+		            "'%s' (the load balancer routed it wrong); answered item-not-found",
+		            fr->client ? fr->client : "-", sid, (int)n, node,
+		            bosh_cfg->node_id[0] ? bosh_cfg->node_id : "(none)");
+		answer_terminate(resp, "item-not-found");
+	} else if (sid_valid(sid) && sessions_lost(sid)) {
 		log_info("request for session %s, lost when sessiond restarted", sid);
 		answer_terminate(resp, "remote-connection-failed");
 	} else {

@@ -302,7 +302,7 @@ struct sess *bosh_get(struct snap_r *r)
 	for (int i = 0; i < HELD_MAX; i++)
 		s->dropped[i] = snap_get_i64(r);
 	s->timer = (struct timer){ .cb = session_timer, .ctx = s };
-	if (snap_failed(r) || strlen(s->c.sid) != SID_HEX || !s->to || get_sent_and_ahead(r, s) < 0) {
+	if (snap_failed(r) || !sid_valid(s->c.sid) || !s->to || get_sent_and_ahead(r, s) < 0) {
 		discard_restored(s);
 		return NULL;
 	}

@@ -81,7 +81,7 @@ static int put_record(struct snap_w *w, struct snap_w *body, const struct sess *
 /* Sessions left out of the snapshot end here, as a lost connection: their
  * held requests are answered now, and the successor answers their next
  * request remote-connection-failed (they are lost there). */
-static void end_left_out(char (*sids)[SID_HEX + 1], size_t n)
+static void end_left_out(char (*sids)[SID_MAX + 1], size_t n)
 {
 	for (size_t i = 0; i < n; i++) {
 		struct sess *c = sesstable_find(sids[i]);
@@ -100,7 +100,7 @@ struct writing {
 	struct snap_w *w, body;
 	sessions_fd_cb keep;
 	void *ctx;
-	char (*left_out)[SID_HEX + 1];
+	char (*left_out)[SID_MAX + 1];
 	size_t nleft;
 };
 
@@ -114,7 +114,7 @@ static int write_one(struct sess *c, void *ctx)
 	if (!n)
 		return -1;
 	wr->left_out = n;
-	memcpy(wr->left_out[wr->nleft++], c->sid, SID_HEX + 1);
+	memcpy(wr->left_out[wr->nleft++], c->sid, SID_MAX + 1);
 	return 0;
 }
 
@@ -145,7 +145,7 @@ static void read_sids(struct snap_r *r, int (*add)(const char *sid))
 {
 	uint64_t n = snap_get_count(r, SNAP_MAX_SIDS);
 	for (uint64_t i = 0; i < n && !snap_failed(r); i++) {
-		char sid[SID_HEX + 1];
+		char sid[SID_MAX + 1];
 		snap_get_into(r, sid, sizeof sid);
 		/* Out of memory: a lost sid's requests get item-not-found, a
 		 * draining one's too (the drainer ends it in time). */
@@ -193,7 +193,7 @@ static struct sess *take_over(struct snap_r *rec, const char *sid)
 /* One record: 1 if the session was taken over, 0 if it is lost (logged). */
 static int restore_record(struct snap_r *rec)
 {
-	char sid[SID_HEX + 1];
+	char sid[SID_MAX + 1];
 	int fds[SESS_FDS_MAX];
 	snap_get_into(rec, sid, sizeof sid);
 	uint64_t nfds = snap_get_count(rec, SESS_FDS_MAX);
@@ -206,7 +206,7 @@ static int restore_record(struct snap_r *rec)
 	if (take_over(rec, sid))
 		return 1;
 	close_record_fds(fds, nfds);
-	if (strlen(sid) == SID_HEX) {
+	if (sid_valid(sid)) {
 		sesstable_add_lost(sid);
 		log_error("restart: session %s could not be taken over; it is told "
 		          "remote-connection-failed at its next request", sid);

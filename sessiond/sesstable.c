@@ -9,6 +9,7 @@
 #include "store.h"
 
 #include <openssl/rand.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -31,7 +32,7 @@ static struct client_count *clients[CLIENT_BUCKETS];
 
 /* A sorted list of sids (sorted once after adding, then searched). */
 struct sidlist {
-	char (*sid)[SID_HEX + 1];
+	char (*sid)[SID_MAX + 1];
 	size_t n, cap;
 };
 static struct sidlist lost;     /* lost in an earlier run: answered remote-connection-failed */
@@ -52,9 +53,41 @@ int sesstable_init(struct loop *l, const struct config *c)
 
 /* ---- the sid table ---- */
 
+static int is_hex32(const char *s)
+{
+	for (int i = 0; i < SID_HEX; i++)
+		if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f')))
+			return 0;
+	return s[SID_HEX] == 0;
+}
+
+const char *sid_node(const char *sid, size_t *len)
+{
+	const char *dash = strchr(sid, '-');
+	*len = dash ? (size_t)(dash - sid) : 0;
+	return sid;
+}
+
+int sid_valid(const char *sid)
+{
+	if (!sid)
+		return 0;
+	size_t n;
+	sid_node(sid, &n);
+	if (n > NODE_ID_MAX || (n == 0 && sid[0] == '-'))
+		return 0;
+	for (size_t i = 0; i < n; i++)
+		if (!((sid[i] >= 'a' && sid[i] <= 'z') || (sid[i] >= '0' && sid[i] <= '9')))
+			return 0;
+	return is_hex32(n ? sid + n + 1 : sid);
+}
+
 static size_t sid_hash(const char *sid)
 {
-	/* sids are random hex: their first 16 digits are hash enough */
+	/* the random part is hex: its first 16 digits are hash enough */
+	size_t skip;
+	sid_node(sid, &skip);
+	sid += skip ? skip + 1 : 0;
 	size_t h = 0;
 	for (int i = 0; i < 16; i++)
 		h = h * 16 + (size_t)(sid[i] <= '9' ? sid[i] - '0' : sid[i] - 'a' + 10);
@@ -82,10 +115,10 @@ static int table_grow(void)
 
 struct sess *sesstable_find(const char *sid)
 {
-	if (!table_size || strlen(sid) != SID_HEX)
+	if (!table_size || !sid_valid(sid))
 		return NULL;
 	for (struct sess *s = table[sid_hash(sid) & (table_size - 1)]; s; s = s->hnext)
-		if (memcmp(s->sid, sid, SID_HEX) == 0)
+		if (strcmp(s->sid, sid) == 0)
 			return s;
 	return NULL;
 }
@@ -121,7 +154,8 @@ static void new_sid(char *out)
 		log_error("RAND_bytes failed; cannot make a session id");
 		abort();
 	}
-	hex_encode(raw, sizeof raw, out);
+	size_t n = cfg && cfg->node_id[0] ? (size_t)snprintf(out, NODE_ID_MAX + 2, "%s-", cfg->node_id) : 0;
+	hex_encode(raw, sizeof raw, out + n);
 }
 
 /* ---- live sessions per client ---- */
@@ -284,7 +318,7 @@ static int cmp_sid(const void *a, const void *b) { return strcmp(a, b); }
 
 static int sidlist_add(struct sidlist *l, const char *sid)
 {
-	if (strlen(sid) != SID_HEX)
+	if (!sid_valid(sid))
 		return 0;
 	if (l->n == l->cap) {
 		size_t cap = l->cap ? l->cap * 2 : 64;
@@ -294,13 +328,13 @@ static int sidlist_add(struct sidlist *l, const char *sid)
 		l->sid = n;
 		l->cap = cap;
 	}
-	memcpy(l->sid[l->n++], sid, SID_HEX + 1);
+	snprintf(l->sid[l->n++], SID_MAX + 1, "%s", sid);
 	return 0;
 }
 
 static int sidlist_has(const struct sidlist *l, const char *sid)
 {
-	return sid && l->n && strlen(sid) == SID_HEX &&
+	return sid && l->n && sid_valid(sid) &&
 	       bsearch(sid, l->sid, l->n, sizeof l->sid[0], cmp_sid) != NULL;
 }
 

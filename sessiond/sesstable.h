@@ -17,7 +17,18 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define SID_HEX 32 /* a session id: 128 random bits, hex */
+/* A session id: 128 random bits in hex, after the node's name and a '-'
+ * when node_id is set ("n1-9f0c...e1"): a load balancer in front of several
+ * nodes finds the node of a request in its sid (conf/haproxy). */
+#define SID_HEX 32
+#define NODE_ID_MAX 8
+#define SID_MAX (NODE_ID_MAX + 1 + SID_HEX)
+
+/* 1 if sid has the form of one: 32 lowercase hex digits, or a node name
+ * ([a-z0-9]{1,8}), '-' and 32 hex digits. */
+int sid_valid(const char *sid);
+/* The node name a valid sid carries (len 0: none). */
+const char *sid_node(const char *sid, size_t *len);
 
 struct sess;
 struct store_row;
@@ -60,7 +71,7 @@ struct sess_ops {
 
 /* The first member of every transport's session. */
 struct sess {
-	char sid[SID_HEX + 1];
+	char sid[SID_MAX + 1];
 	const struct sess_ops *ops;
 	char *client;                 /* the client's address, or NULL; owned */
 	struct sess *hnext;           /* hash chain */

@@ -195,7 +195,7 @@ struct sess *ws_get(struct snap_r *r)
 	take_bytes(r, &w->carry_out);
 	w->io.fd = (int)snap_get_i64(r);
 	w->state = W_ACTIVE;
-	if (snap_failed(r) || strlen(w->c.sid) != SID_HEX || !w->to || w->io.fd < 0) {
+	if (snap_failed(r) || !sid_valid(w->c.sid) || !w->to || w->io.fd < 0) {
 		ws_discard(&w->c);
 		return NULL;
 	}

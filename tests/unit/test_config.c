@@ -150,6 +150,9 @@ static void test_errors(void)
 		{ "no_tls_domains = y.org\n", "key 'no_tls_domains': names a domain with no backend line" },
 		{ "trusted_proxies = 127.0.0.1 localhost\n", "key 'trusted_proxies': expected addresses" },
 		{ "trusted_proxies = 10.0.0.0/40\n", "key 'trusted_proxies': expected addresses" },
+		{ "node_id = N1\n", "key 'node_id': expected 1 to 8 of a-z and 0-9" },
+		{ "node_id = node12345\n", "key 'node_id': expected 1 to 8" },
+		{ "node_id = n-1\n", "key 'node_id': expected" },
 	};
 	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
 		CHECK(load(bad[i].text, &c, err, sizeof err) < 0);
