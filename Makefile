@@ -4,6 +4,7 @@
 #   make          build into build/
 #   make run      start nginx + sessiond + handlers (+ a local Prosody) on loopback
 #   make test     unit tests (plain and with ASan/UBSan), fuzzers, end-to-end tests
+#   make cluster  NODES (3) nodes behind HAProxy, sessions routed by their sid
 #   make bench    side-by-side benchmark against Prosody's mod_bosh
 #   make continuity  restarts sessiond (and nginx, a handler) under load: what is lost
 #   make fuzz     the fuzzers, FUZZ_SECONDS each (make test runs them briefly)
@@ -24,8 +25,8 @@ BUILD_DEBS := gcc make pkg-config libfcgi-dev libsqlite3-dev libexpat1-dev libss
 	libwslay-dev
 RUN_DEBS   := nginx prosody sqlite3 python3
 TEST_DEBS  := $(RUN_DEBS) spawn-fcgi nodejs apache2 libapache2-mod-fcgid chromium libpurple-dev clang \
-	g++ libgloox-dev ruby-xmpp4r procps iproute2 prometheus
-BENCH_DEBS := $(RUN_DEBS) wrk
+	g++ libgloox-dev ruby-xmpp4r procps iproute2 prometheus haproxy
+BENCH_DEBS := $(RUN_DEBS) wrk haproxy
 
 COMMON_SRC  := common/log.c common/log_syslog.c common/frame.c common/config.c common/netmatch.c
 HANDLER_SRC := fcgi/handler.c fcgi/body.c fcgi/query.c fcgi/autostart.c $(COMMON_SRC)
@@ -42,7 +43,7 @@ SESSIOND_SRC := sessiond/main.c sessiond/loop.c sessiond/reply.c sessiond/xmpp.c
 UNIT_TESTS := body splitter frame ridwin config query jsonattrs dial route attrs reply store log netmatch \
 	snapshot restore ws_handshake ws_conn xmpp_framing
 
-.PHONY: FORCE all check-build deps-run deps-test deps-bench run test unit unit-asan e2e bench clean \
+.PHONY: FORCE all check-build deps-run deps-test deps-bench deps-cluster cluster run test unit unit-asan e2e bench clean \
 	continuity continuity-small fuzz fuzz-short \
 	install install-cgi
 all: $(B)/sessiond $(B)/bosh-handler $(B)/bosh-prebind $(B)/boshctl
@@ -56,6 +57,8 @@ deps-test:
 	@# npm ci again whenever the pinned packages changed (npm writes node_modules/.package-lock.json)
 	@cd tests/e2e/strophe && { [ node_modules/.package-lock.json -nt package-lock.json ] || \
 	  npm ci --no-audit --no-fund; }
+deps-cluster:
+	@sh tools/deps.sh $(BUILD_DEBS) $(RUN_DEBS) haproxy
 deps-bench:
 	@sh tools/deps.sh $(BUILD_DEBS) $(BENCH_DEBS)
 
@@ -225,6 +228,15 @@ run: deps-run
 	@$(MAKE) --no-print-directory all
 	@PORT=$(PORT) XMPP_DOMAIN=$(XMPP_DOMAIN) XMPP_SERVER=$(XMPP_SERVER) RUN_DIR=$(RUN_DIR) \
 		python3 tools/stack.py run
+
+# Several nodes behind HAProxy (tools/cluster.py): NODES (3), PORT, XMPP_DOMAIN,
+# XMPP_SERVER as for make run; RUN_DIR (default run-cluster) holds n1, n2, ...
+NODES ?= 3
+cluster: deps-cluster
+	@$(MAKE) --no-print-directory all
+	@NODES=$(NODES) PORT=$(PORT) XMPP_DOMAIN=$(XMPP_DOMAIN) XMPP_SERVER=$(XMPP_SERVER) \
+		RUN_DIR=$(if $(filter command line environment,$(origin RUN_DIR)),$(RUN_DIR),$(CURDIR)/run-cluster) \
+		python3 tools/cluster.py run
 
 bench: deps-bench
 	@$(MAKE) --no-print-directory all

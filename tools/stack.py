@@ -111,6 +111,7 @@ class Stack:
         self.sessiond_bin = sessiond_bin or os.path.join(self.build, "sessiond")
         self.handler_bin = handler_bin or os.path.join(self.build, "bosh-handler")
         self.extra_conf = extra_conf
+        self.nginx_extra = ""  # lines for nginx's server block (behind a load balancer: set_real_ip_from)
         self.prosody = self.nginx = self.sessiond = None
         self.db = os.path.join(self.dir, "sessions.db")
         self.conf = os.path.join(self.dir, "bosh.conf")
@@ -245,7 +246,7 @@ class Stack:
                        "/run/bosh/ws.sock": self.ws_sock})
         # sessiond's pages (metrics, status, health), inside the same server block
         pages = fill(os.path.join(REPO, "conf/nginx/metrics.conf"), {"/run/bosh/handler.sock": self.handler_sock})
-        server = server[:server.rindex("}")] + "\n" + pages + "}\n"
+        server = server[:server.rindex("}")] + "\n" + pages + self.nginx_extra + "}\n"
         with open(os.path.join(d, "bosh.conf"), "w") as f:
             f.write(server)
         with open(os.path.join(d, "nginx.conf"), "w") as f:
