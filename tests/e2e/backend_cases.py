@@ -235,8 +235,8 @@ def test_srv_records_are_followed(st):
     questions = set(q for q, _ in w.dns.questions)
     expect({"_xmpp-client._tcp.srv.test", "_xmpps-client._tcp.srv.test"} <= questions, questions)
     # priority 5 (direct TLS, down) is tried before priority 10 (STARTTLS, up)
-    expect(log_has(w.side, "down.srv.test:%d (127.0.0.1):" % w.down), "the first target was tried first")
-    expect(log_has(w.side, "xmpp.srv.test:%d (::1):" % w.c2s), "its IPv6 address, then IPv4")
+    expect(log_has(w.side, "target=down.srv.test:%d address=127.0.0.1 " % w.down), "the first target was tried first")
+    expect(log_has(w.side, "target=xmpp.srv.test:%d address=::1 " % w.c2s), "its IPv6 address, then IPv4")
     expect(log_has(w.side, "connected to xmpp.srv.test:%d for srv.test" % w.c2s), "then the second")
     s.terminate()
     s, r = created(w, "direct-srv.test")  # _xmpps-client: TLS from the first byte

@@ -395,7 +395,7 @@ def test_control_bytes_from_clients_are_escaped_in_the_log(st):
     expect("\nforged" not in log and "\n2026-01-01T00:00:00.000Z sessiond[1]" not in log,
            "no forged line")
     expect("evil\\x09host\\x0d%s" % mark in log, "tab and CR in the route escaped")
-    wait_log(st, r"user agent 'ua-%s" % mark, since=since)
+    wait_log(st, r'user_agent="ua-%s' % mark, since=since)
     log = log_text(st)[since:]
     expect("ua-%s\\x1b[31mred\\x7f" % mark in log and "\x1b" not in log and "\x7f" not in log,
            "the User-Agent's ESC and DEL escaped")

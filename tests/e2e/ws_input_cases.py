@@ -200,7 +200,7 @@ def test_ws_input_valid_close_codes_are_echoed(st):
         r = ws_row(st, ws.jid, lambda r: r["state"] == "ended")
         expect(r["end_condition"] == condition, "close %d: row %r" % (c, r))
         log.wait("session %s ended: jid=%s client=127.0.0.1" % (r["sid"], ws.jid))
-        log.wait("condition=%s\n" % condition)
+        log.wait("condition=%s transport=websocket\n" % condition)
 
 
 # ---- sizes (max_data_held bounds one message) ----
