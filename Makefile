@@ -2,7 +2,8 @@
 # (the FastCGI/CGI request handler).
 #
 #   make          build into build/
-#   make run      start nginx + sessiond + handlers (+ a local Prosody) on loopback
+#   make run      start nginx + sessiond + handlers (+ a local Prosody) on loopback,
+#                 with a demo web chat at /
 #   make test     unit tests (plain and with ASan/UBSan), fuzzers, end-to-end tests
 #   make bench    side-by-side benchmark against Prosody's mod_bosh
 #   make continuity  restarts sessiond (and nginx, a handler) under load: what is lost
@@ -22,7 +23,7 @@ B       := build
 # Debian packages: to build, to test, to run the demo.
 BUILD_DEBS := gcc make pkg-config libfcgi-dev libsqlite3-dev libexpat1-dev libssl-dev libc-ares-dev \
 	libwslay-dev
-RUN_DEBS   := nginx prosody sqlite3 python3
+RUN_DEBS   := nginx prosody sqlite3 python3 nodejs
 TEST_DEBS  := $(RUN_DEBS) spawn-fcgi nodejs apache2 libapache2-mod-fcgid chromium libpurple-dev clang \
 	g++ libgloox-dev ruby-xmpp4r procps iproute2
 BENCH_DEBS := $(RUN_DEBS) wrk
@@ -47,14 +48,22 @@ UNIT_TESTS := body splitter frame ridwin config query jsonattrs dial route attrs
 all: $(B)/sessiond $(B)/bosh-handler $(B)/bosh-prebind
 
 # ---- dependencies ---------------------------------------------------------
+# npm ci in a folder again whenever its pinned packages changed (npm writes
+# node_modules/.package-lock.json); some nodejs builds carry their own npm.
+npm_ci = command -v npm >/dev/null || sh tools/deps.sh npm; \
+	cd $(1) && { [ node_modules/.package-lock.json -nt package-lock.json ] || npm ci --no-audit --no-fund; }
+
+# The web chat's Strophe.js (www/chat/package-lock.json): fetched with npm ci
+# like the test clients', so that what make run serves is pinned and nothing
+# is loaded from another host. Its own folder, not tests/e2e/strophe: the
+# demo needs the browser build only, none of the test clients' Node packages.
 deps-run:
 	@sh tools/deps.sh $(BUILD_DEBS) $(RUN_DEBS)
+	@$(call npm_ci,www/chat)
 deps-test:
 	@sh tools/deps.sh $(BUILD_DEBS) $(TEST_DEBS)
-	@command -v npm >/dev/null || sh tools/deps.sh npm  # some nodejs builds carry their own npm
-	@# npm ci again whenever the pinned packages changed (npm writes node_modules/.package-lock.json)
-	@cd tests/e2e/strophe && { [ node_modules/.package-lock.json -nt package-lock.json ] || \
-	  npm ci --no-audit --no-fund; }
+	@$(call npm_ci,tests/e2e/strophe)
+	@$(call npm_ci,www/chat)
 deps-bench:
 	@sh tools/deps.sh $(BUILD_DEBS) $(BENCH_DEBS)
 

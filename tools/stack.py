@@ -111,6 +111,7 @@ class Stack:
         self.sessiond_bin = sessiond_bin or os.path.join(self.build, "sessiond")
         self.handler_bin = handler_bin or os.path.join(self.build, "bosh-handler")
         self.extra_conf = extra_conf
+        self.chat_ready = False  # the web chat has its Strophe (publish_chat)
         self.prosody = self.nginx = self.sessiond = None
         self.db = os.path.join(self.dir, "sessions.db")
         self.conf = os.path.join(self.dir, "bosh.conf")
@@ -173,6 +174,23 @@ class Stack:
                     "backend.%s = %s\n%s\n%s\n%s\n"
                     % (self.handler_bin, self.domain, backend,
                        "group = nogroup" if self.as_root else "", self.extra_conf, extra))
+            f.write(self.chat_cors_line(extra))
+
+    def chat_cors_line(self, extra):
+        """sessiond's WebSocket listener takes a browser's upgrade only from an
+        origin in cors_origins, the page's own too: the web chat at / of our
+        port is added to the last cors_origins written, unless that is *."""
+        origins = []
+        for text in (self.extra_conf, extra):
+            for line in text.splitlines():
+                k, _, v = line.partition("=")
+                if k.strip() == "cors_origins" and not line.lstrip().startswith("#"):
+                    origins = v.split()
+        if "*" in origins:
+            return ""
+        mine = ["http://127.0.0.1:%d" % self.http_port, "http://localhost:%d" % self.http_port]
+        return "# the web chat's own origin, for its WebSocket (tools/stack.py)\ncors_origins = %s\n" % " ".join(
+            origins + [o for o in mine if o not in origins])
 
     def start_sessiond(self, extra=""):
         self.write_conf(extra)
@@ -232,17 +250,40 @@ class Stack:
                 self.sessiond.p.wait(10)
             self.sessiond = None
 
+    # ---- the demo web chat ----
+    def publish_chat(self):
+        """Copies the web chat (www/chat/ and Strophe's browser build from its
+        npm package) into the folder nginx serves at /; returns whether
+        Strophe was there (npm ci in www/chat, which make run does)."""
+        www = os.path.join(self.dir, "www")
+        os.makedirs(www, exist_ok=True)
+        os.chmod(www, 0o755)  # nginx's workers run as nobody when we are root
+        for name in CHAT_FILES:
+            shutil.copyfile(os.path.join(CHAT_SRC, name), os.path.join(www, name))
+            os.chmod(os.path.join(www, name), 0o644)
+        if not os.path.exists(STROPHE_JS):
+            return False
+        shutil.copyfile(STROPHE_JS, os.path.join(www, "strophe.umd.min.js"))
+        os.chmod(os.path.join(www, "strophe.umd.min.js"), 0o644)
+        return True
+
+    @property
+    def chat_url(self):
+        return "http://127.0.0.1:%d/" % self.http_port
+
     # ---- nginx ----
     def start_nginx(self):
         d = os.path.join(self.dir, "nginx")
         os.makedirs(os.path.join(d, "tmp"), exist_ok=True)
         shutil.copy("/etc/nginx/fastcgi_params", os.path.join(d, "fastcgi_params"))
+        self.chat_ready = self.publish_chat()
         server = fill(os.path.join(REPO, "conf/nginx/bosh.conf"),
                       # reuseport: the kernel spreads connections evenly over the
                       # workers, so none runs out of worker_connections first
                       {"listen 127.0.0.1:5280;": "listen 127.0.0.1:%d reuseport;" % self.http_port,
                        "/run/bosh/handler.sock": self.handler_sock,
-                       "/run/bosh/ws.sock": self.ws_sock})
+                       "/run/bosh/ws.sock": self.ws_sock,
+                       "root /usr/share/bosh-cm/chat;": "root %s;" % os.path.join(self.dir, "www")})
         with open(os.path.join(d, "bosh.conf"), "w") as f:
             f.write(server)
         with open(os.path.join(d, "nginx.conf"), "w") as f:
@@ -301,6 +342,10 @@ http {
             return ""
 
 
+CHAT_SRC = os.path.join(REPO, "www", "chat")
+CHAT_FILES = ("index.html", "chat.js", "chat.css")
+STROPHE_JS = os.path.join(CHAT_SRC, "node_modules", "strophe.js", "dist", "strophe.umd.min.js")
+
 def run_forever():
     """`make run`: the whole stack in the foreground until Ctrl-C."""
     port = int(os.environ.get("PORT") or 5280)
@@ -337,6 +382,10 @@ def run_forever():
             print("Try it:   python3 %s/tests/e2e/login.py %s alice@%s alice-secret"
                   % (REPO, st.url, domain))
         print("Sessions: sqlite3 %s 'select * from active_sessions'" % st.db)
+        if st.chat_ready:
+            print("Web chat: %s" % st.chat_url)
+        else:
+            print("Web chat: missing %s (npm ci in %s; make run does it)" % (STROPHE_JS, CHAT_SRC))
         print("BOSH endpoint: %s" % st.url)
         print("WebSocket endpoint: %s" % st.ws_url, flush=True)
         while not stopping:
