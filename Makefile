@@ -3,7 +3,8 @@
 #
 #   make          build into build/
 #   make run      start nginx + sessiond + handlers (+ a local Prosody) on loopback,
-#                 with a demo web chat at /
+#                 with a demo web chat at /; your own bosh.conf lines in run/local.conf
+#                 or CONF=path
 #   make test     unit tests (plain and with ASan/UBSan), fuzzers, end-to-end tests
 #   make bench    side-by-side benchmark against Prosody's mod_bosh
 #   make continuity  restarts sessiond (and nginx, a handler) under load: what is lost
@@ -224,11 +225,13 @@ PORT ?= 5280
 XMPP_DOMAIN ?= localhost
 XMPP_SERVER ?=
 RUN_DIR ?= $(CURDIR)/run
+# Your own bosh.conf lines, applied after make run's: RUN_DIR/local.conf, or CONF=path.
+CONF ?=
 
 run: deps-run
 	@$(MAKE) --no-print-directory all
 	@PORT=$(PORT) XMPP_DOMAIN=$(XMPP_DOMAIN) XMPP_SERVER=$(XMPP_SERVER) RUN_DIR=$(RUN_DIR) \
-		python3 tools/stack.py run
+		CONF=$(if $(CONF),$(abspath $(CONF))) BUILD=$(B) python3 tools/stack.py run
 
 bench: deps-bench
 	@$(MAKE) --no-print-directory all

@@ -4,15 +4,24 @@ see each other's presence, chat both ways and log out, served by the test
 stack's nginx with conf/nginx/bosh.conf as make run serves them. A
 screenshot taken after the chat (Page.captureScreenshot) is kept in
 BUILD/e2e-output/ and its path printed.
+
+And `make run` itself (tools/stack.py run) with a local.conf of the user's:
+its lines take effect on top of the generated bosh.conf.
 """
 import json
 import os
+import signal
+import subprocess
+import sys
 import time
+import urllib.error
+import urllib.parse
 import urllib.request
 
+import bosh
 from bosh import Session
-from cases import case, expect
-from stack import STROPHE_JS
+from cases import Skipped, case, expect
+from stack import REPO, STROPHE_JS, free_port, port_open, wait_for
 
 # Users of their own: the roster subscriptions these cases make must not
 # send presence to the other cases' alice and bob.
@@ -160,3 +169,117 @@ def test_webchat_message_is_text(st):
         expect(page.eval("document.title") == title, "no script from it ran")
         s.terminate()
         log_out(page)
+
+
+# ---- make run's own settings (local.conf, CONF=) ----
+
+def start_make_run(st, run_dir, env_extra):
+    """tools/stack.py run, as make run starts it; returns (process, port, its output so far)."""
+    port = free_port()
+    env = dict(os.environ, PORT=str(port), RUN_DIR=run_dir, BUILD=st.build, XMPP_DOMAIN=st.domain,
+               XMPP_SERVER="", CONF="")
+    env.update(env_extra)
+    out = os.path.join(run_dir + ".out")
+    with open(out, "wb") as f:
+        p = subprocess.Popen([sys.executable, os.path.join(REPO, "tools", "stack.py"), "run"], env=env,
+                             stdout=f, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                             start_new_session=True)
+
+    def text():
+        with open(out, errors="replace") as f:
+            return f.read()
+    return p, port, text
+
+
+def stop_make_run(p):
+    if p.poll() is None:
+        p.send_signal(signal.SIGINT)  # as Ctrl-C: it stops what it started
+        try:
+            p.wait(30)
+        except subprocess.TimeoutExpired:
+            os.killpg(p.pid, signal.SIGKILL)
+            p.wait()
+
+
+def http(method, url, headers=None):
+    req = urllib.request.Request(url, method=method, headers=headers or {})
+    try:
+        with urllib.request.urlopen(req, timeout=10) as r:
+            return r.status, r.headers, r.read()
+    except urllib.error.HTTPError as e:
+        return e.code, e.headers, e.read()
+
+
+def get_and_cors(st, port):
+    """Whether a session request as a GET (XEP-0124 section 16) gets a
+    session, and what a browser's preflight from https://mine.example is
+    allowed (its Access-Control-Allow-Origin)."""
+    url = "http://127.0.0.1:%d/http-bind" % port
+    create = bosh.body({"to": st.domain, "rid": 100, "wait": 1, "hold": 1, "ver": "1.11"})
+    _, _, data = http("GET", url + "?" + urllib.parse.urlencode({"data": create}))
+    _, h, _ = http("OPTIONS", url, {"Origin": "https://mine.example", "Access-Control-Request-Method": "POST"})
+    return b" sid=" in data, h.get("Access-Control-Allow-Origin")
+
+
+@case
+def test_make_run_applies_local_conf(st):
+    if not os.path.exists(os.path.join(st.build, "sessiond")):
+        raise Skipped("needs the plain build (make all): make run runs it")
+    run_dir = os.path.join(st.dir, "make-run")
+    os.makedirs(run_dir)
+    conf = os.path.join(st.dir, "my-run.conf")
+    with open(conf, "w") as f:
+        f.write("# mine\ncors_origins = https://mine.example\nallow_get = 1\n")
+    p, port, out = start_make_run(st, run_dir, {"CONF": conf})
+    try:
+        wait_for(lambda: "WebSocket endpoint:" in out() or p.poll() is not None, 90, "make run to start")
+        expect(p.poll() is None, "make run runs:\n" + out())
+        expect("Local settings: %s, applied on top of the generated %s/bosh.conf" % (conf, run_dir) in out(),
+               "it says which file it applied:\n" + out())
+        expect("Web chat: http://127.0.0.1:%d/\n" % port in out(), "the chat's line:\n" + out())
+        got_sid, acao = get_and_cors(st, port)
+        expect(got_sid, "allow_get = 1: a session request as a GET is answered with a session")
+        expect(acao == "https://mine.example", "cors_origins: the preflight from that origin is allowed: %r"
+               % acao)
+        with open(os.path.join(run_dir, "bosh.conf")) as f:
+            cors = [ln for ln in f.read().splitlines() if ln.startswith("cors_origins")]
+        expect(cors[-1] == "cors_origins = https://mine.example http://127.0.0.1:%d http://localhost:%d"
+               % (port, port), "the chat's origin added to the user's cors_origins: %r" % cors)
+        status, _, data = http("GET", "http://127.0.0.1:%d/" % port)
+        expect(status == 200 and b"BOSH web chat" in data, "the chat at /: %s" % status)
+    finally:
+        stop_make_run(p)
+    expect(not port_open(port), "stopped")
+
+    # run/local.conf when there is no CONF=: make run's backend replaced by a
+    # line of its own (the test stack's Prosody, where alice's password is another)
+    with open(os.path.join(run_dir, "local.conf"), "w") as f:
+        f.write("log_level = debug\nbackend.%s = 127.0.0.1:%d\n" % (st.domain, st.c2s_port))
+    p, port, out = start_make_run(st, run_dir, {})
+    try:
+        wait_for(lambda: "WebSocket endpoint:" in out() or p.poll() is not None, 90, "make run to start")
+        expect(p.poll() is None, "make run runs:\n" + out())
+        expect("Local settings: %s/local.conf, applied" % run_dir in out(), out())
+        s = Session("http://127.0.0.1:%d/http-bind" % port, st.domain, wait=2)
+        s.login("alice", "alice-pw")  # the test stack's account, through local.conf's backend
+        s.terminate()
+        with open(os.path.join(run_dir, "sessiond.log"), errors="replace") as f:
+            expect(" debug: " in f.read(), "log_level = debug of local.conf wins over make run's info")
+    finally:
+        stop_make_run(p)
+
+    # neither: it says where to put one
+    os.unlink(os.path.join(run_dir, "local.conf"))
+    p, port, out = start_make_run(st, run_dir, {})
+    try:
+        wait_for(lambda: "WebSocket endpoint:" in out() or p.poll() is not None, 90, "make run to start")
+        expect("Local settings: none (put your own bosh.conf lines in %s/local.conf" % run_dir in out(), out())
+        expect(get_and_cors(st, port) == (False, None), "no GET and no CORS without them: %r"
+               % (get_and_cors(st, port),))
+    finally:
+        stop_make_run(p)
+    # CONF= naming a file that is not there: refused before anything starts
+    r = subprocess.run([sys.executable, os.path.join(REPO, "tools", "stack.py"), "run"], capture_output=True,
+                       text=True, timeout=30, env=dict(os.environ, RUN_DIR=run_dir, PORT=str(free_port()),
+                                                       CONF=os.path.join(st.dir, "nothing.conf")))
+    expect(r.returncode != 0 and "no such file" in r.stderr, (r.returncode, r.stdout, r.stderr))
