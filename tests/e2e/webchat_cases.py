@@ -65,6 +65,7 @@ def log_in(page, jid, password, transport):
               "%s to log in over %s: %s" % (jid, transport, "status"))
     expect(page.eval("document.getElementById('main').hidden === false && "
                      "document.getElementById('login').hidden === true"), "the chat is shown after login")
+    return page.eval("document.getElementById('status').dataset.jid")  # the full JID
 
 
 def presence_of(page, jid):
@@ -106,8 +107,8 @@ def test_webchat_two_pages_chat(st):
                "the page and its policy: %s %r" % (r.status, csp))
     with Browser(st.dir) as b:
         pa, pb = b.open(st.chat_url), b.open(st.chat_url)
-        log_in(pa, alice, USERS["wc-alice"], "bosh")
-        log_in(pb, bob, USERS["wc-bob"], "websocket")
+        full = {"bosh": log_in(pa, alice, USERS["wc-alice"], "bosh"),
+                "websocket": log_in(pb, bob, USERS["wc-bob"], "websocket")}
         expect("over BOSH" in pa.eval("document.getElementById('status').textContent") and
                "over WebSocket" in pb.eval("document.getElementById('status').textContent"),
                "alice over BOSH, bob over WebSocket")
@@ -142,6 +143,12 @@ def test_webchat_two_pages_chat(st):
         pa.wait("(document.querySelector('#roster li[data-jid=%s]') || {dataset: {}}).dataset.presence "
                 "=== 'offline'" % js(bob), 15, "bob offline on alice's page")
         log_out(pa)
+        # both ended by the client, each on its transport (not by inactivity)
+        from ws_cases import ws_row
+        for transport, jid in full.items():
+            r = ws_row(st, jid, lambda r: r["state"] == "ended")
+            expect(r["transport"] == transport and r["end_condition"] == "terminate",
+                   "%s logged out: %r" % (jid, r))
         errors = pa.console_errors() + pb.console_errors()
         expect(not errors, "nothing refused by the page's policy, no errors: %r" % errors)
 

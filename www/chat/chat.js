@@ -200,6 +200,7 @@
 
     function connected() {
         if (!conn || el('status').dataset.state === 'connected') return;
+        el('status').dataset.jid = conn.jid;
         setStatus('connected', 'Connected as ' + conn.jid + ' over ' +
                   (conn.service.startsWith('ws') ? 'WebSocket' : 'BOSH') + '.');
     }
@@ -231,6 +232,7 @@
 
     function offline(text, state) {
         setStatus(state, text);
+        delete el('status').dataset.jid;
         conn = null;
         roster = new Map();
         presence = new Map();
