@@ -2,7 +2,9 @@
 # (the FastCGI/CGI request handler).
 #
 #   make          build into build/
-#   make run      start nginx + sessiond + handlers (+ a local Prosody) on loopback
+#   make run      start nginx + sessiond + handlers (+ a local Prosody) on loopback,
+#                 with a demo web chat at /; your own bosh.conf lines in run/local.conf
+#                 or CONF=path
 #   make test     unit tests (plain and with ASan/UBSan), fuzzers, end-to-end tests
 #   make cluster  NODES (3) nodes behind HAProxy, sessions routed by their sid
 #   make bench    side-by-side benchmark against Prosody's mod_bosh
@@ -23,7 +25,7 @@ B       := build
 # Debian packages: to build, to test, to run the demo.
 BUILD_DEBS := gcc make pkg-config libfcgi-dev libsqlite3-dev libexpat1-dev libssl-dev libc-ares-dev \
 	libwslay-dev
-RUN_DEBS   := nginx prosody sqlite3 python3
+RUN_DEBS   := nginx prosody sqlite3 python3 nodejs
 TEST_DEBS  := $(RUN_DEBS) spawn-fcgi nodejs apache2 libapache2-mod-fcgid chromium libpurple-dev clang \
 	g++ libgloox-dev ruby-xmpp4r procps iproute2 prometheus haproxy
 BENCH_DEBS := $(RUN_DEBS) wrk haproxy
@@ -49,14 +51,22 @@ UNIT_TESTS := body splitter frame ridwin config query jsonattrs dial route attrs
 all: $(B)/sessiond $(B)/bosh-handler $(B)/bosh-prebind $(B)/boshctl
 
 # ---- dependencies ---------------------------------------------------------
+# npm ci in a folder again whenever its pinned packages changed (npm writes
+# node_modules/.package-lock.json); some nodejs builds carry their own npm.
+npm_ci = command -v npm >/dev/null || sh tools/deps.sh npm; \
+	cd $(1) && { [ node_modules/.package-lock.json -nt package-lock.json ] || npm ci --no-audit --no-fund; }
+
+# The web chat's Strophe.js (www/chat/package-lock.json): fetched with npm ci
+# like the test clients', so that what make run serves is pinned and nothing
+# is loaded from another host. Its own folder, not tests/e2e/strophe: the
+# demo needs the browser build only, none of the test clients' Node packages.
 deps-run:
 	@sh tools/deps.sh $(BUILD_DEBS) $(RUN_DEBS)
+	@$(call npm_ci,www/chat)
 deps-test:
 	@sh tools/deps.sh $(BUILD_DEBS) $(TEST_DEBS)
-	@command -v npm >/dev/null || sh tools/deps.sh npm  # some nodejs builds carry their own npm
-	@# npm ci again whenever the pinned packages changed (npm writes node_modules/.package-lock.json)
-	@cd tests/e2e/strophe && { [ node_modules/.package-lock.json -nt package-lock.json ] || \
-	  npm ci --no-audit --no-fund; }
+	@$(call npm_ci,tests/e2e/strophe)
+	@$(call npm_ci,www/chat)
 deps-cluster:
 	@sh tools/deps.sh $(BUILD_DEBS) $(RUN_DEBS) haproxy
 deps-bench:
@@ -223,11 +233,13 @@ PORT ?= 5280
 XMPP_DOMAIN ?= localhost
 XMPP_SERVER ?=
 RUN_DIR ?= $(CURDIR)/run
+# Your own bosh.conf lines, applied after make run's: RUN_DIR/local.conf, or CONF=path.
+CONF ?=
 
 run: deps-run
 	@$(MAKE) --no-print-directory all
 	@PORT=$(PORT) XMPP_DOMAIN=$(XMPP_DOMAIN) XMPP_SERVER=$(XMPP_SERVER) RUN_DIR=$(RUN_DIR) \
-		python3 tools/stack.py run
+		CONF=$(if $(CONF),$(abspath $(CONF))) BUILD=$(B) python3 tools/stack.py run
 
 # Several nodes behind HAProxy (tools/cluster.py): NODES (3), PORT, XMPP_DOMAIN,
 # XMPP_SERVER as for make run; RUN_DIR (default run-cluster) holds n1, n2, ...

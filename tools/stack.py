@@ -112,6 +112,8 @@ class Stack:
         self.handler_bin = handler_bin or os.path.join(self.build, "bosh-handler")
         self.extra_conf = extra_conf
         self.nginx_extra = ""  # lines for nginx's server block (behind a load balancer: set_real_ip_from)
+        self.local_conf = ""  # the user's own lines (make run's local.conf), written last
+        self.chat_ready = False  # the web chat has its Strophe (publish_chat)
         self.prosody = self.nginx = self.sessiond = None
         self.db = os.path.join(self.dir, "sessions.db")
         self.conf = os.path.join(self.dir, "bosh.conf")
@@ -158,6 +160,10 @@ class Stack:
     # ---- sessiond ----
     def write_conf(self, extra=""):
         backend = self.xmpp_server or "127.0.0.1:%d" % self.c2s_port
+        # The parser takes the last value of a key, but refuses a backend
+        # domain given twice: the user's own line for it replaces ours.
+        if self.domain in local_backends(self.local_conf):
+            backend = None
         with open(self.conf, "w") as f:
             f.write("# written by tools/stack.py\n"
                     "control_socket = sessiond.sock\n"
@@ -170,10 +176,31 @@ class Stack:
                     "handlers = 2\n"
                     "# every client of a stack on loopback (load tools included) has one address\n"
                     "max_sessions_per_client = 0\n"
-                    "handler_path = %s\n"
-                    "backend.%s = %s\n%s\n%s\n%s\n"
-                    % (self.handler_bin, self.domain, backend,
+                    "handler_path = %s\n%s\n%s\n%s\n%s\n"
+                    % (self.handler_bin,
+                       "backend.%s = %s" % (self.domain, backend) if backend else
+                       "# backend.%s: given below" % self.domain,
                        "group = nogroup" if self.as_root else "", self.extra_conf, extra))
+            if self.local_conf:
+                f.write("# ---- the user's own lines (later lines win) ----\n%s\n" % self.local_conf)
+            f.write(self.chat_cors_line(extra))
+
+    def chat_cors_line(self, extra):
+        """sessiond's WebSocket listener takes a browser's upgrade only from an
+        origin in cors_origins, the page's own too: the web chat at / of our
+        port is added to the last cors_origins written (ours, the tests' or
+        the user's), unless that is *."""
+        origins = []
+        for text in (self.extra_conf, extra, self.local_conf):
+            for line in text.splitlines():
+                k, _, v = line.partition("=")
+                if k.strip() == "cors_origins" and not line.lstrip().startswith("#"):
+                    origins = v.split()
+        if "*" in origins:
+            return ""
+        mine = ["http://127.0.0.1:%d" % self.http_port, "http://localhost:%d" % self.http_port]
+        return "# the web chat's own origin, for its WebSocket (tools/stack.py)\ncors_origins = %s\n" % " ".join(
+            origins + [o for o in mine if o not in origins])
 
     def start_sessiond(self, extra=""):
         self.write_conf(extra)
@@ -233,17 +260,40 @@ class Stack:
                 self.sessiond.p.wait(10)
             self.sessiond = None
 
+    # ---- the demo web chat ----
+    def publish_chat(self):
+        """Copies the web chat (www/chat/ and Strophe's browser build from its
+        npm package) into the folder nginx serves at /; returns whether
+        Strophe was there (npm ci in www/chat, which make run does)."""
+        www = os.path.join(self.dir, "www")
+        os.makedirs(www, exist_ok=True)
+        os.chmod(www, 0o755)  # nginx's workers run as nobody when we are root
+        for name in CHAT_FILES:
+            shutil.copyfile(os.path.join(CHAT_SRC, name), os.path.join(www, name))
+            os.chmod(os.path.join(www, name), 0o644)
+        if not os.path.exists(STROPHE_JS):
+            return False
+        shutil.copyfile(STROPHE_JS, os.path.join(www, "strophe.umd.min.js"))
+        os.chmod(os.path.join(www, "strophe.umd.min.js"), 0o644)
+        return True
+
+    @property
+    def chat_url(self):
+        return "http://127.0.0.1:%d/" % self.http_port
+
     # ---- nginx ----
     def start_nginx(self):
         d = os.path.join(self.dir, "nginx")
         os.makedirs(os.path.join(d, "tmp"), exist_ok=True)
         shutil.copy("/etc/nginx/fastcgi_params", os.path.join(d, "fastcgi_params"))
+        self.chat_ready = self.publish_chat()
         server = fill(os.path.join(REPO, "conf/nginx/bosh.conf"),
                       # reuseport: the kernel spreads connections evenly over the
                       # workers, so none runs out of worker_connections first
                       {"listen 127.0.0.1:5280;": "listen 127.0.0.1:%d reuseport;" % self.http_port,
                        "/run/bosh/handler.sock": self.handler_sock,
-                       "/run/bosh/ws.sock": self.ws_sock})
+                       "/run/bosh/ws.sock": self.ws_sock,
+                       "root /usr/share/bosh-cm/chat;": "root %s;" % os.path.join(self.dir, "www")})
         # sessiond's pages (metrics, status, health), inside the same server block
         pages = fill(os.path.join(REPO, "conf/nginx/metrics.conf"), {"/run/bosh/handler.sock": self.handler_sock})
         server = server[:server.rindex("}")] + "\n" + pages + self.nginx_extra + "}\n"
@@ -305,19 +355,72 @@ http {
             return ""
 
 
+CHAT_SRC = os.path.join(REPO, "www", "chat")
+CHAT_FILES = ("index.html", "chat.js", "chat.css")
+STROPHE_JS = os.path.join(CHAT_SRC, "node_modules", "strophe.js", "dist", "strophe.umd.min.js")
+
+# Keys whose paths make run itself relies on (its nginx, its readiness check).
+RUN_OWN_KEYS = ("control_socket", "fcgi_socket", "ws_socket", "database")
+
+
+def local_backends(text):
+    """The domains of the backend.DOMAIN keys in bosh.conf lines."""
+    out = set()
+    for line in text.splitlines():
+        key = line.partition("=")[0].strip()
+        if not line.lstrip().startswith("#") and key.startswith("backend."):
+            out.add(key[len("backend."):])
+    return out
+
+
+def read_local_conf(run_dir):
+    """make run's own settings: CONF=path, or RUN_DIR/local.conf if there is
+    one. Returns (path or None, text); exits with a message on a file it
+    cannot use. make run never writes either file."""
+    path = os.environ.get("CONF") or ""
+    if path:
+        path = os.path.abspath(path)
+        if not os.path.isfile(path):
+            sys.exit("make run: CONF=%s: no such file" % path)
+    else:
+        path = os.path.join(run_dir, "local.conf")
+        if not os.path.isfile(path):
+            return None, ""
+    try:
+        with open(path) as f:
+            text = f.read()
+    except OSError as e:
+        sys.exit("make run: cannot read %s: %s" % (path, e))
+    for n, line in enumerate(text.splitlines(), 1):
+        key = line.partition("=")[0].strip()
+        if not line.lstrip().startswith("#") and key in RUN_OWN_KEYS:
+            sys.exit("make run: %s line %d: %s is make run's own (its nginx and its checks use it);\n"
+                     "to try another, run sessiond with a bosh.conf of your own" % (path, n, key))
+    return path, text.rstrip("\n")
+
+
 def run_forever():
     """`make run`: the whole stack in the foreground until Ctrl-C."""
     port = int(os.environ.get("PORT") or 5280)
     domain = os.environ.get("XMPP_DOMAIN") or "localhost"
     server = os.environ.get("XMPP_SERVER") or None
     run_dir = os.environ.get("RUN_DIR") or os.path.join(REPO, "run")
+    local_path, local_text = read_local_conf(run_dir)
+    if local_path:
+        print("Local settings: %s, applied on top of the generated %s" % (
+              local_path, os.path.join(run_dir, "bosh.conf")), flush=True)
+    else:
+        print("Local settings: none (put your own bosh.conf lines in %s, or make run CONF=path;"
+              " make run never writes either)" % os.path.join(run_dir, "local.conf"), flush=True)
     if os.path.exists(run_dir):
         for name in ("sessiond.sock", "handler.sock"):
             try:
                 os.unlink(os.path.join(run_dir, name))
             except OSError:
                 pass
-    st = Stack(workdir=run_dir, domain=domain, xmpp_server=server, http_port=port)
+    st = Stack(build=os.environ.get("BUILD") or "build", workdir=run_dir, domain=domain,
+               xmpp_server=server, http_port=port)
+    st.local_conf = local_text
     Proc.new_session = False
     stopping = []
 
@@ -341,6 +444,10 @@ def run_forever():
             print("Try it:   python3 %s/tests/e2e/login.py %s alice@%s alice-secret"
                   % (REPO, st.url, domain))
         print("Sessions: sqlite3 %s 'select * from active_sessions'" % st.db)
+        if st.chat_ready:
+            print("Web chat: %s" % st.chat_url)
+        else:
+            print("Web chat: missing %s (npm ci in %s; make run does it)" % (STROPHE_JS, CHAT_SRC))
         print("BOSH endpoint: %s" % st.url)
         print("Metrics: http://127.0.0.1:%d/bosh/metrics" % port)
         print("Status: http://127.0.0.1:%d/bosh/status" % port)
