@@ -260,7 +260,7 @@ def test_status_page_in_a_browser(st):
         wait_for(lambda: os.path.exists(shot) and os.path.getsize(shot) > 0, 60, "the screenshot")
         time.sleep(0.5)
     expect(os.path.getsize(shot) > 10000, "a screenshot with something on it")
-    keep = os.environ.get("BOSH_TEST_ARTIFACTS") or os.path.join(REPO, "build", "test-artifacts")
+    keep = os.path.join(REPO, "build", "e2e-output")  # kept after the run, as webchat_cases.py's
     os.makedirs(keep, exist_ok=True)
     shutil.copy(shot, os.path.join(keep, "status-page.png"))
     print("status page screenshot: %s" % os.path.join(keep, "status-page.png"))
