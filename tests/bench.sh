@@ -14,3 +14,6 @@ bash "$peers" --no-ejabberd --big 9000 ${BENCH_ARGS:-} \
 echo
 cc -O2 -o "$here/build/boshload" "$here/../shared/bench/boshload.c"
 python3 "$here/tests/bench_mem.py" "$here/build/boshload" "${BENCH_MEM_SESSIONS:-9000}"
+
+# The load balancer's hop: through HAProxy in front of three nodes, and one node directly.
+python3 "$here/tests/bench_cluster.py" "$here/build/boshload" "${BENCH_CLUSTER_ECHO:-50}" "${BENCH_CLUSTER_SECONDS:-20}"
