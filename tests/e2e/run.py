@@ -22,6 +22,7 @@ import restart_cases  # noqa: E402,F401
 import input_cases  # noqa: E402,F401
 import hardening_cases  # noqa: E402,F401
 import ws_cases  # noqa: E402,F401
+import ws_client_cases  # noqa: E402,F401
 from stack import Stack  # noqa: E402
 
 
