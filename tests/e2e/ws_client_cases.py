@@ -48,18 +48,18 @@ class ConversePageServer:
         self.origin = "http://127.0.0.1:%d" % self.port
         self.result = None
         self.got = threading.Event()
-        self.served = []
+        self.missing = []  # paths the page asked for and did not get
         outer = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
             def do_GET(self):
                 path = urllib.parse.unquote(urllib.parse.urlsplit(self.path).path)
-                outer.served.append(path)
                 if path == "/hold.js":
                     outer.got.wait(60)
                     return self.answer(b"", "text/javascript")
                 name = outer.file_for(path)
                 if name is None:
+                    outer.missing.append(path)
                     return self.send_error(404)
                 with open(name, "rb") as f:
                     self.answer(f.read(), TYPES.get(os.path.splitext(name)[1], "application/octet-stream"))
@@ -198,14 +198,17 @@ def converse_chat(st, server, shot):
         q = urllib.parse.urlencode({"ws": st.ws_url, "jid": "alice@" + st.domain, "pw": USERS["alice"],
                                     "peer": "bob@" + st.domain, "text": text, "answer": answer,
                                     "give_up": 25})
-        args = ["--screenshot=" + shot, "--window-size=1280,900", "--enable-logging=stderr"]
+        # No name resolves: the page and its WebSocket use 127.0.0.1, and nothing
+        # may come from another host.
+        args = ["--screenshot=" + shot, "--window-size=1280,900", "--enable-logging=stderr",
+                "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1"]
         with Chromium(st.dir, "%s/converse-ws.html?%s" % (server.origin, q), args) as browser:
             got = bob_answers(bob, text, answer, server.got, time.time() + 30)
             expect(server.got.wait(30), "the page reported nothing (bob got %s)\n%s"
                    % (got is not None and ET.tostring(got), browser.log_tail()))
             out = server.result
-            detail = "\n--- page result ---\n%s\n--- chromium ---\n%s" % (json.dumps(out, indent=1),
-                                                                           browser.log_tail())
+            detail = "\n--- page result ---\n%s\n--- not found: %s\n--- chromium ---\n%s" % (
+                json.dumps(out, indent=1), server.missing, browser.log_tail())
             expect(got is not None, "bob never got %r%s" % (text, detail))
             expect(out.get("ok"), "the page failed: %s%s" % (out.get("error"), detail))
             # Chromium writes the screenshot at the load event (hold.js, answered now) and ends.
