@@ -35,6 +35,9 @@ TYPES = {".html": "text/html; charset=utf-8", ".js": "text/javascript", ".mjs": 
          ".css": "text/css", ".json": "application/json", ".map": "application/json",
          ".svg": "image/svg+xml", ".png": "image/png", ".woff": "font/woff", ".woff2": "font/woff2",
          ".ttf": "font/ttf", ".wasm": "application/wasm", ".mp3": "audio/mpeg", ".ogg": "audio/ogg"}
+# No name resolves: the page and its WebSocket use 127.0.0.1, and nothing may
+# come from another host. The page's console goes to Chromium's log.
+CHROMIUM_ARGS = ["--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1", "--enable-logging=stderr"]
 
 
 class ConversePageServer:
@@ -198,10 +201,7 @@ def converse_chat(st, server, shot):
         q = urllib.parse.urlencode({"ws": st.ws_url, "jid": "alice@" + st.domain, "pw": USERS["alice"],
                                     "peer": "bob@" + st.domain, "text": text, "answer": answer,
                                     "give_up": 25})
-        # No name resolves: the page and its WebSocket use 127.0.0.1, and nothing
-        # may come from another host.
-        args = ["--screenshot=" + shot, "--window-size=1280,900", "--enable-logging=stderr",
-                "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1"]
+        args = ["--screenshot=" + shot, "--window-size=1280,900"] + CHROMIUM_ARGS
         with Chromium(st.dir, "%s/converse-ws.html?%s" % (server.origin, q), args) as browser:
             got = bob_answers(bob, text, answer, server.got, time.time() + 30)
             expect(server.got.wait(30), "the page reported nothing (bob got %s)\n%s"
@@ -234,3 +234,30 @@ def converse_chat(st, server, shot):
         expect(r["end_condition"] == "terminate", r)
     finally:
         bob.close()
+
+
+@case
+def test_ws_client_converse_from_an_unlisted_origin_refused(st):
+    """The same page against the endpoint whose cors_origins does not list its
+    origin: Chromium sends the Origin, sessiond refuses the handshake (403),
+    converse never connects, and no session is made."""
+    if not os.path.isfile(os.path.join(CONVERSE_DIST, "converse.min.js")):
+        raise AssertionError("converse.js is missing: run `npm ci --prefix tests/e2e/strophe`")
+    server = ConversePageServer()
+    try:
+        q = urllib.parse.urlencode({"ws": st.ws_url, "jid": "alice@" + st.domain, "pw": USERS["alice"],
+                                    "peer": "bob@" + st.domain, "text": "-", "answer": "-", "give_up": 5})
+        before = len(open(st.sessiond_log, errors="replace").read())
+        with Chromium(st.dir, "%s/converse-ws.html?%s" % (server.origin, q), CHROMIUM_ARGS) as browser:
+            expect(server.got.wait(30), "the page reported nothing\n" + browser.log_tail())
+            out = server.result
+            detail = "\n--- page result ---\n%s\n--- chromium ---\n%s" % (json.dumps(out, indent=1),
+                                                                           browser.log_tail())
+        expect(not out.get("ok") and "connected" not in out["events"] and out["jid"] is None,
+               "converse connected from an origin cors_origins does not list" + detail)
+        log = open(st.sessiond_log, errors="replace").read()[before:]
+        expect("refused (403): Origin not allowed by cors_origins" in log,
+               "no refusal in sessiond's log:\n%s%s" % (log[-2000:], detail))
+        expect(" created for " not in log, "a session was made:\n" + log[-2000:])
+    finally:
+        server.close()
