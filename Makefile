@@ -43,7 +43,7 @@ UNIT_TESTS := body splitter frame ridwin config query jsonattrs dial route attrs
 
 .PHONY: FORCE all check-build deps-run deps-test deps-bench run test unit unit-asan e2e bench clean \
 	continuity continuity-small fuzz fuzz-short \
-	install install-cgi
+	install install-cgi man deb packaging-test
 all: $(B)/sessiond $(B)/bosh-handler $(B)/bosh-prebind
 
 # ---- dependencies ---------------------------------------------------------
@@ -103,6 +103,24 @@ $(B)/bosh-handler: $(HANDLER_SRC) $(wildcard */*.h) $(GEN) | check-build
 PREBIND_SRC := tools/prebind.c common/frame.c common/config.c common/netmatch.c common/log.c
 $(B)/bosh-prebind: $(PREBIND_SRC) $(wildcard */*.h) $(GEN) | check-build
 	$(CC) $(WARN) $(CFLAGS) $(INC) $(pc_cflags) $(PREBIND_SRC) -o $@ $(pc_libs)
+
+# Man pages: bosh.conf(5) is made from the parser's own key table (config-keys
+# prints it) and the descriptions in man/bosh.conf.keys, so it lists exactly
+# the keys the parser takes. build/man is a MANPATH: man5/, man8/.
+$(B)/config-keys: tools/config_keys.c common/config.c common/netmatch.c common/log.c common/config.h \
+		common/log.h common/netmatch.h | check-build
+	$(CC) $(WARN) -O1 -g $(INC) tools/config_keys.c common/netmatch.c common/log.c -o $@
+
+$(B)/man/man5/bosh.conf.5: $(B)/config-keys man/bosh.conf.keys man/bosh.conf.5.in tools/mkconfman.py
+	@mkdir -p $(@D)
+	$(B)/config-keys > $(B)/config-keys.tsv
+	python3 tools/mkconfman.py $(B)/config-keys.tsv man/bosh.conf.keys man/bosh.conf.5.in $@
+
+$(B)/man/man8/%.8: man/%.8
+	@mkdir -p $(@D)
+	cp $< $@
+
+man: $(B)/man/man5/bosh.conf.5 $(B)/man/man8/sessiond.8 $(B)/man/man8/bosh-handler.8
 
 # Unit test binaries: tests/unit/test_NAME.c with the module sources they need.
 src_body     := fcgi/body.c
