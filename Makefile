@@ -3,7 +3,9 @@
 #
 #   make          build into build/
 #   make run      start nginx + sessiond + handlers (+ a local Prosody) on loopback
-#   make test     unit tests (plain and with ASan/UBSan), fuzzers, end-to-end tests
+#   make test     unit tests (plain and with ASan/UBSan), fuzzers, end-to-end tests,
+#                 the Debian package, the systemd unit and the man pages
+#   make deb      build/bosh-cm_VERSION_ARCH.deb (dpkg-buildpackage), checked by lintian
 #   make bench    side-by-side benchmark against Prosody's mod_bosh
 #   make continuity  restarts sessiond (and nginx, a handler) under load: what is lost
 #   make fuzz     the fuzzers, FUZZ_SECONDS each (make test runs them briefly)
@@ -26,6 +28,8 @@ RUN_DEBS   := nginx prosody sqlite3 python3
 TEST_DEBS  := $(RUN_DEBS) spawn-fcgi nodejs apache2 libapache2-mod-fcgid chromium libpurple-dev clang \
 	g++ libgloox-dev ruby-xmpp4r procps iproute2
 BENCH_DEBS := $(RUN_DEBS) wrk
+# make deb: the package build (dpkg-buildpackage, dh), lintian, systemd-analyze
+DEB_DEBS   := debhelper dpkg-dev fakeroot lintian systemd python3
 
 COMMON_SRC  := common/log.c common/frame.c common/config.c common/netmatch.c
 HANDLER_SRC := fcgi/handler.c fcgi/body.c fcgi/query.c fcgi/autostart.c $(COMMON_SRC)
@@ -43,7 +47,7 @@ UNIT_TESTS := body splitter frame ridwin config query jsonattrs dial route attrs
 
 .PHONY: FORCE all check-build deps-run deps-test deps-bench run test unit unit-asan e2e bench clean \
 	continuity continuity-small fuzz fuzz-short \
-	install install-cgi man deb packaging-test
+	install install-cgi man deb deps-deb packaging-test
 all: $(B)/sessiond $(B)/bosh-handler $(B)/bosh-prebind
 
 # ---- dependencies ---------------------------------------------------------
@@ -226,7 +230,7 @@ continuity-small: all
 	python3 tests/continuity.py python --sessions 8 --duration 8 --restarts 3
 
 test: deps-test
-	@$(MAKE) --no-print-directory all unit unit-asan fuzz-short e2e continuity-small
+	@$(MAKE) --no-print-directory all unit unit-asan fuzz-short e2e continuity-small packaging-test
 
 # ---- running --------------------------------------------------------------
 PORT ?= 5280
@@ -243,6 +247,20 @@ bench: deps-bench
 	@$(MAKE) --no-print-directory all
 	sh tests/bench.sh
 
+# ---- the Debian package ------------------------------------------------------
+# build/bosh-cm_VERSION_ARCH.deb, from debian/ (dpkg-buildpackage in a copy of
+# the source under build/deb/), checked by lintian (errors fail).
+deps-deb:
+	@sh tools/deps.sh $(BUILD_DEBS) $(DEB_DEBS)
+
+deb: deps-deb
+	@sh tools/mkdeb.sh $(B)
+
+# The package, the unit, the man pages and sessiond's readiness protocol,
+# tested the way an admin meets them (tests/packaging).
+packaging-test: deb all man $(B)/asan/sessiond
+	python3 tests/packaging/run.py --build $(B)
+
 # ---- installing -------------------------------------------------------------
 # sessiond and bosh-handler go side by side (sessiond finds the handler
 # beside itself, and the handler finds sessiond there for autostart).
@@ -254,10 +272,11 @@ DATADIR := $(PREFIX)/share/bosh-cm
 DOCDIR  := $(PREFIX)/share/doc/bosh-cm
 MANDIR  := $(PREFIX)/share/man
 
-install: all
+install: all man
 	install -d $(DESTDIR)$(SBINDIR) $(DESTDIR)$(BINDIR) $(DESTDIR)$(DATADIR)/sql \
 		$(DESTDIR)$(DOCDIR)/examples/nginx $(DESTDIR)$(DOCDIR)/examples/apache \
-		$(DESTDIR)$(DOCDIR)/examples/logrotate $(DESTDIR)$(MANDIR)/man8
+		$(DESTDIR)$(DOCDIR)/examples/logrotate $(DESTDIR)$(DOCDIR)/examples/systemd \
+		$(DESTDIR)$(MANDIR)/man8 $(DESTDIR)$(MANDIR)/man5
 	install -m 755 $(B)/sessiond $(B)/bosh-handler $(DESTDIR)$(SBINDIR)/
 	install -m 755 $(B)/bosh-prebind tools/bosh-discovery $(DESTDIR)$(BINDIR)/
 	install -m 644 sql/schema.sql sql/views.sql $(DESTDIR)$(DATADIR)/sql/
@@ -266,7 +285,9 @@ install: all
 	install -m 644 conf/apache/* $(DESTDIR)$(DOCDIR)/examples/apache/
 	install -m 644 conf/logrotate/bosh-sessiond $(DESTDIR)$(DOCDIR)/examples/logrotate/
 	install -m 644 README.md $(DESTDIR)$(DOCDIR)/
+	install -m 644 conf/systemd/bosh-sessiond.service $(DESTDIR)$(DOCDIR)/examples/systemd/
 	install -m 644 man/sessiond.8 man/bosh-handler.8 $(DESTDIR)$(MANDIR)/man8/
+	install -m 644 $(B)/man/man5/bosh.conf.5 $(DESTDIR)$(MANDIR)/man5/
 
 # A folder a web host serves, laid out for plain CGI: the handler as
 # `http-bind`, sessiond beside it, a bosh.conf (kept if there is one) and

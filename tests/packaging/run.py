@@ -19,6 +19,7 @@ sys.path.insert(0, os.path.join(HERE, "..", "..", "tools"))
 import common  # noqa: E402
 import notify_cases  # noqa: E402,F401  (registers its cases)
 import unit_cases  # noqa: E402,F401
+import deb_cases  # noqa: E402,F401
 
 
 def main():
