@@ -93,8 +93,9 @@ def make_dirs(root, account):
             os.chown(path, *account)
 
 
-def start_nginx(root, d, port):
-    """nginx with the package's snippet, only its port and socket folder changed."""
+def start_nginx(root, d, port, sockets=None, wrap=()):
+    """nginx with the package's snippet, only its port and socket folder
+    (sockets: ROOT/run/bosh by default) changed; wrap runs it (nsenter)."""
     os.makedirs(os.path.join(d, "tmp"), exist_ok=True)
     shutil.copy("/etc/nginx/fastcgi_params", os.path.join(d, "fastcgi_params"))
     with open(os.path.join(root, "usr/share/doc/bosh-cm/examples/nginx/bosh.conf")) as f:
@@ -102,7 +103,7 @@ def start_nginx(root, d, port):
     expect("listen 127.0.0.1:5280;" in snippet and "unix:/run/bosh/handler.sock" in snippet,
            "the package's nginx snippet is not what the test expects")
     snippet = snippet.replace("listen 127.0.0.1:5280;", "listen 127.0.0.1:%d;" % port).replace(
-        "/run/bosh/", root + "/run/bosh/")
+        "/run/bosh/", (sockets or root + "/run/bosh") + "/")
     with open(os.path.join(d, "bosh.conf"), "w") as f:
         f.write(snippet)
     conf = os.path.join(d, "nginx.conf")
@@ -123,25 +124,35 @@ http {
 	include bosh.conf;
 }
 """ % {"d": d, "user": "user www-data www-data;" if os.geteuid() == 0 else ""})
-    nginx = Proc("nginx", ["nginx", "-p", d, "-c", conf], os.path.join(d, "stdout.log"))
+    nginx = Proc("nginx", list(wrap) + ["nginx", "-p", d, "-e", os.path.join(d, "error.log"), "-c", conf],
+                 os.path.join(d, "stdout.log"))
     wait_for(lambda: port_open(port) or not nginx.alive(), 20, "nginx")
     expect(nginx.alive(), "nginx did not start:\n" + Stack.tail(os.path.join(d, "error.log")))
     return nginx
 
 
-def chat(url):
-    """alice and bob log in; alice's message reaches bob."""
-    alice, bob = bosh.Session(url, "localhost"), bosh.Session(url, "localhost")
+def log_in(url):
+    """alice and bob, logged in over BOSH, bob available."""
+    alice, bob = bosh.Session(url, "localhost", wait=3), bosh.Session(url, "localhost", wait=3)
     alice.login("alice", PASSWORDS["alice"], "deb")
     bob.login("bob", PASSWORDS["bob"], "deb")
     expect(alice.jid == "alice@localhost/deb", "bound %r" % alice.jid)
     bob.request("<presence xmlns='jabber:client'/>")
-    msg = ("<message xmlns='jabber:client' to='%s' type='chat' id='m1'><body>from the package</body>"
-           "</message>" % bob.jid)
+    return alice, bob
+
+
+def message(alice, bob, text):
+    """alice's message reaches bob."""
+    msg = ("<message xmlns='jabber:client' to='%s' type='chat'><body>%s</body></message>" % (bob.jid, text))
     alice.request(msg)
     got, _ = bob.until(lambda c: c.tag == "{jabber:client}message" and
-                       c.findtext("{jabber:client}body") == "from the package")
+                       c.findtext("{jabber:client}body") == text)
     expect(got.get("from", "").startswith("alice@localhost"), "message from %r" % got.get("from"))
+
+
+def chat(url):
+    alice, bob = log_in(url)
+    message(alice, bob, "from the package")
     alice.terminate()
     bob.terminate()
     return alice.sid

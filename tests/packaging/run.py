@@ -20,6 +20,7 @@ import common  # noqa: E402
 import notify_cases  # noqa: E402,F401  (registers its cases)
 import unit_cases  # noqa: E402,F401
 import deb_cases  # noqa: E402,F401
+import systemd_cases  # noqa: E402,F401
 
 
 def main():
