@@ -276,7 +276,7 @@ install: all man
 	install -d $(DESTDIR)$(SBINDIR) $(DESTDIR)$(BINDIR) $(DESTDIR)$(DATADIR)/sql \
 		$(DESTDIR)$(DOCDIR)/examples/nginx $(DESTDIR)$(DOCDIR)/examples/apache \
 		$(DESTDIR)$(DOCDIR)/examples/logrotate $(DESTDIR)$(DOCDIR)/examples/systemd \
-		$(DESTDIR)$(MANDIR)/man8 $(DESTDIR)$(MANDIR)/man5
+		$(DESTDIR)$(MANDIR)/man8 $(DESTDIR)$(MANDIR)/man5 $(DESTDIR)$(MANDIR)/man1
 	install -m 755 $(B)/sessiond $(B)/bosh-handler $(DESTDIR)$(SBINDIR)/
 	install -m 755 $(B)/bosh-prebind tools/bosh-discovery $(DESTDIR)$(BINDIR)/
 	install -m 644 sql/schema.sql sql/views.sql $(DESTDIR)$(DATADIR)/sql/
@@ -288,6 +288,7 @@ install: all man
 	install -m 644 conf/systemd/bosh-sessiond.service $(DESTDIR)$(DOCDIR)/examples/systemd/
 	install -m 644 man/sessiond.8 man/bosh-handler.8 $(DESTDIR)$(MANDIR)/man8/
 	install -m 644 $(B)/man/man5/bosh.conf.5 $(DESTDIR)$(MANDIR)/man5/
+	install -m 644 man/bosh-prebind.1 man/bosh-discovery.1 $(DESTDIR)$(MANDIR)/man1/
 
 # A folder a web host serves, laid out for plain CGI: the handler as
 # `http-bind`, sessiond beside it, a bosh.conf (kept if there is one) and

@@ -29,7 +29,8 @@ FILES = ["usr/sbin/sessiond", "usr/sbin/bosh-handler", "usr/bin/bosh-prebind", "
          "usr/share/doc/bosh-cm/examples/apache/proxy-fcgi.conf",
          "usr/share/doc/bosh-cm/examples/bosh.conf.example", "usr/share/doc/bosh-cm/copyright",
          "usr/share/man/man5/bosh.conf.5.gz", "usr/share/man/man8/sessiond.8.gz",
-         "usr/share/man/man8/bosh-handler.8.gz"]
+         "usr/share/man/man8/bosh-handler.8.gz", "usr/share/man/man1/bosh-prebind.1.gz",
+         "usr/share/man/man1/bosh-discovery.1.gz"]
 # The directories the unit gives sessiond (RuntimeDirectory, StateDirectory, LogsDirectory).
 DIRS = ["/run/bosh/", "/var/lib/bosh/", "/var/log/bosh/"]
 PASSWORDS = {"alice": "alice-pw", "bob": "bob-pw"}

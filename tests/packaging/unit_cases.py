@@ -180,6 +180,7 @@ def man_sessiond_has_every_signal_and_option():
     expect(not missing, "options missing from sessiond(8) OPTIONS: %s" % ["-" + o for o in missing])
     missing = [o for o in sorted(longs) if "\\-\\-" + o.replace("-", "\\-") not in page and o != "help"]
     expect(not missing, "long options missing from sessiond(8): %s" % ["--" + o for o in missing])
-    for page_path in (os.path.join(REPO, "man", "sessiond.8"), os.path.join(REPO, "man", "bosh-handler.8")):
+    for name in ("sessiond.8", "bosh-handler.8", "bosh-prebind.1", "bosh-discovery.1"):
+        page_path = os.path.join(REPO, "man", name)
         warn = render_warnings(page_path)
         expect(not warn, "%s renders with warnings:\n%s" % (page_path, warn))
