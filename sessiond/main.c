@@ -920,6 +920,10 @@ int main(int argc, char **argv)
 	if (check)
 		return check_startup(config_path);
 	log_open("sessiond", cfg.log_file, (enum log_level)(level ? log_level_parse(level) : cfg.log_level));
+	/* systemd's NOTIFY_SOCKET is for a sessiond it runs itself (-f): one a
+	 * handler starts on demand may have inherited another service's. */
+	if (!foreground && resume_fd < 0)
+		unsetenv("NOTIFY_SOCKET");
 	if (!foreground && resume_fd < 0 && daemonize() < 0) {
 		log_error("cannot become a daemon: %s", strerror(errno));
 		return 1;

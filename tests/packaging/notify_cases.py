@@ -114,3 +114,35 @@ def notify_abstract_socket():
         stop(p)
         n.close()
     shutil.rmtree(d, ignore_errors=True)
+
+
+@case
+def notify_not_from_a_daemon():
+    """Without -f sessiond becomes a daemon (a handler starting it on demand
+    does this): a NOTIFY_SOCKET it inherited is some other service's, and it
+    says nothing there."""
+    d = tempfile.mkdtemp(prefix="bosh-notify-")
+    n = Notified(os.path.join(d, "notify"))
+    conf = os.path.join(d, "bosh.conf")
+    with open(conf, "w") as f:
+        f.write("control_socket = sessiond.sock\nhandlers = 0\ndatabase = sessions.db\n"
+                "log_file = sessiond.log\npid_file = sessiond.pid\nbackend.localhost = 127.0.0.1:1\n")
+    env = dict(os.environ, NOTIFY_SOCKET=n.name)
+    env.setdefault("ASAN_OPTIONS", "detect_leaks=0:abort_on_error=0")
+    pid = None
+    try:
+        r = subprocess.run([sessiond_bin(), "-c", conf], env=env, stdin=subprocess.DEVNULL, timeout=20,
+                           capture_output=True)
+        expect(r.returncode == 0, "the daemon did not start: %r" % r.stderr)
+        with open(os.path.join(d, "sessiond.pid")) as f:
+            pid = int(f.read())
+        r, _, _ = select.select([n.sock], [], [], 1.0)
+        expect(not r, "a daemon sent %r to an inherited NOTIFY_SOCKET" % (n.sock.recv(4096) if r else b""))
+    finally:
+        if pid:
+            os.kill(pid, signal.SIGTERM)
+            deadline = time.time() + 10
+            while time.time() < deadline and os.path.exists(os.path.join(d, "sessiond.pid")):
+                time.sleep(0.05)
+        n.close()
+    shutil.rmtree(d, ignore_errors=True)
