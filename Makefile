@@ -5,8 +5,10 @@
 #   make run      start nginx + sessiond + handlers (+ a local Prosody) on loopback,
 #                 with a demo web chat at /; your own bosh.conf lines in run/local.conf
 #                 or CONF=path
-#   make test     unit tests (plain and with ASan/UBSan), fuzzers, end-to-end tests
+#   make test     unit tests (plain and with ASan/UBSan), fuzzers, end-to-end tests,
+#                 the Debian package, the systemd unit and the man pages
 #   make cluster  NODES (3) nodes behind HAProxy, sessions routed by their sid
+#   make deb      build/bosh-cm_VERSION_ARCH.deb (dpkg-buildpackage), checked by lintian
 #   make bench    side-by-side benchmark against Prosody's mod_bosh
 #   make continuity  restarts sessiond (and nginx, a handler) under load: what is lost
 #   make fuzz     the fuzzers, FUZZ_SECONDS each (make test runs them briefly)
@@ -29,6 +31,8 @@ RUN_DEBS   := nginx prosody sqlite3 python3 nodejs
 TEST_DEBS  := $(RUN_DEBS) spawn-fcgi nodejs apache2 libapache2-mod-fcgid chromium libpurple-dev clang \
 	g++ libgloox-dev ruby-xmpp4r procps iproute2 prometheus haproxy
 BENCH_DEBS := $(RUN_DEBS) wrk haproxy
+# make deb: the package build (dpkg-buildpackage, dh), lintian, systemd-analyze
+DEB_DEBS   := debhelper dpkg-dev fakeroot lintian systemd python3
 
 COMMON_SRC  := common/log.c common/log_syslog.c common/frame.c common/config.c common/netmatch.c
 HANDLER_SRC := fcgi/handler.c fcgi/body.c fcgi/query.c fcgi/autostart.c $(COMMON_SRC)
@@ -47,7 +51,7 @@ UNIT_TESTS := body splitter frame ridwin config query jsonattrs dial route attrs
 
 .PHONY: FORCE all check-build deps-run deps-test deps-bench deps-cluster cluster run test unit unit-asan e2e bench clean \
 	continuity continuity-small fuzz fuzz-short \
-	install install-cgi
+	install install-cgi man deb deps-deb packaging-test
 all: $(B)/sessiond $(B)/bosh-handler $(B)/bosh-prebind $(B)/boshctl
 
 # ---- dependencies ---------------------------------------------------------
@@ -121,6 +125,24 @@ $(B)/boshctl: $(BOSHCTL_SRC) $(wildcard */*.h) $(GEN) | check-build
 PREBIND_SRC := tools/prebind.c common/frame.c common/config.c common/netmatch.c common/log.c common/log_syslog.c
 $(B)/bosh-prebind: $(PREBIND_SRC) $(wildcard */*.h) $(GEN) | check-build
 	$(CC) $(WARN) $(CFLAGS) $(INC) $(pc_cflags) $(PREBIND_SRC) -o $@ $(pc_libs)
+
+# Man pages: bosh.conf(5) is made from the parser's own key table (config-keys
+# prints it) and the descriptions in man/bosh.conf.keys, so it lists exactly
+# the keys the parser takes. build/man is a MANPATH: man5/, man8/.
+$(B)/config-keys: tools/config_keys.c common/config.c common/netmatch.c common/log.c common/config.h \
+		common/log.h common/netmatch.h | check-build
+	$(CC) $(WARN) -O1 -g $(INC) tools/config_keys.c common/netmatch.c common/log.c -o $@
+
+$(B)/man/man5/bosh.conf.5: $(B)/config-keys man/bosh.conf.keys man/bosh.conf.5.in tools/mkconfman.py
+	@mkdir -p $(@D)
+	$(B)/config-keys > $(B)/config-keys.tsv
+	python3 tools/mkconfman.py $(B)/config-keys.tsv man/bosh.conf.keys man/bosh.conf.5.in $@
+
+$(B)/man/man8/%.8: man/%.8
+	@mkdir -p $(@D)
+	cp $< $@
+
+man: $(B)/man/man5/bosh.conf.5 $(B)/man/man8/sessiond.8 $(B)/man/man8/bosh-handler.8 $(B)/man/man8/boshctl.8
 
 # Unit test binaries: tests/unit/test_NAME.c with the module sources they need.
 src_body     := fcgi/body.c
@@ -226,7 +248,7 @@ continuity-small: all
 	python3 tests/continuity.py python --sessions 8 --duration 8 --restarts 3
 
 test: deps-test
-	@$(MAKE) --no-print-directory all unit unit-asan fuzz-short e2e continuity-small
+	@$(MAKE) --no-print-directory all unit unit-asan fuzz-short e2e continuity-small packaging-test
 
 # ---- running --------------------------------------------------------------
 PORT ?= 5280
@@ -254,6 +276,20 @@ bench: deps-bench
 	@$(MAKE) --no-print-directory all
 	sh tests/bench.sh
 
+# ---- the Debian package ------------------------------------------------------
+# build/bosh-cm_VERSION_ARCH.deb, from debian/ (dpkg-buildpackage in a copy of
+# the source under build/deb/), checked by lintian (errors fail).
+deps-deb:
+	@sh tools/deps.sh $(BUILD_DEBS) $(DEB_DEBS)
+
+deb: deps-deb
+	@sh tools/mkdeb.sh $(B)
+
+# The package, the unit, the man pages and sessiond's readiness protocol,
+# tested the way an admin meets them (tests/packaging).
+packaging-test: deb all man $(B)/asan/sessiond
+	python3 tests/packaging/run.py --build $(B)
+
 # ---- installing -------------------------------------------------------------
 # sessiond and bosh-handler go side by side (sessiond finds the handler
 # beside itself, and the handler finds sessiond there for autostart).
@@ -265,10 +301,11 @@ DATADIR := $(PREFIX)/share/bosh-cm
 DOCDIR  := $(PREFIX)/share/doc/bosh-cm
 MANDIR  := $(PREFIX)/share/man
 
-install: all
+install: all man
 	install -d $(DESTDIR)$(SBINDIR) $(DESTDIR)$(BINDIR) $(DESTDIR)$(DATADIR)/sql \
 		$(DESTDIR)$(DOCDIR)/examples/nginx $(DESTDIR)$(DOCDIR)/examples/apache \
-		$(DESTDIR)$(DOCDIR)/examples/logrotate $(DESTDIR)$(MANDIR)/man8
+		$(DESTDIR)$(DOCDIR)/examples/logrotate $(DESTDIR)$(DOCDIR)/examples/systemd \
+		$(DESTDIR)$(MANDIR)/man8 $(DESTDIR)$(MANDIR)/man5 $(DESTDIR)$(MANDIR)/man1
 	install -m 755 $(B)/sessiond $(B)/bosh-handler $(B)/boshctl $(DESTDIR)$(SBINDIR)/
 	install -m 755 $(B)/bosh-prebind tools/bosh-discovery $(DESTDIR)$(BINDIR)/
 	install -m 644 sql/schema.sql sql/views.sql $(DESTDIR)$(DATADIR)/sql/
@@ -277,7 +314,10 @@ install: all
 	install -m 644 conf/apache/* $(DESTDIR)$(DOCDIR)/examples/apache/
 	install -m 644 conf/logrotate/bosh-sessiond $(DESTDIR)$(DOCDIR)/examples/logrotate/
 	install -m 644 README.md $(DESTDIR)$(DOCDIR)/
+	install -m 644 conf/systemd/bosh-sessiond.service $(DESTDIR)$(DOCDIR)/examples/systemd/
 	install -m 644 man/sessiond.8 man/bosh-handler.8 man/boshctl.8 $(DESTDIR)$(MANDIR)/man8/
+	install -m 644 $(B)/man/man5/bosh.conf.5 $(DESTDIR)$(MANDIR)/man5/
+	install -m 644 man/bosh-prebind.1 man/bosh-discovery.1 $(DESTDIR)$(MANDIR)/man1/
 
 # A folder a web host serves, laid out for plain CGI: the handler as
 # `http-bind`, sessiond beside it, a bosh.conf (kept if there is one) and

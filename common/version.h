@@ -2,6 +2,6 @@
 #ifndef BOSH_VERSION_H
 #define BOSH_VERSION_H
 
-#define BOSH_CM_VERSION "0.5.0"
+#define BOSH_CM_VERSION "0.1"
 
 #endif

@@ -31,6 +31,7 @@
 #include <netdb.h>
 #include <pwd.h>
 #include <signal.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -368,6 +369,45 @@ static int set_peers(const struct config *c, char *err, size_t errlen)
 	return 0;
 }
 
+/* systemd's readiness protocol (sd_notify(3)), without libsystemd: one
+ * datagram of "KEY=value" lines to the socket named in $NOTIFY_SOCKET (a
+ * path, or '@' for an abstract name). Under Type=notify, systemd counts the
+ * service as started, reloading or stopping from these; elsewhere the
+ * variable is unset and this does nothing. The variable stays set, so the
+ * successor a graceful restart execs (the same PID) reports too. */
+static void notify_systemd(const char *state)
+{
+	const char *path = getenv("NOTIFY_SOCKET");
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	size_t len = path ? strlen(path) : 0;
+	if (!len || restart_is_drainer())
+		return;
+	if ((path[0] != '/' && path[0] != '@') || len >= sizeof sa.sun_path) {
+		log_warn("NOTIFY_SOCKET %s: not a socket path; systemd not told %s", path, state);
+		return;
+	}
+	memcpy(sa.sun_path, path, len);
+	if (path[0] == '@')
+		sa.sun_path[0] = 0;
+	int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	if (fd < 0 || sendto(fd, state, strlen(state), MSG_NOSIGNAL, (struct sockaddr *)&sa,
+	                     (socklen_t)(offsetof(struct sockaddr_un, sun_path) + len)) < 0)
+		log_warn("cannot tell systemd (NOTIFY_SOCKET %s) %s: %s", path, state, strerror(errno));
+	if (fd >= 0)
+		close(fd);
+}
+
+/* RELOADING=1 carries the time it began (systemd 253+ asks for it). */
+static void notify_reloading(void)
+{
+	struct timespec ts;
+	char msg[64];
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	snprintf(msg, sizeof msg, "RELOADING=1\nMONOTONIC_USEC=%llu",
+	         (unsigned long long)ts.tv_sec * 1000000ULL + (unsigned long long)ts.tv_nsec / 1000);
+	notify_systemd(msg);
+}
+
 /* logrotate has moved the files: write to new ones at the same paths. */
 static void reopen_logs(void)
 {
@@ -458,11 +498,14 @@ static void signal_io(void *ctx, uint32_t events)
 		if (si.ssi_signo == SIGCHLD) {
 			pool_reap();
 		} else if (si.ssi_signo == SIGHUP) {
+			notify_reloading();
 			reload();
+			notify_systemd("READY=1\nSTATUS=serving");
 		} else if (si.ssi_signo == SIGUSR2) {
 			log_info("signal USR2: restarting in place");
 			restart_request(&restart);
 		} else {
+			notify_systemd("STOPPING=1");
 			log_info("signal %u: stopping (%zu sessions)", si.ssi_signo, sessions_count());
 			loop_stop(loop);
 		}
@@ -606,6 +649,7 @@ static int daemonize(void)
 
 static void tell_ready(void)
 {
+	notify_systemd("READY=1\nSTATUS=serving");
 	if (ready_fd < 0)
 		return;
 	if (write(ready_fd, "r", 1) != 1)
@@ -630,6 +674,7 @@ static void check_idle(void *ctx)
 		idle_since = now;
 	} else if (now - idle_since >= (uint64_t)cfg.idle_exit * 1000) {
 		log_info("no session for %ld s (idle_exit): stopping", cfg.idle_exit);
+		notify_systemd("STOPPING=1");
 		/* Off the file system first: a handler that comes now starts a new
 		 * sessiond rather than queue a request this one will never read. */
 		control_gone = unlink(cfg.control_socket) == 0;
@@ -900,6 +945,10 @@ int main(int argc, char **argv)
 	if (check)
 		return check_startup(config_path);
 	log_open("sessiond", cfg.log_file, (enum log_level)(level ? log_level_parse(level) : cfg.log_level));
+	/* systemd's NOTIFY_SOCKET is for a sessiond it runs itself (-f): one a
+	 * handler starts on demand may have inherited another service's. */
+	if (!foreground && resume_fd < 0)
+		unsetenv("NOTIFY_SOCKET");
 	if (!foreground && resume_fd < 0 && daemonize() < 0) {
 		log_error("cannot become a daemon: %s", strerror(errno));
 		return 1;
