@@ -129,9 +129,9 @@ $(B)/bosh-prebind: $(PREBIND_SRC) $(wildcard */*.h) $(GEN) | check-build
 # Man pages: bosh.conf(5) is made from the parser's own key table (config-keys
 # prints it) and the descriptions in man/bosh.conf.keys, so it lists exactly
 # the keys the parser takes. build/man is a MANPATH: man5/, man8/.
-$(B)/config-keys: tools/config_keys.c common/config.c common/netmatch.c common/log.c common/config.h \
+$(B)/config-keys: tools/config_keys.c common/config.c common/netmatch.c common/log.c common/log_syslog.c common/config.h \
 		common/log.h common/netmatch.h | check-build
-	$(CC) $(WARN) -O1 -g $(INC) tools/config_keys.c common/netmatch.c common/log.c -o $@
+	$(CC) $(WARN) -O1 -g $(INC) tools/config_keys.c common/netmatch.c common/log.c common/log_syslog.c -o $@
 
 $(B)/man/man5/bosh.conf.5: $(B)/config-keys man/bosh.conf.keys man/bosh.conf.5.in tools/mkconfman.py
 	@mkdir -p $(@D)
