@@ -74,6 +74,9 @@ void wss_close(struct wss *w, const char *stream_error, uint16_t code, const cha
 /* Writes what can be written now: sessiond stops or execs next. */
 void wss_flush_now(struct wss *w);
 void wss_free(struct wss *w);
+/* Frees what w owns and w itself, nothing else: its connection, stream
+ * and place in the lists are the caller's to undo first. */
+void wss_free_fields(struct wss *w);
 void ws_describe(const struct sess *c, struct store_row *r);
 extern const struct stream_events ws_stream_events;
 

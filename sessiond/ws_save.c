@@ -162,13 +162,7 @@ void ws_discard(struct sess *c)
 		streams_forget(&(struct streams){ .s = { w->st }, .n = 1 });
 	if (w->io.fd >= 0)
 		close(w->io.fd);
-	free(w->to);
-	free(w->lang);
-	free(w->ua);
-	free(w->c.client);
-	buf_free(&w->carry_in);
-	buf_free(&w->carry_out);
-	free(w);
+	wss_free_fields(w);
 }
 
 struct sess *ws_get(struct snap_r *r)

@@ -438,6 +438,12 @@ void wss_free(struct wss *w)
 		loop_del(wl, &w->io);
 		close(w->io.fd);
 	}
+	budget_charge(&w->charged, 0, NULL);
+	wss_free_fields(w);
+}
+
+void wss_free_fields(struct wss *w)
+{
 	free(w->to);
 	free(w->lang);
 	free(w->ua);
@@ -445,7 +451,6 @@ void wss_free(struct wss *w)
 	free(w->c.client);
 	buf_free(&w->carry_in);
 	buf_free(&w->carry_out);
-	budget_charge(&w->charged, 0, NULL);
 	free(w);
 }
 

@@ -105,6 +105,20 @@ def graceful_phase(st, boshload, sessions, duration, restarts):
     return ok
 
 
+def finish_under_load(st, before, restarts, stop, threads, settle):
+    """The last restart is under way when disturb() returns: lets it finish
+    under load (and echoes across it come back, settle seconds), stops the
+    clients; returns how many restarts happened."""
+    deadline = time.time() + 10
+    while count_in_log(st, "restarted in place:") - before < restarts and time.time() < deadline:
+        time.sleep(0.05)
+    time.sleep(settle)
+    stop.set()
+    for t in threads:
+        t.join(30)
+    return count_in_log(st, "restarted in place:") - before
+
+
 def python_echo_phase(st, sessions, duration, restarts):
     """The graceful phase without boshload (make test must not need the
     shared bench folder): threads of our own BOSH client, each sending a
@@ -157,14 +171,7 @@ def python_echo_phase(st, sessions, duration, restarts):
     before = count_in_log(st, "restarted in place:")
     events = ["restart"] * (restarts // 2) + ["handler-stop"] + ["restart"] * (restarts - restarts // 2)
     disturb(st, duration, events)
-    # the last restart is under way when disturb() returns: let it finish under load
-    deadline = time.time() + 10
-    while count_in_log(st, "restarted in place:") - before < restarts and time.time() < deadline:
-        time.sleep(0.05)
-    stop.set()
-    for t in threads:
-        t.join(30)
-    restarted = count_in_log(st, "restarted in place:") - before
+    restarted = finish_under_load(st, before, restarts, stop, threads, settle=0)
     print("continuity graceful (python clients): restarts=%d sessions=%d sessions_lost=%d "
           "stanzas_lost=%d stanzas_duplicated=%d longest_stall_ms=%.1f msgs=%d"
           % (restarted, sessions, stats["errors"], stats["lost"], stats["dup"], stats["stall_ms"],
@@ -242,14 +249,7 @@ def ws_python_phase(st, sessions, duration, restarts):
         t.start()
     before = count_in_log(st, "restarted in place:")
     disturb(st, duration, ["restart"] * restarts)
-    deadline = time.time() + 10
-    while count_in_log(st, "restarted in place:") - before < restarts and time.time() < deadline:
-        time.sleep(0.05)
-    time.sleep(1)  # echoes across the last restart come back
-    stop.set()
-    for t in threads:
-        t.join(30)
-    restarted = count_in_log(st, "restarted in place:") - before
+    restarted = finish_under_load(st, before, restarts, stop, threads, settle=1)
     print("continuity websocket (python clients): restarts=%d sessions=%d sessions_closed=%d "
           "sessions_lost=%d stanzas_duplicated=%d longest_stall_ms=%.1f msgs=%d"
           % (restarted, sessions, stats["closed"], stats["errors"], stats["dup"], stats["stall_ms"],
