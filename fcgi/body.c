@@ -1,3 +1,4 @@
+#define _DEFAULT_SOURCE /* getrandom */
 #define _POSIX_C_SOURCE 200809L
 #include "body.h"
 #include "xmlparser.h"
@@ -8,6 +9,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
+#include <time.h>
+#include <unistd.h>
 
 /* \x01 cannot occur in an XML 1.0 name or namespace URI, so splitting
  * expat's "URI<sep>local" names on it is unambiguous. */
@@ -378,6 +382,28 @@ static void run(struct parse *ps)
 	}
 }
 
+/* One parser for the process, reset for each body: making one per request
+ * costs its allocations and a getrandom() for the hash salt every time.
+ * The salt is drawn once per process instead (a reset would draw anew). */
+static XML_Parser reusable_parser(void)
+{
+	static XML_Parser p;
+	static unsigned long salt;
+	if (p && !XML_ParserReset(p, "UTF-8")) {
+		XML_ParserFree(p);
+		p = NULL;
+	}
+	if (!p) {
+		if (!(p = xml_parser_new(NS_SEP)))
+			return NULL;
+		if (!salt && getrandom(&salt, sizeof salt, 0) != (ssize_t)sizeof salt)
+			salt = (unsigned long)time(NULL) ^ ((unsigned long)getpid() << 16);
+	}
+	xml_parser_no_deferral(p);
+	XML_SetHashSalt(p, salt);
+	return p;
+}
+
 int body_parse(const char *buf, size_t len, struct body *out, char *err, size_t errlen)
 {
 	struct parse ps;
@@ -395,11 +421,10 @@ int body_parse(const char *buf, size_t len, struct body *out, char *err, size_t 
 	ps.len = len;
 	/* Forcing UTF-8 makes expat ignore any encoding in the XML
 	 * declaration and reject bytes that are not valid UTF-8. */
-	ps.p = xml_parser_new(NS_SEP);
+	ps.p = reusable_parser();
 	if (!ps.p)
 		return reject(err, errlen, "out of memory");
 	run(&ps);
-	XML_ParserFree(ps.p);
 	if (ps.reason[0]) {
 		body_free(&ps.body);
 		return reject(err, errlen, "%s", ps.reason);
