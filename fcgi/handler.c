@@ -17,6 +17,7 @@
 #include "query.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <fcgiapp.h>
 #include <limits.h>
 #include <poll.h>
@@ -194,49 +195,52 @@ static void on_sigterm(int sig)
 }
 
 /* Waits for the next FastCGI request; 0 once SIGTERM (sessiond stopping
- * us, or our parent gone) has come. SIGTERM is ours, not libfcgi's: its
- * own handler sets a flag that makes OS_Accept give up mid-way, which
- * dropped a connection already accepted (a 502) or, with the descriptor
- * of the last request still in its variable, spun at 100% CPU on poll()
- * and close() of a closed descriptor. SIGTERM is let in only while we wait
- * for the listening socket to become readable (ppoll, atomically), never
- * while libfcgi accepts a connection and reads its parameters, and never
- * in the middle of a request. */
+ * us, or our parent gone) has come.
+ *
+ * We accept the connection ourselves and give it to libfcgi to read
+ * (libfcgi accepts only when its request has no connection, ipcFd < 0;
+ * keepConnection keeps its cleanup of the previous request from closing
+ * the one we hand it). A blocking accept wakes one handler per connection
+ * (the kernel's wait is exclusive), where waiting in poll woke all of them;
+ * and a connection already queued is taken without sleeping first.
+ *
+ * SIGTERM is ours, not libfcgi's: its own handler made its accept give up
+ * mid-way (a 502) or spin on a closed descriptor. SIGTERM is let in only
+ * while we wait in accept, never while a request is read or passed on; a
+ * SIGTERM that comes just before accept blocks is seen within a second,
+ * the listener's receive timeout. */
 static int next_request(FCGX_Request *req)
 {
 	static int ready;
-	static sigset_t waiting;
+	static sigset_t waiting, term;
 	if (!ready) {
-		sigset_t term;
-		struct sigaction sa = { .sa_handler = on_sigterm }; /* no SA_RESTART: ppoll returns */
+		struct sigaction sa = { .sa_handler = on_sigterm }; /* no SA_RESTART: accept returns */
 		sigemptyset(&term);
 		sigaddset(&term, SIGTERM);
 		sigprocmask(SIG_BLOCK, &term, &waiting);
 		sigdelset(&waiting, SIGTERM);
 		sigaction(SIGTERM, &sa, NULL);
-		/* Another handler may take a connection first, and libfcgi's
-		 * accept() would then wait for the next one with SIGTERM held
-		 * back: a receive timeout on the listener makes it give up
-		 * (FCGX_Accept_r returns -EAGAIN) and come back here. */
 		struct timeval tv = { .tv_sec = 1 };
 		if (setsockopt(0, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv) < 0)
 			log_warn("SO_RCVTIMEO on the FastCGI socket: %s", strerror(errno));
 		ready = 1;
 	}
-	struct pollfd listener = { .fd = 0, .events = POLLIN }; /* FCGI_LISTENSOCK_FILENO */
 	while (!stop_requested) {
-		int n = ppoll(&listener, 1, NULL, &waiting);
-		if (n < 0 && errno != EINTR) {
-			log_error("waiting for a request: %s", strerror(errno));
+		sigprocmask(SIG_SETMASK, &waiting, NULL);
+		int fd = stop_requested ? -1 : accept4(0, NULL, NULL, SOCK_CLOEXEC);
+		int err = errno;
+		sigprocmask(SIG_BLOCK, &term, NULL);
+		if (fd >= 0) { /* served even if SIGTERM came with it: the loop ends after it */
+			req->ipcFd = fd;
+			req->keepConnection = 1;
+			if (FCGX_Accept_r(req) >= 0)
+				return 1;
+			continue; /* a connection that sent no request: libfcgi closed it */
+		}
+		if (err != EINTR && err != EAGAIN && err != EWOULDBLOCK && err != ECONNABORTED) {
+			log_error("accepting a FastCGI connection: %s", strerror(err));
 			return 0;
 		}
-		if (n <= 0 || stop_requested)
-			continue;
-		int rc = FCGX_Accept_r(req);
-		if (rc >= 0)
-			return 1;
-		if (rc != -EAGAIN && rc != -EINTR)
-			return 0;
 	}
 	return 0;
 }
