@@ -3,6 +3,7 @@
 #define _GNU_SOURCE
 #include "metrics_report.h"
 #include "budget.h"
+#include "control.h"
 #include "log.h"
 #include "sesstable.h"
 #include "snapshot.h"
@@ -227,6 +228,8 @@ static int backend_text(struct buf *o)
 	                         M.db_flush_count, M.db_flush_sum);
 	rc = rc ? rc : help(o, "bosh_db_flush_failures_total", "counter", "Database flushes that failed.");
 	rc = rc ? rc : buf_printf(o, "bosh_db_flush_failures_total %llu\n", (unsigned long long)M.db_flush_failures);
+	rc = rc ? rc : help(o, "bosh_draining", "gauge", "1 while boshctl drain refuses new sessions.");
+	rc = rc ? rc : buf_printf(o, "bosh_draining %d\n", control_draining());
 	rc = rc ? rc : help(o, "bosh_restarts_total", "counter", "Graceful restarts in place.");
 	rc = rc ? rc : buf_printf(o, "bosh_restarts_total %llu\n", (unsigned long long)M.restarts);
 	rc = rc ? rc : help(o, "bosh_restart_refusals_total", "counter", "Graceful restarts refused (the new binary failed its check).");

@@ -147,6 +147,7 @@ def test_boshctl_drain(st):
             pong = alice.request("<iq xmlns='jabber:client' type='get' id='d1'><ping xmlns='urn:xmpp:ping'/></iq>")
             expect(pong.type != "terminate", "the existing session goes on (%s)" % when)
             expect(ctl_json(other, "status")["draining"] is True, when)
+            expect(metric(get(other, "/bosh/metrics")[2], "bosh_draining") == 1, "bosh_draining (%s)" % when)
             if when == "now":
                 restart(other)
         rc, out, _ = boshctl(other, "undrain")
