@@ -4,7 +4,7 @@
 #   make          build into build/
 #   make run      start nginx + sessiond + handlers (+ a local Prosody) on loopback
 #   make test     unit tests (plain and with ASan/UBSan), fuzzers, end-to-end tests
-#   make bench    side-by-side benchmark against Prosody's mod_bosh
+#   make bench    side-by-side benchmark against Prosody's mod_bosh and mod_websocket
 #   make continuity  restarts sessiond (and nginx, a handler) under load: what is lost
 #   make fuzz     the fuzzers, FUZZ_SECONDS each (make test runs them briefly)
 #   make install PREFIX=/usr/local [DESTDIR=...]   programs, SQL, examples, man pages
@@ -221,7 +221,7 @@ run: deps-run
 
 bench: deps-bench
 	@$(MAKE) --no-print-directory all
-	sh tests/bench.sh
+	BENCH_DIR=$(dir $(BOSHLOAD_SRC)) sh tests/bench.sh
 
 # ---- installing -------------------------------------------------------------
 # sessiond and bosh-handler go side by side (sessiond finds the handler
