@@ -29,29 +29,32 @@
 #include <sys/socket.h>
 #include <wslay/wslay.h>
 
+/* Every idle WebSocket session keeps one of these (its wslay context
+ * parked): packed to fit a 96-byte malloc chunk. */
 struct ws_conn {
 	int fd;
+	uint32_t read_budget;       /* bytes this on_readable call may still read */
+	uint8_t msg_open;           /* a data message continues in a later frame */
+	uint8_t peer_gone;          /* EOF or a read error */
+	uint8_t write_failed;
+	uint8_t nomem;
+	uint8_t close_called;       /* ws_conn_close() queued a close */
+	uint8_t reported;           /* on_close or on_error was called */
+	uint8_t close_received;
 	wslay_event_context_ptr ws; /* NULL while parked */
-	struct ws_conn_cbs cbs;
+	const struct ws_conn_cbs *cbs;
 	void *ctx;
 	size_t max_msg;
 
 	char *initial;              /* bytes read with the handshake, not yet given to wslay */
 	size_t initial_len, initial_off;
 
-	size_t read_budget;         /* bytes this on_readable call may still read */
-	uint64_t in_total;          /* bytes handed to wslay */
-	uint64_t in_framed;         /* of those, bytes of frames wslay finished */
+	uint64_t in_unframed;       /* bytes handed to wslay that no finished frame took yet */
 	uint64_t frame_size;        /* wire size of the frame being received */
-	int msg_open;               /* a data message continues in a later frame */
-
-	int peer_gone;              /* EOF or a read error */
-	int write_failed;
-	int nomem;
-	int close_called;           /* ws_conn_close() queued a close */
-	int reported;               /* on_close or on_error was called */
-	int close_received;
 };
+_Static_assert(WS_CONN_READ_BUDGET <= UINT32_MAX, "read_budget is 32 bits");
+_Static_assert(sizeof(void *) != 8 || sizeof(struct ws_conn) <= 88,
+               "an idle connection fits a 96-byte malloc chunk");
 
 /* ---- reporting ------------------------------------------------------- */
 
@@ -60,8 +63,8 @@ static void report_error(struct ws_conn *c, uint16_t code, const char *why)
 	if (c->reported)
 		return;
 	c->reported = 1;
-	if (c->cbs.on_error)
-		c->cbs.on_error(c->ctx, code, why);
+	if (c->cbs->on_error)
+		c->cbs->on_error(c->ctx, code, why);
 }
 
 static void report_close(struct ws_conn *c, uint16_t code)
@@ -70,8 +73,8 @@ static void report_close(struct ws_conn *c, uint16_t code)
 	if (c->reported)
 		return;
 	c->reported = 1;
-	if (c->cbs.on_close)
-		c->cbs.on_close(c->ctx, code);
+	if (c->cbs->on_close)
+		c->cbs->on_close(c->ctx, code);
 }
 
 /* ---- wslay's callbacks -------------------------------------------------- */
@@ -86,7 +89,7 @@ static ssize_t recv_cb(wslay_event_context_ptr ws, uint8_t *buf, size_t len, int
 			n = len;
 		memcpy(buf, c->initial + c->initial_off, n);
 		c->initial_off += n;
-		c->in_total += n;
+		c->in_unframed += n;
 		return (ssize_t)n;
 	}
 	if (!c->read_budget) { /* the loop is level-triggered: the rest is read next turn */
@@ -98,8 +101,8 @@ static ssize_t recv_cb(wslay_event_context_ptr ws, uint8_t *buf, size_t len, int
 	for (;;) {
 		ssize_t n = recv(c->fd, buf, len, 0);
 		if (n > 0) {
-			c->in_total += (uint64_t)n;
-			c->read_budget -= (size_t)n;
+			c->in_unframed += (uint64_t)n;
+			c->read_budget -= (uint32_t)n;
 			return n;
 		}
 		if (n < 0 && errno == EINTR)
@@ -149,7 +152,7 @@ static void frame_end_cb(wslay_event_context_ptr ws, void *user)
 {
 	struct ws_conn *c = user;
 	(void)ws;
-	c->in_framed += c->frame_size;
+	c->in_unframed -= c->frame_size;
 	c->frame_size = 0;
 }
 
@@ -158,8 +161,8 @@ static void msg_cb(wslay_event_context_ptr ws, const struct wslay_event_on_msg_r
 	struct ws_conn *c = user;
 	switch (a->opcode) {
 	case WSLAY_TEXT_FRAME:
-		if (c->cbs.on_text && !c->reported)
-			c->cbs.on_text(c->ctx, a->msg ? (const char *)a->msg : "", a->msg_length);
+		if (c->cbs->on_text && !c->reported)
+			c->cbs->on_text(c->ctx, a->msg ? (const char *)a->msg : "", a->msg_length);
 		break;
 	case WSLAY_BINARY_FRAME: {
 		static const char why[] = "binary message (XMPP is text)";
@@ -171,8 +174,8 @@ static void msg_cb(wslay_event_context_ptr ws, const struct wslay_event_on_msg_r
 		break;
 	}
 	case WSLAY_PONG:
-		if (c->cbs.on_pong && !c->reported)
-			c->cbs.on_pong(c->ctx, a->msg, a->msg_length);
+		if (c->cbs->on_pong && !c->reported)
+			c->cbs->on_pong(c->ctx, a->msg, a->msg_length);
 		break;
 	case WSLAY_CONNECTION_CLOSE:
 		report_close(c, a->status_code ? a->status_code : WS_CLOSE_NO_STATUS);
@@ -215,7 +218,7 @@ static int ws_ready(struct ws_conn *c)
 
 static int idle(const struct ws_conn *c)
 {
-	return c->ws && !c->reported && !c->close_called && c->in_total == c->in_framed && !c->msg_open &&
+	return c->ws && !c->reported && !c->close_called && c->in_unframed == 0 && !c->msg_open &&
 	       c->initial_off == c->initial_len && wslay_event_get_queued_msg_count(c->ws) == 0 &&
 	       wslay_event_get_read_enabled(c->ws);
 }
@@ -228,7 +231,6 @@ int ws_conn_park(struct ws_conn *c)
 		return 0;
 	wslay_event_context_free(c->ws);
 	c->ws = NULL;
-	c->in_total = c->in_framed = 0;
 	free(c->initial);
 	c->initial = NULL;
 	c->initial_len = c->initial_off = 0;
@@ -386,7 +388,7 @@ struct ws_conn *ws_conn_new(int fd, size_t max_msg, const struct ws_conn_cbs *cb
 	if (!c)
 		return NULL;
 	c->fd = fd;
-	c->cbs = *cbs;
+	c->cbs = cbs;
 	c->ctx = ctx;
 	c->max_msg = max_msg;
 	if (initial_len) {
