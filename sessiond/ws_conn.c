@@ -34,13 +34,15 @@
 struct ws_conn {
 	int fd;
 	uint32_t read_budget;       /* bytes this on_readable call may still read */
-	uint8_t msg_open;           /* a data message continues in a later frame */
-	uint8_t peer_gone;          /* EOF or a read error */
-	uint8_t write_failed;
-	uint8_t nomem;
-	uint8_t close_called;       /* ws_conn_close() queued a close */
-	uint8_t reported;           /* on_close or on_error was called */
-	uint8_t close_received;
+	unsigned msg_open : 1;      /* a data message continues in a later frame */
+	unsigned peer_gone : 1;     /* EOF or a read error */
+	unsigned write_failed : 1;
+	unsigned nomem : 1;
+	unsigned close_called : 1;  /* ws_conn_close() queued a close */
+	unsigned reported : 1;      /* on_close or on_error was called */
+	unsigned close_received : 1;
+	unsigned repark : 1;        /* woken by ws_conn_ping() alone: park again once the pong is in */
+	unsigned pong_in : 1;       /* this on_readable call delivered a pong */
 	wslay_event_context_ptr ws; /* NULL while parked */
 	const struct ws_conn_cbs *cbs;
 	void *ctx;
@@ -161,6 +163,7 @@ static void msg_cb(wslay_event_context_ptr ws, const struct wslay_event_on_msg_r
 	struct ws_conn *c = user;
 	switch (a->opcode) {
 	case WSLAY_TEXT_FRAME:
+		c->repark = 0; /* the client speaks: the caller's quiet second decides */
 		if (c->cbs->on_text && !c->reported)
 			c->cbs->on_text(c->ctx, a->msg ? (const char *)a->msg : "", a->msg_length);
 		break;
@@ -174,6 +177,7 @@ static void msg_cb(wslay_event_context_ptr ws, const struct wslay_event_on_msg_r
 		break;
 	}
 	case WSLAY_PONG:
+		c->pong_in = 1;
 		if (c->cbs->on_pong && !c->reported)
 			c->cbs->on_pong(c->ctx, a->msg, a->msg_length);
 		break;
@@ -325,6 +329,7 @@ enum ws_conn_state ws_conn_on_readable(struct ws_conn *c)
 		return ws_conn_state(c);
 	}
 	c->read_budget = WS_CONN_READ_BUDGET;
+	c->pong_in = 0;
 	int r = wslay_event_recv(c->ws);
 	uint16_t known = 0;
 	if (c->peer_gone) {
@@ -339,6 +344,11 @@ enum ws_conn_state ws_conn_on_readable(struct ws_conn *c)
 	flush(c);
 	if (c->ws && !wslay_event_get_read_enabled(c->ws))
 		report_wslay_close(c, known);
+	/* An idle connection woken for a ping needs no context once the pong is
+	 * back: thousands of idle sessions pinged every ws_ping_interval would
+	 * otherwise each hold one until the caller's next quiet second. */
+	if (c->repark && c->pong_in && ws_conn_park(c))
+		c->repark = 0;
 	return ws_conn_state(c);
 }
 
@@ -365,7 +375,12 @@ int ws_conn_send_text(struct ws_conn *c, const char *data, size_t len)
 
 int ws_conn_ping(struct ws_conn *c, const uint8_t *data, size_t len)
 {
-	return len > 125 ? -1 : queue(c, WSLAY_PING, data, len);
+	int parked = !c->ws;
+	if (len > 125 || queue(c, WSLAY_PING, data, len) < 0)
+		return -1;
+	if (parked)
+		c->repark = 1;
+	return 0;
 }
 
 int ws_conn_close(struct ws_conn *c, uint16_t code, const char *reason)
