@@ -38,7 +38,7 @@ SESSIOND_SRC := sessiond/main.c sessiond/loop.c sessiond/reply.c sessiond/xmpp.c
 	sessiond/ws_handshake.c sessiond/ws_conn.c sessiond/xmpp_framing.c sessiond/ws_session.c \
 	$(COMMON_SRC)
 UNIT_TESTS := body splitter frame ridwin config query jsonattrs dial route attrs reply store log \
-	snapshot restore ws_handshake ws_conn xmpp_framing
+	snapshot restore ws_handshake ws_conn xmpp_framing xmpp
 
 .PHONY: FORCE all check-build deps-run deps-test deps-bench run test unit unit-asan e2e bench clean \
 	continuity continuity-small fuzz fuzz-short \
@@ -119,6 +119,7 @@ src_reply    := sessiond/reply.c sessiond/loop.c common/frame.c common/config.c 
 src_store    := sessiond/store.c common/log.c
 src_snapshot := sessiond/snapshot.c sessiond/splitter.c sessiond/budget.c common/log.c
 src_restore  := $(filter-out sessiond/main.c,$(SESSIOND_SRC))
+src_xmpp     := $(filter-out sessiond/main.c,$(SESSIOND_SRC))
 src_ws_handshake := sessiond/ws_handshake.c
 src_ws_conn  := sessiond/ws_conn.c
 src_xmpp_framing := sessiond/xmpp_framing.c sessiond/splitter.c sessiond/snapshot.c sessiond/budget.c \

@@ -656,6 +656,11 @@ int splitter_park(struct splitter *s)
 	return 1;
 }
 
+int splitter_parked(const struct splitter *s)
+{
+	return s->p == NULL;
+}
+
 static void feed_piece(struct splitter *s, const char *data, size_t n)
 {
 	if (!s->p && unpark(s) < 0) {
