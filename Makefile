@@ -9,7 +9,7 @@
 #                 the Debian package, the systemd unit and the man pages
 #   make cluster  NODES (3) nodes behind HAProxy, sessions routed by their sid
 #   make deb      build/bosh-cm_VERSION_ARCH.deb (dpkg-buildpackage), checked by lintian
-#   make bench    side-by-side benchmark against Prosody's mod_bosh
+#   make bench    side-by-side benchmark against Prosody's mod_bosh and mod_websocket
 #   make continuity  restarts sessiond (and nginx, a handler) under load: what is lost
 #   make fuzz     the fuzzers, FUZZ_SECONDS each (make test runs them briefly)
 #   make install PREFIX=/usr/local [DESTDIR=...]   programs, SQL, examples, man pages
@@ -47,7 +47,7 @@ SESSIOND_SRC := sessiond/main.c sessiond/loop.c sessiond/reply.c sessiond/xmpp.c
 	sessiond/metrics.c sessiond/metrics_report.c sessiond/control.c sessiond/status_page.c \
 	$(COMMON_SRC)
 UNIT_TESTS := body splitter frame ridwin config query jsonattrs dial route attrs reply store log netmatch \
-	snapshot restore ws_handshake ws_conn xmpp_framing
+	snapshot restore ws_handshake ws_conn xmpp_framing xmpp
 
 .PHONY: FORCE all check-build deps-run deps-test deps-bench deps-cluster cluster run test unit unit-asan e2e bench clean \
 	continuity continuity-small fuzz fuzz-short \
@@ -161,6 +161,7 @@ src_reply    := sessiond/reply.c sessiond/metrics.c sessiond/loop.c common/frame
 src_store    := sessiond/store.c common/log.c common/log_syslog.c
 src_snapshot := sessiond/snapshot.c sessiond/splitter.c sessiond/budget.c common/log.c common/log_syslog.c
 src_restore  := $(filter-out sessiond/main.c,$(SESSIOND_SRC))
+src_xmpp     := $(filter-out sessiond/main.c,$(SESSIOND_SRC))
 src_ws_handshake := sessiond/ws_handshake.c
 src_ws_conn  := sessiond/ws_conn.c
 src_xmpp_framing := sessiond/xmpp_framing.c sessiond/splitter.c sessiond/snapshot.c sessiond/budget.c \
@@ -274,7 +275,7 @@ cluster: deps-cluster
 
 bench: deps-bench
 	@$(MAKE) --no-print-directory all
-	sh tests/bench.sh
+	BENCH_DIR=$(dir $(BOSHLOAD_SRC)) sh tests/bench.sh
 
 # ---- the Debian package ------------------------------------------------------
 # build/bosh-cm_VERSION_ARCH.deb, from debian/ (dpkg-buildpackage in a copy of

@@ -40,10 +40,16 @@ _Static_assert(HEADER_MAX / 4 <= SNAP_MAX_ITEMS, "stream header attributes fit a
 #define BUF_SMALL 4096         /* buffer size worth keeping between calls */
 
 /* A namespace declared on the stream header, to be inserted into each
- * top-level element that does not declare the same prefix itself. */
+ * top-level element that does not declare the same prefix itself.
+ *
+ * What an idle stream keeps for its whole life (these, the header's
+ * attributes, the struct itself) is allocated in as few blocks as fit:
+ * each malloc'd block costs a header and rounding, and thousands of idle
+ * sessions hold them. */
 struct ns_decl {
-	char *prefix;    /* NULL for the default namespace */
-	char *decl;      /* " xmlns:prefix='uri'", escaped, ready to insert */
+	char *decl;      /* " xmlns:prefix='uri'", escaped, ready to insert; the block
+	                  * also holds prefix */
+	char *prefix;    /* NULL for the default namespace; inside decl's block */
 	size_t decl_len;
 	int shadowed;    /* the open top-level element declares this prefix */
 };
@@ -54,7 +60,7 @@ struct splitter {
 	void *ctx;
 	size_t max_stanza;
 	enum splitter_result result; /* sticky once not SPLITTER_OK */
-	char err[192];
+	char *err;                   /* why, once not SPLITTER_OK (NULL if out of memory) */
 	int depth;
 	int closed;                  /* </stream:stream> seen */
 
@@ -85,18 +91,22 @@ static void fail(struct splitter *s, enum splitter_result r, const char *why)
 	if (s->result != SPLITTER_OK)
 		return;
 	s->result = r;
-	snprintf(s->err, sizeof s->err, "%s", why);
+	free(s->err);
+	s->err = strdup(why);
 	if (s->p)
 		XML_StopParser(s->p, XML_FALSE);
 }
 
 static void fail_parse(struct splitter *s)
 {
-	s->result = SPLITTER_ERROR;
-	snprintf(s->err, sizeof s->err, "%s at line %llu, column %llu",
+	char why[192];
+	snprintf(why, sizeof why, "%s at line %llu, column %llu",
 		 XML_ErrorString(XML_GetErrorCode(s->p)),
 		 (unsigned long long)XML_GetCurrentLineNumber(s->p),
 		 (unsigned long long)XML_GetCurrentColumnNumber(s->p));
+	s->result = SPLITTER_ERROR;
+	free(s->err);
+	s->err = strdup(why);
 }
 
 /* ---- names ------------------------------------------------------------- */
@@ -111,62 +121,106 @@ static int name_is(const char *name, const char *ns, const char *local)
 	return strncmp(name, local, ll) == 0 && (name[ll] == 0 || name[ll] == NS_SEP);
 }
 
-/* "id" stays "id"; "URI\1local\1prefix" becomes "prefix:local". */
-static char *attr_name(const char *raw)
+/* "id" stays "id"; "URI\1local\1prefix" becomes "prefix:local". Writes
+ * the name and a NUL to dst unless dst is NULL; returns its length. */
+static size_t attr_name(char *dst, const char *raw)
 {
 	const char *local = strchr(raw, NS_SEP);
+	const char *prefix = local ? strchr(++local, NS_SEP) : NULL;
 	if (!local)
-		return strdup(raw);
-	local++;
-	const char *prefix = strchr(local, NS_SEP);
-	if (!prefix)
-		return strdup(local);
-	size_t ll = (size_t)(prefix - local), pl = strlen(++prefix);
-	char *n = malloc(pl + 1 + ll + 1);
-	if (n) {
-		memcpy(n, prefix, pl);
-		n[pl] = ':';
-		memcpy(n + pl + 1, local, ll);
-		n[pl + 1 + ll] = 0;
+		local = raw;
+	size_t ll = prefix ? (size_t)(prefix - local) : strlen(local);
+	size_t pl = prefix ? strlen(++prefix) : 0, n = prefix ? pl + 1 + ll : ll;
+	if (dst) {
+		if (prefix) {
+			memcpy(dst, prefix, pl);
+			dst[pl] = ':';
+		}
+		memcpy(dst + (n - ll), local, ll);
+		dst[n] = 0;
 	}
 	return n;
 }
 
 /* ---- stream header state ------------------------------------------------ */
 
+/* The header's attributes are one block: the array (name, value, ...,
+ * NULL), then the strings. */
 static void free_attrs(struct splitter *s)
 {
-	for (char **a = s->attrs; a && *a; a++)
-		free(*a);
 	free(s->attrs);
 	s->attrs = NULL;
 }
 
 static void free_ns(struct splitter *s)
 {
-	for (size_t i = 0; i < s->n_ns; i++) {
-		free(s->ns[i].prefix);
+	for (size_t i = 0; i < s->n_ns; i++)
 		free(s->ns[i].decl);
-	}
 	free(s->ns);
 	s->ns = NULL;
 	s->n_ns = 0;
 }
 
+/* A block for n strings of chars bytes in all (NULs included), the array's
+ * last entry NULL; *area is where the strings go. */
+static char **attrs_block(size_t n, size_t chars, char **area)
+{
+	if (n >= (SIZE_MAX - chars) / sizeof(char *))
+		return NULL;
+	char **a = malloc((n + 1) * sizeof *a + chars);
+	if (a) {
+		a[n] = NULL;
+		*area = (char *)(a + n + 1);
+	}
+	return a;
+}
+
 static int save_attrs(struct splitter *s, const XML_Char **atts)
 {
-	size_t n = 0;
-	while (atts[n])
-		n++;
-	s->attrs = calloc(n + 1, sizeof *s->attrs);
-	if (!s->attrs)
+	size_t n = 0, chars = 0;
+	for (; atts[n]; n++)
+		chars += (n % 2 ? strlen(atts[n]) : attr_name(NULL, atts[n])) + 1;
+	char *o;
+	char **a = attrs_block(n, chars, &o);
+	if (!a)
 		return -1;
 	for (size_t i = 0; i < n; i++) {
-		s->attrs[i] = i % 2 ? strdup(atts[i]) : attr_name(atts[i]);
-		if (!s->attrs[i])
-			return -1; /* free_attrs() frees what was copied */
+		a[i] = o;
+		if (i % 2) {
+			size_t l = strlen(atts[i]) + 1;
+			memcpy(o, atts[i], l);
+			o += l;
+		} else
+			o += attr_name(o, atts[i]) + 1;
 	}
+	free_attrs(s);
+	s->attrs = a;
 	return 0;
+}
+
+static const char *attr_escape(char c)
+{
+	switch (c) {
+	case '&': return "&amp;";
+	case '<': return "&lt;";
+	case '\'': return "&apos;";
+	case '"': return "&quot;";
+	case '\t': return "&#9;";
+	case '\n': return "&#10;";
+	case '\r': return "&#13;";
+	}
+	return NULL;
+}
+
+/* The length of src escaped by escape_attr(). */
+static size_t escaped_len(const char *src)
+{
+	size_t n = 0;
+	for (; *src; src++) {
+		const char *e = attr_escape(*src);
+		n += e ? strlen(e) : 1;
+	}
+	return n;
 }
 
 /* Appends src to dst escaped for a '-quoted attribute value; returns the
@@ -174,16 +228,7 @@ static int save_attrs(struct splitter *s, const XML_Char **atts)
 static char *escape_attr(char *dst, const char *src)
 {
 	for (; *src; src++) {
-		const char *e = NULL;
-		switch (*src) {
-		case '&': e = "&amp;"; break;
-		case '<': e = "&lt;"; break;
-		case '\'': e = "&apos;"; break;
-		case '"': e = "&quot;"; break;
-		case '\t': e = "&#9;"; break;
-		case '\n': e = "&#10;"; break;
-		case '\r': e = "&#13;"; break;
-		}
+		const char *e = attr_escape(*src);
 		if (e) {
 			size_t el = strlen(e);
 			memcpy(dst, e, el);
@@ -194,6 +239,19 @@ static char *escape_attr(char *dst, const char *src)
 	return dst;
 }
 
+/* d's block for a declaration of decl_len bytes and prefix (NULL: the
+ * default namespace), copied after it. */
+static int ns_decl_alloc(struct ns_decl *d, const char *prefix, size_t decl_len)
+{
+	size_t pl = prefix ? strlen(prefix) + 1 : 0;
+	*d = (struct ns_decl){ .decl = malloc(decl_len + pl), .decl_len = decl_len };
+	if (!d->decl)
+		return -1;
+	if (prefix)
+		d->prefix = memcpy(d->decl + decl_len, prefix, pl);
+	return 0;
+}
+
 static int add_stream_ns(struct splitter *s, const XML_Char *prefix, const XML_Char *uri)
 {
 	struct ns_decl *ns = realloc(s->ns, (s->n_ns + 1) * sizeof *ns);
@@ -202,13 +260,8 @@ static int add_stream_ns(struct splitter *s, const XML_Char *prefix, const XML_C
 	s->ns = ns;
 	struct ns_decl *d = &ns[s->n_ns];
 	size_t pl = prefix ? strlen(prefix) : 0;
-	*d = (struct ns_decl){ .prefix = prefix ? strdup(prefix) : NULL };
-	d->decl = malloc(sizeof " xmlns:=''" + pl + 6 * strlen(uri)); /* "&quot;" is the longest */
-	if (!d->decl || (prefix && !d->prefix)) {
-		free(d->prefix);
-		free(d->decl);
+	if (ns_decl_alloc(d, prefix, sizeof " xmlns:=''" - 1 - !prefix + pl + escaped_len(uri)) < 0)
 		return -1;
-	}
 	char *e = d->decl;
 	memcpy(e, " xmlns", 6);
 	e += 6;
@@ -221,7 +274,6 @@ static int add_stream_ns(struct splitter *s, const XML_Char *prefix, const XML_C
 	*e++ = '\'';
 	e = escape_attr(e, uri);
 	*e++ = '\'';
-	d->decl_len = (size_t)(e - d->decl);
 	s->n_ns++;
 	return 0;
 }
@@ -604,6 +656,11 @@ int splitter_park(struct splitter *s)
 	return 1;
 }
 
+int splitter_parked(const struct splitter *s)
+{
+	return s->p == NULL;
+}
+
 static void feed_piece(struct splitter *s, const char *data, size_t n)
 {
 	if (!s->p && unpark(s) < 0) {
@@ -647,7 +704,8 @@ int splitter_reset(struct splitter *s)
 	free_attrs(s);
 	free_ns(s);
 	s->result = SPLITTER_OK;
-	s->err[0] = 0;
+	free(s->err);
+	s->err = NULL;
 	s->depth = s->closed = 0;
 	s->base = s->keep = s->elem_start = s->tag_end = 0;
 	if (!s->p && !(s->p = xml_parser_new(NS_SEP))) {
@@ -672,7 +730,9 @@ const char *splitter_stream_attr(const struct splitter *s, const char *name)
 
 const char *splitter_error(const struct splitter *s)
 {
-	return s->err;
+	if (s->result == SPLITTER_OK)
+		return "";
+	return s->err ? s->err : "out of memory (and describing an error)";
 }
 
 void splitter_free(struct splitter *s)
@@ -685,6 +745,7 @@ void splitter_free(struct splitter *s)
 	free_attrs(s);
 	free_ns(s);
 	free(s->root_qname);
+	free(s->err);
 	free(s);
 }
 
@@ -715,29 +776,55 @@ int splitter_snapshot(const struct splitter *s, struct snap_w *w)
 	return w->failed || w->over ? -1 : 0;
 }
 
+/* n name/value pairs from the snapshot into one block (save_attrs()). */
+static int restore_attrs(struct splitter *s, struct snap_r *r, size_t n)
+{
+	char **tmp = calloc(2 * n + 1, sizeof *tmp);
+	size_t chars = 0, i;
+	int rc = -1;
+	for (i = 0; tmp && i < 2 * n; i++) {
+		if (!(tmp[i] = snap_get_str(r)))
+			goto out;
+		chars += strlen(tmp[i]) + 1;
+	}
+	char *o;
+	if (!tmp || !(s->attrs = attrs_block(2 * n, chars, &o)))
+		goto out;
+	for (i = 0; i < 2 * n; i++) {
+		size_t l = strlen(tmp[i]) + 1;
+		s->attrs[i] = memcpy(o, tmp[i], l);
+		o += l;
+	}
+	rc = 0;
+out:
+	for (i = 0; tmp && i < 2 * n && tmp[i]; i++)
+		free(tmp[i]);
+	free(tmp);
+	return rc;
+}
+
 static int restore_stream(struct splitter *s, struct snap_r *r)
 {
 	s->root_qname = snap_get_str(r);
 	uint64_t n = snap_get_count(r, SNAP_MAX_ITEMS);
 	if (snap_failed(r) || !s->root_qname)
 		return -1;
-	s->attrs = calloc(2 * n + 1, sizeof *s->attrs);
-	for (size_t i = 0; s->attrs && i < 2 * n; i++) {
-		s->attrs[i] = snap_get_str(r);
-		if (!s->attrs[i])
-			return -1; /* free_attrs() stops at the first NULL: none follow it */
-	}
+	if (restore_attrs(s, r, (size_t)n) < 0)
+		return -1;
 	uint64_t nns = snap_get_count(r, SNAP_MAX_ITEMS);
-	if (!s->attrs || snap_failed(r) || !(s->ns = calloc(nns ? nns : 1, sizeof *s->ns)))
+	if (snap_failed(r) || !(s->ns = calloc(nns ? nns : 1, sizeof *s->ns)))
 		return -1;
 	for (; s->n_ns < nns; s->n_ns++) {
-		struct ns_decl *d = &s->ns[s->n_ns];
-		d->prefix = snap_get_str(r);
-		d->decl = snap_get_bytes(r, &d->decl_len);
-		if (!d->decl) {
-			free(d->prefix);
+		char *prefix = snap_get_str(r);
+		size_t len;
+		char *decl = snap_get_bytes(r, &len);
+		int ok = decl && ns_decl_alloc(&s->ns[s->n_ns], prefix, len) == 0;
+		if (ok)
+			memcpy(s->ns[s->n_ns].decl, decl, len);
+		free(prefix);
+		free(decl);
+		if (!ok)
 			return -1;
-		}
 	}
 	/* Parked: the next feed builds a parser inside the stream (unpark()). */
 	XML_ParserFree(s->p);

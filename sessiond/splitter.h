@@ -62,6 +62,9 @@ int splitter_reset(struct splitter *s);
  * parser in the same state. Returns 1 if parked, 0 if it could not be now. */
 int splitter_park(struct splitter *s);
 
+/* 1 while parked (no parser). */
+int splitter_parked(const struct splitter *s);
+
 /* 1 while a top-level element (or the stream header) has begun and not
  * ended: a server that sends one must finish it in bounded time. */
 int splitter_pending(const struct splitter *s);

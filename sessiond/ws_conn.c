@@ -43,41 +43,51 @@ struct follow {
 	const char *broken;         /* the first rule broken; NULL: none so far */
 };
 
+/* What a connection keeps only while something is in flight (a wslay
+ * context exists, bytes of the handshake or of a restart wait): freed
+ * when it parks, so an idle session does not carry it. */
+struct ws_busy {
+	struct follow fw;
+	char *initial;              /* bytes read with the handshake (or kept by a restart), not yet given to wslay */
+	size_t initial_len, initial_off;
+	/* For a graceful restart (ws_conn_detach): the bytes handed to wslay
+	 * since the last complete message, which the successor's wslay reads
+	 * again, and the frames wslay wrote into `unsent` instead of the
+	 * socket, which go out before anything else. */
+	struct buf replay;
+	size_t replay_keep;         /* replay's first bytes that finished messages took */
+	struct buf unsent;
+	size_t unsent_off;
+	uint8_t capture;            /* send_cb appends to `unsent` */
+};
+
+/* Every idle WebSocket session keeps one of these (its wslay context
+ * parked): packed to fit a 96-byte malloc chunk. */
 struct ws_conn {
 	int fd;
+	uint32_t read_budget;       /* bytes this on_readable call may still read */
+	unsigned msg_open : 1;      /* a data message continues in a later frame */
+	unsigned peer_gone : 1;     /* EOF or a read error */
+	unsigned write_failed : 1;
+	unsigned nomem : 1;
+	unsigned close_called : 1;  /* ws_conn_close() queued a close */
+	unsigned reported : 1;      /* on_close or on_error was called */
+	unsigned close_received : 1;
+	unsigned repark : 1;        /* woken by ws_conn_ping() alone: park again once the pong is in */
+	unsigned pong_in : 1;       /* this on_readable call delivered a pong */
 	wslay_event_context_ptr ws; /* NULL while parked */
-	struct ws_conn_cbs cbs;
+	const struct ws_conn_cbs *cbs;
 	void *ctx;
 	size_t max_msg;
 
-	char *initial;              /* bytes read with the handshake, not yet given to wslay */
-	size_t initial_len, initial_off;
+	struct ws_busy *busy;       /* NULL while parked */
 
-	size_t read_budget;         /* bytes this on_readable call may still read */
-	uint64_t in_total;          /* bytes handed to wslay */
-	uint64_t in_framed;         /* of those, bytes of frames wslay finished */
+	uint64_t in_unframed;       /* bytes handed to wslay that no finished frame took yet */
 	uint64_t frame_size;        /* wire size of the frame being received */
-	int msg_open;               /* a data message continues in a later frame */
-
-	/* For a graceful restart (ws_conn_detach): the bytes handed to wslay
-	 * since the last complete message, which the successor's wslay reads
-	 * again, and the frames wslay wrote into `unsent` instead of the socket,
-	 * which go out before anything else. */
-	struct buf replay;
-	uint64_t replay_base;       /* in_total at replay.data[0] */
-	uint64_t replay_keep;       /* in_total where the unfinished message starts */
-	struct buf unsent;
-	size_t unsent_off;
-	int capture;                /* send_cb appends to `unsent` */
-
-	int peer_gone;              /* EOF or a read error */
-	int write_failed;
-	int nomem;
-	int close_called;           /* ws_conn_close() queued a close */
-	int reported;               /* on_close or on_error was called */
-	int close_received;
-	struct follow fw;
 };
+_Static_assert(WS_CONN_READ_BUDGET <= UINT32_MAX, "read_budget is 32 bits");
+_Static_assert(sizeof(void *) != 8 || sizeof(struct ws_conn) <= 88,
+               "an idle connection fits a 96-byte malloc chunk");
 
 /* ---- reporting ------------------------------------------------------- */
 
@@ -86,8 +96,8 @@ static void report_error(struct ws_conn *c, uint16_t code, const char *why)
 	if (c->reported)
 		return;
 	c->reported = 1;
-	if (c->cbs.on_error)
-		c->cbs.on_error(c->ctx, code, why);
+	if (c->cbs->on_error)
+		c->cbs->on_error(c->ctx, code, why);
 }
 
 static void report_close(struct ws_conn *c, uint16_t code)
@@ -96,8 +106,8 @@ static void report_close(struct ws_conn *c, uint16_t code)
 	if (c->reported)
 		return;
 	c->reported = 1;
-	if (c->cbs.on_close)
-		c->cbs.on_close(c->ctx, code);
+	if (c->cbs->on_close)
+		c->cbs->on_close(c->ctx, code);
 }
 
 /* ---- following the frame headers ------------------------------------- */
@@ -196,41 +206,42 @@ static void follow(struct follow *fw, const uint8_t *p, size_t n)
  * complete (see `replay`). */
 static ssize_t received(struct ws_conn *c, wslay_event_context_ptr ws, const uint8_t *data, size_t n)
 {
-	if (buf_append(&c->replay, (const char *)data, n) < 0) {
+	follow(&c->busy->fw, data, n);
+	if (buf_append(&c->busy->replay, (const char *)data, n) < 0) {
 		c->nomem = 1;
 		wslay_event_set_error(ws, WSLAY_ERR_CALLBACK_FAILURE);
 		return -1;
 	}
-	c->in_total += n;
+	c->in_unframed += n;
 	return (ssize_t)n;
 }
 
 /* Forgets the replay bytes of messages wslay has finished. */
 static void trim_replay(struct ws_conn *c)
 {
-	size_t done = (size_t)(c->replay_keep - c->replay_base);
-	if (done == 0)
+	struct ws_busy *b = c->busy;
+	if (!b || b->replay_keep == 0)
 		return;
-	if (done >= c->replay.len) {
-		c->replay.len = 0;
+	if (b->replay_keep >= b->replay.len) {
+		b->replay.len = 0;
 	} else {
-		memmove(c->replay.data, c->replay.data + done, c->replay.len - done);
-		c->replay.len -= done;
+		memmove(b->replay.data, b->replay.data + b->replay_keep, b->replay.len - b->replay_keep);
+		b->replay.len -= b->replay_keep;
 	}
-	c->replay_base = c->replay_keep;
+	b->replay_keep = 0;
 }
 
 static ssize_t recv_cb(wslay_event_context_ptr ws, uint8_t *buf, size_t len, int flags, void *user)
 {
 	struct ws_conn *c = user;
 	(void)flags;
-	if (c->initial_off < c->initial_len) {
-		size_t n = c->initial_len - c->initial_off;
+	struct ws_busy *b = c->busy;
+	if (b->initial_off < b->initial_len) {
+		size_t n = b->initial_len - b->initial_off;
 		if (n > len)
 			n = len;
-		memcpy(buf, c->initial + c->initial_off, n);
-		follow(&c->fw, buf, n);
-		c->initial_off += n;
+		memcpy(buf, b->initial + b->initial_off, n);
+		b->initial_off += n;
 		return received(c, ws, buf, n);
 	}
 	if (!c->read_budget) { /* the loop is level-triggered: the rest is read next turn */
@@ -242,8 +253,7 @@ static ssize_t recv_cb(wslay_event_context_ptr ws, uint8_t *buf, size_t len, int
 	for (;;) {
 		ssize_t n = recv(c->fd, buf, len, 0);
 		if (n > 0) {
-			follow(&c->fw, buf, (size_t)n);
-			c->read_budget -= (size_t)n;
+			c->read_budget -= (uint32_t)n;
 			return received(c, ws, buf, (size_t)n);
 		}
 		if (n < 0 && errno == EINTR)
@@ -262,8 +272,8 @@ static ssize_t send_cb(wslay_event_context_ptr ws, const uint8_t *data, size_t l
 {
 	struct ws_conn *c = user;
 	int f = MSG_NOSIGNAL | (flags & WSLAY_MSG_MORE ? MSG_MORE : 0);
-	if (c->capture) {
-		if (buf_append(&c->unsent, (const char *)data, len) < 0) {
+	if (c->busy->capture) {
+		if (buf_append(&c->busy->unsent, (const char *)data, len) < 0) {
 			c->nomem = 1;
 			wslay_event_set_error(ws, WSLAY_ERR_CALLBACK_FAILURE);
 			return -1;
@@ -301,10 +311,10 @@ static void frame_end_cb(wslay_event_context_ptr ws, void *user)
 {
 	struct ws_conn *c = user;
 	(void)ws;
-	c->in_framed += c->frame_size;
+	c->in_unframed -= c->frame_size;
 	c->frame_size = 0;
 	if (!c->msg_open) /* a control frame, or the last of a message: nothing to read again */
-		c->replay_keep = c->in_framed;
+		c->busy->replay_keep = c->busy->replay.len - (size_t)c->in_unframed;
 }
 
 static void msg_cb(wslay_event_context_ptr ws, const struct wslay_event_on_msg_recv_arg *a, void *user)
@@ -312,8 +322,9 @@ static void msg_cb(wslay_event_context_ptr ws, const struct wslay_event_on_msg_r
 	struct ws_conn *c = user;
 	switch (a->opcode) {
 	case WSLAY_TEXT_FRAME:
-		if (c->cbs.on_text && !c->reported)
-			c->cbs.on_text(c->ctx, a->msg ? (const char *)a->msg : "", a->msg_length);
+		c->repark = 0; /* the client speaks: the caller's quiet second decides */
+		if (c->cbs->on_text && !c->reported)
+			c->cbs->on_text(c->ctx, a->msg ? (const char *)a->msg : "", a->msg_length);
 		break;
 	case WSLAY_BINARY_FRAME: {
 		static const char why[] = "binary message (XMPP is text)";
@@ -325,8 +336,9 @@ static void msg_cb(wslay_event_context_ptr ws, const struct wslay_event_on_msg_r
 		break;
 	}
 	case WSLAY_PONG:
-		if (c->cbs.on_pong && !c->reported)
-			c->cbs.on_pong(c->ctx, a->msg, a->msg_length);
+		c->pong_in = 1;
+		if (c->cbs->on_pong && !c->reported)
+			c->cbs->on_pong(c->ctx, a->msg, a->msg_length);
 		break;
 	case WSLAY_CONNECTION_CLOSE:
 		report_close(c, a->status_code ? a->status_code : WS_CLOSE_NO_STATUS);
@@ -355,12 +367,37 @@ static int ws_create(struct ws_conn *c)
 	return 0;
 }
 
+/* The in-flight part; -1 on out of memory. */
+static int busy_ensure(struct ws_conn *c)
+{
+	if (!c->busy && !(c->busy = calloc(1, sizeof *c->busy)))
+		return -1;
+	return 0;
+}
+
+static void busy_free(struct ws_conn *c)
+{
+	if (!c->busy)
+		return;
+	free(c->busy->initial);
+	buf_free(&c->busy->replay);
+	buf_free(&c->busy->unsent);
+	free(c->busy);
+	c->busy = NULL;
+}
+
+/* Bytes not yet written that a restart handed over. */
+static size_t unsent_left(const struct ws_conn *c)
+{
+	return c->busy ? c->busy->unsent.len - c->busy->unsent_off : 0;
+}
+
 /* Makes sure a context exists (a parked connection gets a new one). */
 static int ws_ready(struct ws_conn *c)
 {
 	if (c->ws)
 		return 0;
-	if (ws_create(c) < 0) {
+	if (busy_ensure(c) < 0 || ws_create(c) < 0) {
 		c->nomem = 1;
 		return -1;
 	}
@@ -369,10 +406,10 @@ static int ws_ready(struct ws_conn *c)
 
 static int idle(const struct ws_conn *c)
 {
-	return c->ws && !c->reported && !c->close_called && c->in_total == c->in_framed && !c->msg_open &&
-	       c->initial_off == c->initial_len && c->unsent.len == 0 &&
-	       wslay_event_get_queued_msg_count(c->ws) == 0 &&
-	       wslay_event_get_read_enabled(c->ws);
+	const struct ws_busy *b = c->busy;
+	return c->ws && !c->reported && !c->close_called && c->in_unframed == 0 && !c->msg_open &&
+	       (!b || (b->initial_off == b->initial_len && b->unsent.len == 0)) &&
+	       wslay_event_get_queued_msg_count(c->ws) == 0 && wslay_event_get_read_enabled(c->ws);
 }
 
 int ws_conn_park(struct ws_conn *c)
@@ -383,12 +420,7 @@ int ws_conn_park(struct ws_conn *c)
 		return 0;
 	wslay_event_context_free(c->ws);
 	c->ws = NULL;
-	c->in_total = c->in_framed = c->replay_base = c->replay_keep = 0;
-	buf_free(&c->replay);
-	c->fw = (struct follow){ 0 }; /* idle: between frames, no message open */
-	free(c->initial);
-	c->initial = NULL;
-	c->initial_len = c->initial_off = 0;
+	busy_free(c); /* idle: nothing half read, between frames, no message open */
 	return 1;
 }
 
@@ -437,19 +469,20 @@ int ws_conn_want_read(const struct ws_conn *c)
 int ws_conn_want_write(const struct ws_conn *c)
 {
 	return ws_conn_state(c) != WS_DONE &&
-	       (c->unsent.len > 0 || (c->ws && wslay_event_want_write(c->ws)));
+	       (unsent_left(c) > 0 || (c->ws && wslay_event_want_write(c->ws)));
 }
 
 size_t ws_conn_queued_bytes(const struct ws_conn *c)
 {
-	return c->unsent.len - c->unsent_off + (c->ws ? wslay_event_get_queued_msg_length(c->ws) : 0);
+	return unsent_left(c) + (c->ws ? wslay_event_get_queued_msg_length(c->ws) : 0);
 }
 
 /* The predecessor's frames, before anything wslay queues. 0 once written. */
 static int write_unsent(struct ws_conn *c)
 {
-	while (c->unsent_off < c->unsent.len) {
-		ssize_t n = send(c->fd, c->unsent.data + c->unsent_off, c->unsent.len - c->unsent_off,
+	struct ws_busy *b = c->busy;
+	while (b->unsent_off < b->unsent.len) {
+		ssize_t n = send(c->fd, b->unsent.data + b->unsent_off, b->unsent.len - b->unsent_off,
 		                 MSG_NOSIGNAL);
 		if (n < 0 && errno == EINTR)
 			continue;
@@ -459,17 +492,17 @@ static int write_unsent(struct ws_conn *c)
 			c->write_failed = 1;
 			return -1;
 		}
-		c->unsent_off += (size_t)n;
+		b->unsent_off += (size_t)n;
 	}
-	buf_free(&c->unsent);
-	c->unsent_off = 0;
+	buf_free(&b->unsent);
+	b->unsent_off = 0;
 	return 0;
 }
 
 /* Writes what is queued; notes a failed write. */
 static void flush(struct ws_conn *c)
 {
-	if ((c->unsent.len == 0 || write_unsent(c) == 0) && c->ws && wslay_event_want_write(c->ws) &&
+	if ((unsent_left(c) == 0 || write_unsent(c) == 0) && c->ws && wslay_event_want_write(c->ws) &&
 	    wslay_event_send(c->ws) != 0 && !c->write_failed)
 		c->nomem = 1; /* not the socket: wslay itself failed */
 	if (c->write_failed)
@@ -490,7 +523,7 @@ static void report_wslay_close(struct ws_conn *c, uint16_t known)
 	case WS_CLOSE_TOO_BIG: why = "message over the size limit"; break;
 	case WS_CLOSE_BAD_DATA: why = "invalid UTF-8 in a text message"; break;
 	case WS_CLOSE_PROTOCOL:
-		why = c->fw.broken ? c->fw.broken : known ? "malformed frame header" : "WebSocket protocol error";
+		why = c->busy && c->busy->fw.broken ? c->busy->fw.broken : known ? "malformed frame header" : "WebSocket protocol error";
 		break;
 	case 0: why = "WebSocket protocol error (close not yet written: the client does not read)"; break;
 	default: why = "WebSocket protocol error"; break;
@@ -505,6 +538,7 @@ enum ws_conn_state ws_conn_on_readable(struct ws_conn *c)
 		return ws_conn_state(c);
 	}
 	c->read_budget = WS_CONN_READ_BUDGET;
+	c->pong_in = 0;
 	int r = wslay_event_recv(c->ws);
 	uint16_t known = 0;
 	if (c->peer_gone) {
@@ -520,6 +554,11 @@ enum ws_conn_state ws_conn_on_readable(struct ws_conn *c)
 	flush(c);
 	if (c->ws && !wslay_event_get_read_enabled(c->ws))
 		report_wslay_close(c, known);
+	/* An idle connection woken for a ping needs no context once the pong is
+	 * back: thousands of idle sessions pinged every ws_ping_interval would
+	 * otherwise each hold one until the caller's next quiet second. */
+	if (c->repark && c->pong_in && ws_conn_park(c))
+		c->repark = 0;
 	return ws_conn_state(c);
 }
 
@@ -546,7 +585,12 @@ int ws_conn_send_text(struct ws_conn *c, const char *data, size_t len)
 
 int ws_conn_ping(struct ws_conn *c, const uint8_t *data, size_t len)
 {
-	return len > 125 ? -1 : queue(c, WSLAY_PING, data, len);
+	int parked = !c->ws;
+	if (len > 125 || queue(c, WSLAY_PING, data, len) < 0)
+		return -1;
+	if (parked)
+		c->repark = 1;
+	return 0;
 }
 
 int ws_conn_close(struct ws_conn *c, uint16_t code, const char *reason)
@@ -569,17 +613,17 @@ struct ws_conn *ws_conn_new(int fd, size_t max_msg, const struct ws_conn_cbs *cb
 	if (!c)
 		return NULL;
 	c->fd = fd;
-	c->cbs = *cbs;
+	c->cbs = cbs;
 	c->ctx = ctx;
 	c->max_msg = max_msg;
+	if (initial_len && (busy_ensure(c) < 0 || !(c->busy->initial = malloc(initial_len)))) {
+		busy_free(c);
+		free(c);
+		return NULL;
+	}
 	if (initial_len) {
-		c->initial = malloc(initial_len);
-		if (!c->initial) {
-			free(c);
-			return NULL;
-		}
-		memcpy(c->initial, initial, initial_len);
-		c->initial_len = initial_len;
+		memcpy(c->busy->initial, initial, initial_len);
+		c->busy->initial_len = initial_len;
 	}
 	return c;
 }
@@ -589,15 +633,13 @@ void ws_conn_free(struct ws_conn *c)
 	if (!c)
 		return;
 	wslay_event_context_free(c->ws);
-	free(c->initial);
-	buf_free(&c->replay);
-	buf_free(&c->unsent);
+	busy_free(c);
 	free(c);
 }
 
 int ws_conn_set_unsent(struct ws_conn *c, const void *data, size_t len)
 {
-	return len ? buf_append(&c->unsent, data, len) : 0;
+	return !len ? 0 : busy_ensure(c) < 0 ? -1 : buf_append(&c->busy->unsent, data, len);
 }
 
 /* wslay's state cannot be copied out, so it is made into bytes: what it
@@ -607,16 +649,19 @@ int ws_conn_detach(struct ws_conn *c, struct buf *unread, struct buf *unsent)
 {
 	if (ws_conn_state(c) != WS_OPEN)
 		return -1;
+	struct ws_busy *b = c->busy;
+	if (!b)
+		return 0; /* parked: the descriptor is all there is */
 	if (c->ws && wslay_event_want_write(c->ws)) {
-		c->capture = 1;
+		b->capture = 1;
 		int r = wslay_event_send(c->ws);
-		c->capture = 0;
+		b->capture = 0;
 		if (r != 0 || c->nomem || wslay_event_want_write(c->ws))
 			return -1;
 	}
-	if (buf_append(unsent, c->unsent.data + c->unsent_off, c->unsent.len - c->unsent_off) < 0 ||
-	    buf_append(unread, c->replay.data, c->replay.len) < 0 ||
-	    buf_append(unread, c->initial + c->initial_off, c->initial_len - c->initial_off) < 0)
+	if (buf_append(unsent, b->unsent.data + b->unsent_off, b->unsent.len - b->unsent_off) < 0 ||
+	    buf_append(unread, b->replay.data, b->replay.len) < 0 ||
+	    buf_append(unread, b->initial + b->initial_off, b->initial_len - b->initial_off) < 0)
 		return -1;
 	return 0;
 }

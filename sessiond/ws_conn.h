@@ -70,7 +70,8 @@ struct ws_conn;
 
 /* fd: connected, non-blocking, after the 101 was written. initial: bytes
  * already read past the handshake (ws_hs_feed's leftover), copied; NULL/0
- * if none. max_msg bounds a received message, fragments put together. */
+ * if none. max_msg bounds a received message, fragments put together.
+ * cbs is kept, not copied: it must outlive the connection (a static). */
 struct ws_conn *ws_conn_new(int fd, size_t max_msg, const struct ws_conn_cbs *cbs, void *ctx,
                             const void *initial, size_t initial_len);
 

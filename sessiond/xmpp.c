@@ -21,7 +21,6 @@
 #include <unistd.h>
 
 #define XMPP_LINGER_MS 2000
-#define XMPP_PARK_MS 1000 /* quiet this long, the parser's memory is given back */
 #define TLS_NS "urn:ietf:params:xml:ns:xmpp-tls"
 
 enum conn_state { C_DIALING, C_HANDSHAKE, C_OPEN, C_DONE, C_CLOSING };
@@ -512,6 +511,11 @@ static void conn_io(void *ctx, uint32_t events)
 		tls_step(c); /* <proceed/> just arrived */
 	else if (c->state == C_OPEN)
 		update_interest(c);
+}
+
+int xmpp_parser_parked(const struct xmpp_conn *c)
+{
+	return c->split && splitter_parked(c->split);
 }
 
 /* Most connections are idle most of the time: an idle one needs no parser. */

@@ -1,9 +1,10 @@
 #!/usr/bin/env python3
 """Where the CPU goes per echo message: this stack (plain build) in front of a
 local Prosody, boshload in echo mode, and each process's CPU time from /proc
-over the middle of the run, in cores and microseconds per message.
+over the middle of the run, in cores and microseconds per message. With
+--ws the same over XMPP over WebSocket (boshload --ws; the handlers idle).
 
-usage: bench_cpu.py BOSHLOAD [SECONDS] [SESSIONS]
+usage: bench_cpu.py BOSHLOAD [SECONDS] [SESSIONS] [--ws]
 """
 import os
 import subprocess
@@ -25,14 +26,17 @@ def ticks(pid):
 
 
 def main():
-    boshload = sys.argv[1]
-    seconds = int(sys.argv[2]) if len(sys.argv) > 2 else 15
-    sessions = sys.argv[3] if len(sys.argv) > 3 else "50"
+    args = [a for a in sys.argv[1:] if a != "--ws"]
+    ws = len(args) < len(sys.argv) - 1
+    boshload = args[0]
+    seconds = int(args[1]) if len(args) > 1 else 15
+    sessions = args[2] if len(args) > 2 else "50"
     st = Stack(build=os.path.join(REPO, "build"))
     try:
         st.start_for_load("log_level = warn\nmax_wait = 60\ndefault_wait = 60")
         time.sleep(1)
-        bl = subprocess.Popen([boshload, "--url", st.url, "--domain", st.domain, "--echo", sessions,
+        target = ["--ws", st.ws_url] if ws else ["--url", st.url]
+        bl = subprocess.Popen([boshload] + target + ["--domain", st.domain, "--echo", sessions,
                                "--duration", str(seconds), "--wait", "30"],
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         time.sleep(min(4, seconds / 3))
@@ -47,7 +51,8 @@ def main():
         result = [l for l in out.splitlines() if l.startswith("RESULT")]
         r = dict(kv.split("=", 1) for kv in result[-1].split()[1:]) if result else {}
         rate = float(r.get("msgs_per_s", 0)) or float("nan")
-        print("echo-%s: %s msgs/s, rtt p50/p99 %s/%s ms" % (sessions, r.get("msgs_per_s"),
+        print("%s echo-%s: %s msgs/s, rtt p50/p99 %s/%s ms" % ("websocket" if ws else "BOSH", sessions,
+                                                           r.get("msgs_per_s"),
                                                            r.get("rtt_p50_ms"), r.get("rtt_p99_ms")))
         hz = os.sysconf("SC_CLK_TCK")
         total = 0.0

@@ -469,6 +469,58 @@ static void test_server_side(void)
 	pair_close(&p);
 }
 
+/* An idle (parked) connection pinged holds wslay's context only until the
+ * pong is in; one the client spoke on in between, or one that was not
+ * parked, is left to the caller's quiet second. */
+static void test_ping_reparks(void)
+{
+	struct pair p;
+	uint8_t op, pl[200];
+	size_t len;
+	pair_open(&p, 1000);
+	CHECK(ws_conn_parked(p.c));
+	CHECK(ws_conn_ping(p.c, (const uint8_t *)"p1", 2) == 0);
+	CHECK(!ws_conn_parked(p.c));
+	ws_conn_on_writable(p.c);
+	CHECK(read_frame(&p, &op, pl, &len) == 0 && op == 0x9 && len == 2);
+	send_frame(&p, 0x8A, "p1", 2, 1);
+	CHECK(ws_conn_on_readable(p.c) == WS_OPEN);
+	CHECK(p.s.pongs == 1 && ws_conn_parked(p.c));
+
+	/* the client speaks before its pong: not parked by the pong */
+	CHECK(ws_conn_ping(p.c, (const uint8_t *)"p2", 2) == 0);
+	ws_conn_on_writable(p.c);
+	CHECK(read_frame(&p, &op, pl, &len) == 0 && op == 0x9);
+	send_frame(&p, 0x81, "<presence/>", 11, 1);
+	CHECK(ws_conn_on_readable(p.c) == WS_OPEN);
+	send_frame(&p, 0x8A, "p2", 2, 1);
+	CHECK(ws_conn_on_readable(p.c) == WS_OPEN);
+	CHECK(p.s.pongs == 2 && p.s.texts == 1 && !ws_conn_parked(p.c));
+
+	/* not parked when pinged: still not parked after the pong */
+	CHECK(ws_conn_ping(p.c, (const uint8_t *)"p3", 2) == 0);
+	ws_conn_on_writable(p.c);
+	CHECK(read_frame(&p, &op, pl, &len) == 0 && op == 0x9);
+	send_frame(&p, 0x8A, "p3", 2, 1);
+	CHECK(ws_conn_on_readable(p.c) == WS_OPEN);
+	CHECK(p.s.pongs == 3 && !ws_conn_parked(p.c));
+	CHECK(ws_conn_park(p.c) == 1);
+
+	/* a pong and the start of a message in one read: the message is held */
+	CHECK(ws_conn_ping(p.c, (const uint8_t *)"p4", 2) == 0);
+	ws_conn_on_writable(p.c);
+	CHECK(read_frame(&p, &op, pl, &len) == 0 && op == 0x9);
+	uint8_t f[64];
+	size_t n = frame(f, 0x8A, "p4", 2, 1);
+	n += frame(f + n, 0x81, "<message/>", 10, 1) - 4; /* all but its last 4 bytes */
+	put(&p, f, n);
+	CHECK(ws_conn_on_readable(p.c) == WS_OPEN);
+	CHECK(p.s.pongs == 4 && !ws_conn_parked(p.c));
+	put(&p, "\0\0\0\0", 4); /* the rest (its content does not matter here) */
+	ws_conn_on_readable(p.c);
+	pair_close(&p);
+}
+
 /* A client that sends more than one call reads: the rest waits for the
  * next call, nothing is lost. */
 static void test_read_budget(void)
@@ -655,6 +707,7 @@ int main(void)
 	test_detach_unsent();
 	test_detach_refused_when_closing();
 	test_text_and_park();
+	test_ping_reparks();
 	test_fragmented();
 	test_hostile();
 	test_why_in_pieces();
