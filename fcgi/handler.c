@@ -20,14 +20,15 @@
 #include <fcntl.h>
 #include <fcgiapp.h>
 #include <limits.h>
-#include <poll.h>
 #include <signal.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/time.h>
 #include <sys/un.h>
+#include <time.h>
 #include <unistd.h>
 
 /* Longest a request waits for the start lock, then again for a new sessiond. */
@@ -185,13 +186,19 @@ static long body_from_query(struct frame_request *fr, const char *qs, char *wrap
 	return (long)q.len;
 }
 
-/* libfcgi's own printf knows no %zu (it wrote nothing at all), hence the int. */
-static volatile sig_atomic_t stop_requested;
-
-static void on_sigterm(int sig)
+/* SIGTERM stays blocked: it never interrupts libfcgi reading a request or
+ * us passing one on, and waits as pending until we look. */
+static int sigterm_pending(void)
 {
-	(void)sig;
-	stop_requested = 1;
+	sigset_t pending;
+	return sigpending(&pending) == 0 && sigismember(&pending, SIGTERM);
+}
+
+static uint64_t now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC_COARSE, &ts); /* the vDSO: no system call */
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
 
 /* Waits for the next FastCGI request; 0 once SIGTERM (sessiond stopping
@@ -204,45 +211,49 @@ static void on_sigterm(int sig)
  * (the kernel's wait is exclusive), where waiting in poll woke all of them;
  * and a connection already queued is taken without sleeping first.
  *
- * SIGTERM is ours, not libfcgi's: its own handler made its accept give up
- * mid-way (a 502) or spin on a closed descriptor. SIGTERM is let in only
- * while we wait in accept, never while a request is read or passed on; a
- * SIGTERM that comes just before accept blocks is seen within a second,
- * the listener's receive timeout. */
+ * SIGTERM is ours, not libfcgi's (its handler made its accept give up
+ * mid-way: a 502; or spin on a closed descriptor). It is blocked for good
+ * and looked for every STOP_CHECK_MS between requests and whenever accept
+ * gives up waiting (the listener's one-second receive timeout): a handler
+ * stops within about a second, and a busy one pays no system call per
+ * request for it. */
+#define STOP_CHECK_MS 200
 static int next_request(FCGX_Request *req)
 {
 	static int ready;
-	static sigset_t waiting, term;
+	static uint64_t checked;
 	if (!ready) {
-		struct sigaction sa = { .sa_handler = on_sigterm }; /* no SA_RESTART: accept returns */
+		sigset_t term;
 		sigemptyset(&term);
 		sigaddset(&term, SIGTERM);
-		sigprocmask(SIG_BLOCK, &term, &waiting);
-		sigdelset(&waiting, SIGTERM);
-		sigaction(SIGTERM, &sa, NULL);
+		sigprocmask(SIG_BLOCK, &term, NULL);
 		struct timeval tv = { .tv_sec = 1 };
 		if (setsockopt(0, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv) < 0)
 			log_warn("SO_RCVTIMEO on the FastCGI socket: %s", strerror(errno));
 		ready = 1;
 	}
-	while (!stop_requested) {
-		sigprocmask(SIG_SETMASK, &waiting, NULL);
-		int fd = stop_requested ? -1 : accept4(0, NULL, NULL, SOCK_CLOEXEC);
-		int err = errno;
-		sigprocmask(SIG_BLOCK, &term, NULL);
-		if (fd >= 0) { /* served even if SIGTERM came with it: the loop ends after it */
+	for (;;) {
+		uint64_t now = now_ms();
+		if (now - checked >= STOP_CHECK_MS) {
+			checked = now;
+			if (sigterm_pending())
+				return 0;
+		}
+		int fd = accept4(0, NULL, NULL, SOCK_CLOEXEC);
+		if (fd >= 0) {
 			req->ipcFd = fd;
 			req->keepConnection = 1;
 			if (FCGX_Accept_r(req) >= 0)
 				return 1;
 			continue; /* a connection that sent no request: libfcgi closed it */
 		}
-		if (err != EINTR && err != EAGAIN && err != EWOULDBLOCK && err != ECONNABORTED) {
-			log_error("accepting a FastCGI connection: %s", strerror(err));
+		if (errno == EAGAIN || errno == EWOULDBLOCK)
+			checked = 0; /* a quiet second: look at once */
+		else if (errno != EINTR && errno != ECONNABORTED) {
+			log_error("accepting a FastCGI connection: %s", strerror(errno));
 			return 0;
 		}
 	}
-	return 0;
 }
 
 static void reply_unavailable(FCGX_Stream *out)
