@@ -77,6 +77,14 @@ class Cluster:
         return "ws://127.0.0.1:%d/xmpp-websocket" % self.port
 
     def start(self, users=()):
+        """Starts everything; what was started is stopped again if a part fails."""
+        try:
+            return self._start(users)
+        except BaseException:
+            self.stop()
+            raise
+
+    def _start(self, users):
         if not self.xmpp_server:
             # The XMPP server all nodes share: a Prosody in a folder of its own.
             self.prosody_stack = Stack(workdir=os.path.join(self.dir, "prosody"), **self.kw)
