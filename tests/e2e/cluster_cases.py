@@ -223,8 +223,14 @@ def test_cluster_lose_a_node_under_load(st):
         expect(lost and kept, "sessions on n3 and elsewhere")
         with Echo(kept) as e:
             n3 = c.nodes["n3"]
-            for p in (n3.sessiond, n3.nginx):
-                p.signal(signal.SIGKILL)
+            from stack import child_pids
+            # the whole node at once, as a power loss: sessiond, its handlers, nginx and its workers
+            doomed = [n3.sessiond.pid, n3.nginx.pid] + child_pids(n3.sessiond.pid) + child_pids(n3.nginx.pid)
+            for pid in doomed:
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
             time.sleep(3)
             for s in lost:
                 r = s.request("")
