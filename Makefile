@@ -30,7 +30,7 @@ BUILD_DEBS := gcc make pkg-config libfcgi-dev libsqlite3-dev libexpat1-dev libss
 RUN_DEBS   := nginx prosody sqlite3 python3 nodejs
 TEST_DEBS  := $(RUN_DEBS) spawn-fcgi nodejs apache2 libapache2-mod-fcgid chromium libpurple-dev clang \
 	g++ libgloox-dev ruby-xmpp4r procps iproute2 prometheus haproxy
-BENCH_DEBS := $(RUN_DEBS) wrk haproxy
+BENCH_DEBS := $(RUN_DEBS) wrk haproxy ejabberd
 # make deb: the package build (dpkg-buildpackage, dh), lintian, systemd-analyze
 DEB_DEBS   := debhelper dpkg-dev fakeroot lintian systemd python3
 

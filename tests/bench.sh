@@ -1,7 +1,8 @@
 #!/bin/sh
 # make bench: this stack (make run, without its own Prosody) beside Prosody's
 # mod_bosh and mod_websocket, all in front of the same Prosody that peers.sh
-# starts: BOSH and WebSocket rows in one table, then the ratios the targets
+# starts, and again in front of ejabberd beside ejabberd's own mod_bosh
+# (--candidate-ejabberd): BOSH and WebSocket rows in one table, then the ratios the targets
 # name, then sessiond's own memory per idle session (BOSH, then WebSocket).
 # BENCH_ARGS passes options to peers.sh, e.g. BENCH_ARGS='--sessions 200 --big 0'.
 # BENCH_DIR is the shared bench folder (default ../shared/bench beside the checkout);
@@ -21,7 +22,7 @@ table="$here/build/bench-table.txt"
 # --ws: Prosody's mod_websocket (prosody-ws) and, from the "WebSocket endpoint:"
 # line make run prints, ours (candidate-ws), with the same workloads.
 status=0
-bash "$peers" --no-ejabberd --ws --big 9000 ${BENCH_ARGS:-} \
+bash "$peers" --candidate-ejabberd --ws --big 9000 ${BENCH_ARGS:-} \
 	--candidate-cmd "cd '$here' && exec make --no-print-directory run PORT=15691 RUN_DIR='$here/build/bench-run' XMPP_DOMAIN=\$BENCH_XMPP_DOMAIN XMPP_SERVER=\$BENCH_XMPP_HOST:\$BENCH_XMPP_PORT" \
 	>"$table" || status=$?
 cat "$table"
@@ -40,6 +41,9 @@ END {
 	print "Ratios (rows of this run):"
 	printf "  echo msgs/s   candidate-ws / prosody-ws    %5s   (target: at least 1)\n", ratio(rate["candidate-ws"], rate["prosody-ws"])
 	printf "  echo msgs/s   candidate / prosody-bosh     %5s\n", ratio(rate["candidate"], rate["prosody-bosh"])
+	printf "  echo msgs/s   candidate / prosody-tcp      %5s   (target: at least 0.7)\n", ratio(rate["candidate"], rate["prosody-tcp"])
+	printf "  echo msgs/s   candidate-ejb / ejabberd-bosh %4s   (target: at least 1)\n", ratio(rate["candidate-ejb"], rate["ejabberd-bosh"])
+	printf "  echo msgs/s   candidate-ejb / ejabberd-tcp %5s\n", ratio(rate["candidate-ejb"], rate["ejabberd-tcp"])
 	printf "  echo msgs/s   prosody-ws / prosody-tcp     %5s   (mod_websocket against raw c2s)\n", ratio(rate["prosody-ws"], rate["prosody-tcp"])
 	printf "  echo msgs/s   candidate-ws / prosody-tcp   %5s\n", ratio(rate["candidate-ws"], rate["prosody-tcp"])
 	printf "  echo msgs/s   candidate-ws / candidate     %5s   (our WebSocket against our BOSH)\n", ratio(rate["candidate-ws"], rate["candidate"])

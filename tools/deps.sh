@@ -22,10 +22,12 @@ if ! apt-get install -y -q --no-install-recommends $missing >/dev/null 2>&1; the
 	}
 fi
 # A package's postinst may start its service (nginx, prosody, apache2): we run our own.
-# prometheus comes only for promtool (the tests check our metrics with it):
-# its server is stopped and not started at boot either.
-for svc in nginx prosody apache2 prometheus; do
+# prometheus comes only for promtool (the tests check our metrics with it), and
+# ejabberd for make bench (peers.sh starts its own): their servers are stopped.
+for svc in nginx prosody apache2 prometheus ejabberd; do
 	case " $missing " in *" $svc "*) (service "$svc" stop || systemctl stop "$svc") >/dev/null 2>&1 ;; esac
 done
-case " $missing " in *" prometheus "*) systemctl disable prometheus >/dev/null 2>&1 ;; esac
+for svc in prometheus ejabberd; do
+	case " $missing " in *" $svc "*) systemctl disable "$svc" >/dev/null 2>&1 ;; esac
+done
 exit 0
