@@ -143,30 +143,14 @@ static int json_str(struct buf *b, const char *s)
 
 /* ---- status ---- */
 
-struct census {
-	unsigned by[MT_N][3]; /* connecting, active, ended */
-	unsigned long held;
-};
-
-static int census_one(struct sess *c, void *ctx)
-{
-	struct census *k = ctx;
-	struct store_row r;
-	c->ops->describe(c, &r);
-	int t = strcmp(c->ops->transport, "websocket") == 0 ? MT_WEBSOCKET : MT_BOSH;
-	k->by[t][strcmp(r.state, "active") == 0 ? 1 : strcmp(r.state, "ended") == 0 ? 2 : 0]++;
-	k->held += (unsigned long)r.held;
-	return 0;
-}
-
 int control_status(struct buf *b, int json)
 {
-	struct census k = { 0 };
+	struct metrics_census k;
 	struct metrics_process p;
 	double rps, sps;
 	const char *outcome;
 	uint64_t seq = restart_outcome(&outcome);
-	sesstable_each(census_one, &k);
+	metrics_census(&k);
 	metrics_process(&p);
 	metrics_rates(&rps, &sps);
 	if (json)

@@ -27,6 +27,11 @@ _Static_assert(NCOND <= 32, "sessions_ended has 32 slots");
 size_t metrics_condition_count(void) { return NCOND; }
 const char *metrics_condition_name(size_t i) { return i < NCOND ? conditions[i] : "other"; }
 
+enum m_transport metrics_transport(const char *name)
+{
+	return strcmp(name, "websocket") == 0 ? MT_WEBSOCKET : MT_BOSH;
+}
+
 void metrics_session_ended(enum m_transport t, const char *condition)
 {
 	size_t i = 0;

@@ -44,6 +44,9 @@ struct metrics {
 /* The one set of counters; modules add to it directly (M.stanzas[...]++). */
 extern struct metrics M;
 
+/* A transport's index from its name (sess_ops.transport). */
+enum m_transport metrics_transport(const char *name);
+
 /* The end of a session, by transport and condition. */
 void metrics_session_ended(enum m_transport t, const char *condition);
 /* An answer written to the web server. */

@@ -33,20 +33,32 @@ static const char *const http_codes[MH_N] = { "200", "400", "403", "404", "405",
 
 /* ---- the ring ---- */
 
-static int count_transport(struct sess *c, void *ctx)
+static int census_one(struct sess *c, void *ctx)
 {
-	uint32_t *by = ctx;
-	if (!c->ops->ended(c))
-		by[strcmp(c->ops->transport, "websocket") == 0 ? MT_WEBSOCKET : MT_BOSH]++;
+	struct metrics_census *k = ctx;
+	struct store_row r;
+	c->ops->describe(c, &r);
+	k->by[metrics_transport(c->ops->transport)]
+	     [strcmp(r.state, "active") == 0 ? 1 : strcmp(r.state, "ended") == 0 ? 2 : 0]++;
+	k->held += (unsigned long)r.held;
 	return 0;
+}
+
+void metrics_census(struct metrics_census *out)
+{
+	*out = (struct metrics_census){ .held = 0 };
+	sesstable_each(census_one, out);
 }
 
 static void sample(void *ctx)
 {
 	(void)ctx;
 	struct metrics_sample *s = &ring[ring_next];
+	struct metrics_census k;
+	metrics_census(&k);
 	*s = (struct metrics_sample){ .at = loop_wallclock() };
-	sesstable_each(count_transport, s->sessions);
+	for (int t = 0; t < MT_N; t++)
+		s->sessions[t] = k.by[t][0] + k.by[t][1]; /* live ones: not those ended */
 	memcpy(s->stanzas, M.stanzas, sizeof s->stanzas);
 	s->http_ok = M.http_responses[MH_200];
 	for (int i = 0; i < MH_N; i++)
@@ -129,23 +141,6 @@ void metrics_process(struct metrics_process *p)
 
 /* ---- Prometheus text ---- */
 
-struct gauges {
-	uint64_t by[MT_N][3]; /* connecting, active, ended (lingering to tell their client) */
-	uint64_t held;
-};
-
-static int gauge_one(struct sess *c, void *ctx)
-{
-	struct gauges *g = ctx;
-	struct store_row r;
-	c->ops->describe(c, &r);
-	int t = strcmp(c->ops->transport, "websocket") == 0 ? MT_WEBSOCKET : MT_BOSH;
-	int st = strcmp(r.state, "active") == 0 ? 1 : strcmp(r.state, "ended") == 0 ? 2 : 0;
-	g->by[t][st]++;
-	g->held += (uint64_t)r.held;
-	return 0;
-}
-
 static int help(struct buf *o, const char *name, const char *type, const char *text)
 {
 	return buf_printf(o, "# HELP %s %s\n# TYPE %s %s\n", name, text, name, type);
@@ -178,8 +173,8 @@ static int histogram(struct buf *o, const char *name, const double *bounds, cons
 static int sessions_text(struct buf *o)
 {
 	static const char *const states[3] = { "connecting", "active", "ended" };
-	struct gauges g = { 0 };
-	sesstable_each(gauge_one, &g);
+	struct metrics_census g;
+	metrics_census(&g);
 	int rc = help(o, "bosh_sessions", "gauge", "Sessions in memory by transport and state.");
 	for (int t = 0; t < MT_N && rc == 0; t++)
 		for (int s = 0; s < 3 && rc == 0; s++)

@@ -17,6 +17,15 @@
 #define METRICS_SAMPLE_MS 10000
 #define METRICS_RING (3600 * 1000 / METRICS_SAMPLE_MS)
 
+/* The sessions in memory by transport and state (connecting, active, and
+ * ended but still telling their client), and their held requests: one
+ * pass over the table for the metrics, the ring and boshctl status. */
+struct metrics_census {
+	unsigned by[MT_N][3];
+	unsigned long held;
+};
+void metrics_census(struct metrics_census *out);
+
 /* Starts the sampling timer. */
 void metrics_start(struct loop *l);
 

@@ -254,7 +254,7 @@ void sesstable_put_row(const struct sess *c)
 
 void sesstable_log_end(const struct sess *c, const char *jid, double duration, const char *condition)
 {
-	metrics_session_ended(strcmp(c->ops->transport, "websocket") == 0 ? MT_WEBSOCKET : MT_BOSH, condition);
+	metrics_session_ended(metrics_transport(c->ops->transport), condition);
 	log_info("session %s ended: jid=%s client=%s duration=%.1fs condition=%s transport=%s", c->sid,
 	         jid ? jid : "-", c->client ? c->client : "-", duration, condition, c->ops->transport);
 }
