@@ -35,7 +35,7 @@ BENCH_DEBS := $(RUN_DEBS) wrk haproxy ejabberd
 DEB_DEBS   := debhelper dpkg-dev fakeroot lintian systemd python3
 
 COMMON_SRC  := common/log.c common/log_syslog.c common/frame.c common/config.c common/netmatch.c
-HANDLER_SRC := fcgi/handler.c fcgi/body.c fcgi/query.c fcgi/autostart.c $(COMMON_SRC)
+HANDLER_SRC := fcgi/handler.c fcgi/request.c fcgi/body.c fcgi/query.c fcgi/autostart.c $(COMMON_SRC)
 SESSIOND_SRC := sessiond/main.c sessiond/loop.c sessiond/reply.c sessiond/xmpp.c \
 	sessiond/splitter.c sessiond/session.c sessiond/sesstable.c sessiond/sesssnap.c \
 	sessiond/bosh_rules.c sessiond/bosh_new.c sessiond/bosh_save.c sessiond/ridwin.c sessiond/store.c \
@@ -45,9 +45,10 @@ SESSIOND_SRC := sessiond/main.c sessiond/loop.c sessiond/reply.c sessiond/xmpp.c
 	sessiond/ws_handshake.c sessiond/ws_conn.c sessiond/xmpp_framing.c sessiond/ws_session.c \
 	sessiond/ws_accept.c sessiond/ws_save.c \
 	sessiond/metrics.c sessiond/metrics_report.c sessiond/control.c sessiond/status_page.c \
+	sessiond/fcgi_conn.c common/fcgi_rec.c fcgi/request.c fcgi/body.c fcgi/query.c \
 	$(COMMON_SRC)
 UNIT_TESTS := body splitter frame ridwin config query jsonattrs dial route attrs reply store log netmatch \
-	snapshot restore ws_handshake ws_conn xmpp_framing xmpp
+	snapshot restore ws_handshake ws_conn xmpp_framing xmpp fcgi_rec
 
 .PHONY: FORCE all check-build deps-run deps-test deps-bench deps-cluster cluster run test unit unit-asan e2e bench clean \
 	continuity continuity-small fuzz fuzz-short \
@@ -146,6 +147,7 @@ man: $(B)/man/man5/bosh.conf.5 $(B)/man/man8/sessiond.8 $(B)/man/man8/bosh-handl
 
 # Unit test binaries: tests/unit/test_NAME.c with the module sources they need.
 src_body     := fcgi/body.c
+src_fcgi_rec := common/fcgi_rec.c
 src_splitter := sessiond/splitter.c sessiond/snapshot.c sessiond/budget.c common/log.c common/log_syslog.c
 src_frame    := common/frame.c
 src_ridwin   := sessiond/ridwin.c
@@ -189,8 +191,9 @@ $(B)/asan/bosh-handler: $(HANDLER_SRC) $(wildcard */*.h) $(GEN) | check-build
 # Fuzzers (libFuzzer with ASan+UBSan) for everything that parses what a
 # client, a handler or an XMPP server sends: make fuzz runs each for
 # FUZZ_SECONDS; make test for a few seconds each.
-FUZZERS := body frame query jsonattrs splitter session ws_handshake xmpp_framing ws_conn
+FUZZERS := body frame query jsonattrs splitter session ws_handshake xmpp_framing ws_conn fcgi_rec
 fsrc_body      := fcgi/body.c
+fsrc_fcgi_rec  := common/fcgi_rec.c
 fsrc_frame     := common/frame.c
 fsrc_query     := fcgi/query.c
 fsrc_jsonattrs := sessiond/jsonattrs.c
@@ -198,8 +201,8 @@ fsrc_splitter  := sessiond/splitter.c sessiond/snapshot.c sessiond/budget.c comm
 fsrc_ws_handshake := sessiond/ws_handshake.c
 fsrc_xmpp_framing := sessiond/xmpp_framing.c
 fsrc_ws_conn   := sessiond/ws_conn.c
-# the whole request path: every sessiond module but main.c, and the handler's body parser
-fsrc_session   := $(filter-out sessiond/main.c,$(SESSIOND_SRC)) fcgi/body.c
+# the whole request path: every sessiond module but main.c (the body parser is one)
+fsrc_session   := $(filter-out sessiond/main.c,$(SESSIOND_SRC))
 FUZZ_SECONDS ?= 60
 $(B)/fuzz/fuzz_%: tests/fuzz/fuzz_%.c $$(fsrc_$$*) $(wildcard */*.h) $(GEN) | check-build
 	@mkdir -p $(B)/fuzz

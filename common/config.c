@@ -47,6 +47,7 @@ static const struct key keys[] = {
 	RSTRKEY("handler_users", handler_users),
 	{ "log_level", K_LEVEL, offsetof(struct config, log_level), 0, 0, 0, 1 },
 	NUMKEY("handlers", handlers, 0, 64),
+	NUMKEY("fcgi_direct", fcgi_direct, 0, 1),
 	RNUMKEY("max_data_held", max_data_held, 1024, 1024 * 1024),
 	RNUMKEY("max_xmpp_stanza_size", max_xmpp_stanza_size, 1024, 16 * 1024 * 1024),
 	RNUMKEY("max_client_buffer", max_client_buffer, 4096, 64 * 1024 * 1024),
@@ -93,6 +94,7 @@ void config_defaults(struct config *c)
 	snprintf(c->handler_log_file, sizeof c->handler_log_file, "-");
 	c->log_level = LOG_INFO;
 	c->handlers = 2;
+	c->fcgi_direct = 1;
 	c->max_data_held = 100000;
 	c->max_xmpp_stanza_size = 262144;
 	c->max_client_buffer = 524288;

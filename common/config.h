@@ -56,6 +56,7 @@ struct config {
 	char handler_users[512];
 	int log_level;
 	long handlers;                  /* handler processes to supervise; 0 = none */
+	long fcgi_direct;               /* sessiond reads fcgi_socket itself (handlers > 0) */
 	long max_data_held;             /* largest request body, bytes */
 	long max_xmpp_stanza_size;      /* largest stanza from the XMPP server, bytes */
 	long max_client_buffer;         /* bytes queued for a client not polling */

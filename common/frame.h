@@ -58,6 +58,11 @@ enum frame_tag {
  * the session over; it must not wait out 'wait'). */
 #define FRAME_F_HANDOVER 0x2u
 
+/* The web server keeps the connection for its next request (FCGI_KEEP_CONN,
+ * nginx's fastcgi_keep_conn on): after the answer sessiond reads that
+ * request itself (fcgi_conn.h) instead of closing under the web server. */
+#define FRAME_F_KEEP_CONN 0x4u
+
 struct frame_attr {
 	const char *name;
 	const char *value;

@@ -15,6 +15,7 @@
 #include "frame.h"
 #include "log.h"
 #include "query.h"
+#include "request.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -136,54 +137,24 @@ static long read_body(FCGX_Stream *in, const char *content_length)
 	return total;
 }
 
-/* Builds the request frame. A body that fails the checks still makes a
- * frame (with TAG_ERROR), so that sessiond answers and logs it like any other. */
-static size_t build_frame(struct frame_request *fr, struct body *b, long len, char *why,
-                          size_t whylen)
+/* Encodes the request into frame_buf; 0 if it does not fit. */
+static size_t encode(const struct frame_request *fr)
 {
-	int has_body = strcmp(fr->method, "POST") == 0 || fr->wrap;
-	if (len < 0)
-		snprintf(why, whylen, "request body larger than max_data_held (%ld bytes)",
-		         cfg.max_data_held);
-	else if (fr->error)
-		; /* the query string was already found wanting */
-	else if (has_body && body_parse(body_buf, (size_t)len, b, why, whylen) == 0) {
-		if (b->nattrs > FRAME_MAX_ATTRS) {
-			snprintf(why, whylen, "more than %d attributes on <body/>", FRAME_MAX_ATTRS);
-		} else {
-			for (size_t i = 0; i < b->nattrs; i++) {
-				fr->attrs[i].name = b->attrs[i].name;
-				fr->attrs[i].value = b->attrs[i].value;
-			}
-			fr->nattrs = b->nattrs;
-			fr->payload = (const uint8_t *)b->payload;
-			fr->payload_len = b->payload_len;
-		}
-	}
-	if (why[0] && has_body)
-		fr->error = why;
-	return frame_encode_request(frame_buf, FRAME_MAX, fr);
+	size_t n = frame_encode_request(frame_buf, FRAME_MAX, fr);
+	if (n == 0)
+		log_error("request frame does not fit in %d bytes", FRAME_MAX);
+	return n;
 }
 
-/* A GET with a query string carries its body there (query.h). Returns the
- * body length (in body_buf), or -1 with fr->error set; 0 for a bare GET. */
-static long body_from_query(struct frame_request *fr, const char *qs, char *wrap, size_t wrapcap)
+static const char *fcgi_param_of(void *ctx, const char *name)
 {
-	struct query_body q;
-	const char *why;
-	if (strcmp(fr->method, "GET") != 0 || !qs || !*qs)
-		return 0;
-	if (query_body(qs, body_buf, (size_t)cfg.max_data_held, &q, &why) < 0) {
-		fr->error = why;
-		fr->wrap = "script";
-		return 0;
-	}
-	if (q.callback[0])
-		snprintf(wrap, wrapcap, "jsonp:%s", q.callback);
-	else
-		snprintf(wrap, wrapcap, "%s", q.script ? "script" : "xml");
-	fr->wrap = wrap;
-	return (long)q.len;
+	return FCGX_GetParam(name, ((FCGX_Request *)ctx)->envp);
+}
+
+static const char *env_param(void *ctx, const char *name)
+{
+	(void)ctx;
+	return getenv(name);
 }
 
 /* SIGTERM stays blocked: it never interrupts libfcgi reading a request or
@@ -283,33 +254,21 @@ static int deliver(const uint8_t *frame, size_t len, int pass_fd)
 
 static void handle_fcgi(FCGX_Request *req)
 {
-	struct frame_request fr = { 0 };
-	struct body b = { 0 };
-	char why[256] = "";
-	fr.method = FCGX_GetParam("REQUEST_METHOD", req->envp);
-	if (!fr.method)
-		fr.method = "GET";
-	fr.client = FCGX_GetParam("REMOTE_ADDR", req->envp);
-	fr.origin = FCGX_GetParam("HTTP_ORIGIN", req->envp);
-	fr.user_agent = FCGX_GetParam("HTTP_USER_AGENT", req->envp);
-	/* The web server maps sessiond's pages (metrics, status, health) with this parameter. */
-	fr.page = FCGX_GetParam("BOSH_PAGE", req->envp);
-	fr.fcgi_id = (uint16_t)req->requestId;
-	fr.flags = FRAME_F_FD_PASSED;
-	char wrap[QUERY_CALLBACK_MAX + 8];
+	struct frame_request fr = { .fcgi_id = (uint16_t)req->requestId, .flags = FRAME_F_FD_PASSED };
+	struct request_scratch rs;
+	if (req->keepConnection) /* libfcgi's reading of BEGIN_REQUEST's flags */
+		fr.flags |= FRAME_F_KEEP_CONN;
 	long len = read_body(req->in, FCGX_GetParam("CONTENT_LENGTH", req->envp));
-	if (len == 0 && !fr.page)
-		len = body_from_query(&fr, FCGX_GetParam("QUERY_STRING", req->envp), wrap, sizeof wrap);
-	size_t flen = build_frame(&fr, &b, len, why, sizeof why);
+	request_make(&fr, fcgi_param_of, req, body_buf, len, body_buf, (size_t)cfg.max_data_held + 1,
+	             cfg.max_data_held, &rs);
+	size_t flen = encode(&fr);
 	if (flen == 0 || deliver(frame_buf, flen, req->ipcFd) < 0) {
-		if (flen == 0)
-			log_error("request frame does not fit in %d bytes", FRAME_MAX);
 		reply_unavailable(req->out);
-		body_free(&b);
+		request_done(&rs);
 		FCGX_Finish_r(req);
 		return;
 	}
-	body_free(&b);
+	request_done(&rs);
 	/* sessiond owns the connection now: close only our copy, with no
 	 * END_REQUEST and no shutdown() (that would end sessiond's answer too). */
 	FCGX_Detach(req);
@@ -371,14 +330,7 @@ static int exchange_cgi(const uint8_t *frame, size_t len)
 static int run_cgi(void)
 {
 	struct frame_request fr = { 0 };
-	struct body b = { 0 };
-	char why[256] = "";
-	const char *method = getenv("REQUEST_METHOD");
-	fr.method = method ? method : "GET";
-	fr.client = getenv("REMOTE_ADDR");
-	fr.origin = getenv("HTTP_ORIGIN");
-	fr.user_agent = getenv("HTTP_USER_AGENT");
-	fr.page = getenv("BOSH_PAGE");
+	struct request_scratch rs;
 	const char *cl = getenv("CONTENT_LENGTH");
 	long len = cl && atol(cl) > cfg.max_data_held ? -1 : 0;
 	if (len == 0) {
@@ -386,19 +338,16 @@ static int run_cgi(void)
 		if (len > cfg.max_data_held)
 			len = -1;
 	}
-	char wrap[QUERY_CALLBACK_MAX + 8];
-	if (len == 0 && !fr.page)
-		len = body_from_query(&fr, getenv("QUERY_STRING"), wrap, sizeof wrap);
-	size_t flen = build_frame(&fr, &b, len, why, sizeof why);
-	if (flen == 0)
-		log_error("request frame does not fit in %d bytes", FRAME_MAX);
+	request_make(&fr, env_param, NULL, body_buf, len, body_buf, (size_t)cfg.max_data_held + 1,
+	             cfg.max_data_held, &rs);
+	size_t flen = encode(&fr);
 	if (flen == 0 || exchange_cgi(frame_buf, flen) < 0) {
 		static const char body[] = BOSH_TERMINATE_BODY("remote-connection-failed");
 		printf("Status: 503 Service Unavailable\r\nContent-Type: text/xml; charset=utf-8\r\n"
 		       "Content-Length: %zu\r\nCache-Control: no-store\r\n" BOSH_INERT_HEADERS "\r\n%s",
 		       sizeof body - 1, body);
 	}
-	body_free(&b);
+	request_done(&rs);
 	fflush(stdout);
 	return 0;
 }

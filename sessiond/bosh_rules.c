@@ -84,10 +84,10 @@ static void held_remove(struct session *s, int i)
 		 * re-register the moved entries at their new addresses. */
 		for (int k = i; k < s->nheld - 1; k++) {
 			struct held *dst = HELD(s, k), *src = HELD(s, k + 1);
-			loop_del(bosh_loop, &src->io);
+			reply_unwatch(&src->resp, &src->io);
 			*dst = *src;
 			dst->io.ctx = dst;
-			loop_add(bosh_loop, &dst->io, EPOLLIN | EPOLLRDHUP);
+			reply_watch(&dst->resp, &dst->io);
 		}
 	}
 	s->nheld--;
@@ -235,10 +235,10 @@ void answer_held_with(struct session *s, int i, const struct answer *a)
 	if (b.data) {
 		if (h->rid > s->last_answered)
 			s->last_answered = h->rid;
-		loop_del(bosh_loop, &h->io);
+		reply_unwatch(&h->resp, &h->io);
 		answer_body(&h->resp, s->content, b.data, b.len);
 	} else {
-		loop_del(bosh_loop, &h->io);
+		reply_unwatch(&h->resp, &h->io);
 		reply_drop(&h->resp);
 	}
 	if (a->st) {
@@ -299,7 +299,7 @@ void session_free(void *p)
 void drop_requests(struct session *s)
 {
 	for (int i = 0; i < s->nheld; i++) {
-		loop_del(bosh_loop, &HELD(s, i)->io);
+		reply_unwatch(&HELD(s, i)->resp, &HELD(s, i)->io);
 		reply_drop(&HELD(s, i)->resp);
 	}
 	s->nheld = 0;
@@ -428,7 +428,7 @@ void held_io(void *ctx, uint32_t events)
 	int i = (int)((h - s->held) - s->held_head + HELD_MAX) % HELD_MAX;
 	log_debug("session %s: web server dropped held rid %lld", s->c.sid, (long long)h->rid);
 	s->dropped[h->rid % HELD_MAX] = h->rid; /* unanswered: the client may send it again */
-	loop_del(bosh_loop, &h->io);
+	reply_unwatch(&h->resp, &h->io);
 	reply_drop(&h->resp);
 	held_remove(s, i);
 	if (!s->nheld)
@@ -446,7 +446,7 @@ int hold_request(struct session *s, struct responder *resp, int64_t rid, int cre
 	                    .creation = (uint8_t)creation };
 	h->io = (struct io){ .fd = resp->fd, .cb = held_io, .ctx = h };
 	resp->kind = RESP_NONE;
-	if (loop_add(bosh_loop, &h->io, EPOLLIN | EPOLLRDHUP) < 0) {
+	if (reply_watch(&h->resp, &h->io) < 0) {
 		reply_drop(&h->resp);
 		return -1;
 	}
@@ -857,12 +857,12 @@ static void repeat(struct session *s, struct responder *resp, const struct req *
 		/* Still held: the old connection gets a recoverable error, the new one waits. */
 		static const char err[] = "<body xmlns='" BOSH_NS "' type='error'/>";
 		struct held *h = HELD(s, i);
-		loop_del(bosh_loop, &h->io);
+		reply_unwatch(&h->resp, &h->io);
 		answer_body(&h->resp, s->content, err, sizeof err - 1);
 		h->resp = *resp;
 		h->io.fd = resp->fd;
 		resp->kind = RESP_NONE;
-		loop_add(bosh_loop, &h->io, EPOLLIN | EPOLLRDHUP);
+		reply_watch(&h->resp, &h->io);
 		return;
 	}
 	if (s->dropped[rid % HELD_MAX] == rid) {

@@ -228,7 +228,7 @@ static int get_held(struct snap_r *r, struct session *s)
 		if (snap_failed(r))
 			return -1;
 		h->io = (struct io){ .fd = h->resp.fd, .cb = held_io, .ctx = h };
-		if (loop_add(bosh_loop, &h->io, EPOLLIN | EPOLLRDHUP) < 0) {
+		if (reply_watch(&h->resp, &h->io) < 0) {
 			reply_drop(&h->resp);
 			continue;
 		}

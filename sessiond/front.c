@@ -120,6 +120,8 @@ static int wrap_ok(const char *w)
 	return 1;
 }
 
+static int send_to_drainer(uint8_t kind, size_t n, int way_back);
+
 /* A request for a session the drainer has: the frame and the way back go
  * there as they are. */
 static int forward(struct conn *c, size_t n, int passed, const struct frame_request *fr)
@@ -127,8 +129,20 @@ static int forward(struct conn *c, size_t n, int passed, const struct frame_requ
 	if (drainer.fd < 0 || !sessions_draining(frame_attr(fr, "sid")))
 		return 0;
 	int cgi = !(fr->flags & FRAME_F_FD_PASSED);
-	int way_back = cgi ? c->io.fd : passed;
-	uint8_t kind = cgi ? FWD_CGI : FWD_FCGI;
+	send_to_drainer(cgi ? FWD_CGI : FWD_FCGI, n, cgi ? c->io.fd : passed);
+	if (cgi)
+		conn_close(c, 1);
+	/* FastCGI: the drainer has its own copy now. CGI: the handler's
+	 * connection is the way back; anything attached to its frame is not
+	 * ours to keep. */
+	if (passed >= 0)
+		close(passed);
+	return 1;
+}
+
+/* The frame in msg_buf[0..n) and its way back go to the draining process. */
+static int send_to_drainer(uint8_t kind, size_t n, int way_back)
+{
 	union {
 		char buf[CMSG_SPACE(sizeof(int))];
 		struct cmsghdr align;
@@ -141,16 +155,11 @@ static int forward(struct conn *c, size_t n, int passed, const struct frame_requ
 	cm->cmsg_type = SCM_RIGHTS;
 	cm->cmsg_len = CMSG_LEN(sizeof(int));
 	memcpy(CMSG_DATA(cm), &way_back, sizeof(int));
-	if (sendmsg(drainer.fd, &msg, MSG_NOSIGNAL | MSG_DONTWAIT) < 0)
+	if (sendmsg(drainer.fd, &msg, MSG_NOSIGNAL | MSG_DONTWAIT) < 0) {
 		log_warn("forwarding a request to the draining process failed: %s", strerror(errno));
-	if (cgi)
-		conn_close(c, 1);
-	/* FastCGI: the drainer has its own copy now. CGI: the handler's
-	 * connection is the way back; anything attached to its frame is not
-	 * ours to keep. */
-	if (passed >= 0)
-		close(passed);
-	return 1;
+		return -1;
+	}
+	return 0;
 }
 
 /* boshctl: only from root and sessiond's own user, with a way back. */
@@ -218,6 +227,8 @@ static void dispatch(struct conn *c, size_t n, int passed)
 		/* Left blocking: every send and recv on it says MSG_DONTWAIT, which
 		 * saves two fcntl calls per request. */
 		resp = (struct responder){ .fd = passed, .fcgi_id = fr.fcgi_id, .kind = RESP_FCGI };
+		if ((fr.flags & FRAME_F_KEEP_CONN) && !c->channel)
+			reply_keep_conn(&resp);
 	} else {
 		if (passed >= 0)
 			close(passed);
@@ -225,23 +236,40 @@ static void dispatch(struct conn *c, size_t n, int passed)
 		resp = (struct responder){ .fd = c->io.fd, .kind = RESP_CGI };
 		conn_close(c, 0);
 	}
-	resp.cors = reply_cors(fr.origin);
-	int get = strcmp(fr.method, "GET") == 0 && fr.wrap && wrap_ok(fr.wrap) && front_cfg->allow_get;
-	if (get && strcmp(fr.wrap, "xml") != 0 && !(resp.wrap = strdup(fr.wrap))) {
+	front_route(&resp, &fr);
+}
+
+void front_route(struct responder *resp, const struct frame_request *fr)
+{
+	resp->cors = reply_cors(fr->origin);
+	int get = strcmp(fr->method, "GET") == 0 && fr->wrap && wrap_ok(fr->wrap) && front_cfg->allow_get;
+	if (get && strcmp(fr->wrap, "xml") != 0 && !(resp->wrap = strdup(fr->wrap))) {
 		log_error("out of memory; GET request dropped");
-		reply_drop(&resp);
+		reply_drop(resp);
 		return;
 	}
-	if (fr.page && strcmp(fr.method, "GET") == 0)
-		control_page(&resp, fr.page);
-	else if (fr.page)
-		answer_method(&resp, fr.method);
-	else if (strcmp(fr.method, "POST") == 0 || get)
-		sessions_handle(&resp, &fr);
-	else if (strcmp(fr.method, "OPTIONS") == 0)
-		reply_preflight(&resp); /* CORS headers if the origin is allowed, else none */
+	if (fr->page && strcmp(fr->method, "GET") == 0)
+		control_page(resp, fr->page);
+	else if (fr->page)
+		answer_method(resp, fr->method);
+	else if (strcmp(fr->method, "POST") == 0 || get)
+		sessions_handle(resp, fr);
+	else if (strcmp(fr->method, "OPTIONS") == 0)
+		reply_preflight(resp); /* CORS headers if the origin is allowed, else none */
 	else
-		answer_method(&resp, fr.method);
+		answer_method(resp, fr->method);
+}
+
+int front_forward(int fd, const struct frame_request *fr)
+{
+	if (drainer.fd < 0 || !sessions_draining(frame_attr(fr, "sid")))
+		return 0;
+	size_t n = frame_encode_request(msg_buf, FRAME_MAX, fr);
+	if (n == 0) {
+		log_error("a request for a draining session does not fit a frame; dropped");
+		return -1;
+	}
+	return send_to_drainer(FWD_FCGI, n, fd) < 0 ? -1 : 1;
 }
 
 static void conn_io(void *ctx, uint32_t events)

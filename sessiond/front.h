@@ -28,6 +28,17 @@ void front_stop(void);
  * any other peer is logged (rate-limited) and its connection closed. */
 void front_set_peers(const uid_t *uids, size_t n);
 
+/* A request read and checked, with its way back: answered, held or
+ * refused by the session layer, a page or a preflight. */
+struct responder;
+struct frame_request;
+void front_route(struct responder *resp, const struct frame_request *fr);
+
+/* A request read by sessiond itself (fcgi_conn.h) for a session the
+ * draining process has: sent there with a copy of fd, its way back.
+ * Returns 1 if sent, 0 if the session is not draining, -1 on failure. */
+int front_forward(int fd, const struct frame_request *fr);
+
 /* Graceful restart (snapshot.h): the listener and the handler connections. */
 struct snap_w;
 struct snap_r;

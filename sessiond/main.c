@@ -7,6 +7,7 @@
  */
 #define _GNU_SOURCE
 #include "config.h"
+#include "fcgi_conn.h"
 #include "front.h"
 #include "log.h"
 #include "loop.h"
@@ -768,14 +769,35 @@ static int check_startup(const char *config_path)
 	return 0;
 }
 
+/* The handler pool accepts with blocking calls on the listener it shares;
+ * sessiond's own reading (fcgi_conn.c) makes it non-blocking. */
+static int fcgi_blocking(int fcgi)
+{
+	int fl = fcntl(fcgi, F_GETFL);
+	if (fl < 0 || fcntl(fcgi, F_SETFL, fl & ~O_NONBLOCK) < 0) {
+		log_error("fcgi_socket: %s", strerror(errno));
+		return -1;
+	}
+	return 0;
+}
+
 /* After a graceful restart: everything comes from the predecessor. */
 static int resume(struct snap_r *snap, int fcgi, const char *handler, const char *config_path)
 {
 	long n = -1;
 	restart_restore_state(snap);
+	int direct = fcgi >= 0 && cfg.fcgi_direct;
+	/* fcgi_direct changed: the predecessor's handlers stop, or its
+	 * connections are served to their end beside the new handlers. */
 	if (pool_restore(loop, snap, fcgi, handler, config_path) == 0 &&
-	    front_restore(loop, snap, &cfg) == 0 && front_restore_drainer(snap) == 0)
+	    front_restore(loop, snap, &cfg) == 0 && front_restore_drainer(snap) == 0 &&
+	    (restart_snap_version() < 4 ? fcgi_conn_start(loop, direct ? fcgi : -1, &cfg)
+	                                : fcgi_conn_restore(loop, snap, direct ? fcgi : -1, &cfg)) == 0)
 		n = sessions_restore(snap);
+	if (n >= 0 && direct)
+		pool_stop();
+	else if (n >= 0 && fcgi >= 0 && fcgi_blocking(fcgi) < 0)
+		n = -1;
 	free((void *)snap->data);
 	if (n < 0) {
 		log_error("restart: the predecessor's state could not be taken over");
@@ -788,8 +810,14 @@ static int resume(struct snap_r *snap, int fcgi, const char *handler, const char
 
 static int start_fresh(int control, int fcgi, const char *handler, const char *config_path)
 {
-	return sessions_recover() < 0 || front_start(loop, control, &cfg) < 0 ||
-	       (fcgi >= 0 && pool_start(loop, fcgi, (int)cfg.handlers, handler, config_path) < 0) ? -1 : 0;
+	if (sessions_recover() < 0 || front_start(loop, control, &cfg) < 0)
+		return -1;
+	if (fcgi >= 0 && cfg.fcgi_direct)
+		return fcgi_conn_start(loop, fcgi, &cfg);
+	if (fcgi_conn_start(loop, -1, &cfg) < 0 || fcgi < 0)
+		return fcgi < 0 ? 0 : -1;
+	return fcgi_blocking(fcgi) < 0 || pool_start(loop, fcgi, (int)cfg.handlers, handler, config_path) < 0
+	       ? -1 : 0;
 }
 
 static int run(const char *config_path, const char *level, int resume_fd)
@@ -852,7 +880,8 @@ static int run(const char *config_path, const char *level, int resume_fd)
 		check_idle(NULL);
 	}
 	log_info("sessiond ready: control socket %s, FastCGI %s, WebSocket %s, database %s, %zu domains",
-	         cfg.control_socket, fcgi >= 0 ? cfg.fcgi_socket : "(external handlers)",
+	         cfg.control_socket,
+	         fcgi < 0 ? "(external handlers)" : cfg.fcgi_direct ? "read by sessiond" : cfg.fcgi_socket,
 	         ws >= 0 ? cfg.ws_socket : "(none)", cfg.database, cfg.nbackends);
 	tell_ready();
 	int rc = loop_run(loop);
@@ -866,6 +895,7 @@ static int run(const char *config_path, const char *level, int resume_fd)
 	pool_stop();
 	sessions_shutdown();
 	ws_stop();
+	fcgi_conn_stop();
 	front_stop();
 	if (!control_gone)
 		unlink(cfg.control_socket);
@@ -931,7 +961,7 @@ int main(int argc, char **argv)
 		return restart_command();
 	if (reload_cmd)
 		return reload_command();
-	if (check && snap_version && snap_version != SNAP_VERSION) {
+	if (check && snap_version && (snap_version < SNAP_VERSION_OLDEST || snap_version > SNAP_VERSION)) {
 		fprintf(stderr, "sessiond: state format %d asked for, this binary reads %d\n", snap_version,
 		        SNAP_VERSION);
 		return 3;

@@ -2,6 +2,7 @@
  * the Prometheus text, and the counters across a restart (metrics_report.h). */
 #define _GNU_SOURCE
 #include "metrics_report.h"
+#include "fcgi_conn.h"
 #include "budget.h"
 #include "control.h"
 #include "log.h"
@@ -231,6 +232,14 @@ static int backend_text(struct buf *o)
 	rc = rc ? rc : buf_printf(o, "bosh_restart_refusals_total %llu\n", (unsigned long long)M.restart_refusals);
 	rc = rc ? rc : help(o, "bosh_drainers_total", "counter", "Processes forked to drain sessions over TLS at a restart.");
 	rc = rc ? rc : buf_printf(o, "bosh_drainers_total %llu\n", (unsigned long long)M.drains);
+	struct fcgi_conn_stats f;
+	fcgi_conn_stats(&f);
+	rc = rc ? rc : help(o, "bosh_fastcgi_connections", "gauge", "The web server's FastCGI connections sessiond reads (fcgi_direct).");
+	rc = rc ? rc : buf_printf(o, "bosh_fastcgi_connections %llu\n", (unsigned long long)f.open);
+	rc = rc ? rc : help(o, "bosh_fastcgi_connections_accepted_total", "counter", "FastCGI connections sessiond took (fcgi_direct).");
+	rc = rc ? rc : buf_printf(o, "bosh_fastcgi_connections_accepted_total %llu\n", (unsigned long long)f.accepted);
+	rc = rc ? rc : help(o, "bosh_fastcgi_requests_total", "counter", "FastCGI requests sessiond read itself (fcgi_direct).");
+	rc = rc ? rc : buf_printf(o, "bosh_fastcgi_requests_total %llu\n", (unsigned long long)f.requests);
 	return rc;
 }
 

@@ -211,8 +211,10 @@ void pool_stop(void)
 			kill(workers[i].pid, SIGKILL);
 			waitpid(workers[i].pid, NULL, 0);
 		}
+	nworkers = 0;
 	free(handler);
 	free(config);
+	handler = config = NULL;
 }
 
 /* Graceful restart: the handlers stay our children across exec (same PID). */

@@ -39,6 +39,7 @@ struct pending {
 static struct loop *reply_loop;
 static const struct config *reply_cfg;
 /* Allowed origins, pointing into a copy of cors_origins; index + 1 is the verdict. */
+static const struct reply_direct_ops *direct; /* set before any RESP_DIRECT exists */
 static char cors_list[sizeof ((struct config *)0)->cors_origins];
 static const char *cors_origin[CORS_MAX];
 static int ncors, cors_any;
@@ -209,7 +210,8 @@ int reply_pending_count(void)
 	return npending;
 }
 
-static void pending_finish(struct pending *pw)
+/* whole: the answer is written; a RESP_DIRECT connection may carry the next request. */
+static void pending_finish(struct pending *pw, int whole)
 {
 	if (pw->dead)
 		return;
@@ -217,7 +219,10 @@ static void pending_finish(struct pending *pw)
 	npending--;
 	loop_del(reply_loop, &pw->io);
 	timer_cancel(reply_loop, &pw->timer);
-	close(pw->io.fd);
+	if (pw->kind == RESP_DIRECT)
+		direct->answered(pw->io.fd, whole);
+	else
+		close(pw->io.fd);
 	loop_defer_free(reply_loop, pw, pending_free);
 }
 
@@ -250,7 +255,7 @@ static void pending_io(void *ctx, uint32_t events)
 	if (rc != 0) {
 		if (rc < 0)
 			log_info("web server connection closed before the answer was written");
-		pending_finish(pw);
+		pending_finish(pw, rc > 0);
 	}
 }
 
@@ -258,7 +263,15 @@ static void pending_timeout(void *ctx)
 {
 	struct pending *pw = ctx;
 	log_warn("web server did not take an answer within %d ms; closing", REPLY_WRITE_TIMEOUT_MS);
-	pending_finish(pw);
+	pending_finish(pw, 0);
+}
+
+static void give_up(int fd, int kind)
+{
+	if (kind == RESP_DIRECT)
+		direct->answered(fd, 0);
+	else
+		close(fd);
 }
 
 static void keep_pending(int fd, int kind, char *buf, size_t len, size_t off)
@@ -267,7 +280,7 @@ static void keep_pending(int fd, int kind, char *buf, size_t len, size_t off)
 	if (!pw) {
 		log_error("out of memory keeping an answer; dropped");
 		free(buf);
-		close(fd);
+		give_up(fd, kind);
 		return;
 	}
 	pw->buf = buf;
@@ -279,7 +292,7 @@ static void keep_pending(int fd, int kind, char *buf, size_t len, size_t off)
 	pw->timer.ctx = pw;
 	if (loop_add(reply_loop, &pw->io, EPOLLOUT) < 0) {
 		pending_free(pw);
-		close(fd);
+		give_up(fd, kind);
 		return;
 	}
 	timer_set(reply_loop, &pw->timer, loop_now(reply_loop) + REPLY_WRITE_TIMEOUT_MS);
@@ -349,7 +362,7 @@ void reply_send(struct responder *resp, const struct reply *r)
 	size_t len = 0, off = 0;
 	char *buf = NULL;
 	if (format_head(&head, r, resp->cors) == 0)
-		buf = resp->kind == RESP_FCGI ? encode_fcgi(resp->fcgi_id, head.data, head.len, r, &len)
+		buf = resp->kind != RESP_CGI ? encode_fcgi(resp->fcgi_id, head.data, head.len, r, &len)
 		                              : encode_cgi(head.data, head.len, r, &len);
 	buf_free(&head);
 	if (!buf) {
@@ -358,11 +371,16 @@ void reply_send(struct responder *resp, const struct reply *r)
 		return;
 	}
 	int rc = write_some(resp->fd, resp->kind, buf, len, &off);
+	if (rc < 0)
+		log_info("web server connection closed before the answer: %s", strerror(errno));
 	if (rc == 0) {
+		if (resp->kind == RESP_DIRECT)
+			direct->release(resp->fd); /* out of its loop until the rest is written */
 		keep_pending(resp->fd, resp->kind, buf, len, off);
+	} else if (resp->kind == RESP_DIRECT) {
+		free(buf);
+		direct->answered(resp->fd, rc > 0);
 	} else {
-		if (rc < 0)
-			log_info("web server connection closed before the answer: %s", strerror(errno));
 		free(buf);
 		close(resp->fd);
 	}
@@ -382,8 +400,37 @@ void reply_drop(struct responder *resp)
 		free(resp->wrap);
 		resp->wrap = NULL;
 	}
-	if (resp->kind != RESP_NONE && resp->fd >= 0)
+	if (resp->kind == RESP_DIRECT)
+		direct->answered(resp->fd, 0);
+	else if (resp->kind != RESP_NONE && resp->fd >= 0)
 		close(resp->fd);
 	resp->kind = RESP_NONE;
 	resp->fd = -1;
+}
+
+void reply_set_direct(const struct reply_direct_ops *ops)
+{
+	direct = ops;
+}
+
+void reply_keep_conn(struct responder *resp)
+{
+	if (direct && resp->kind == RESP_FCGI && direct->adopt(resp->fd) == 0)
+		resp->kind = RESP_DIRECT;
+}
+
+int reply_watch(const struct responder *resp, struct io *io)
+{
+	if (resp->kind == RESP_DIRECT)
+		return direct->watch(resp->fd, io);
+	io->fd = resp->fd;
+	return loop_add(reply_loop, io, EPOLLIN | EPOLLRDHUP);
+}
+
+void reply_unwatch(const struct responder *resp, struct io *io)
+{
+	if (resp->kind == RESP_DIRECT)
+		direct->watch(resp->fd, NULL);
+	else
+		loop_del(reply_loop, io);
 }

@@ -1,5 +1,6 @@
 #define _GNU_SOURCE
 #include "restart.h"
+#include "fcgi_conn.h"
 #include "front.h"
 #include "log.h"
 #include "pool.h"
@@ -261,6 +262,7 @@ static void become_drainer(int channel, pid_t parent)
 		log_error("drainer: out of memory; exiting");
 		_exit(1);
 	}
+	fcgi_conn_become_drainer(); /* after the split: what the TLS sessions hold stays */
 	ws_drop_listener(); /* the successor's */
 	close_listeners();
 	log_info("draining %zu sessions over TLS in process %ld (drain_time %lds)", sessions_count(),
@@ -336,6 +338,7 @@ static void exec_successor(void)
 	pool_snapshot(&w);
 	front_snapshot(&w, keep_fd, NULL);
 	front_snapshot_drainer(&w, keep_fd, NULL);
+	fcgi_conn_snapshot(&w, keep_fd, NULL);
 	if (sessions_snapshot(&w, keep_fd, NULL) < 0 || w.failed) {
 		restart_failed("restart abandoned: out of memory writing the snapshot");
 		goto undo;
@@ -432,6 +435,13 @@ int restart_reaped(pid_t pid, int status)
 	return 1;
 }
 
+static uint64_t read_version;
+
+int restart_snap_version(void)
+{
+	return (int)read_version;
+}
+
 int restart_read_snapshot(int fd, struct snap_r *r, int *fcgi_fd)
 {
 	off_t size = lseek(fd, 0, SEEK_END);
@@ -454,7 +464,9 @@ int restart_read_snapshot(int fd, struct snap_r *r, int *fcgi_fd)
 	}
 	close(fd);
 	*r = (struct snap_r){ .data = data, .len = (size_t)size };
-	if (snap_get_u64(r) != SNAP_MAGIC || snap_get_u64(r) != SNAP_VERSION) {
+	uint64_t magic = snap_get_u64(r);
+	read_version = snap_get_u64(r);
+	if (magic != SNAP_MAGIC || read_version < SNAP_VERSION_OLDEST || read_version > SNAP_VERSION) {
 		free(data);
 		return -1;
 	}

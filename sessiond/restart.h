@@ -44,6 +44,8 @@ int restart_reaped(pid_t pid, int status);
 /* In the successor: reads the snapshot from fd (and closes it). The reader
  * owns a buffer: free r->data when done. Checks the magic. */
 int restart_read_snapshot(int fd, struct snap_r *r, int *fcgi_fd);
+/* The format of the snapshot restart_read_snapshot() read (SNAP_VERSION_OLDEST..). */
+int restart_snap_version(void);
 
 /* The last outcome (refused, abandoned, or restarted) and its sequence
  * number, which grows by one with each; boshctl restart waits for it. */

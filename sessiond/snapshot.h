@@ -23,7 +23,8 @@
 #define SNAP_MAGIC 0x626f736873746174ULL /* "boshstat" */
 /* Raised whenever what any module writes changes: a successor that reads
  * another format refuses the restart up front (sessiond -t -T VERSION). */
-#define SNAP_VERSION 3
+#define SNAP_VERSION 4        /* 4: the web server's FastCGI connections sessiond reads */
+#define SNAP_VERSION_OLDEST 3 /* the oldest a successor still takes over */
 
 /* One string or byte run: a client queue (max_client_buffer, at most 64 MiB,
  * plus the stanzas of the read that crossed it), an answer kept for a

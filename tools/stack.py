@@ -8,6 +8,7 @@ The entry point of `make run` (python3 tools/stack.py run); the tests start
 their stacks with it too.
 """
 import os
+import re
 import shutil
 import signal
 import socket
@@ -158,6 +159,16 @@ class Stack:
             raise RuntimeError("prosodyctl register failed: " + r.stdout + r.stderr)
 
     # ---- sessiond ----
+    def fcgi_direct(self):
+        """Whether sessiond reads FastCGI itself: fcgi_direct in the written
+        config (its last value), 1 unless said otherwise."""
+        try:
+            with open(self.conf) as f:
+                vals = re.findall(r"^\s*fcgi_direct\s*=\s*(\d)", f.read(), re.M)
+        except OSError:
+            vals = []
+        return not vals or vals[-1] != "0"
+
     def write_conf(self, extra=""):
         backend = self.xmpp_server or "127.0.0.1:%d" % self.c2s_port
         # The parser takes the last value of a key, but refuses a backend
@@ -282,15 +293,19 @@ class Stack:
         return "http://127.0.0.1:%d/" % self.http_port
 
     # ---- nginx ----
-    def start_nginx(self):
+    def start_nginx(self, keep_conn=None):
         d = os.path.join(self.dir, "nginx")
         os.makedirs(os.path.join(d, "tmp"), exist_ok=True)
         shutil.copy("/etc/nginx/fastcgi_params", os.path.join(d, "fastcgi_params"))
         self.chat_ready = self.publish_chat()
+        # With the handler processes (fcgi_direct = 0) every request goes
+        # through one, as the README's handler section configures nginx.
+        keep = "on" if (self.fcgi_direct() if keep_conn is None else keep_conn) else "off"
         server = fill(os.path.join(REPO, "conf/nginx/bosh.conf"),
                       # reuseport: the kernel spreads connections evenly over the
                       # workers, so none runs out of worker_connections first
                       {"listen 127.0.0.1:5280;": "listen 127.0.0.1:%d reuseport;" % self.http_port,
+                       "fastcgi_keep_conn on;": "fastcgi_keep_conn %s;" % keep,
                        "/run/bosh/handler.sock": self.handler_sock,
                        "/run/bosh/ws.sock": self.ws_sock,
                        "root /usr/share/bosh-cm/chat;": "root %s;" % os.path.join(self.dir, "www")})

@@ -1182,18 +1182,24 @@ def test_strophe_restore_after_reload(st):
 
 @case
 def test_handler_killed_is_replaced(st):
-    kids = handler_pids(st)
-    expect(len(kids) == 2, "two handlers: %r" % kids)
-    os.kill(kids[0], signal.SIGKILL)
-    deadline = time.time() + 5
-    while time.time() < deadline and (kids[0] in handler_pids(st) or len(handler_pids(st)) < 2):
-        time.sleep(0.1)
-    now = handler_pids(st)
-    expect(len(now) == 2 and kids[0] not in now, "replaced: %r -> %r" % (kids, now))
-    for _ in range(6):
-        s = Session(st.url, st.domain)
-        expect(s.create().attr("sid"), "requests still served")
-        s.terminate()
+    other = side_stack(st, "fcgi_direct = 0\n")
+    try:
+        other.start_sessiond()
+        other.start_nginx()
+        kids = handler_pids(other)
+        expect(len(kids) == 2, "two handlers: %r" % kids)
+        os.kill(kids[0], signal.SIGKILL)
+        deadline = time.time() + 5
+        while time.time() < deadline and (kids[0] in handler_pids(other) or len(handler_pids(other)) < 2):
+            time.sleep(0.1)
+        now = handler_pids(other)
+        expect(len(now) == 2 and kids[0] not in now, "replaced: %r -> %r" % (kids, now))
+        for _ in range(6):
+            s = Session(other.url, st.domain)
+            expect(s.create().attr("sid"), "requests still served")
+            s.terminate()
+    finally:
+        other.stop()
 
 
 def handler_pids(st):

@@ -266,7 +266,8 @@ def test_hup_keeps_sessions(st):
 
 @case
 def test_hup_reopens_the_log_file(st):
-    other = side_stack(st, "pid_file = sessiond.pid\n")
+    # with the handler processes, which reopen theirs too
+    other = side_stack(st, "pid_file = sessiond.pid\nfcgi_direct = 0\n")
     try:
         other.start_sessiond()
         pidfile = os.path.join(other.dir, "sessiond.pid")

@@ -287,10 +287,11 @@ def test_log_to_syslog(st):
     os.chmod(sock_path, 0o666)  # the service user writes there too
     os.chmod(st.dir, os.stat(st.dir).st_mode | 0o011)
     own_devlog = not os.path.exists("/dev/log")
-    other = side_stack(st, "log_file = syslog\nhandler_log_file = syslog\n")
+    # the handler processes log there too (fcgi_direct = 0)
+    other = side_stack(st, "log_file = syslog\nhandler_log_file = syslog\nfcgi_direct = 0\n")
     proc = None
     try:
-        other.write_conf("log_file = syslog\nhandler_log_file = syslog\n")
+        other.write_conf("log_file = syslog\nhandler_log_file = syslog\nfcgi_direct = 0\n")
         argv = [other.sessiond_bin, "-f", "-c", other.conf]
         if own_devlog:
             os.symlink(sock_path, "/dev/log")

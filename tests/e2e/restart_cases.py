@@ -585,8 +585,9 @@ def test_descriptors_after_restarts_and_drains(st):
     import struct
     from backend_cases import ping, world
     w = world(st)
+    # the handler processes' descriptors too: fcgi_direct = 0
     other = side_stack(st, "tls_ca_file = %s\nbackend.secure.test = 127.0.0.1:%d starttls\n"
-                       "default_inactivity = 30\nmax_inactivity = 60\n" % (w.ca[1], w.c2s))
+                       "default_inactivity = 30\nmax_inactivity = 60\nfcgi_direct = 0\n" % (w.ca[1], w.c2s))
     stop = os.path.join(other.dir, "handlers-fail")
     wrapper = os.path.join(other.dir, "handler.sh")  # fails at once while stop exists
     with open(wrapper, "w") as f:

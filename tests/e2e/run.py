@@ -27,6 +27,7 @@ import ops_cases  # noqa: E402,F401
 import cluster_cases  # noqa: E402,F401
 import webchat_cases  # noqa: E402,F401
 import ws_client_cases  # noqa: E402,F401
+import fcgi_cases  # noqa: E402,F401
 from stack import Stack  # noqa: E402
 
 
