@@ -48,7 +48,7 @@ SESSIOND_SRC := sessiond/main.c sessiond/loop.c sessiond/reply.c sessiond/xmpp.c
 	sessiond/fcgi_conn.c common/fcgi_rec.c fcgi/request.c fcgi/body.c fcgi/query.c \
 	$(COMMON_SRC)
 UNIT_TESTS := body splitter frame ridwin config query jsonattrs dial route attrs reply store log netmatch \
-	snapshot restore ws_handshake ws_conn xmpp_framing xmpp fcgi_rec
+	snapshot restore ws_handshake ws_conn xmpp_framing xmpp fcgi_rec fcgi_conn
 
 .PHONY: FORCE all check-build deps-run deps-test deps-bench deps-cluster cluster run test unit unit-asan e2e bench clean \
 	continuity continuity-small fuzz fuzz-short \
@@ -148,6 +148,11 @@ man: $(B)/man/man5/bosh.conf.5 $(B)/man/man8/sessiond.8 $(B)/man/man8/bosh-handl
 # Unit test binaries: tests/unit/test_NAME.c with the module sources they need.
 src_body     := fcgi/body.c
 src_fcgi_rec := common/fcgi_rec.c
+# the connections with a stand-in session layer (tests/fcgi_conn_harness.h)
+src_fcgi_conn := sessiond/fcgi_conn.c sessiond/reply.c sessiond/loop.c sessiond/metrics.c \
+	sessiond/snapshot.c sessiond/splitter.c sessiond/budget.c common/fcgi_rec.c fcgi/request.c \
+	fcgi/body.c fcgi/query.c common/frame.c common/config.c common/netmatch.c common/log.c \
+	common/log_syslog.c
 src_splitter := sessiond/splitter.c sessiond/snapshot.c sessiond/budget.c common/log.c common/log_syslog.c
 src_frame    := common/frame.c
 src_ridwin   := sessiond/ridwin.c
@@ -191,9 +196,10 @@ $(B)/asan/bosh-handler: $(HANDLER_SRC) $(wildcard */*.h) $(GEN) | check-build
 # Fuzzers (libFuzzer with ASan+UBSan) for everything that parses what a
 # client, a handler or an XMPP server sends: make fuzz runs each for
 # FUZZ_SECONDS; make test for a few seconds each.
-FUZZERS := body frame query jsonattrs splitter session ws_handshake xmpp_framing ws_conn fcgi_rec
+FUZZERS := body frame query jsonattrs splitter session ws_handshake xmpp_framing ws_conn fcgi_rec fcgi_conn
 fsrc_body      := fcgi/body.c
 fsrc_fcgi_rec  := common/fcgi_rec.c
+fsrc_fcgi_conn := $(src_fcgi_conn)
 fsrc_frame     := common/frame.c
 fsrc_query     := fcgi/query.c
 fsrc_jsonattrs := sessiond/jsonattrs.c

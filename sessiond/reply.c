@@ -148,6 +148,20 @@ static void fcgi_header(uint8_t *p, int type, uint16_t id, size_t len)
 	p[7] = 0;
 }
 
+/* Bytes [from, from + n) of head (hlen bytes) followed by body, to dst. */
+static void copy_span(char *dst, const char *head, size_t hlen, const char *body, size_t from, size_t n)
+{
+	if (from < hlen) {
+		size_t k = hlen - from < n ? hlen - from : n;
+		memcpy(dst, head + from, k);
+		dst += k;
+		from += k;
+		n -= k;
+	}
+	if (n)
+		memcpy(dst, body + (from - hlen), n);
+}
+
 /* Wraps head+body into STDOUT records, the empty STDOUT, and END_REQUEST. */
 static char *encode_fcgi(uint16_t id, const char *head, size_t hlen, const struct reply *r,
                          size_t *outlen)
@@ -163,8 +177,9 @@ static char *encode_fcgi(uint16_t id, const char *head, size_t hlen, const struc
 		size_t n = content - done > FCGI_MAX_CONTENT ? FCGI_MAX_CONTENT : content - done;
 		fcgi_header((uint8_t *)out + o, FCGI_STDOUT, id, n);
 		o += 8;
-		for (size_t k = 0; k < n; k++, done++)
-			out[o++] = done < hlen ? head[done] : r->body[done - hlen];
+		copy_span(out + o, head, hlen, r->body, done, n);
+		o += n;
+		done += n;
 	}
 	fcgi_header((uint8_t *)out + o, FCGI_STDOUT, id, 0);
 	o += 8;
@@ -189,8 +204,9 @@ static char *encode_cgi(const char *head, size_t hlen, const struct reply *r, si
 		size_t n = content - done > CGI_CHUNK ? CGI_CHUNK : content - done;
 		frame_cgi_data_header((uint8_t *)out + o, n);
 		o += FRAME_CGI_HDR_LEN;
-		for (size_t k = 0; k < n; k++, done++)
-			out[o++] = done < hlen ? head[done] : r->body[done - hlen];
+		copy_span(out + o, head, hlen, r->body, done, n);
+		o += n;
+		done += n;
 	}
 	*outlen = o;
 	return out;

@@ -1,0 +1,278 @@
+/* sessiond's FastCGI connections: requests one after another on a kept
+ * connection, read in part, held and given up by the web server, answers
+ * too big to write at once, oversized bodies, protocol errors. The session
+ * layer is the stand-in of tests/fcgi_conn_harness.h. */
+#define _GNU_SOURCE
+#include "check.h"
+#include "../fcgi_conn_harness.h"
+#include "fcgi_rec.h"
+
+#include <errno.h>
+#include <poll.h>
+#include <stdio.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+static struct loop *l;
+static struct config cfg;
+static char sock_path[108];
+
+static void pump(void)
+{
+	for (int i = 0; i < 5; i++)
+		loop_run_once(l, 5);
+}
+
+static int client(void)
+{
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	snprintf(sa.sun_path, sizeof sa.sun_path, "%s", sock_path);
+	if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof sa) < 0)
+		return -1;
+	pump();
+	return fd;
+}
+
+/* One request: BEGIN (keep or not), a few parameters, the body, the ends. */
+static size_t request(uint8_t *out, uint16_t id, int keep, const char *body, size_t blen)
+{
+	size_t o = 0;
+	fcgi_header(out, FCGI_BEGIN_REQUEST, id, 8);
+	o += 8;
+	memset(out + o, 0, 8);
+	out[o + 1] = FCGI_RESPONDER;
+	out[o + 2] = keep ? FCGI_KEEP_CONN : 0;
+	o += 8;
+	static const char params[] = "\x0e\x04REQUEST_METHODPOST\x0b\x09REMOTE_ADDR127.0.0.1";
+	fcgi_header(out + o, FCGI_PARAMS, id, sizeof params - 1);
+	memcpy(out + o + 8, params, sizeof params - 1);
+	o += 8 + sizeof params - 1;
+	fcgi_header(out + o, FCGI_PARAMS, id, 0);
+	o += 8;
+	for (size_t done = 0; done < blen;) { /* records of 2000 bytes, as a web server might */
+		size_t n = blen - done > 2000 ? 2000 : blen - done;
+		fcgi_header(out + o, FCGI_STDIN, id, n);
+		memcpy(out + o + 8, body + done, n);
+		o += 8 + n;
+		done += n;
+	}
+	fcgi_header(out + o, FCGI_STDIN, id, 0);
+	return o + 8;
+}
+
+static size_t body_req(uint8_t *out, uint16_t id, int keep, char what)
+{
+	char body[128];
+	int n = snprintf(body, sizeof body, "<body xmlns='http://jabber.org/protocol/httpbind' rid='1'>"
+	                 "<%c/></body>", what);
+	return request(out, id, keep, body, (size_t)n);
+}
+
+/* Reads one answer up to END_REQUEST: its STDOUT bytes, or -1 (closed first). */
+static long answer(int fd)
+{
+	static uint8_t buf[1 << 17];
+	size_t have = 0;
+	long stdout_bytes = 0;
+	for (int tries = 0; tries < 2000; tries++) {
+		while (have >= 8) {
+			size_t clen = (size_t)buf[4] << 8 | buf[5], rec = 8 + clen + buf[6];
+			if (have < rec)
+				break;
+			int type = buf[1];
+			memmove(buf, buf + rec, have - rec);
+			have -= rec;
+			if (type == FCGI_END_REQUEST)
+				return stdout_bytes;
+			stdout_bytes += (long)clen;
+		}
+		ssize_t n = recv(fd, buf + have, sizeof buf - have, MSG_DONTWAIT);
+		if (n == 0)
+			return -1;
+		if (n > 0)
+			have += (size_t)n;
+		else
+			pump();
+	}
+	return -1;
+}
+
+static int is_closed(int fd)
+{
+	for (int i = 0; i < 20; i++) {
+		char c;
+		ssize_t n = recv(fd, &c, 1, MSG_DONTWAIT);
+		if (n == 0 || (n < 0 && errno == ECONNRESET))
+			return 1;
+		pump();
+	}
+	return 0;
+}
+
+static void test_kept_connection(void)
+{
+	uint8_t req[512];
+	struct fcgi_conn_stats s0, s1;
+	fcgi_conn_stats(&s0);
+	int fd = client();
+	for (uint16_t id = 1; id <= 3; id++) {
+		size_t n = body_req(req, id, 1, 'a');
+		CHECK(send(fd, req, n, 0) == (ssize_t)n);
+		CHECK(answer(fd) > 0);
+	}
+	/* a byte at a time */
+	size_t n = body_req(req, 4, 1, 'a');
+	for (size_t i = 0; i < n; i++) {
+		CHECK(send(fd, req + i, 1, 0) == 1);
+		pump();
+	}
+	CHECK(answer(fd) > 0);
+	fcgi_conn_stats(&s1);
+	CHECK(s1.accepted - s0.accepted == 1 && s1.requests - s0.requests == 4);
+	CHECK(!is_closed(fd));
+	close(fd);
+	pump();
+	fcgi_conn_stats(&s1);
+	CHECK(s1.open == s0.open);
+	/* not kept: closed after the answer */
+	fd = client();
+	n = body_req(req, 1, 0, 'a');
+	CHECK(send(fd, req, n, 0) == (ssize_t)n);
+	CHECK(answer(fd) > 0);
+	CHECK(is_closed(fd));
+	close(fd);
+}
+
+static void test_held(void)
+{
+	uint8_t req[512];
+	int fd = client();
+	size_t n = body_req(req, 1, 1, 'h');
+	CHECK(send(fd, req, n, 0) == (ssize_t)n);
+	pump();
+	CHECK(harness_nheld == 1);
+	harness_answer_held();
+	CHECK(answer(fd) > 0);
+	/* held again, then the web server gives up on it */
+	n = body_req(req, 2, 1, 'h');
+	CHECK(send(fd, req, n, 0) == (ssize_t)n);
+	pump();
+	CHECK(harness_held[0].resp.kind != RESP_NONE);
+	close(fd);
+	pump();
+	CHECK(harness_held[0].dropped == 1 && harness_held[0].resp.kind == RESP_NONE);
+	harness_nheld = 0;
+	/* dropped unanswered: closed */
+	fd = client();
+	n = body_req(req, 1, 1, 'd');
+	CHECK(send(fd, req, n, 0) == (ssize_t)n);
+	CHECK(is_closed(fd));
+	close(fd);
+}
+
+static void test_big_answer_then_next_request(void)
+{
+	uint8_t req[512];
+	int fd = client();
+	int small = 4096;
+	setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof small);
+	size_t n = body_req(req, 1, 1, 'b');
+	CHECK(send(fd, req, n, 0) == (ssize_t)n);
+	pump();
+	CHECK(reply_pending_count() == 1); /* the socket could not take it all */
+	long got = answer(fd);
+	CHECK(got >= 1000000);
+	pump();
+	CHECK(reply_pending_count() == 0);
+	n = body_req(req, 2, 1, 'a');
+	CHECK(send(fd, req, n, 0) == (ssize_t)n);
+	CHECK(answer(fd) > 0); /* the same connection, back in the loop */
+	close(fd);
+}
+
+static void test_oversized_body(void)
+{
+	static uint8_t req[40000];
+	static char big[20000];
+	memset(big, 'x', sizeof big);
+	int fd = client();
+	int errors = harness_errors;
+	size_t n = request(req, 1, 1, big, sizeof big);
+	/* answered as soon as it is too big, while the rest still comes */
+	CHECK(send(fd, req, 10000, 0) == 10000);
+	CHECK(answer(fd) > 0);
+	CHECK(harness_errors == errors + 1 && strstr(harness_last_error, "max_data_held"));
+	/* the rest, and the next request right behind it in the same write */
+	size_t m = n + body_req(req + n, 2, 1, 'a');
+	CHECK(send(fd, req + 10000, m - 10000, 0) == (ssize_t)(m - 10000));
+	CHECK(answer(fd) > 0);
+	CHECK(!is_closed(fd));
+	/* whole in one write: answered, the connection goes on */
+	n = request(req, 3, 1, big, sizeof big);
+	CHECK(send(fd, req, n, 0) == (ssize_t)n);
+	CHECK(answer(fd) > 0);
+	CHECK(harness_errors == errors + 2);
+	n = body_req(req, 4, 1, 'a');
+	CHECK(send(fd, req, n, 0) == (ssize_t)n);
+	CHECK(answer(fd) > 0);
+	close(fd);
+	/* sent in small pieces, not kept: answered, closed after the body */
+	fd = client();
+	n = request(req, 1, 0, big, sizeof big);
+	for (size_t i = 0; i < n; i += 1000) {
+		size_t k = n - i < 1000 ? n - i : 1000;
+		CHECK(send(fd, req + i, k, 0) == (ssize_t)k);
+		pump();
+	}
+	CHECK(answer(fd) > 0);
+	CHECK(is_closed(fd));
+	close(fd);
+}
+
+static void test_protocol_errors_close(void)
+{
+	uint8_t req[512];
+	size_t n = body_req(req, 1, 1, 'a');
+	req[0] = 2; /* version */
+	int fd = client();
+	CHECK(send(fd, req, n, 0) == (ssize_t)n);
+	CHECK(is_closed(fd));
+	close(fd);
+	/* two requests before the first one's answer */
+	n = body_req(req, 1, 1, 'h');
+	n += body_req(req + n, 2, 1, 'a');
+	fd = client();
+	CHECK(send(fd, req, n, 0) == (ssize_t)n);
+	CHECK(is_closed(fd));
+	close(fd);
+	CHECK(harness_nheld == 0);
+}
+
+int main(void)
+{
+	harness_config(&cfg);
+	l = loop_new();
+	reply_init(l, &cfg);
+	snprintf(sock_path, sizeof sock_path, "/tmp/test-fcgi-conn-%d.sock", (int)getpid());
+	unlink(sock_path);
+	int lfd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	snprintf(sa.sun_path, sizeof sa.sun_path, "%s", sock_path);
+	if (lfd < 0 || bind(lfd, (struct sockaddr *)&sa, sizeof sa) < 0 || listen(lfd, 16) < 0 ||
+	    fcgi_conn_start(l, lfd, &cfg) < 0) {
+		perror("listener");
+		return 1;
+	}
+	test_kept_connection();
+	test_held();
+	test_big_answer_then_next_request();
+	test_oversized_body();
+	test_protocol_errors_close();
+	fcgi_conn_stop();
+	pump();
+	loop_free(l);
+	unlink(sock_path);
+	return check_summary("fcgi_conn");
+}
