@@ -22,7 +22,8 @@
  * it reads our answer); past this much it is not worth the wait. */
 #define DISCARD_MAX (16L * 1024 * 1024)
 #define RECORD_MAX (FCGI_HEADER_LEN + 65535 + 255)
-#define ACCEPT_RETRY_MS 100
+#define ACCEPT_RETRY_MS 5
+#define ACCEPT_BATCH 4096
 #define MAX_CONNS (1 << 20) /* a bound for the snapshot; the descriptor limit comes first */
 
 /* READING and INFLIGHT are in the loop; DETACHED (gone while in flight,
@@ -55,6 +56,7 @@ static struct loop *loop;
 static const struct config *cfg;
 static struct io listener = { .fd = -1 };
 static struct timer accept_retry;
+static int accept_paused; /* out of descriptors: the listener is out of the loop */
 static struct fconn **table; /* by descriptor */
 static int table_cap, nconns;
 static uint64_t accepted, requests;
@@ -87,6 +89,8 @@ static void conn_forget(struct fconn *c, int close_fd)
 		close(c->io.fd);
 	nconns--;
 	loop_defer_free(loop, c, conn_free);
+	if (close_fd && accept_paused) /* a descriptor is free: the backlog's turn */
+		timer_set(loop, &accept_retry, loop_now(loop));
 }
 
 static int grow_table(int fd)
@@ -471,6 +475,11 @@ static void accept_io(void *ctx, uint32_t events);
 static void accept_again(void *ctx)
 {
 	(void)ctx;
+	if (!accept_paused)
+		return;
+	accept_paused = 0;
+	timer_cancel(loop, &accept_retry);
+	accept_paused = 0;
 	if (listener.fd >= 0 && loop_add(loop, &listener, EPOLLIN) == 0)
 		accept_io(NULL, EPOLLIN);
 }
@@ -479,7 +488,10 @@ static void accept_io(void *ctx, uint32_t events)
 {
 	(void)ctx;
 	(void)events;
-	for (int i = 0; i < 64; i++) {
+	/* Many per turn: a burst (thousands of clients sending at once, each
+	 * needing a connection beside its held one) must not overflow the
+	 * listen backlog, which nginx sees as a 502. An accept is cheap. */
+	for (int i = 0; i < ACCEPT_BATCH; i++) {
 		int fd = accept4(listener.fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
 		if (fd >= 0) {
 			accepted++;
@@ -489,10 +501,14 @@ static void accept_io(void *ctx, uint32_t events)
 		}
 		if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
 			/* Out of descriptors: the listener stays readable, so stop
-			 * looking at it for a moment instead of spinning. */
-			log_limited(LOG_ERROR, "accept", "accepting a FastCGI connection: %s (%d open); pausing",
+			 * looking at it instead of spinning; the connections wait in
+			 * its backlog (nginx sends them no sooner) until one of ours
+			 * closes, or a moment has passed. */
+			log_limited(LOG_WARN, "accept", "accepting a FastCGI connection: %s (%d open); waiting for "
+			            "one to close (raise the open file limit, or lower max_sessions)",
 			            strerror(errno), nconns);
 			loop_del(loop, &listener);
+			accept_paused = 1;
 			timer_set(loop, &accept_retry, loop_now(loop) + ACCEPT_RETRY_MS);
 		} else if (errno != EAGAIN && errno != EINTR && errno != ECONNABORTED) {
 			log_warn("accepting a FastCGI connection: %s", strerror(errno));
@@ -533,6 +549,7 @@ void fcgi_conn_stop(void)
 		listener.fd = -1;
 	}
 	timer_cancel(loop, &accept_retry);
+	accept_paused = 0;
 	for (int fd = 0; fd < table_cap; fd++)
 		if (table[fd])
 			conn_forget(table[fd], 1);
@@ -620,6 +637,7 @@ void fcgi_conn_become_drainer(void)
 		listener.fd = -1;
 	}
 	timer_cancel(loop, &accept_retry);
+	accept_paused = 0;
 	/* In flight: a TLS session's request this process answers, or another's
 	 * that it will not touch (left out of the loop until the end). */
 	for (int fd = 0; fd < table_cap; fd++) {
