@@ -10,6 +10,7 @@
 #include <errno.h>
 #include <poll.h>
 #include <stdio.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <unistd.h>
@@ -250,6 +251,54 @@ static void test_protocol_errors_close(void)
 	CHECK(harness_nheld == 0);
 }
 
+/* Out of descriptors: the listener waits, and takes the next connection as
+ * soon as one of ours closes, none refused. */
+static void test_out_of_descriptors(void)
+{
+	uint8_t req[512];
+	int fds[4];
+	struct fcgi_conn_stats s0, s1;
+	fcgi_conn_stats(&s0);
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	snprintf(sa.sun_path, sizeof sa.sun_path, "%s", sock_path);
+	int top = 0;
+	for (int i = 0; i < 4; i++) {
+		fds[i] = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+		top = fds[i] > top ? fds[i] : top;
+	}
+	struct rlimit old, low;
+	getrlimit(RLIMIT_NOFILE, &old);
+	low = old;
+	low.rlim_cur = (rlim_t)top + 1 + 3; /* room for three accepted connections */
+	CHECK(setrlimit(RLIMIT_NOFILE, &low) == 0);
+	for (int i = 0; i < 4; i++) {
+		CHECK(connect(fds[i], (struct sockaddr *)&sa, sizeof sa) == 0);
+		pump();
+	}
+	fcgi_conn_stats(&s1);
+	uint64_t taken = s1.accepted - s0.accepted;
+	CHECK(taken >= 1 && taken < 4); /* the rest wait in the backlog */
+	/* each one closed (both its ends are ours here) makes room for more,
+	 * taken in the order they came: the last one is taken, none refused */
+	for (int k = 0; k < 3 && s1.accepted - s0.accepted < 4; k++) {
+		uint64_t before = s1.accepted;
+		close(fds[k]);
+		fds[k] = -1;
+		pump();
+		fcgi_conn_stats(&s1);
+		CHECK(s1.accepted > before);
+	}
+	CHECK(s1.accepted - s0.accepted == 4 && fds[3] >= 0);
+	size_t n = body_req(req, 1, 1, 'a');
+	CHECK(send(fds[3], req, n, 0) == (ssize_t)n);
+	CHECK(answer(fds[3]) > 0);
+	CHECK(setrlimit(RLIMIT_NOFILE, &old) == 0);
+	for (int i = 0; i < 4; i++)
+		if (fds[i] >= 0)
+			close(fds[i]);
+	pump();
+}
+
 int main(void)
 {
 	harness_config(&cfg);
@@ -270,6 +319,7 @@ int main(void)
 	test_big_answer_then_next_request();
 	test_oversized_body();
 	test_protocol_errors_close();
+	test_out_of_descriptors();
 	fcgi_conn_stop();
 	pump();
 	loop_free(l);
