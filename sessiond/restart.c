@@ -6,6 +6,7 @@
 #include "pool.h"
 #include "reply.h"
 #include "session.h"
+#include "sesssnap.h"
 #include "store.h"
 #include "ws_session.h"
 #include "metrics_report.h"
@@ -302,21 +303,21 @@ static int fork_drainer(void)
 static void exec_successor(void)
 {
 	struct snap_w w = { 0 };
-	ws_restart_prepare();
+	sessions_restart_prepare();
 	int channel = fork_drainer();
 	if (channel == -3)
 		return; /* the drainer's loop goes on */
 	if (channel == -2) {
 		restart_failed("restart abandoned: cannot start a process for the TLS sessions: %s",
 		          strerror(errno));
-		ws_restart_abandoned();
+		sessions_restart_abandoned();
 		in_progress = 0;
 		return;
 	}
 	if (sessions_split(1) < 0 || (channel >= 0 && front_set_drainer(channel) < 0)) {
 		restart_failed("restart abandoned: out of memory splitting the sessions");
 		/* the drainer has the TLS sessions; we carry on with the rest */
-		ws_restart_abandoned();
+		sessions_restart_abandoned();
 		in_progress = 0;
 		return;
 	}
@@ -363,7 +364,7 @@ static void exec_successor(void)
 		log_error("database: %s", err);
 undo:
 	unsetenv(WS_FD_ENV);
-	ws_restart_abandoned();
+	sessions_restart_abandoned();
 	free(w.data);
 	restart_cloexec_all(); /* no exec after all: nothing of ours leaks into a handler */
 	nkept = 0;

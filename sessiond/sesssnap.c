@@ -21,6 +21,20 @@ void sesssnap_init(const struct sess_ops *const *records, size_t n)
 	ntransports = n;
 }
 
+void sessions_restart_prepare(void)
+{
+	for (size_t i = 0; i < ntransports; i++)
+		if (transports[i]->restart_prepare)
+			transports[i]->restart_prepare();
+}
+
+void sessions_restart_abandoned(void)
+{
+	for (size_t i = 0; i < ntransports; i++)
+		if (transports[i]->restart_abandoned)
+			transports[i]->restart_abandoned();
+}
+
 /* A record's tag: its transport's place in the list. */
 static uint64_t tag_of(const struct sess *c)
 {

@@ -21,6 +21,10 @@
  * (SNAP_VERSION). */
 void sesssnap_init(const struct sess_ops *const *records, size_t n);
 
+/* Each transport's restart_prepare()/restart_abandoned() (sesstable.h). */
+void sessions_restart_prepare(void);
+void sessions_restart_abandoned(void);
+
 int sessions_snapshot(struct snap_w *w, sessions_fd_cb keep, void *ctx);
 /* Takes the sessions of a snapshot over; returns how many, -1 if it is corrupt. */
 long sessions_restore(struct snap_r *r);

@@ -67,6 +67,11 @@ struct sess_ops {
 	void (*discard)(struct sess *c);
 	/* get()'s session is in the table now: reconnect it, set its timers. */
 	void (*resume)(struct sess *c);
+	/* For the whole transport, or NULL: before a restart's snapshot (make
+	 * every session's state fit a record), and when the restart was
+	 * abandoned after that (serve on as before). */
+	void (*restart_prepare)(void);
+	void (*restart_abandoned)(void);
 };
 
 /* The first member of every transport's session. */

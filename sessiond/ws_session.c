@@ -549,6 +549,7 @@ const struct sess_ops ws_ops = {
 	.transport = "websocket", .describe = ws_describe, .ended = ws_ended, .end = ws_end_op, .destroy = ws_destroy,
 	.stop = ws_stop_op, .can_move = ws_can_move, .forget = ws_forget, .put = ws_put,
 	.get = ws_get, .discard = ws_discard, .resume = ws_resume,
+	.restart_prepare = ws_restart_prepare, .restart_abandoned = ws_restart_abandoned,
 };
 
 /* ---- start and stop ---- */
