@@ -24,6 +24,7 @@
 #define RECORD_MAX (FCGI_HEADER_LEN + 65535 + 255)
 #define ACCEPT_RETRY_MS 5
 #define ACCEPT_BATCH 4096
+#define IDLE_MAX 1024 /* idle connections kept: nginx's upstream keepalive is 256 per worker */
 #define MAX_CONNS (1 << 20) /* a bound for the snapshot; the descriptor limit comes first */
 
 /* READING and INFLIGHT are in the loop; DETACHED (gone while in flight,
@@ -59,10 +60,18 @@ static struct timer accept_retry;
 static int accept_paused; /* out of descriptors: the listener is out of the loop */
 static struct fconn **table; /* by descriptor */
 static int table_cap, nconns;
+static int nidle; /* connections in C_READING: idle, or a request coming */
 static uint64_t accepted, requests;
 static uint8_t rbuf[READ_CHUNK];
 static char *scratch, *qbuf; /* decoded parameters and body; a GET's decoded query */
 static size_t scratch_cap, qbuf_cap;
+
+/* Every change of state goes through here: the idle ones are counted. */
+static void set_state(struct fconn *c, enum cstate st)
+{
+	nidle += (st == C_READING) - (c->state == C_READING);
+	c->state = (uint8_t)st;
+}
 
 static struct fconn *lookup(int fd)
 {
@@ -88,6 +97,7 @@ static void conn_forget(struct fconn *c, int close_fd)
 	if (close_fd)
 		close(c->io.fd);
 	nconns--;
+	nidle -= c->state == C_READING;
 	loop_defer_free(loop, c, conn_free);
 	if (close_fd && accept_paused) /* a descriptor is free: the backlog's turn */
 		timer_set(loop, &accept_retry, loop_now(loop));
@@ -120,7 +130,9 @@ static struct fconn *adopt(int fd, enum cstate state)
 	}
 	c->io = (struct io){ .fd = fd, .cb = conn_io, .ctx = c };
 	c->state = (uint8_t)state;
+	nidle += state == C_READING;
 	if ((state == C_READING || state == C_INFLIGHT) && loop_add(loop, &c->io, EPOLLIN) < 0) {
+		nidle -= state == C_READING;
 		free(c);
 		return NULL;
 	}
@@ -213,7 +225,7 @@ static void dispatch(struct fconn *c, const struct fcgi_scan *sc, const uint8_t 
 	request_make(&fr, param_of, &pk, fq.body, oversized ? -1 : (long)fq.body_len, qbuf, qbuf_cap, max,
 	             &rs);
 	requests++;
-	c->state = C_INFLIGHT;
+	set_state(c, C_INFLIGHT);
 	c->keep = fq.keep_conn;
 	c->watch = NULL;
 	int fd = c->io.fd;
@@ -316,7 +328,7 @@ static void discard_bytes_in(struct fconn *c, const uint8_t *p, size_t n)
 			free(c->part);
 			c->part = NULL;
 			loop_del(loop, &c->io);
-			c->state = C_DETACHED;
+			set_state(c, C_DETACHED);
 		}
 		return;
 	}
@@ -342,7 +354,7 @@ static void discard_some(struct fconn *c)
 			free(c->part);
 			c->part = NULL;
 			loop_del(loop, &c->io);
-			c->state = C_DETACHED;
+			set_state(c, C_DETACHED);
 		}
 		return;
 	}
@@ -432,7 +444,7 @@ static void conn_io(void *ctx, uint32_t events)
 		/* Gone (or talking out of turn) while its request waits with
 		 * nobody watching: out of the loop until the answer closes it. */
 		loop_del(loop, &c->io);
-		c->state = C_DETACHED;
+		set_state(c, C_DETACHED);
 	} else if (c->part) {
 		read_more(c);
 	} else {
@@ -455,18 +467,21 @@ static void answered(int fd, int whole)
 	int discarding = c->part && (c->part->discarding || c->part->skip_left);
 	/* Not kept: closed now, or, while the web server still sends an
 	 * oversized body, once that has ended (it reads our answer after). */
-	if (!alive || (!discarding && (!c->keep || c->close_after))) {
+	/* Past IDLE_MAX idle ones (a burst of answers: nginx keeps a few
+	 * hundred and closes the rest when it gets to them) closed at once,
+	 * right behind the answer: a burst must not run us out of descriptors. */
+	if (!alive || (!discarding && (!c->keep || c->close_after || nidle >= IDLE_MAX))) {
 		conn_forget(c, 1);
 		return;
 	}
 	if (!c->keep)
 		c->close_after = 1;
 	if (c->state == C_WRITING && loop_add(loop, &c->io, EPOLLIN) < 0) {
-		c->state = C_DETACHED;
+		set_state(c, C_DETACHED);
 		conn_forget(c, 1);
 		return;
 	}
-	c->state = C_READING;
+	set_state(c, C_READING);
 }
 
 /* reply.c writes the rest of a slow answer: the connection leaves the loop
@@ -478,7 +493,7 @@ static void release(int fd)
 		return;
 	if (c->state == C_READING || c->state == C_INFLIGHT)
 		loop_del(loop, &c->io);
-	c->state = C_WRITING;
+	set_state(c, C_WRITING);
 }
 
 static int watch(int fd, struct io *io)
@@ -505,6 +520,7 @@ static const struct reply_direct_ops direct_ops = { .answered = answered, .relea
 /* ---- the listener ---- */
 
 static void accept_io(void *ctx, uint32_t events);
+static void read_fresh(struct fconn *c);
 
 static void accept_again(void *ctx)
 {
@@ -529,8 +545,13 @@ static void accept_io(void *ctx, uint32_t events)
 		int fd = accept4(listener.fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
 		if (fd >= 0) {
 			accepted++;
-			if (!adopt(fd, C_READING))
+			struct fconn *c = adopt(fd, C_READING);
+			if (!c)
 				close(fd);
+			else /* its request is there already, nearly always: served now,
+			      * so that a burst of new connections holds no descriptor
+			      * longer than its answer takes */
+				read_fresh(c);
 			continue;
 		}
 		if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
