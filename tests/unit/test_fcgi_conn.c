@@ -299,6 +299,35 @@ static void test_out_of_descriptors(void)
 	pump();
 }
 
+/* A burst of answers leaves at most 1024 idle connections open: the rest
+ * are closed right behind their answer. */
+static void test_idle_connections_bounded(void)
+{
+	enum { N = 1100 };
+	static int fds[N];
+	uint8_t req[512];
+	size_t n = body_req(req, 1, 1, 'a');
+	struct fcgi_conn_stats st;
+	int closed_after = 0;
+	for (int i = 0; i < N; i++) {
+		fds[i] = client();
+		CHECK(fds[i] >= 0 && send(fds[i], req, n, 0) == (ssize_t)n);
+		pump();
+		CHECK(answer(fds[i]) > 0);
+	}
+	fcgi_conn_stats(&st);
+	CHECK(st.open <= 1024);
+	for (int i = 0; i < N; i++) {
+		char c;
+		closed_after += recv(fds[i], &c, 1, MSG_DONTWAIT) == 0;
+		close(fds[i]);
+	}
+	CHECK(closed_after == N - 1024);
+	pump();
+	fcgi_conn_stats(&st);
+	CHECK(st.open == 0);
+}
+
 int main(void)
 {
 	harness_config(&cfg);
@@ -320,6 +349,7 @@ int main(void)
 	test_oversized_body();
 	test_protocol_errors_close();
 	test_out_of_descriptors();
+	test_idle_connections_bounded();
 	fcgi_conn_stop();
 	pump();
 	loop_free(l);
