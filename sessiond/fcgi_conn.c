@@ -594,10 +594,9 @@ void fcgi_conn_stats(struct fcgi_conn_stats *out)
 	*out = (struct fcgi_conn_stats){ .open = (uint64_t)nconns, .accepted = accepted, .requests = requests };
 }
 
-void fcgi_conn_stop(void)
+/* Stops accepting: on stopping, and in a drainer (the listener is the successor's). */
+static void close_listener(void)
 {
-	if (!loop)
-		return;
 	if (listener.fd >= 0) {
 		loop_del(loop, &listener);
 		close(listener.fd);
@@ -605,6 +604,13 @@ void fcgi_conn_stop(void)
 	}
 	timer_cancel(loop, &accept_retry);
 	accept_paused = 0;
+}
+
+void fcgi_conn_stop(void)
+{
+	if (!loop)
+		return;
+	close_listener();
 	for (int fd = 0; fd < table_cap; fd++)
 		if (table[fd])
 			conn_forget(table[fd], 1);
@@ -686,13 +692,7 @@ void fcgi_conn_become_drainer(void)
 {
 	if (!loop)
 		return;
-	if (listener.fd >= 0) {
-		loop_del(loop, &listener);
-		close(listener.fd);
-		listener.fd = -1;
-	}
-	timer_cancel(loop, &accept_retry);
-	accept_paused = 0;
+	close_listener();
 	/* In flight: a TLS session's request this process answers, or another's
 	 * that it will not touch (left out of the loop until the end). */
 	for (int fd = 0; fd < table_cap; fd++) {
