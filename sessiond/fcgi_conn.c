@@ -13,7 +13,9 @@
 #include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
+#include <limits.h>
 #include <sys/epoll.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -23,7 +25,6 @@
 #define DISCARD_MAX (16L * 1024 * 1024)
 #define RECORD_MAX (FCGI_HEADER_LEN + 65535 + 255)
 #define ACCEPT_RETRY_MS 5
-#define ACCEPT_BATCH 4096
 #define IDLE_MAX 1024 /* idle connections kept: nginx's upstream keepalive is 256 per worker */
 #define MAX_CONNS (1 << 20) /* a bound for the snapshot; the descriptor limit comes first */
 
@@ -56,8 +57,19 @@ struct fconn {
 static struct loop *loop;
 static const struct config *cfg;
 static struct io listener = { .fd = -1 };
-static struct timer accept_retry;
+static struct timer accept_later;
 static int accept_paused; /* out of descriptors: the listener is out of the loop */
+static int fd_budget; /* fcgi_conn_fd_budget() */
+static int last_accepted_fd = -1;
+
+/* Accepting paused, or the last connection taken came close to the budget:
+ * answered connections are not kept then (nginx opens another when it
+ * needs one). Known as of the last accept, which a burst keeps fresh. */
+static int descriptors_short(void)
+{
+	return accept_paused || last_accepted_fd >= fd_budget - FCGI_CONN_FD_RESERVE;
+}
+
 static struct fconn **table; /* by descriptor */
 static int table_cap, nconns;
 static int nidle; /* connections in C_READING: idle, or a request coming */
@@ -100,7 +112,7 @@ static void conn_forget(struct fconn *c, int close_fd)
 	nidle -= c->state == C_READING;
 	loop_defer_free(loop, c, conn_free);
 	if (close_fd && accept_paused) /* a descriptor is free: the backlog's turn */
-		timer_set(loop, &accept_retry, loop_now(loop));
+		timer_set(loop, &accept_later, loop_now(loop));
 }
 
 static int grow_table(int fd)
@@ -468,9 +480,10 @@ static void answered(int fd, int whole)
 	/* Not kept: closed now, or, while the web server still sends an
 	 * oversized body, once that has ended (it reads our answer after). */
 	/* Past IDLE_MAX idle ones (a burst of answers: nginx keeps a few
-	 * hundred and closes the rest when it gets to them) closed at once,
-	 * right behind the answer: a burst must not run us out of descriptors. */
-	if (!alive || (!discarding && (!c->keep || c->close_after || nidle >= IDLE_MAX))) {
+	 * hundred and closes the rest when it gets to them), or with
+	 * descriptors short, closed at once, right behind the answer: a burst
+	 * must not run us out of descriptors. */
+	if (!alive || (!discarding && (!c->keep || c->close_after || nidle >= IDLE_MAX || descriptors_short()))) {
 		conn_forget(c, 1);
 		return;
 	}
@@ -519,64 +532,95 @@ static const struct reply_direct_ops direct_ops = { .answered = answered, .relea
 
 /* ---- the listener ---- */
 
-static void accept_io(void *ctx, uint32_t events);
-static void read_fresh(struct fconn *c);
+/* Accepting comes before serving. Under a burst (thousands of clients
+ * sending at once, each needing a connection beside its held one) the
+ * listen backlog must stay short, or the web server's connect() fails,
+ * which nginx answers with a 502; an accept costs a microsecond or two, a
+ * request a hundred times that. So the backlog is emptied into our table,
+ * within the descriptor budget, and the connections are served as the loop
+ * reports them readable; between two batches of those the backlog is
+ * looked at again. */
+static void accept_all(int again);
 
-static void accept_again(void *ctx)
+static void accept_pause(const char *why)
+{
+	log_limited(LOG_WARN, "accept", "accepting a FastCGI connection: %s (%d open); waiting for "
+	            "one to close (raise the open file limit, or lower max_sessions)", why, nconns);
+	loop_del(loop, &listener);
+	accept_paused = 1;
+	timer_set(loop, &accept_later, loop_now(loop) + ACCEPT_RETRY_MS);
+}
+
+static void accept_timer(void *ctx)
 {
 	(void)ctx;
-	if (!accept_paused)
+	if (listener.fd < 0)
 		return;
-	accept_paused = 0;
-	timer_cancel(loop, &accept_retry);
-	accept_paused = 0;
-	if (listener.fd >= 0 && loop_add(loop, &listener, EPOLLIN) == 0)
-		accept_io(NULL, EPOLLIN);
+	if (accept_paused) {
+		/* the lowest free descriptor says whether one below the budget is */
+		int probe = fcntl(listener.fd, F_DUPFD_CLOEXEC, 0);
+		if (probe >= 0)
+			close(probe);
+		if (probe < 0 || probe >= fd_budget) {
+			timer_set(loop, &accept_later, loop_now(loop) + ACCEPT_RETRY_MS);
+			return;
+		}
+		if (loop_add(loop, &listener, EPOLLIN) < 0)
+			return;
+		accept_paused = 0;
+	}
+	accept_all(1);
 }
 
 static void accept_io(void *ctx, uint32_t events)
 {
 	(void)ctx;
 	(void)events;
-	/* Many per turn: a burst (thousands of clients sending at once, each
-	 * needing a connection beside its held one) must not overflow the
-	 * listen backlog, which nginx sees as a 502. An accept is cheap. */
-	for (int i = 0; i < ACCEPT_BATCH; i++) {
+	accept_all(0);
+}
+
+/* again: called by the timer, which looks once more in the next turn, not
+ * in this one (the requests accepted so far get their turn first). */
+static void accept_all(int again)
+{
+	int got = 0;
+	for (;;) {
 		int fd = accept4(listener.fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
-		if (fd >= 0) {
-			accepted++;
-			struct fconn *c = adopt(fd, C_READING);
-			if (!c)
-				close(fd);
-			else /* its request is there already, nearly always: served now,
-			      * so that a burst of new connections holds no descriptor
-			      * longer than its answer takes */
-				read_fresh(c);
-			continue;
+		if (fd < 0)
+			break;
+		accepted++;
+		got++;
+		last_accepted_fd = fd;
+		if (!adopt(fd, C_READING))
+			close(fd);
+		/* accept() gives the lowest free descriptor: all below are in use */
+		if (fd >= fd_budget) {
+			accept_pause("descriptor budget reached");
+			return;
 		}
-		if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
-			/* Out of descriptors: the listener stays readable, so stop
-			 * looking at it instead of spinning; the connections wait in
-			 * its backlog (nginx sends them no sooner) until one of ours
-			 * closes, or a moment has passed. */
-			log_limited(LOG_WARN, "accept", "accepting a FastCGI connection: %s (%d open); waiting for "
-			            "one to close (raise the open file limit, or lower max_sessions)",
-			            strerror(errno), nconns);
-			loop_del(loop, &listener);
-			accept_paused = 1;
-			timer_set(loop, &accept_retry, loop_now(loop) + ACCEPT_RETRY_MS);
-		} else if (errno != EAGAIN && errno != EINTR && errno != ECONNABORTED) {
-			log_warn("accepting a FastCGI connection: %s", strerror(errno));
-		}
+	}
+	if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
+		/* The listener stays readable: out of the loop instead of spinning;
+		 * the connections wait in its backlog until one of ours closes, or
+		 * a moment has passed. */
+		accept_pause(strerror(errno));
 		return;
 	}
+	if (errno != EAGAIN && errno != EINTR && errno != ECONNABORTED)
+		log_warn("accepting a FastCGI connection: %s", strerror(errno));
+	if (got)
+		timer_set(loop, &accept_later, loop_now(loop) + (again ? 1 : 0));
 }
 
 int fcgi_conn_start(struct loop *l, int listen_fd, const struct config *c)
 {
 	loop = l;
 	cfg = c;
-	accept_retry = (struct timer){ .cb = accept_again };
+	accept_later = (struct timer){ .cb = accept_timer };
+	last_accepted_fd = -1;
+	struct rlimit rl;
+	fd_budget = fcgi_conn_fd_budget(getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < INT_MAX
+	                                        ? (long)rl.rlim_cur : INT_MAX);
 	reply_set_direct(&direct_ops);
 	if (listen_fd < 0)
 		return 0; /* connections handlers passed on, kept by the web server */
@@ -602,7 +646,7 @@ static void close_listener(void)
 		close(listener.fd);
 		listener.fd = -1;
 	}
-	timer_cancel(loop, &accept_retry);
+	timer_cancel(loop, &accept_later);
 	accept_paused = 0;
 }
 

@@ -27,6 +27,20 @@
 
 #define FCGI_CONN_MAX_PARAMS (64 * 1024) /* bytes of FastCGI parameters (HTTP headers) */
 
+/* Accepting comes before serving (a burst must not overflow the listen
+ * backlog, which nginx answers with a 502), within a budget: accepting
+ * pauses once a descriptor this high is in use, leaving some for XMPP
+ * connections, the database and boshctl, and resumes when one of ours
+ * closes. open_files_limit: RLIMIT_NOFILE when the listener starts. */
+#define FCGI_CONN_FD_RESERVE 64
+static inline int fcgi_conn_fd_budget(long open_files_limit)
+{
+	if (open_files_limit > 1L << 30)
+		open_files_limit = 1L << 30;
+	return (int)(open_files_limit > 2 * FCGI_CONN_FD_RESERVE ? open_files_limit - FCGI_CONN_FD_RESERVE
+	                                                         : open_files_limit / 2);
+}
+
 struct config;
 
 /* Serves the listening socket listen_fd (-1: none; handlers read it, and

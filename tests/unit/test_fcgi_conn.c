@@ -95,7 +95,7 @@ static long answer(int fd)
 		if (n > 0)
 			have += (size_t)n;
 		else
-			pump();
+			loop_run_once(l, 5); /* one turn: returns as soon as there is work */
 	}
 	return -1;
 }
@@ -309,10 +309,12 @@ static void test_idle_connections_bounded(void)
 	size_t n = body_req(req, 1, 1, 'a');
 	struct fcgi_conn_stats st;
 	int closed_after = 0;
-	for (int i = 0; i < N; i++) {
-		fds[i] = client();
-		CHECK(fds[i] >= 0 && send(fds[i], req, n, 0) == (ssize_t)n);
-		pump();
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	snprintf(sa.sun_path, sizeof sa.sun_path, "%s", sock_path);
+	for (int i = 0; i < N; i++) { /* no pump(): answer() turns the loop until the answer is there */
+		fds[i] = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+		CHECK(fds[i] >= 0 && connect(fds[i], (struct sockaddr *)&sa, sizeof sa) == 0);
+		CHECK(send(fds[i], req, n, 0) == (ssize_t)n);
 		CHECK(answer(fds[i]) > 0);
 	}
 	fcgi_conn_stats(&st);
@@ -326,6 +328,63 @@ static void test_idle_connections_bounded(void)
 	pump();
 	fcgi_conn_stats(&st);
 	CHECK(st.open == 0);
+}
+
+/* The descriptor budget: with connections waiting, accepting stops short of
+ * the open file limit (some stay free for XMPP connections and the
+ * database), the rest wait in the backlog and are taken as ours close,
+ * none refused. Runs last: it starts the listener again, on lfd. */
+static void test_descriptor_budget(int lfd)
+{
+	enum { N = 6 };
+	int fds[N];
+	uint8_t req[512];
+	struct fcgi_conn_stats s0, s1;
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	snprintf(sa.sun_path, sizeof sa.sun_path, "%s", sock_path);
+	int top = 0;
+	for (int i = 0; i < N; i++) {
+		fds[i] = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+		top = fds[i] > top ? fds[i] : top;
+	}
+	/* a limit whose budget leaves room for three accepted connections */
+	long limit = top + 1 + 3;
+	while (fcgi_conn_fd_budget(limit) < top + 3)
+		limit++;
+	struct rlimit old, low;
+	getrlimit(RLIMIT_NOFILE, &old);
+	low = old;
+	low.rlim_cur = (rlim_t)limit;
+	CHECK(setrlimit(RLIMIT_NOFILE, &low) == 0);
+	CHECK(fcgi_conn_start(l, lfd, &cfg) == 0);
+	fcgi_conn_stats(&s0);
+	for (int i = 0; i < N; i++)
+		CHECK(connect(fds[i], (struct sockaddr *)&sa, sizeof sa) == 0);
+	pump();
+	fcgi_conn_stats(&s1);
+	CHECK(s1.accepted - s0.accepted == 3); /* the third reached the budget */
+	int spare = dup(0); /* the reserve is there */
+	CHECK(spare >= 0 && spare < limit);
+	if (spare >= 0)
+		close(spare);
+	for (int k = 0; k < N - 1 && s1.accepted - s0.accepted < N; k++) {
+		uint64_t before = s1.accepted;
+		close(fds[k]);
+		fds[k] = -1;
+		pump();
+		fcgi_conn_stats(&s1);
+		CHECK(s1.accepted > before);
+	}
+	CHECK(s1.accepted - s0.accepted == N && fds[N - 1] >= 0);
+	size_t n = body_req(req, 1, 1, 'a');
+	CHECK(send(fds[N - 1], req, n, 0) == (ssize_t)n);
+	CHECK(answer(fds[N - 1]) > 0);
+	CHECK(setrlimit(RLIMIT_NOFILE, &old) == 0);
+	for (int i = 0; i < N; i++)
+		if (fds[i] >= 0)
+			close(fds[i]);
+	pump();
+	fcgi_conn_stop();
 }
 
 int main(void)
@@ -351,6 +410,14 @@ int main(void)
 	test_out_of_descriptors();
 	test_idle_connections_bounded();
 	fcgi_conn_stop();
+	pump();
+	lfd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	unlink(sock_path);
+	if (lfd < 0 || bind(lfd, (struct sockaddr *)&sa, sizeof sa) < 0 || listen(lfd, 16) < 0) {
+		perror("listener");
+		return 1;
+	}
+	test_descriptor_budget(lfd);
 	pump();
 	loop_free(l);
 	unlink(sock_path);
