@@ -23,6 +23,7 @@
 #include "budget.h"
 #include "snapshot.h"
 #include "xmlparser.h"
+#include "xmlscan.h"
 
 #include <expat.h>
 #include <stdint.h>
@@ -79,6 +80,9 @@ struct splitter {
 	size_t n_ns;
 	char **attrs;                /* stream header: name, value, ..., NULL */
 	int replaying;               /* feeding the synthetic header of an unparked parser */
+	int no_fast;                 /* expat for everything (splitter_fast_path) */
+	int in_cdata;                /* inside a CDATA section: its text is reported as it
+	                              * comes, so nothing is held, yet expat is mid-markup */
 	char *root_qname;            /* "stream:stream" as the server wrote it */
 };
 
@@ -380,14 +384,9 @@ static size_t name_end(const char *tag, size_t len)
 /* Hands bytes [start, end) of the stream to the callback, with the stream
  * header's namespace declarations the element lacks inserted after its
  * name, so it means the same inside a BOSH <body/>. */
-static void deliver(struct splitter *s, uint64_t start, uint64_t end)
+static void deliver_bytes(struct splitter *s, const char *src, size_t n, size_t name)
 {
-	if (start < s->base || end > s->base + s->len || end <= start) {
-		fail(s, SPLITTER_ERROR, "internal error: element outside the buffer");
-		return;
-	}
-	const char *src = s->buf + (start - s->base);
-	size_t n = (size_t)(end - start), name = name_end(src, n), extra = 0;
+	size_t extra = 0;
 	for (size_t i = 0; i < s->n_ns; i++)
 		extra += s->ns[i].shadowed ? 0 : s->ns[i].decl_len;
 	char *out = malloc(n + extra), *o = out;
@@ -409,6 +408,63 @@ static void deliver(struct splitter *s, uint64_t start, uint64_t end)
 	free(out);
 	if (stop)
 		fail(s, SPLITTER_STOPPED, "stopped by the callback");
+}
+
+static void deliver(struct splitter *s, uint64_t start, uint64_t end)
+{
+	if (start < s->base || end > s->base + s->len || end <= start) {
+		fail(s, SPLITTER_ERROR, "internal error: element outside the buffer");
+		return;
+	}
+	const char *src = s->buf + (start - s->base);
+	size_t n = (size_t)(end - start);
+	deliver_bytes(s, src, n, name_end(src, n));
+}
+
+/* ---- the fast path (xmlscan.h) --------------------------------------------- */
+
+/* Whether a plain element with this xmlns (NULL: none of its own) is in the
+ * streams namespace: <stream:features/> and <stream:error/> are for expat
+ * to tell apart. */
+static int in_stream_ns(const struct splitter *s, const struct xmlscan_elem *e)
+{
+	static const char decl[] = " xmlns='" STREAM_NS "'";
+	if (e->xmlns)
+		return e->xmlns_len == sizeof STREAM_NS - 1 && memcmp(e->xmlns, STREAM_NS, e->xmlns_len) == 0;
+	for (size_t i = 0; i < s->n_ns; i++)
+		if (!s->ns[i].prefix)
+			return s->ns[i].decl_len == sizeof decl - 1 && memcmp(s->ns[i].decl, decl, sizeof decl - 1) == 0;
+	return 0;
+}
+
+/* While the stream is between top-level elements with nothing held, whole
+ * plain elements (and the whitespace between them) are delivered straight
+ * from data, expat neither fed nor, if parked, rebuilt: expat's positions
+ * then count only what it was given, which changes nothing (base is where
+ * its count stands; the skipped bytes were whole elements). Returns how
+ * many bytes were taken; the rest is expat's. */
+static size_t feed_fast(struct splitter *s, const char *data, size_t len)
+{
+	size_t off = 0;
+	if (s->no_fast || s->depth != 1 || s->closed || s->len != 0 || s->in_cdata)
+		return 0;
+	while (off < len && s->result == SPLITTER_OK) {
+		size_t at = off;
+		while (at < len && (data[at] == ' ' || data[at] == '\t' || data[at] == '\r' || data[at] == '\n'))
+			at++;
+		if (at == len)
+			return len; /* whitespace keepalives: dropped, as expat's path does */
+		struct xmlscan_elem e;
+		size_t avail = len - at < s->max_stanza ? len - at : s->max_stanza;
+		if (!xmlscan_element(data + at, avail, SPLITTER_MAX_DEPTH - 1, &e) || in_stream_ns(s, &e))
+			return at;
+		for (size_t i = 0; i < s->n_ns; i++)
+			s->ns[i].shadowed = !s->ns[i].prefix && e.xmlns;
+		s->ev = SPLIT_ELEMENT;
+		deliver_bytes(s, data + at, e.len, 1 + e.name_len);
+		off = at + e.len;
+	}
+	return off;
 }
 
 /* ---- expat handlers ------------------------------------------------------ */
@@ -537,6 +593,16 @@ static void on_chars(void *ud, const XML_Char *text, int len)
 		s->keep = event_end(s);
 }
 
+static void on_cdata_start(void *ud)
+{
+	((struct splitter *)ud)->in_cdata = 1;
+}
+
+static void on_cdata_end(void *ud)
+{
+	((struct splitter *)ud)->in_cdata = 0;
+}
+
 /* XMPP forbids these (RFC 6120 §11.1); a DTD could also expand entities. */
 static void on_doctype(void *ud, const XML_Char *name, const XML_Char *sysid,
 		       const XML_Char *pubid, int has_internal_subset)
@@ -578,6 +644,7 @@ static void install(struct splitter *s)
 	XML_SetEntityDeclHandler(s->p, on_entity);
 	XML_SetProcessingInstructionHandler(s->p, on_pi);
 	XML_SetCommentHandler(s->p, on_comment);
+	XML_SetCdataSectionHandler(s->p, on_cdata_start, on_cdata_end);
 	xml_parser_no_deferral(s->p); /* else a stanza could wait for more bytes */
 }
 
@@ -648,7 +715,7 @@ int splitter_pending(const struct splitter *s)
 int splitter_park(struct splitter *s)
 {
 	if (!s->p || s->result != SPLITTER_OK || s->depth != 1 || s->closed || s->len != 0 ||
-	    !s->root_qname)
+	    s->in_cdata || !s->root_qname)
 		return 0;
 	XML_ParserFree(s->p);
 	s->p = NULL;
@@ -687,6 +754,9 @@ static void feed_piece(struct splitter *s, const char *data, size_t n)
 
 enum splitter_result splitter_feed(struct splitter *s, const char *data, size_t len)
 {
+	size_t fast = s->result == SPLITTER_OK ? feed_fast(s, data, len) : 0;
+	data += fast;
+	len -= fast;
 	while (s->result == SPLITTER_OK && len > 0) {
 		size_t n = len > FEED_MAX ? FEED_MAX : len;
 		feed_piece(s, data, n);
@@ -706,7 +776,7 @@ int splitter_reset(struct splitter *s)
 	s->result = SPLITTER_OK;
 	free(s->err);
 	s->err = NULL;
-	s->depth = s->closed = 0;
+	s->depth = s->closed = s->in_cdata = 0;
 	s->base = s->keep = s->elem_start = s->tag_end = 0;
 	if (!s->p && !(s->p = xml_parser_new(NS_SEP))) {
 		fail(s, SPLITTER_ERROR, "out of memory");
@@ -726,6 +796,11 @@ const char *splitter_stream_attr(const struct splitter *s, const char *name)
 		if (strcmp(a[0], name) == 0)
 			return a[1];
 	return NULL;
+}
+
+void splitter_fast_path(struct splitter *s, int on)
+{
+	s->no_fast = !on;
 }
 
 const char *splitter_error(const struct splitter *s)
@@ -751,9 +826,15 @@ void splitter_free(struct splitter *s)
 
 /* ---- graceful restart ---- */
 
+int splitter_movable(const struct splitter *s)
+{
+	/* mid-CDATA between elements, nothing is held to say so */
+	return s->result == SPLITTER_OK && !s->closed && !(s->depth >= 1 && !s->root_qname) && !s->in_cdata;
+}
+
 int splitter_snapshot(const struct splitter *s, struct snap_w *w)
 {
-	if (s->result != SPLITTER_OK || s->closed || (s->depth >= 1 && !s->root_qname))
+	if (!splitter_movable(s))
 		return -1;
 	/* What is held is exactly the unfinished part: the open element, or a
 	 * partial tag or header (buf_compact() dropped everything before it). */

@@ -73,6 +73,11 @@ int splitter_pending(const struct splitter *s);
  * or NULL. Valid until the next reset. */
 const char *splitter_stream_attr(const struct splitter *s, const char *name);
 
+/* On by default: whole plain elements between top-level elements are
+ * checked by xmlscan.h instead of expat (the same elements delivered, the
+ * same refused). Off for the tests that compare the two. */
+void splitter_fast_path(struct splitter *s, int on);
+
 /* Human-readable reason for the last error, for the log. */
 const char *splitter_error(const struct splitter *s);
 
@@ -83,6 +88,8 @@ void splitter_free(struct splitter *s);
  * middle of a stanza. -1 if the splitter has failed or the stream ended. */
 struct snap_w;
 struct snap_r;
+/* 1 if splitter_snapshot() can write s now. */
+int splitter_movable(const struct splitter *s);
 int splitter_snapshot(const struct splitter *s, struct snap_w *w);
 struct splitter *splitter_restore(struct snap_r *r, size_t max_stanza, splitter_cb cb, void *ctx);
 

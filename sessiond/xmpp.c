@@ -716,7 +716,7 @@ int xmpp_movable(const struct xmpp_conn *c)
 	/* An OpenSSL connection cannot move to another process; a connection
 	 * still being set up is simply made again by the successor. */
 	return c->state == C_OPEN && c->ready && !c->ssl && !c->dialer && c->io.fd >= 0 &&
-	       c->early.b.len == c->early.off;
+	       c->early.b.len == c->early.off && (!c->split || splitter_movable(c->split));
 }
 
 int xmpp_snapshot(const struct xmpp_conn *c, struct snap_w *w)

@@ -709,6 +709,7 @@ static void test_park(void)
 	size_t n = sizeof chunks / sizeof chunks[0];
 	struct col plain = { 0 }, parked = { 0 };
 	struct splitter *a = splitter_new(4096, collect, &plain), *b = splitter_new(4096, collect, &parked);
+	splitter_fast_path(b, 0); /* expat unparked for every element (test_fast_path: kept parked) */
 	int parks = 0;
 	for (size_t i = 0; i < n; i++) {
 		CHECK(splitter_feed(a, chunks[i], strlen(chunks[i])) == SPLITTER_OK);
@@ -727,6 +728,7 @@ static void test_park(void)
 	/* An open element is never parked; split mid-element, it resumes. */
 	struct col c = { 0 };
 	struct splitter *s = splitter_new(4096, collect, &c);
+	splitter_fast_path(s, 0);
 	CHECK(splitter_feed(s, HDR "<message><bo", strlen(HDR "<message><bo")) == SPLITTER_OK);
 	CHECK(splitter_park(s) == 0);
 	CHECK(splitter_feed(s, "dy>x</body></message>", 21) == SPLITTER_OK);
@@ -846,14 +848,120 @@ static void test_budget(void)
 	CHECK(c.n == 2 && c.r[1].len >= 20000); /* delivered; the buffer shrinks back */
 	CHECK(budget_in_use() <= 4096);
 	free(m);
-	m = stanza_of(100000); /* larger than the whole budget */
-	CHECK(splitter_feed(s, m, 100000) == SPLITTER_NO_MEMORY);
+	m = stanza_of(100000); /* larger than the whole budget, coming in pieces (whole in
+	                        * one feed, it would be delivered without being held) */
+	CHECK(splitter_feed(s, m, 50000) == SPLITTER_OK);
+	CHECK(splitter_feed(s, m + 50000, 50000) == SPLITTER_NO_MEMORY);
 	CHECK(strstr(splitter_error(s), "max_memory") != NULL);
 	CHECK(budget_in_use() == 0);
 	splitter_free(s);
 	free(m);
 	col_free(&c);
 	budget_init(0);
+}
+
+/* ---- the fast path (xmlscan.h) ---------------------------------------------- */
+
+/* Feeds in (after HDR) to a splitter with the fast path and one without,
+ * whole and then byte by byte: the same events, the same result. */
+static void same_both_ways(const char *in, size_t len, enum splitter_result want)
+{
+	struct col fast = { 0 }, slow = { 0 }, bytes = { 0 };
+	struct splitter *f = splitter_new(4096, collect, &fast), *e = splitter_new(4096, collect, &slow);
+	struct splitter *b = splitter_new(4096, collect, &bytes);
+	splitter_fast_path(e, 0);
+	enum splitter_result rf = splitter_feed(f, HDR, strlen(HDR));
+	enum splitter_result re = splitter_feed(e, HDR, strlen(HDR));
+	enum splitter_result rb = splitter_feed(b, HDR, strlen(HDR));
+	splitter_park(f); /* a parked parser must come back the same */
+	rf = rf ? rf : splitter_feed(f, in, len);
+	re = re ? re : splitter_feed(e, in, len);
+	for (size_t i = 0; i < len && rb == SPLITTER_OK; i++)
+		rb = splitter_feed(b, in + i, 1);
+	CHECK(rf == want && re == want && rb == want);
+	CHECK(col_same(&fast, &slow) && col_same(&fast, &bytes));
+	if (rf != want || re != want || !col_same(&fast, &slow))
+		fprintf(stderr, "  input: %.*s (fast %d, expat %d, want %d)\n", (int)len, in, rf, re, want);
+	splitter_free(f);
+	splitter_free(e);
+	splitter_free(b);
+	col_free(&fast);
+	col_free(&slow);
+	col_free(&bytes);
+}
+
+#define SAME(lit, want) same_both_ways(lit, sizeof lit - 1, want)
+
+static void test_fast_path(void)
+{
+	/* taken by the fast path */
+	SAME("<message to='a@b' type=\"chat\"><body>hi &amp; &lt;3 &gt; &quot;&apos; ]] ] ></body></message>",
+	     SPLITTER_OK);
+	SAME("  \r\n<presence/>\t<presence  from = 'x' \n/><iq id='1' type='get'><query xmlns='urn:x'/></iq>",
+	     SPLITTER_OK);
+	SAME("<message xml:lang='fr'><body>caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80 \xef\xbf\xbd</body></message>",
+	     SPLITTER_OK);
+	SAME("<success xmlns='urn:ietf:params:xml:ns:xmpp-sasl'>dj0x</success><x xmlns=''/>", SPLITTER_OK);
+	SAME("<a b='&gt;' c='\"' d=\"'\" e='' _f.g-h='1'><b><c><d/></c></b>text</a>", SPLITTER_OK);
+	SAME("<message><body>\x7f \xc2\x80 \xed\x9f\xbf \xee\x80\x80 \xf4\x8f\xbf\xbf</body></message>", SPLITTER_OK);
+	/* declined, expat's: prefixes, references, markup the fast path leaves alone */
+	SAME("<message><body>&#65;&#x42;</body></message>", SPLITTER_OK);
+	SAME("<message xmlns:x='urn:x' x:a='1'><x:y/></message>", SPLITTER_OK);
+	SAME("<features xmlns='" STREAM_NS "'/><stream:features/>", SPLITTER_OK);
+	SAME("<message><body>a<![CDATA[<b>]]></body></message>", SPLITTER_OK);
+	SAME("<m a='1' b='2' c='3' d='4' e='5' f='6' g='7' h='8' i='9' j='10' k='11' l='12' m='13' n='14' "
+	     "o='15' p='16' q='17'/>", SPLITTER_OK);
+	SAME("<message xml:space='preserve'/><caf\xc3\xa9/>", SPLITTER_OK);
+	/* refused by both */
+	SAME("<message></messag>", SPLITTER_ERROR);
+	SAME("<message a='1' a='2'/>", SPLITTER_ERROR);
+	SAME("<message xml:lang='a' xml:lang='b'/>", SPLITTER_ERROR);
+	SAME("<message><body>a]]>b</body></message>", SPLITTER_ERROR);
+	SAME("<message><body>\xc0\x80</body></message>", SPLITTER_ERROR);
+	SAME("<message><body>\xed\xa0\x80</body></message>", SPLITTER_ERROR);
+	SAME("<message><body>\xef\xbf\xbf</body></message>", SPLITTER_ERROR);
+	SAME("<message><body>\x01</body></message>", SPLITTER_ERROR);
+	SAME("<message a='<'/>", SPLITTER_ERROR);
+	SAME("<message a='1'b='2'/>", SPLITTER_ERROR);
+	SAME("<message a=1/>", SPLITTER_ERROR);
+	SAME("<message><body>&nbsp;</body></message>", SPLITTER_ERROR);
+	SAME("<message><body>a & b</body></message>", SPLITTER_ERROR);
+	SAME("<message xmlns='http://www.w3.org/2000/xmlns/'/>", SPLITTER_ERROR);
+	SAME("<message xmlns='http://www.w3.org/XML/1998/namespace'/>", SPLITTER_ERROR);
+	SAME("<message><!-- no --></message>", SPLITTER_ERROR);
+	SAME("<message><?pi x?></message>", SPLITTER_ERROR);
+	SAME("<message/ >", SPLITTER_ERROR);
+	SAME("<message><body>x</body ></message >", SPLITTER_OK);
+	SAME("<1message/>", SPLITTER_ERROR);
+	SAME("<message xmlns:stream='x'/>", SPLITTER_OK);
+	/* nesting up to the limit, and one past it */
+	char deep[2 * 70 * 4 + 16];
+	for (int levels = SPLITTER_MAX_DEPTH - 2; levels <= SPLITTER_MAX_DEPTH; levels++) {
+		size_t o = 0;
+		for (int i = 0; i < levels; i++)
+			o += (size_t)snprintf(deep + o, sizeof deep - o, "<a>");
+		for (int i = 0; i < levels; i++)
+			o += (size_t)snprintf(deep + o, sizeof deep - o, "</a>");
+		same_both_ways(deep, o, levels < SPLITTER_MAX_DEPTH ? SPLITTER_OK : SPLITTER_ERROR);
+	}
+	/* larger than max_stanza: refused as before */
+	char *big = stanza_of(5000);
+	same_both_ways(big, strlen(big), SPLITTER_TOO_BIG);
+	free(big);
+
+	/* Taken by the fast path, an element leaves a parked parser parked;
+	 * one it declines brings expat back. */
+	struct col c = { 0 };
+	struct splitter *s = splitter_new(4096, collect, &c);
+	CHECK(splitter_feed(s, HDR, strlen(HDR)) == SPLITTER_OK && splitter_park(s) == 1);
+	CHECK(splitter_feed(s, "<message><body>x</body></message> ", 34) == SPLITTER_OK);
+	CHECK(splitter_parked(s) && c.n == 2 && strcmp(c.r[1].data, "<message" NSI "><body>x</body></message>") == 0);
+	CHECK(splitter_feed(s, "<iq xmlns='urn:x'/>", 19) == SPLITTER_OK);
+	CHECK(splitter_parked(s) && c.n == 3 && strcmp(c.r[2].data, "<iq" STREAM_DECL " xmlns='urn:x'/>") == 0);
+	CHECK(splitter_feed(s, "<m>&#65;</m>", 12) == SPLITTER_OK);
+	CHECK(!splitter_parked(s) && c.n == 4);
+	splitter_free(s);
+	col_free(&c);
 }
 
 int main(void)
@@ -875,6 +983,7 @@ int main(void)
 	test_idle_footprint();
 	test_snapshot();
 	test_budget();
+	test_fast_path();
 	splitter_free(NULL);
 	return check_summary("splitter");
 }

@@ -1,0 +1,40 @@
+/* xmlscan.h - the splitter's fast path: one whole, plain XML element
+ * checked and measured without expat.
+ *
+ * Nearly everything an XMPP server sends is a plain stanza: unprefixed
+ * ASCII names, quoted attributes, text with the five predefined entities,
+ * UTF-8. expat's namespace-aware parse of such a stanza, and rebuilding a
+ * parked parser for it, cost more than the rest of its way to the client.
+ * xmlscan_element() checks the well-formedness of such an element itself,
+ * refusing what expat refuses (character by character: XML characters,
+ * UTF-8, names, attribute syntax and duplicates, matching end tags, "]]>"
+ * in text, reserved namespace names).
+ *
+ * Anything else it declines: prefixed names (bar xml:lang), comments,
+ * CDATA, processing instructions, character references and other
+ * entities, non-ASCII names, more than XMLSCAN_MAX_ATTRS attributes on a
+ * tag, nesting past max_depth, an element not yet whole. The caller then
+ * gives the bytes to expat as before. Declining is always safe; accepting
+ * what expat would refuse is the one thing this module must never do
+ * (tests/fuzz/fuzz_splitter.c compares the two paths).
+ */
+#ifndef BOSH_XMLSCAN_H
+#define BOSH_XMLSCAN_H
+
+#include <stddef.h>
+
+#define XMLSCAN_MAX_ATTRS 16
+
+struct xmlscan_elem {
+	size_t len;          /* bytes of the element, from its '<' */
+	size_t name_len;     /* the name starts at p + 1 */
+	const char *xmlns;   /* the value of its own xmlns='...' (no entities in it), or NULL */
+	size_t xmlns_len;
+};
+
+/* 1: p[0..n) begins with a whole, well-formed, plain element (out is
+ * filled); 0: declined. max_depth: how deep elements may nest, the
+ * element itself counting as one. */
+int xmlscan_element(const char *p, size_t n, int max_depth, struct xmlscan_elem *out);
+
+#endif
