@@ -86,12 +86,22 @@ static void test_idle_parser_parked(struct loop *l)
 	/* quiet for 400 ms: parked (idle sessions' parsers must not linger: see XMPP_PARK_MS) */
 	run_until(l, NULL, 400);
 	CHECK(xmpp_parser_parked(c));
-	/* the server speaks again: a new parser takes the stanza whole */
+	/* the server speaks again: a plain stanza takes the fast path, the
+	 * parser stays parked */
 	static const char msg[] = "<message from='a@localhost'><body>hi</body></message>";
 	CHECK(write(srv, msg, sizeof msg - 1) == (ssize_t)(sizeof msg - 1));
 	run_until(l, &s.stanzas, 2000);
 	CHECK(s.stanzas == 1 && strstr(s.last, "<body>hi</body>") != NULL);
 	CHECK(strstr(s.last, "xmlns='jabber:client'") != NULL); /* the stream's namespace, inserted */
+	CHECK(xmpp_parser_parked(c) && s.failed == 0);
+	/* one the fast path leaves to expat (a character reference): a new
+	 * parser takes it whole */
+	static const char ref[] = "<message from='a@localhost'><body>&#104;i</body></message>";
+	CHECK(write(srv, ref, sizeof ref - 1) == (ssize_t)(sizeof ref - 1));
+	for (int i = 0; i < 100 && s.stanzas < 2; i++)
+		loop_run_once(l, 20);
+	CHECK(s.stanzas == 2 && strstr(s.last, "<body>&#104;i</body>") != NULL);
+	CHECK(strstr(s.last, "xmlns='jabber:client'") != NULL);
 	CHECK(!xmpp_parser_parked(c) && s.failed == 0);
 	xmpp_close(c);
 	run_until(l, NULL, 50);
