@@ -32,22 +32,28 @@
  * nobody watching) and WRITING (reply.c finishing a slow answer) are not. */
 enum cstate { C_READING, C_INFLIGHT, C_DETACHED, C_WRITING };
 
-/* A request read in part, or the rest of an oversized body being thrown away. */
+/* A request read in part. */
 struct partial {
 	struct fcgi_scan scan;
 	size_t len, cap;
-	long skipped;         /* discarding: bytes thrown away so far */
-	uint32_t skip_left;   /* discarding: content and padding left of this record */
+	uint8_t data[];       /* cap bytes: the request from its first byte */
+};
+
+/* The rest of an oversized body, thrown away as it comes: record headers
+ * are followed to the body's end. */
+struct discard {
+	long skipped;         /* bytes thrown away so far */
+	uint32_t skip_left;   /* content and padding left of this record */
 	uint8_t hdr[FCGI_HEADER_LEN];
 	uint8_t hdr_have;
-	uint8_t discarding;
-	uint8_t data[];       /* cap bytes: the request from its first byte */
+	uint8_t in_body;      /* the body's empty last record not seen yet */
 };
 
 struct fconn {
 	struct io io;
 	struct io *watch;     /* in flight: the held request watching, or NULL */
 	struct partial *part; /* NULL between requests */
+	struct discard *discard; /* NULL unless an oversized body is being thrown away */
 	uint8_t state;        /* enum cstate */
 	uint8_t keep;         /* the request in flight asked for FCGI_KEEP_CONN */
 	uint8_t close_after;  /* close once answered (the drainer's, an oversized body's) */
@@ -94,6 +100,7 @@ static void conn_free(void *p)
 {
 	struct fconn *c = p;
 	free(c->part);
+	free(c->discard);
 	free(c);
 }
 
@@ -279,14 +286,14 @@ static int scanned(struct fconn *c, struct fcgi_scan *sc, const uint8_t *buf, si
 	/* The rest of an oversized body is still coming: it is thrown away as
 	 * it comes, and the answer (written at once) waits for its end to
 	 * close a connection that is not kept. */
-	if (rc == FCGI_SCAN_MORE && !(c->part = calloc(1, sizeof *c->part))) {
+	if (rc == FCGI_SCAN_MORE && !(c->discard = calloc(1, sizeof *c->discard))) {
 		log_error("out of memory reading a FastCGI request; closing the connection");
 		conn_forget(c, 1);
 		free(read);
 		return 0;
 	}
-	if (c->part)
-		c->part->discarding = 1;
+	if (c->discard)
+		c->discard->in_body = 1;
 	dispatch(c, sc, buf, oversized);
 	if (rc == FCGI_SCAN_MORE && !c->dead)
 		discard_bytes_in(c, buf + sc->off, len - sc->off);
@@ -298,10 +305,10 @@ static int scanned(struct fconn *c, struct fcgi_scan *sc, const uint8_t *buf, si
 
 /* Follows record headers in p[0..n); returns the bytes that were the
  * body's (all of n, or up to its end), -1 on a protocol error. */
-static long discard_bytes(struct partial *d, const uint8_t *p, size_t n)
+static long discard_bytes(struct discard *d, const uint8_t *p, size_t n)
 {
 	size_t n0 = n;
-	while (n > 0 && (d->discarding || d->skip_left)) {
+	while (n > 0 && (d->in_body || d->skip_left)) {
 		if (d->skip_left) {
 			size_t k = n < d->skip_left ? n : d->skip_left;
 			d->skip_left -= (uint32_t)k;
@@ -319,7 +326,7 @@ static long discard_bytes(struct partial *d, const uint8_t *p, size_t n)
 			return -1;
 		d->skip_left = (uint32_t)(clen + d->hdr[6]);
 		if (clen == 0)
-			d->discarding = 0; /* the body's end; its padding is skipped still */
+			d->in_body = 0; /* the body's end; its padding is skipped still */
 	}
 	return (long)(n0 - n);
 }
@@ -327,7 +334,7 @@ static long discard_bytes(struct partial *d, const uint8_t *p, size_t n)
 /* Bytes of an oversized body (or of what comes after it). */
 static void discard_bytes_in(struct fconn *c, const uint8_t *p, size_t n)
 {
-	struct partial *d = c->part;
+	struct discard *d = c->discard;
 	long used = discard_bytes(d, p, n);
 	d->skipped += used;
 	/* After the body's end only the next request may come, once answered. */
@@ -337,17 +344,17 @@ static void discard_bytes_in(struct fconn *c, const uint8_t *p, size_t n)
 		if (c->state == C_READING) {
 			conn_forget(c, 1);
 		} else { /* in flight: the answer, when it comes, closes it */
-			free(c->part);
-			c->part = NULL;
+			free(c->discard);
+			c->discard = NULL;
 			loop_del(loop, &c->io);
 			set_state(c, C_DETACHED);
 		}
 		return;
 	}
-	if (d->discarding || d->skip_left)
+	if (d->in_body || d->skip_left)
 		return;
-	free(c->part);
-	c->part = NULL;
+	free(c->discard);
+	c->discard = NULL;
 	if (c->state == C_READING && c->close_after)
 		conn_forget(c, 1);
 	else if ((size_t)used < n)
@@ -363,8 +370,8 @@ static void discard_some(struct fconn *c)
 		if (c->state == C_READING) {
 			conn_forget(c, 1);
 		} else {
-			free(c->part);
-			c->part = NULL;
+			free(c->discard);
+			c->discard = NULL;
 			loop_del(loop, &c->io);
 			set_state(c, C_DETACHED);
 		}
@@ -448,7 +455,7 @@ static void conn_io(void *ctx, uint32_t events)
 	struct fconn *c = ctx;
 	if (c->dead)
 		return;
-	if (c->part && (c->part->discarding || c->part->skip_left)) {
+	if (c->discard) {
 		discard_some(c);
 	} else if (c->state == C_INFLIGHT && c->watch) {
 		c->watch->cb(c->watch->ctx, events); /* the held request's business */
@@ -476,7 +483,7 @@ static void answered(int fd, int whole)
 	}
 	c->watch = NULL;
 	int alive = whole && c->state != C_DETACHED;
-	int discarding = c->part && (c->part->discarding || c->part->skip_left);
+	int discarding = c->discard != NULL;
 	/* Not kept: closed now, or, while the web server still sends an
 	 * oversized body, once that has ended (it reads our answer after). */
 	/* Past IDLE_MAX idle ones (a burst of answers: nginx keeps a few
@@ -565,8 +572,10 @@ static void accept_timer(void *ctx)
 			timer_set(loop, &accept_later, loop_now(loop) + ACCEPT_RETRY_MS);
 			return;
 		}
-		if (loop_add(loop, &listener, EPOLLIN) < 0)
+		if (loop_add(loop, &listener, EPOLLIN) < 0) { /* logged by loop_add */
+			timer_set(loop, &accept_later, loop_now(loop) + ACCEPT_RETRY_MS);
 			return;
+		}
 		accept_paused = 0;
 	}
 	accept_all(1);
@@ -682,7 +691,7 @@ void fcgi_conn_snapshot(struct snap_w *w, void (*keep)(void *ctx, int fd), void 
 			continue;
 		/* The rest of an oversized body cannot be followed from here:
 		 * the successor sees it as bad records and closes. */
-		int partial = c->part && !c->part->discarding && !c->part->skip_left;
+		int partial = c->part != NULL;
 		snap_put_i64(w, fd);
 		snap_put_u64(w, c->state);
 		snap_put_u64(w, c->keep);
