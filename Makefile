@@ -35,9 +35,9 @@ BENCH_DEBS := $(RUN_DEBS) wrk haproxy ejabberd
 DEB_DEBS   := debhelper dpkg-dev fakeroot lintian systemd python3
 
 COMMON_SRC  := common/log.c common/log_syslog.c common/frame.c common/config.c common/netmatch.c
-HANDLER_SRC := fcgi/handler.c fcgi/request.c fcgi/body.c fcgi/query.c fcgi/autostart.c $(COMMON_SRC)
+HANDLER_SRC := fcgi/handler.c fcgi/request.c fcgi/body.c common/xmlscan.c fcgi/query.c fcgi/autostart.c $(COMMON_SRC)
 SESSIOND_SRC := sessiond/main.c sessiond/loop.c sessiond/reply.c sessiond/xmpp.c \
-	sessiond/splitter.c sessiond/xmlscan.c sessiond/session.c sessiond/sesstable.c sessiond/sesssnap.c \
+	sessiond/splitter.c common/xmlscan.c sessiond/session.c sessiond/sesstable.c sessiond/sesssnap.c \
 	sessiond/bosh_rules.c sessiond/bosh_new.c sessiond/bosh_save.c sessiond/ridwin.c sessiond/store.c \
 	sessiond/front.c sessiond/pool.c sessiond/jsonattrs.c sessiond/resolver.c \
 	sessiond/dial.c sessiond/tls.c sessiond/snapshot.c sessiond/restart.c \
@@ -146,14 +146,14 @@ $(B)/man/man8/%.8: man/%.8
 man: $(B)/man/man5/bosh.conf.5 $(B)/man/man8/sessiond.8 $(B)/man/man8/bosh-handler.8 $(B)/man/man8/boshctl.8
 
 # Unit test binaries: tests/unit/test_NAME.c with the module sources they need.
-src_body     := fcgi/body.c
+src_body     := fcgi/body.c common/xmlscan.c
 src_fcgi_rec := common/fcgi_rec.c
 # the connections with a stand-in session layer (tests/fcgi_conn_harness.h)
 src_fcgi_conn := sessiond/fcgi_conn.c sessiond/reply.c sessiond/loop.c sessiond/metrics.c \
-	sessiond/snapshot.c sessiond/splitter.c sessiond/xmlscan.c sessiond/budget.c common/fcgi_rec.c fcgi/request.c \
+	sessiond/snapshot.c sessiond/splitter.c common/xmlscan.c sessiond/budget.c common/fcgi_rec.c fcgi/request.c \
 	fcgi/body.c fcgi/query.c common/frame.c common/config.c common/netmatch.c common/log.c \
 	common/log_syslog.c
-src_splitter := sessiond/splitter.c sessiond/xmlscan.c sessiond/snapshot.c sessiond/budget.c common/log.c common/log_syslog.c
+src_splitter := sessiond/splitter.c common/xmlscan.c sessiond/snapshot.c sessiond/budget.c common/log.c common/log_syslog.c
 src_frame    := common/frame.c
 src_ridwin   := sessiond/ridwin.c
 src_config   := common/config.c common/netmatch.c common/log.c common/log_syslog.c
@@ -166,12 +166,12 @@ src_netmatch := common/netmatch.c
 src_attrs    := sessiond/attrs.c common/frame.c
 src_reply    := sessiond/reply.c sessiond/metrics.c sessiond/loop.c common/frame.c common/config.c common/netmatch.c common/log.c common/log_syslog.c
 src_store    := sessiond/store.c common/log.c common/log_syslog.c
-src_snapshot := sessiond/snapshot.c sessiond/splitter.c sessiond/xmlscan.c sessiond/budget.c common/log.c common/log_syslog.c
+src_snapshot := sessiond/snapshot.c sessiond/splitter.c common/xmlscan.c sessiond/budget.c common/log.c common/log_syslog.c
 src_restore  := $(filter-out sessiond/main.c,$(SESSIOND_SRC))
 src_xmpp     := $(filter-out sessiond/main.c,$(SESSIOND_SRC))
 src_ws_handshake := sessiond/ws_handshake.c
 src_ws_conn  := sessiond/ws_conn.c
-src_xmpp_framing := sessiond/xmpp_framing.c sessiond/splitter.c sessiond/xmlscan.c sessiond/snapshot.c sessiond/budget.c \
+src_xmpp_framing := sessiond/xmpp_framing.c sessiond/splitter.c common/xmlscan.c sessiond/snapshot.c sessiond/budget.c \
 	common/log.c common/log_syslog.c
 
 # A test is rebuilt when the module sources it links change too.
@@ -197,13 +197,13 @@ $(B)/asan/bosh-handler: $(HANDLER_SRC) $(wildcard */*.h) $(GEN) | check-build
 # client, a handler or an XMPP server sends: make fuzz runs each for
 # FUZZ_SECONDS; make test for a few seconds each.
 FUZZERS := body frame query jsonattrs splitter session ws_handshake xmpp_framing ws_conn fcgi_rec fcgi_conn
-fsrc_body      := fcgi/body.c
+fsrc_body      := fcgi/body.c common/xmlscan.c
 fsrc_fcgi_rec  := common/fcgi_rec.c
 fsrc_fcgi_conn := $(src_fcgi_conn)
 fsrc_frame     := common/frame.c
 fsrc_query     := fcgi/query.c
 fsrc_jsonattrs := sessiond/jsonattrs.c
-fsrc_splitter  := sessiond/splitter.c sessiond/xmlscan.c sessiond/snapshot.c sessiond/budget.c common/log.c common/log_syslog.c
+fsrc_splitter  := sessiond/splitter.c common/xmlscan.c sessiond/snapshot.c sessiond/budget.c common/log.c common/log_syslog.c
 fsrc_ws_handshake := sessiond/ws_handshake.c
 fsrc_xmpp_framing := sessiond/xmpp_framing.c
 fsrc_ws_conn   := sessiond/ws_conn.c

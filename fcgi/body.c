@@ -2,6 +2,7 @@
 #define _POSIX_C_SOURCE 200809L
 #include "body.h"
 #include "xmlparser.h"
+#include "xmlscan.h"
 
 #include <expat.h>
 #include <limits.h>
@@ -404,6 +405,150 @@ static XML_Parser reusable_parser(void)
 	return p;
 }
 
+/* --- The fast path: a plain <body/> without expat (xmlscan.h) ---
+ *
+ * Most requests are <body rid='..' sid='..' xmlns='..httpbind'> with a
+ * stanza or two, or none. The wrapper's start tag and each stanza are
+ * checked by xmlscan.h; anything it declines, a prefixed attribute
+ * (xmpp:version, in the session request), whitespace inside an attribute
+ * value (expat normalizes it), an XML declaration, text inside <body/>,
+ * goes to expat as before, which alone gives the reasons for refusals. */
+
+static int fast_path_off;
+static unsigned long fast_parses;
+
+void body_fast_path(int on)
+{
+	fast_path_off = !on;
+}
+
+unsigned long body_fast_parses(void)
+{
+	return fast_parses;
+}
+
+static size_t skip_space(const char *buf, size_t i, size_t len)
+{
+	while (i < len && (buf[i] == ' ' || buf[i] == '\t' || buf[i] == '\n' || buf[i] == '\r'))
+		i++;
+	return i;
+}
+
+/* v[0..n) as written, with the five entities xmlscan.h lets through decoded. */
+static char *decode_value(const char *v, size_t n)
+{
+	static const struct {
+		const char *ref;
+		size_t len;
+		char c;
+	} known[] = { { "&lt;", 4, '<' }, { "&gt;", 4, '>' }, { "&amp;", 5, '&' }, { "&quot;", 6, '"' },
+		      { "&apos;", 6, '\'' } };
+	char *out = malloc(n + 1), *o = out;
+	if (!out)
+		return NULL;
+	for (size_t i = 0; i < n;) {
+		size_t k = 0;
+		if (v[i] == '&')
+			while (k < sizeof known / sizeof known[0] &&
+			       (n - i < known[k].len || memcmp(v + i, known[k].ref, known[k].len) != 0))
+				k++;
+		if (v[i] == '&' && k < sizeof known / sizeof known[0]) {
+			*o++ = known[k].c;
+			i += known[k].len;
+		} else {
+			*o++ = v[i++];
+		}
+	}
+	*o = 0;
+	return out;
+}
+
+/* Whether the wrapper's own attributes are ones the fast path can give as
+ * expat would: the httpbind namespace, values without whitespace to
+ * normalize, within the limits. */
+static int plain_wrapper(const char *tag, const struct xmlscan_tag *t)
+{
+	int ns = 0;
+	if (t->name_len != 4 || memcmp(tag + 1, "body", 4) != 0)
+		return 0;
+	for (int k = 0; k < t->nattrs; k++) {
+		const struct xmlscan_attr *a = &t->attr[k];
+		const char *v = tag + a->value_off;
+		if (a->value_len > BODY_MAX_ATTR_LEN)
+			return 0;
+		for (size_t i = 0; i < a->value_len; i++)
+			if (v[i] == '\t' || v[i] == '\n' || v[i] == '\r')
+				return 0;
+		if (a->name_len == 5 && memcmp(tag + a->name_off, "xmlns", 5) == 0)
+			ns = a->value_len == sizeof BODY_NS - 1 && memcmp(v, BODY_NS, a->value_len) == 0;
+	}
+	return ns;
+}
+
+/* The wrapper's attributes, but its namespace declaration, as expat gives them. */
+static int fast_attrs(const char *tag, const struct xmlscan_tag *t, struct body *b)
+{
+	if (t->nattrs <= 1)
+		return 0;
+	b->attrs = calloc((size_t)t->nattrs - 1, sizeof *b->attrs);
+	if (!b->attrs)
+		return -1;
+	for (int k = 0; k < t->nattrs; k++) {
+		const struct xmlscan_attr *a = &t->attr[k];
+		if (a->name_len == 5 && memcmp(tag + a->name_off, "xmlns", 5) == 0)
+			continue;
+		struct body_attr *ba = &b->attrs[b->nattrs++];
+		ba->name = strndup(tag + a->name_off, a->name_len);
+		ba->value = decode_value(tag + a->value_off, a->value_len);
+		if (!ba->name || !ba->value)
+			return -1;
+	}
+	return 0;
+}
+
+/* 1: buf was a plain <body/>, *out filled; 0: declined (expat's turn);
+ * -1: out of memory. */
+static int parse_fast(const char *buf, size_t len, struct body *out)
+{
+	struct xmlscan_tag t;
+	size_t i = skip_space(buf, 0, len), tag_at = i, end;
+	size_t n = xmlscan_start_tag(buf + i, len - i, &t);
+	if (!n || !plain_wrapper(buf + i, &t))
+		return 0;
+	i += n;
+	end = i;
+	if (!t.empty) {
+		for (;;) {
+			i = skip_space(buf, i, len);
+			struct xmlscan_elem e;
+			if (len - i >= 2 && buf[i] == '<' && buf[i + 1] == '/')
+				break;
+			if (!xmlscan_element(buf + i, len - i, BODY_MAX_DEPTH - 1, &e) ||
+			    e.max_value_len > BODY_MAX_ATTR_LEN)
+				return 0;
+			i += e.len;
+		}
+		end = i;
+		if (len - i < 7 || memcmp(buf + i, "</body", 6) != 0)
+			return 0;
+		i = skip_space(buf, i + 6, len);
+		if (i >= len || buf[i] != '>')
+			return 0;
+		i++;
+	}
+	if (skip_space(buf, i, len) != len)
+		return 0;
+	memset(out, 0, sizeof *out);
+	if (fast_attrs(buf + tag_at, &t, out) < 0) {
+		body_free(out);
+		return -1;
+	}
+	out->payload = buf + tag_at + n;
+	out->payload_len = end - (tag_at + n);
+	fast_parses++;
+	return 1;
+}
+
 int body_parse(const char *buf, size_t len, struct body *out, char *err, size_t errlen)
 {
 	struct parse ps;
@@ -416,6 +561,11 @@ int body_parse(const char *buf, size_t len, struct body *out, char *err, size_t 
 		return reject(err, errlen, "input longer than %d bytes", INT_MAX);
 	if (looks_like_utf16(buf, len))
 		return reject(err, errlen, "input is not UTF-8 (UTF-16 byte order mark or NUL byte at start)");
+	int fast = fast_path_off ? 0 : parse_fast(buf, len, out);
+	if (fast < 0)
+		return reject(err, errlen, "out of memory");
+	if (fast)
+		return 0;
 	memset(&ps, 0, sizeof ps);
 	ps.buf = buf;
 	ps.len = len;

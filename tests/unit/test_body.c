@@ -1,7 +1,9 @@
 #include "body.h"
 #include "check.h"
 
+#include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #define NS     "xmlns='http://jabber.org/protocol/httpbind'"
 #define OPEN   "<body " NS ">"
@@ -432,6 +434,88 @@ static void test_free(void)
 	CHECK(b.attrs == NULL && b.nattrs == 0);
 }
 
+/* ---- the fast path: the same answer as expat's, for what it takes and
+ * for what it leaves to expat ---- */
+
+static int same_bodies(const struct body *a, const struct body *b)
+{
+	if (a->nattrs != b->nattrs || a->payload != b->payload || a->payload_len != b->payload_len)
+		return 0;
+	for (size_t i = 0; i < a->nattrs; i++)
+		if (strcmp(a->attrs[i].name, b->attrs[i].name) != 0 ||
+		    strcmp(a->attrs[i].value, b->attrs[i].value) != 0)
+			return 0;
+	return 1;
+}
+
+/* want_fast: whether the fast path should take it */
+static void both_ways(const char *in, size_t len, int want_ok, int want_fast)
+{
+	struct body f, e;
+	char err[256];
+	unsigned long before = body_fast_parses();
+	int rf = body_parse(in, len, &f, err, sizeof err);
+	int took = body_fast_parses() != before;
+	body_fast_path(0);
+	int re = body_parse(in, len, &e, err, sizeof err);
+	body_fast_path(1);
+	CHECK(rf == re && (rf == 0) == want_ok && took == want_fast);
+	CHECK(rf != 0 || same_bodies(&f, &e));
+	if (rf != re || (rf == 0) != want_ok || took != want_fast || (rf == 0 && !same_bodies(&f, &e)))
+		fprintf(stderr, "  input: %.*s (fast %d took %d, expat %d)\n", (int)len, in, rf, took, re);
+	body_free(&f);
+	body_free(&e);
+}
+
+static void test_fast_path(void)
+{
+	/* taken */
+	both_ways(S("<body rid='1' sid='abc' " NS "/>"), 1, 1);
+	both_ways(S("<body rid=\"2\" " NS " sid='s'>  <message to='a@b' xmlns='jabber:client'><body>hi</body>"
+	            "</message>\r\n<presence xmlns='jabber:client'/> </body>\n"), 1, 1);
+	both_ways(S(" \n<body " NS " rid='3' xml:lang='en' to='a&amp;b' route='x&lt;y&gt;&quot;&apos;'></body >"), 1, 1);
+	both_ways(S(OPEN "<message><body>caf\xc3\xa9 &amp; ]]</body></message></body>"), 1, 1);
+	both_ways(S("<body " NS " type='terminate' rid='9'><presence type='unavailable' xmlns='jabber:client'/></body>"),
+	          1, 1);
+	/* left to expat, and accepted */
+	both_ways(S("<?xml version='1.0'?><body " NS " rid='4'/>"), 1, 0);
+	both_ways(S("<body " NS " " XBOSH " xmpp:version='1.0' rid='5'/>"), 1, 0);
+	both_ways(S("<body " NS " rid='6' to='a\tb'/>"), 1, 0);
+	both_ways(S(OPEN "<message><body>&#65;</body></message></body>"), 1, 0);
+	both_ways(S("<b:body xmlns:b='http://jabber.org/protocol/httpbind' rid='7'/>"), 1, 0);
+	both_ways(S("\xef\xbb\xbf<body " NS "/>"), 1, 0);
+	/* refused by both */
+	both_ways(S("<body rid='1'/>"), 0, 0);
+	both_ways(S("<body xmlns='urn:other' rid='1'/>"), 0, 0);
+	both_ways(S("<bodyx " NS "/>"), 0, 0);
+	both_ways(S(OPEN "text</body>"), 0, 0);
+	both_ways(S(OPEN "<a></b></body>"), 0, 0);
+	both_ways(S(OPEN "</body><body " NS "/>"), 0, 0);
+	both_ways(S(OPEN "<a/>"), 0, 0);
+	both_ways(S("<body " NS " rid='1' rid='2'/>"), 0, 0);
+	both_ways(S(OPEN "<a b='1' b='2'/></body>"), 0, 0);
+	both_ways(S(OPEN "<a>x]]>y</a></body>"), 0, 0);
+	both_ways(S(OPEN "<a>\xed\xa0\x80</a></body>"), 0, 0);
+	both_ways(S(OPEN "</bodyx>"), 0, 0);
+	both_ways(S("<body " NS "/>x"), 0, 0);
+	both_ways(S("<body " NS " rid='<'/>"), 0, 0);
+	/* limits: a value past BODY_MAX_ATTR_LEN, nesting past BODY_MAX_DEPTH */
+	static char big[BODY_MAX_ATTR_LEN + 128], deep[BODY_MAX_DEPTH * 8 + 64];
+	for (int over = 0; over <= 1; over++) {
+		int n = snprintf(big, sizeof big, OPEN "<a v='%0*d'/></body>", BODY_MAX_ATTR_LEN + over, 0);
+		both_ways(big, (size_t)n, !over, !over);
+		n = snprintf(big, sizeof big, "<body " NS " v='%0*d'/>", BODY_MAX_ATTR_LEN + over, 0);
+		both_ways(big, (size_t)n, !over, !over);
+		size_t o = (size_t)snprintf(deep, sizeof deep, OPEN);
+		for (int i = 0; i < BODY_MAX_DEPTH - 1 + over; i++)
+			o += (size_t)snprintf(deep + o, sizeof deep - o, "<a>");
+		for (int i = 0; i < BODY_MAX_DEPTH - 1 + over; i++)
+			o += (size_t)snprintf(deep + o, sizeof deep - o, "</a>");
+		o += (size_t)snprintf(deep + o, sizeof deep - o, "</body>");
+		both_ways(deep, o, !over, !over);
+	}
+}
+
 int main(void)
 {
 	test_bad_table();
@@ -444,5 +528,6 @@ int main(void)
 	test_declared_encoding_ignored();
 	test_err_buffer();
 	test_free();
+	test_fast_path();
 	return check_summary("body");
 }

@@ -30,11 +30,32 @@ struct xmlscan_elem {
 	size_t name_len;     /* the name starts at p + 1 */
 	const char *xmlns;   /* the value of its own xmlns='...' (no entities in it), or NULL */
 	size_t xmlns_len;
+	size_t max_value_len; /* the longest attribute value in it, as written */
+};
+
+/* One attribute of a start tag, by offsets from the tag's '<': the name as
+ * written ("xml:lang" the one with a prefix), the value between its quotes
+ * as written (has_ref: with entities to decode). */
+struct xmlscan_attr {
+	size_t name_off, name_len, value_off, value_len;
+	int has_ref;
+};
+
+struct xmlscan_tag {
+	size_t len;          /* bytes of the tag, '<' to '>' */
+	size_t name_len;
+	int empty;           /* <a/> */
+	int nattrs;
+	struct xmlscan_attr attr[XMLSCAN_MAX_ATTRS];
 };
 
 /* 1: p[0..n) begins with a whole, well-formed, plain element (out is
  * filled); 0: declined. max_depth: how deep elements may nest, the
  * element itself counting as one. */
 int xmlscan_element(const char *p, size_t n, int max_depth, struct xmlscan_elem *out);
+
+/* The same checks for a start tag alone (for an element whose content is
+ * not one plain element: BOSH's <body/>): its length, 0 if declined. */
+size_t xmlscan_start_tag(const char *p, size_t n, struct xmlscan_tag *t);
 
 #endif

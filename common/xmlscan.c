@@ -122,10 +122,10 @@ static int attr_value(struct scan *s, struct span *v, int *has_ref)
 }
 
 /* One attribute at s->i: name (xml:lang the one prefixed name taken), '=',
- * quoted value. A namespace declaration's value goes to *xmlns. */
-static int attribute(struct scan *s, struct span *name, struct span *xmlns)
+ * quoted value. */
+static int attribute(struct scan *s, struct xmlscan_attr *a)
 {
-	name->off = s->i;
+	struct span n = { .off = s->i }, *name = &n;
 	size_t l = name_at(s, s->i);
 	if (!l)
 		return 0;
@@ -139,6 +139,8 @@ static int attribute(struct scan *s, struct span *name, struct span *xmlns)
 			return 0;
 	}
 	name->len = s->i - name->off;
+	a->name_off = name->off;
+	a->name_len = name->len;
 	skip_space(s);
 	if (s->i >= s->n || s->p[s->i] != '=')
 		return 0;
@@ -148,27 +150,24 @@ static int attribute(struct scan *s, struct span *name, struct span *xmlns)
 	int has_ref;
 	if (!attr_value(s, &v, &has_ref))
 		return 0;
-	if (span_is(s, *name, "xmlns")) {
-		/* compared as written, so no references; the two reserved names
-		 * may not be bound (expat refuses them) */
-		if (has_ref || span_is(s, v, XML_NS) || span_is(s, v, XMLNS_NS))
-			return 0;
-		*xmlns = v;
-	}
+	a->value_off = v.off;
+	a->value_len = v.len;
+	a->has_ref = has_ref;
+	/* a namespace is compared as written, so no references in it; the two
+	 * reserved names may not be bound (expat refuses them) */
+	if (span_is(s, *name, "xmlns") && (has_ref || span_is(s, v, XML_NS) || span_is(s, v, XMLNS_NS)))
+		return 0;
 	return 1;
 }
 
-/* A start tag at s->i ('<' and a name start): its name to *name, and
- * whether it is empty (<a/>). Attributes need space before them and may
- * not repeat. */
-static int start_tag(struct scan *s, struct span *name, int *empty, struct span *xmlns)
+/* A start tag at s->i ('<' and a name start) into *t (offsets from s->p).
+ * Attributes need space before them and may not repeat. */
+static int start_tag(struct scan *s, struct xmlscan_tag *t)
 {
-	struct span attrs[XMLSCAN_MAX_ATTRS];
-	int na = 0;
-	s->i++;
-	name->off = s->i;
-	name->len = name_at(s, s->i);
-	s->i += name->len;
+	size_t start = s->i++;
+	t->nattrs = 0;
+	t->name_len = name_at(s, s->i);
+	s->i += t->name_len;
 	for (;;) {
 		size_t before = s->i;
 		skip_space(s);
@@ -176,20 +175,30 @@ static int start_tag(struct scan *s, struct span *name, int *empty, struct span 
 			return 0;
 		unsigned c = s->p[s->i];
 		if (c == '>' || c == '/') {
-			*empty = c == '/';
-			if (*empty && (s->i + 1 >= s->n || s->p[s->i + 1] != '>'))
+			t->empty = c == '/';
+			if (t->empty && (s->i + 1 >= s->n || s->p[s->i + 1] != '>'))
 				return 0;
-			s->i += 1 + (size_t)*empty;
+			s->i += 1 + (size_t)t->empty;
+			t->len = s->i - start;
 			return 1;
 		}
-		if (s->i == before || na == XMLSCAN_MAX_ATTRS || !attribute(s, &attrs[na], xmlns))
+		struct xmlscan_attr *a = &t->attr[t->nattrs];
+		if (s->i == before || t->nattrs == XMLSCAN_MAX_ATTRS || !attribute(s, a))
 			return 0;
-		for (int k = 0; k < na; k++)
-			if (attrs[k].len == attrs[na].len &&
-			    memcmp(s->p + attrs[k].off, s->p + attrs[na].off, attrs[na].len) == 0)
+		for (int k = 0; k < t->nattrs; k++)
+			if (t->attr[k].name_len == a->name_len &&
+			    memcmp(s->p + t->attr[k].name_off, s->p + a->name_off, a->name_len) == 0)
 				return 0;
-		na++;
+		t->nattrs++;
 	}
+}
+
+size_t xmlscan_start_tag(const char *p, size_t n, struct xmlscan_tag *t)
+{
+	struct scan s = { .p = (const unsigned char *)p, .n = n };
+	if (n < 2 || p[0] != '<' || !is_name_start((unsigned char)p[1]))
+		return 0;
+	return start_tag(&s, t) ? t->len : 0;
 }
 
 /* An end tag at s->i ("</"): it must close the element named open. */
@@ -249,17 +258,22 @@ int xmlscan_element(const char *p, size_t n, int max_depth, struct xmlscan_elem 
 				return 0;
 			depth--;
 		} else {
-			struct span name, xmlns = { 0 };
-			int empty;
-			if (!is_name_start(next) || depth == max_depth || !start_tag(&s, &name, &empty, &xmlns))
+			struct xmlscan_tag t;
+			if (!is_name_start(next) || depth == max_depth || !start_tag(&s, &t))
 				return 0;
-			if (depth == 0) {
-				out->name_len = name.len;
-				out->xmlns = xmlns.len || xmlns.off ? p + xmlns.off : NULL;
-				out->xmlns_len = xmlns.len;
+			for (int k = 0; k < t.nattrs; k++) {
+				const struct xmlscan_attr *a = &t.attr[k];
+				if (a->value_len > out->max_value_len)
+					out->max_value_len = a->value_len;
+				if (depth == 0 && a->name_len == 5 && memcmp(p + a->name_off, "xmlns", 5) == 0) {
+					out->xmlns = p + a->value_off;
+					out->xmlns_len = a->value_len;
+				}
 			}
-			if (!empty)
-				open[depth++] = name;
+			if (depth == 0)
+				out->name_len = t.name_len;
+			if (!t.empty)
+				open[depth++] = (struct span){ .off = s.i - t.len + 1, .len = t.name_len };
 		}
 		if (depth == 0) {
 			out->len = s.i;
