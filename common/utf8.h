@@ -1,7 +1,11 @@
 /* utf8.h - one code point to UTF-8, for the decoders of character
- * references (XML in stream.c, JSON in jsonattrs.c). */
+ * references (XML in stream.c, JSON in jsonattrs.c), and the check of one
+ * sequence (those decoders, and xmlscan.c's characters). */
 #ifndef BOSH_UTF8_H
 #define BOSH_UTF8_H
+
+#include <stddef.h>
+#include <stdint.h>
 
 /* Writes cp (at most U+10FFFF) to dst, 1 to 4 bytes; returns how many. */
 static inline int utf8_put(char *dst, unsigned long cp)
@@ -28,16 +32,15 @@ static inline int utf8_put(char *dst, unsigned long cp)
 	return 4;
 }
 
-/* The length (1 to 4) of the well-formed UTF-8 sequence at s, whose
- * string ends at a NUL, or 0: overlong forms, surrogates, code points past
- * U+10FFFF, and U+FFFE/U+FFFF (not XML characters) are refused. */
-static inline int utf8_valid_len(const char *str)
+/* The length (2 to 4) of the well-formed UTF-8 sequence that starts with a
+ * byte of 0x80 or more at s, of which no more than avail bytes are read, or
+ * 0: overlong forms, surrogates, code points past U+10FFFF, U+FFFE/U+FFFF
+ * (not XML characters), and a sequence cut short by avail are refused. A
+ * NUL ends a sequence too, so avail may be SIZE_MAX for a string. */
+static inline size_t utf8_multibyte_len(const unsigned char *s, size_t avail)
 {
-	const unsigned char *s = (const unsigned char *)str;
 	unsigned long cp;
-	int n;
-	if (s[0] < 0x80)
-		return s[0] ? 1 : 0;
+	size_t n;
 	if (s[0] >= 0xc2 && s[0] <= 0xdf)
 		n = 2, cp = s[0] & 0x1f;
 	else if (s[0] >= 0xe0 && s[0] <= 0xef)
@@ -46,7 +49,9 @@ static inline int utf8_valid_len(const char *str)
 		n = 4, cp = s[0] & 0x07;
 	else
 		return 0;
-	for (int i = 1; i < n; i++) {
+	if (avail < n)
+		return 0;
+	for (size_t i = 1; i < n; i++) {
 		if ((s[i] & 0xc0) != 0x80)
 			return 0;
 		cp = cp << 6 | (s[i] & 0x3f);
@@ -55,6 +60,16 @@ static inline int utf8_valid_len(const char *str)
 	if (cp < min[n] || cp > 0x10ffff || (cp >= 0xd800 && cp < 0xe000) || cp == 0xfffe || cp == 0xffff)
 		return 0;
 	return n;
+}
+
+/* The length (1 to 4) of the well-formed UTF-8 sequence at s, whose
+ * string ends at a NUL, or 0 (see utf8_multibyte_len). */
+static inline int utf8_valid_len(const char *str)
+{
+	const unsigned char *s = (const unsigned char *)str;
+	if (s[0] < 0x80)
+		return s[0] ? 1 : 0;
+	return (int)utf8_multibyte_len(s, SIZE_MAX);
 }
 
 /* 1 if the NUL-terminated s is well-formed UTF-8 throughout. */

@@ -2,6 +2,7 @@
  * bytes, no allocation: the open elements' names are offsets into them.
  * Every step checks that its bytes are there; running out is declining. */
 #include "xmlscan.h"
+#include "utf8.h"
 
 #include <stdint.h>
 #include <string.h>
@@ -34,29 +35,9 @@ static int is_plain(unsigned c) { return c >= 0x20 && c < 0x80 && c != '<' && c 
 static size_t xml_char(const struct scan *s)
 {
 	const unsigned char *p = s->p + s->i;
-	size_t left = s->n - s->i, len;
-	unsigned long cp;
 	if (p[0] < 0x80)
 		return p[0] >= 0x20 || p[0] == '\t' || p[0] == '\n' || p[0] == '\r';
-	if (p[0] >= 0xc2 && p[0] <= 0xdf)
-		len = 2, cp = p[0] & 0x1f;
-	else if (p[0] >= 0xe0 && p[0] <= 0xef)
-		len = 3, cp = p[0] & 0x0f;
-	else if (p[0] >= 0xf0 && p[0] <= 0xf4)
-		len = 4, cp = p[0] & 0x07;
-	else
-		return 0;
-	if (left < len)
-		return 0;
-	for (size_t k = 1; k < len; k++) {
-		if ((p[k] & 0xc0) != 0x80)
-			return 0;
-		cp = cp << 6 | (p[k] & 0x3f);
-	}
-	static const unsigned long min[] = { 0, 0, 0x80, 0x800, 0x10000 };
-	if (cp < min[len] || cp > 0x10ffff || (cp >= 0xd800 && cp < 0xe000) || cp == 0xfffe || cp == 0xffff)
-		return 0;
-	return len;
+	return utf8_multibyte_len(p, s->n - s->i);
 }
 
 /* At '&': the length of one of the five predefined entities, else 0. */

@@ -251,11 +251,39 @@ static void test_protocol_errors_close(void)
 	CHECK(harness_nheld == 0);
 }
 
+/* The connections fds[0..n) wait in the backlog past those taken so far
+ * (since s0): each one closed (both its ends are ours here) makes room for
+ * more, taken in the order they came; the last one is taken and answered,
+ * none refused. Then the limit goes back to old and every client closes. */
+static void rest_taken_as_room_frees(int *fds, int n, const struct fcgi_conn_stats *s0,
+                                     const struct rlimit *old)
+{
+	uint8_t req[512];
+	struct fcgi_conn_stats s1;
+	fcgi_conn_stats(&s1);
+	for (int k = 0; k < n - 1 && s1.accepted - s0->accepted < (uint64_t)n; k++) {
+		uint64_t before = s1.accepted;
+		close(fds[k]);
+		fds[k] = -1;
+		pump();
+		fcgi_conn_stats(&s1);
+		CHECK(s1.accepted > before);
+	}
+	CHECK(s1.accepted - s0->accepted == (uint64_t)n && fds[n - 1] >= 0);
+	size_t len = body_req(req, 1, 1, 'a');
+	CHECK(send(fds[n - 1], req, len, 0) == (ssize_t)len);
+	CHECK(answer(fds[n - 1]) > 0);
+	CHECK(setrlimit(RLIMIT_NOFILE, old) == 0);
+	for (int i = 0; i < n; i++)
+		if (fds[i] >= 0)
+			close(fds[i]);
+	pump();
+}
+
 /* Out of descriptors: the listener waits, and takes the next connection as
  * soon as one of ours closes, none refused. */
 static void test_out_of_descriptors(void)
 {
-	uint8_t req[512];
 	int fds[4];
 	struct fcgi_conn_stats s0, s1;
 	fcgi_conn_stats(&s0);
@@ -278,25 +306,7 @@ static void test_out_of_descriptors(void)
 	fcgi_conn_stats(&s1);
 	uint64_t taken = s1.accepted - s0.accepted;
 	CHECK(taken >= 1 && taken < 4); /* the rest wait in the backlog */
-	/* each one closed (both its ends are ours here) makes room for more,
-	 * taken in the order they came: the last one is taken, none refused */
-	for (int k = 0; k < 3 && s1.accepted - s0.accepted < 4; k++) {
-		uint64_t before = s1.accepted;
-		close(fds[k]);
-		fds[k] = -1;
-		pump();
-		fcgi_conn_stats(&s1);
-		CHECK(s1.accepted > before);
-	}
-	CHECK(s1.accepted - s0.accepted == 4 && fds[3] >= 0);
-	size_t n = body_req(req, 1, 1, 'a');
-	CHECK(send(fds[3], req, n, 0) == (ssize_t)n);
-	CHECK(answer(fds[3]) > 0);
-	CHECK(setrlimit(RLIMIT_NOFILE, &old) == 0);
-	for (int i = 0; i < 4; i++)
-		if (fds[i] >= 0)
-			close(fds[i]);
-	pump();
+	rest_taken_as_room_frees(fds, 4, &s0, &old);
 }
 
 /* A burst of answers leaves at most 1024 idle connections open: the rest
@@ -338,7 +348,6 @@ static void test_descriptor_budget(int lfd)
 {
 	enum { N = 6 };
 	int fds[N];
-	uint8_t req[512];
 	struct fcgi_conn_stats s0, s1;
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
 	snprintf(sa.sun_path, sizeof sa.sun_path, "%s", sock_path);
@@ -367,23 +376,7 @@ static void test_descriptor_budget(int lfd)
 	CHECK(spare >= 0 && spare < limit);
 	if (spare >= 0)
 		close(spare);
-	for (int k = 0; k < N - 1 && s1.accepted - s0.accepted < N; k++) {
-		uint64_t before = s1.accepted;
-		close(fds[k]);
-		fds[k] = -1;
-		pump();
-		fcgi_conn_stats(&s1);
-		CHECK(s1.accepted > before);
-	}
-	CHECK(s1.accepted - s0.accepted == N && fds[N - 1] >= 0);
-	size_t n = body_req(req, 1, 1, 'a');
-	CHECK(send(fds[N - 1], req, n, 0) == (ssize_t)n);
-	CHECK(answer(fds[N - 1]) > 0);
-	CHECK(setrlimit(RLIMIT_NOFILE, &old) == 0);
-	for (int i = 0; i < N; i++)
-		if (fds[i] >= 0)
-			close(fds[i]);
-	pump();
+	rest_taken_as_room_frees(fds, N, &s0, &old);
 	fcgi_conn_stop();
 }
 
