@@ -443,17 +443,47 @@ static int in_stream_ns(const struct splitter *s, const struct xmlscan_elem *e)
  * then count only what it was given, which changes nothing (base is where
  * its count stands; the skipped bytes were whole elements). Returns how
  * many bytes were taken; the rest is expat's. */
+static size_t skip_space(const char *data, size_t at, size_t len)
+{
+	while (at < len && (data[at] == ' ' || data[at] == '\t' || data[at] == '\r' || data[at] == '\n'))
+		at++;
+	return at;
+}
+
+/* The server's </stream:stream> at data: the stream ends without expat (an
+ * idle stream's parked parser is not rebuilt to read its last tag: a burst
+ * of sessions ending would rebuild thousands). What may follow goes to
+ * epilog()'s parser. Returns the tag's length, 0 if it is not that. */
+static size_t close_fast(struct splitter *s, const char *data, size_t len)
+{
+	size_t rl = s->root_qname ? strlen(s->root_qname) : 0;
+	if (!rl || len < rl + 3 || data[0] != '<' || data[1] != '/' || memcmp(data + 2, s->root_qname, rl) != 0)
+		return 0;
+	size_t at = skip_space(data, rl + 2, len);
+	if (at >= len || data[at] != '>')
+		return 0;
+	if (s->p) { /* it still has the root open */
+		XML_ParserFree(s->p);
+		s->p = NULL;
+	}
+	s->depth = 0;
+	s->closed = 1;
+	if (s->cb && s->cb(s->ctx, SPLIT_STREAM_CLOSE, NULL, 0))
+		fail(s, SPLITTER_STOPPED, "stopped by the callback");
+	return at + 1;
+}
+
 static size_t feed_fast(struct splitter *s, const char *data, size_t len)
 {
 	size_t off = 0;
 	if (s->no_fast || s->depth != 1 || s->closed || s->len != 0 || s->in_cdata)
 		return 0;
 	while (off < len && s->result == SPLITTER_OK) {
-		size_t at = off;
-		while (at < len && (data[at] == ' ' || data[at] == '\t' || data[at] == '\r' || data[at] == '\n'))
-			at++;
+		size_t at = skip_space(data, off, len), closing;
 		if (at == len)
 			return len; /* whitespace keepalives: dropped, as expat's path does */
+		if ((closing = close_fast(s, data + at, len - at)))
+			return at + closing;
 		struct xmlscan_elem e;
 		size_t avail = len - at < s->max_stanza ? len - at : s->max_stanza;
 		if (!xmlscan_element(data + at, avail, SPLITTER_MAX_DEPTH - 1, &e) || in_stream_ns(s, &e))
@@ -564,6 +594,8 @@ static void on_end(void *ud, const XML_Char *name)
 	s->depth--;
 	if (s->depth == 0) {
 		s->closed = 1;
+		if (s->replaying)
+			return;
 		if (s->cb && s->cb(s->ctx, SPLIT_STREAM_CLOSE, NULL, 0))
 			fail(s, SPLITTER_STOPPED, "stopped by the callback");
 		return;
@@ -702,6 +734,25 @@ static int unpark(struct splitter *s)
 	return ok ? 0 : -1;
 }
 
+/* After a </stream:stream> that close_fast() took, what comes next goes to
+ * a parser in the state expat is in after a document's root has ended (a
+ * synthetic root opened and closed), so what it allows there (whitespace)
+ * and refuses (anything else) stays expat's call. */
+static int epilog(struct splitter *s)
+{
+	static const char doc[] = "<stream:stream xmlns:stream='" STREAM_NS "'/>";
+	s->p = xml_parser_new(NS_SEP);
+	if (!s->p)
+		return -1;
+	install(s);
+	s->replaying = 1;
+	s->depth = 0;
+	int ok = XML_Parse(s->p, doc, (int)sizeof doc - 1, 0) == XML_STATUS_OK && s->depth == 0;
+	s->replaying = 0;
+	s->base = s->keep = sizeof doc - 1;
+	return ok ? 0 : -1;
+}
+
 int splitter_pending(const struct splitter *s)
 {
 	if (s->result != SPLITTER_OK || s->closed)
@@ -730,7 +781,7 @@ int splitter_parked(const struct splitter *s)
 
 static void feed_piece(struct splitter *s, const char *data, size_t n)
 {
-	if (!s->p && unpark(s) < 0) {
+	if (!s->p && (s->closed ? epilog(s) : unpark(s)) < 0) {
 		fail(s, SPLITTER_ERROR, "out of memory (unparking the parser)");
 		return;
 	}

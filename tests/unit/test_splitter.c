@@ -934,6 +934,14 @@ static void test_fast_path(void)
 	SAME("<message><body>x</body ></message >", SPLITTER_OK);
 	SAME("<1message/>", SPLITTER_ERROR);
 	SAME("<message xmlns:stream='x'/>", SPLITTER_OK);
+	/* the stream's end, and what expat allows after it */
+	SAME("<message/></stream:stream>", SPLITTER_OK);
+	SAME("</stream:stream >  \r\n", SPLITTER_OK);
+	SAME("</stream:stream><a/>", SPLITTER_ERROR);
+	SAME("</stream:stream>x", SPLITTER_ERROR);
+	SAME("</stream:stream><!-- c -->", SPLITTER_ERROR);
+	SAME("</stream:streamx>", SPLITTER_ERROR);
+	SAME("</stream>", SPLITTER_ERROR);
 	/* nesting up to the limit, and one past it */
 	char deep[2 * 70 * 4 + 16];
 	for (int levels = SPLITTER_MAX_DEPTH - 2; levels <= SPLITTER_MAX_DEPTH; levels++) {
@@ -960,6 +968,11 @@ static void test_fast_path(void)
 	CHECK(splitter_parked(s) && c.n == 3 && strcmp(c.r[2].data, "<iq" STREAM_DECL " xmlns='urn:x'/>") == 0);
 	CHECK(splitter_feed(s, "<m>&#65;</m>", 12) == SPLITTER_OK);
 	CHECK(!splitter_parked(s) && c.n == 4);
+	/* parked again, the stream's end needs no parser either */
+	CHECK(splitter_park(s) == 1);
+	CHECK(splitter_feed(s, "</stream:stream>", 16) == SPLITTER_OK);
+	CHECK(splitter_parked(s) && c.n == 5 && c.r[4].ev == SPLIT_STREAM_CLOSE);
+	CHECK(splitter_feed(s, " \n", 2) == SPLITTER_OK && splitter_feed(s, "<x/>", 4) == SPLITTER_ERROR);
 	splitter_free(s);
 	col_free(&c);
 }
