@@ -17,6 +17,11 @@ peers="$bench/peers.sh"
 }
 ulimit -n "$(ulimit -Hn)"
 mkdir -p "$here/build"
+# A fresh session database, as the peers start fresh: rows of earlier runs
+# (ended sessions are kept for ended_retention, a day) would make each run
+# write into a bigger table than the last.
+rm -f "$here/build/bench-run/sessions.db" "$here/build/bench-run/sessions.db-wal" \
+	"$here/build/bench-run/sessions.db-shm"
 table="$here/build/bench-table.txt"
 
 # --ws: Prosody's mod_websocket (prosody-ws) and, from the "WebSocket endpoint:"
