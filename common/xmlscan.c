@@ -40,17 +40,33 @@ static size_t xml_char(const struct scan *s)
 	return utf8_multibyte_len(p, s->n - s->i);
 }
 
-/* At '&': the length of one of the five predefined entities, else 0. */
-static size_t entity(const struct scan *s)
+size_t xmlscan_entity(const char *p, size_t n, char *c)
 {
 	static const struct {
 		const char *text;
 		size_t len;
-	} known[] = { { "&lt;", 4 }, { "&gt;", 4 }, { "&amp;", 5 }, { "&quot;", 6 }, { "&apos;", 6 } };
+		char c;
+	} known[] = { { "&lt;", 4, '<' }, { "&gt;", 4, '>' }, { "&amp;", 5, '&' }, { "&quot;", 6, '"' },
+		      { "&apos;", 6, '\'' } };
 	for (size_t k = 0; k < sizeof known / sizeof known[0]; k++)
-		if (s->n - s->i >= known[k].len && memcmp(s->p + s->i, known[k].text, known[k].len) == 0)
+		if (n >= known[k].len && memcmp(p, known[k].text, known[k].len) == 0) {
+			if (c)
+				*c = known[k].c;
 			return known[k].len;
+		}
 	return 0;
+}
+
+static size_t entity(const struct scan *s)
+{
+	return xmlscan_entity((const char *)s->p + s->i, s->n - s->i, NULL);
+}
+
+size_t xmlscan_skip_space(const char *p, size_t at, size_t n)
+{
+	while (at < n && is_space((unsigned char)p[at]))
+		at++;
+	return at;
 }
 
 /* The length of the ASCII name (no colon) at s->i, 0 if none starts there. */
@@ -66,8 +82,7 @@ static size_t name_at(const struct scan *s, size_t i)
 
 static void skip_space(struct scan *s)
 {
-	while (s->i < s->n && is_space(s->p[s->i]))
-		s->i++;
+	s->i = xmlscan_skip_space((const char *)s->p, s->i, s->n);
 }
 
 static int span_is(const struct scan *s, struct span a, const char *lit)

@@ -54,6 +54,15 @@ struct xmlscan_tag {
  * element itself counting as one. */
 int xmlscan_element(const char *p, size_t n, int max_depth, struct xmlscan_elem *out);
 
+/* At '&' in p[0..n): the length of one of the five predefined entities
+ * (the one kind of reference the scanner lets through), and in *c (unless
+ * NULL) the character it stands for; 0 if none. */
+size_t xmlscan_entity(const char *p, size_t n, char *c);
+
+/* The index of the first byte at or after at in p[0..n) that is not XML
+ * whitespace (space, tab, CR, LF); n if none. */
+size_t xmlscan_skip_space(const char *p, size_t at, size_t n);
+
 /* The same checks for a start tag alone (for an element whose content is
  * not one plain element: BOSH's <body/>): its length, 0 if declined. */
 size_t xmlscan_start_tag(const char *p, size_t n, struct xmlscan_tag *t);

@@ -427,34 +427,17 @@ unsigned long body_fast_parses(void)
 	return fast_parses;
 }
 
-static size_t skip_space(const char *buf, size_t i, size_t len)
-{
-	while (i < len && (buf[i] == ' ' || buf[i] == '\t' || buf[i] == '\n' || buf[i] == '\r'))
-		i++;
-	return i;
-}
-
 /* v[0..n) as written, with the five entities xmlscan.h lets through decoded. */
 static char *decode_value(const char *v, size_t n)
 {
-	static const struct {
-		const char *ref;
-		size_t len;
-		char c;
-	} known[] = { { "&lt;", 4, '<' }, { "&gt;", 4, '>' }, { "&amp;", 5, '&' }, { "&quot;", 6, '"' },
-		      { "&apos;", 6, '\'' } };
 	char *out = malloc(n + 1), *o = out;
 	if (!out)
 		return NULL;
 	for (size_t i = 0; i < n;) {
-		size_t k = 0;
-		if (v[i] == '&')
-			while (k < sizeof known / sizeof known[0] &&
-			       (n - i < known[k].len || memcmp(v + i, known[k].ref, known[k].len) != 0))
-				k++;
-		if (v[i] == '&' && k < sizeof known / sizeof known[0]) {
-			*o++ = known[k].c;
-			i += known[k].len;
+		size_t k = v[i] == '&' ? xmlscan_entity(v + i, n - i, o) : 0;
+		if (k) {
+			o++;
+			i += k;
 		} else {
 			*o++ = v[i++];
 		}
@@ -511,7 +494,7 @@ static int fast_attrs(const char *tag, const struct xmlscan_tag *t, struct body 
 static int parse_fast(const char *buf, size_t len, struct body *out)
 {
 	struct xmlscan_tag t;
-	size_t i = skip_space(buf, 0, len), tag_at = i, end;
+	size_t i = xmlscan_skip_space(buf, 0, len), tag_at = i, end;
 	size_t n = xmlscan_start_tag(buf + i, len - i, &t);
 	if (!n || !plain_wrapper(buf + i, &t))
 		return 0;
@@ -519,7 +502,7 @@ static int parse_fast(const char *buf, size_t len, struct body *out)
 	end = i;
 	if (!t.empty) {
 		for (;;) {
-			i = skip_space(buf, i, len);
+			i = xmlscan_skip_space(buf, i, len);
 			struct xmlscan_elem e;
 			if (len - i >= 2 && buf[i] == '<' && buf[i + 1] == '/')
 				break;
@@ -531,12 +514,12 @@ static int parse_fast(const char *buf, size_t len, struct body *out)
 		end = i;
 		if (len - i < 7 || memcmp(buf + i, "</body", 6) != 0)
 			return 0;
-		i = skip_space(buf, i + 6, len);
+		i = xmlscan_skip_space(buf, i + 6, len);
 		if (i >= len || buf[i] != '>')
 			return 0;
 		i++;
 	}
-	if (skip_space(buf, i, len) != len)
+	if (xmlscan_skip_space(buf, i, len) != len)
 		return 0;
 	memset(out, 0, sizeof *out);
 	if (fast_attrs(buf + tag_at, &t, out) < 0) {

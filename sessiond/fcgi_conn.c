@@ -595,6 +595,8 @@ static void accept_all(int again)
 	int got = 0;
 	for (;;) {
 		int fd = accept4(listener.fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+		if (fd < 0 && (errno == EINTR || errno == ECONNABORTED))
+			continue; /* that one gave up waiting; the next may not have */
 		if (fd < 0)
 			break;
 		accepted++;
@@ -615,7 +617,7 @@ static void accept_all(int again)
 		accept_pause(strerror(errno));
 		return;
 	}
-	if (errno != EAGAIN && errno != EINTR && errno != ECONNABORTED)
+	if (errno != EAGAIN)
 		log_warn("accepting a FastCGI connection: %s", strerror(errno));
 	if (got)
 		timer_set(loop, &accept_later, loop_now(loop) + (again ? 1 : 0));

@@ -79,7 +79,7 @@ struct splitter {
 	struct ns_decl *ns;
 	size_t n_ns;
 	char **attrs;                /* stream header: name, value, ..., NULL */
-	int replaying;               /* feeding the synthetic header of an unparked parser */
+	int replaying;               /* feeding a synthetic header (unpark(), epilog()) */
 	int no_fast;                 /* expat for everything (splitter_fast_path) */
 	int in_cdata;                /* inside a CDATA section: its text is reported as it
 	                              * comes, so nothing is held, yet expat is mid-markup */
@@ -437,19 +437,6 @@ static int in_stream_ns(const struct splitter *s, const struct xmlscan_elem *e)
 	return 0;
 }
 
-/* While the stream is between top-level elements with nothing held, whole
- * plain elements (and the whitespace between them) are delivered straight
- * from data, expat neither fed nor, if parked, rebuilt: expat's positions
- * then count only what it was given, which changes nothing (base is where
- * its count stands; the skipped bytes were whole elements). Returns how
- * many bytes were taken; the rest is expat's. */
-static size_t skip_space(const char *data, size_t at, size_t len)
-{
-	while (at < len && (data[at] == ' ' || data[at] == '\t' || data[at] == '\r' || data[at] == '\n'))
-		at++;
-	return at;
-}
-
 /* The server's </stream:stream> at data: the stream ends without expat (an
  * idle stream's parked parser is not rebuilt to read its last tag: a burst
  * of sessions ending would rebuild thousands). What may follow goes to
@@ -459,7 +446,7 @@ static size_t close_fast(struct splitter *s, const char *data, size_t len)
 	size_t rl = s->root_qname ? strlen(s->root_qname) : 0;
 	if (!rl || len < rl + 3 || data[0] != '<' || data[1] != '/' || memcmp(data + 2, s->root_qname, rl) != 0)
 		return 0;
-	size_t at = skip_space(data, rl + 2, len);
+	size_t at = xmlscan_skip_space(data, rl + 2, len);
 	if (at >= len || data[at] != '>')
 		return 0;
 	if (s->p) { /* it still has the root open */
@@ -473,13 +460,19 @@ static size_t close_fast(struct splitter *s, const char *data, size_t len)
 	return at + 1;
 }
 
+/* While the stream is between top-level elements with nothing held, whole
+ * plain elements (and the whitespace between them) are delivered straight
+ * from data, expat neither fed nor, if parked, rebuilt: expat's positions
+ * then count only what it was given, which changes nothing (base is where
+ * its count stands; the skipped bytes were whole elements). Returns how
+ * many bytes were taken; the rest is expat's. */
 static size_t feed_fast(struct splitter *s, const char *data, size_t len)
 {
 	size_t off = 0;
 	if (s->no_fast || s->depth != 1 || s->closed || s->len != 0 || s->in_cdata)
 		return 0;
 	while (off < len && s->result == SPLITTER_OK) {
-		size_t at = skip_space(data, off, len), closing;
+		size_t at = xmlscan_skip_space(data, off, len), closing;
 		if (at == len)
 			return len; /* whitespace keepalives: dropped, as expat's path does */
 		if ((closing = close_fast(s, data + at, len - at)))
