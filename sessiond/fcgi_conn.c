@@ -1,6 +1,7 @@
 #define _GNU_SOURCE
 #include "fcgi_conn.h"
 #include "config.h"
+#include "fdpark.h"
 #include "fcgi_rec.h"
 #include "frame.h"
 #include "front.h"
@@ -11,6 +12,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <limits.h>
@@ -67,13 +69,17 @@ static struct timer accept_later;
 static int accept_paused; /* out of descriptors: the listener is out of the loop */
 static int fd_budget; /* fcgi_conn_fd_budget() */
 static int last_accepted_fd = -1;
+/* Connections accepted past the budget, waiting their turn (fdpark.h). */
+static struct fdpark park = { .in = -1, .out = -1 };
+static int park_refused; /* the last batch could not be parked */
 
-/* Accepting paused, or the last connection taken came close to the budget:
- * answered connections are not kept then (nginx opens another when it
- * needs one). Known as of the last accept, which a burst keeps fresh. */
+/* Accepting paused, connections waiting in the park, or the last one taken
+ * came close to the budget: answered connections are not kept then (nginx
+ * opens another when it needs one). Known as of the last accept, which a
+ * burst keeps fresh. */
 static int descriptors_short(void)
 {
-	return accept_paused || last_accepted_fd >= fd_budget - FCGI_CONN_FD_RESERVE;
+	return accept_paused || park.count || last_accepted_fd >= fd_budget - FCGI_CONN_FD_RESERVE;
 }
 
 static struct fconn **table; /* by descriptor */
@@ -118,7 +124,7 @@ static void conn_forget(struct fconn *c, int close_fd)
 	nconns--;
 	nidle -= c->state == C_READING;
 	loop_defer_free(loop, c, conn_free);
-	if (close_fd && accept_paused) /* a descriptor is free: the backlog's turn */
+	if (close_fd && (accept_paused || park.count)) /* a descriptor is free: the next one's turn */
 		timer_set(loop, &accept_later, loop_now(loop));
 }
 
@@ -546,16 +552,101 @@ static const struct reply_direct_ops direct_ops = { .answered = answered, .relea
  * request a hundred times that. So the backlog is emptied into our table,
  * within the descriptor budget, and the connections are served as the loop
  * reports them readable; between two batches of those the backlog is
- * looked at again. */
+ * looked at again. Past the budget, connections wait in the park, outside
+ * the descriptor table, and come back oldest first as ours close; only if
+ * the park refuses them too does accepting pause, leaving the rest in the
+ * backlog. */
 static void accept_all(int again);
 
 static void accept_pause(const char *why)
 {
-	log_limited(LOG_WARN, "accept", "accepting a FastCGI connection: %s (%d open); waiting for "
-	            "one to close (raise the open file limit, or lower max_sessions)", why, nconns);
+	log_limited(LOG_WARN, "accept", "accepting a FastCGI connection: %s (%d open, %zu waiting); "
+	            "waiting for one to close (raise the open file limit, or lower max_sessions)",
+	            why, nconns, park.count);
 	loop_del(loop, &listener);
 	accept_paused = 1;
 	timer_set(loop, &accept_later, loop_now(loop) + ACCEPT_RETRY_MS);
+}
+
+/* The lowest free descriptor, or -1 if none is. */
+static int lowest_free_fd(void)
+{
+	int probe = fcntl(listener.fd, F_DUPFD_CLOEXEC, 0);
+	if (probe >= 0)
+		close(probe);
+	return probe;
+}
+
+static int room_below_budget(void)
+{
+	int fd = lowest_free_fd();
+	return fd >= 0 && fd < fd_budget;
+}
+
+static void take(int fd)
+{
+	last_accepted_fd = fd;
+	if (!adopt(fd, C_READING))
+		close(fd);
+}
+
+/* Connections past the budget (or behind those already waiting) go to the
+ * park; if it refuses them they are taken after all (they are within the
+ * reserve) and accepting pauses. -1 then. */
+static int park_batch(int *fds, int *n)
+{
+	if (*n == 0)
+		return 0;
+	if (fdpark_put(&park, fds, *n) == 0) {
+		log_limited(LOG_INFO, "park", "FastCGI connections past the descriptor budget: %zu waiting "
+		            "outside the descriptor table for their turn", park.count);
+		park_refused = 0;
+		*n = 0;
+		return 0;
+	}
+	const char *why = park.in < 0 ? "no park" : strerror(errno);
+	park_refused = 1;
+	for (int i = 0; i < *n; i++)
+		take(fds[i]);
+	*n = 0;
+	char reason[96];
+	snprintf(reason, sizeof reason, "descriptor budget reached, and they cannot wait outside it (%s)", why);
+	accept_pause(reason);
+	return -1;
+}
+
+/* Parked connections back, oldest first, while a descriptor below the
+ * budget is free. A batch may land up to FDPARK_BATCH - 1 past it, in the
+ * reserve. */
+static void unpark(void)
+{
+	while (park.count) {
+		if (!room_below_budget())
+			return;
+		int fds[FDPARK_BATCH];
+		int n = fdpark_take(&park, fds);
+		if (n < 0) {
+			if (errno != EMFILE) {
+				log_error("FastCGI connections waiting outside the descriptor table: %s; "
+				          "%zu of them closed", strerror(errno), park.count);
+				fdpark_close(&park);
+				if (fdpark_open(&park) < 0)
+					log_error("no new place for them: %s", strerror(errno));
+			}
+			return;
+		}
+		for (int i = 0; i < n; i++)
+			take(fds[i]);
+	}
+}
+
+/* Whether accepting may go on after a pause: with a descriptor below the
+ * budget, or any descriptor at all while the park takes what comes past
+ * the budget (it is closed again as soon as it is parked). */
+static int may_resume(void)
+{
+	int fd = lowest_free_fd();
+	return fd >= 0 && (fd < fd_budget || (park.in >= 0 && !park_refused));
 }
 
 static void accept_timer(void *ctx)
@@ -563,22 +654,20 @@ static void accept_timer(void *ctx)
 	(void)ctx;
 	if (listener.fd < 0)
 		return;
+	if (park.count)
+		unpark();
 	if (accept_paused) {
-		/* the lowest free descriptor says whether one below the budget is */
-		int probe = fcntl(listener.fd, F_DUPFD_CLOEXEC, 0);
-		if (probe >= 0)
-			close(probe);
-		if (probe < 0 || probe >= fd_budget) {
-			timer_set(loop, &accept_later, loop_now(loop) + ACCEPT_RETRY_MS);
-			return;
-		}
-		if (loop_add(loop, &listener, EPOLLIN) < 0) { /* logged by loop_add */
+		if (!may_resume() || loop_add(loop, &listener, EPOLLIN) < 0) { /* logged by loop_add */
 			timer_set(loop, &accept_later, loop_now(loop) + ACCEPT_RETRY_MS);
 			return;
 		}
 		accept_paused = 0;
 	}
 	accept_all(1);
+	/* Descriptors that free up other than by our closes (XMPP connections
+	 * ending) are noticed by looking again. */
+	if (park.count && !timer_armed(&accept_later))
+		timer_set(loop, &accept_later, loop_now(loop) + ACCEPT_RETRY_MS);
 }
 
 static void accept_io(void *ctx, uint32_t events)
@@ -592,33 +681,41 @@ static void accept_io(void *ctx, uint32_t events)
  * in this one (the requests accepted so far get their turn first). */
 static void accept_all(int again)
 {
-	int got = 0;
+	int got = 0, batch[FDPARK_BATCH], nbatch = 0;
 	for (;;) {
 		int fd = accept4(listener.fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
 		if (fd < 0 && (errno == EINTR || errno == ECONNABORTED))
 			continue; /* that one gave up waiting; the next may not have */
+		if (fd < 0 && errno == EMFILE && nbatch) { /* parking them frees their descriptors */
+			if (park_batch(batch, &nbatch) < 0)
+				return;
+			continue;
+		}
 		if (fd < 0)
 			break;
 		accepted++;
 		got++;
-		last_accepted_fd = fd;
-		if (!adopt(fd, C_READING))
-			close(fd);
 		/* accept() gives the lowest free descriptor: all below are in use */
-		if (fd >= fd_budget) {
-			accept_pause("descriptor budget reached");
-			return;
+		if (fd < fd_budget && !park.count && !nbatch) {
+			take(fd);
+			continue;
 		}
+		batch[nbatch++] = fd;
+		if (nbatch == FDPARK_BATCH && park_batch(batch, &nbatch) < 0)
+			return;
 	}
-	if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
+	int err = errno;
+	if (park_batch(batch, &nbatch) < 0)
+		return;
+	if (err == EMFILE || err == ENFILE || err == ENOBUFS || err == ENOMEM) {
 		/* The listener stays readable: out of the loop instead of spinning;
 		 * the connections wait in its backlog until one of ours closes, or
 		 * a moment has passed. */
-		accept_pause(strerror(errno));
+		accept_pause(strerror(err));
 		return;
 	}
-	if (errno != EAGAIN)
-		log_warn("accepting a FastCGI connection: %s", strerror(errno));
+	if (err != EAGAIN)
+		log_warn("accepting a FastCGI connection: %s", strerror(err));
 	if (got)
 		timer_set(loop, &accept_later, loop_now(loop) + (again ? 1 : 0));
 }
@@ -640,16 +737,21 @@ int fcgi_conn_start(struct loop *l, int listen_fd, const struct config *c)
 		log_error("fcgi_socket: cannot make it non-blocking: %s", strerror(errno));
 		return -1;
 	}
+	if (park.in < 0 && fdpark_open(&park) < 0) /* a burst past the budget then waits in the backlog */
+		log_warn("fcgi_socket: no place for connections past the descriptor budget: %s",
+		         strerror(errno));
 	listener = (struct io){ .fd = listen_fd, .cb = accept_io };
 	return loop_add(l, &listener, EPOLLIN);
 }
 
 void fcgi_conn_stats(struct fcgi_conn_stats *out)
 {
-	*out = (struct fcgi_conn_stats){ .open = (uint64_t)nconns, .accepted = accepted, .requests = requests };
+	*out = (struct fcgi_conn_stats){ .open = (uint64_t)nconns, .waiting = park.count, .accepted = accepted,
+		                         .requests = requests };
 }
 
-/* Stops accepting: on stopping, and in a drainer (the listener is the successor's). */
+/* Stops accepting: on stopping, and in a drainer (the listener and the
+ * park are the successor's; closing our copies leaves them to it). */
 static void close_listener(void)
 {
 	if (listener.fd >= 0) {
@@ -657,6 +759,7 @@ static void close_listener(void)
 		close(listener.fd);
 		listener.fd = -1;
 	}
+	fdpark_close(&park);
 	timer_cancel(loop, &accept_later);
 	accept_paused = 0;
 }
@@ -700,6 +803,14 @@ void fcgi_conn_snapshot(struct snap_w *w, void (*keep)(void *ctx, int fd), void 
 		snap_put_bytes(w, partial ? c->part->data : NULL, partial ? c->part->len : 0);
 		keep(ctx, fd);
 	}
+	/* Those waiting in the park (version 5) go over with it. */
+	snap_put_i64(w, park.in);
+	snap_put_i64(w, park.out);
+	snap_put_u64(w, park.count);
+	if (park.in >= 0) {
+		keep(ctx, park.in);
+		keep(ctx, park.out);
+	}
 }
 
 static int restore_one(struct snap_r *r)
@@ -730,7 +841,25 @@ static int restore_one(struct snap_r *r)
 	return snap_failed(r) ? -1 : 0;
 }
 
-int fcgi_conn_restore(struct loop *l, struct snap_r *r, int listen_fd, const struct config *c)
+/* The predecessor's park, with what waits in it. */
+static void restore_park(struct snap_r *r)
+{
+	int in = (int)snap_get_i64(r), out = (int)snap_get_i64(r);
+	size_t count = (size_t)snap_get_u64(r);
+	if (snap_failed(r) || in < 0 || out < 0)
+		return;
+	if (listener.fd < 0) { /* not ours to serve any more (fcgi_direct off) */
+		close(in);
+		close(out);
+		return;
+	}
+	fdpark_close(&park);
+	fdpark_adopt(&park, in, out, count);
+	if (count)
+		timer_set(loop, &accept_later, loop_now(loop));
+}
+
+int fcgi_conn_restore(struct loop *l, struct snap_r *r, int listen_fd, const struct config *c, int version)
 {
 	if (fcgi_conn_start(l, listen_fd, c) < 0)
 		return -1;
@@ -740,6 +869,8 @@ int fcgi_conn_restore(struct loop *l, struct snap_r *r, int listen_fd, const str
 	for (uint64_t i = 0; i < n && !snap_failed(r); i++)
 		if (restore_one(r) < 0)
 			return -1;
+	if (version >= 5)
+		restore_park(r);
 	return snap_failed(r) ? -1 : 0;
 }
 

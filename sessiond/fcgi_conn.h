@@ -49,20 +49,22 @@ struct config;
 int fcgi_conn_start(struct loop *l, int listen_fd, const struct config *cfg);
 /* Closes the listener and every connection. */
 void fcgi_conn_stop(void);
-/* For the metrics: connections open now, and since the first start (a
- * graceful restart carries the counts) connections taken and requests read. */
+/* For the metrics: connections open now and waiting past the descriptor
+ * budget (fdpark.h), and since the first start (a graceful restart carries
+ * the counts) connections taken and requests read. */
 struct fcgi_conn_stats {
-	uint64_t open, accepted, requests;
+	uint64_t open, waiting, accepted, requests;
 };
 void fcgi_conn_stats(struct fcgi_conn_stats *out);
 
 /* Graceful restart (snapshot.h): every connection goes over, with the
- * bytes of a request read in part; in-flight ones are named again by the
- * held requests that restore (reply_watch). */
+ * bytes of a request read in part, and the park with those waiting in it
+ * (snapshot version 5 on); in-flight ones are named again by the held
+ * requests that restore (reply_watch). */
 struct snap_w;
 struct snap_r;
 void fcgi_conn_snapshot(struct snap_w *w, void (*keep)(void *ctx, int fd), void *ctx);
-int fcgi_conn_restore(struct loop *l, struct snap_r *r, int listen_fd, const struct config *cfg);
+int fcgi_conn_restore(struct loop *l, struct snap_r *r, int listen_fd, const struct config *cfg, int version);
 /* In the process that drains TLS sessions after a restart: the listener and
  * every connection but those its held requests watch are the successor's;
  * those are closed after their answer. */

@@ -792,7 +792,8 @@ static int resume(struct snap_r *snap, int fcgi, const char *handler, const char
 	if (pool_restore(loop, snap, fcgi, handler, config_path) == 0 &&
 	    front_restore(loop, snap, &cfg) == 0 && front_restore_drainer(snap) == 0 &&
 	    (restart_snap_version() < 4 ? fcgi_conn_start(loop, direct ? fcgi : -1, &cfg)
-	                                : fcgi_conn_restore(loop, snap, direct ? fcgi : -1, &cfg)) == 0)
+	                                : fcgi_conn_restore(loop, snap, direct ? fcgi : -1, &cfg,
+	                                                    restart_snap_version())) == 0)
 		n = sessions_restore(snap);
 	if (n >= 0 && direct)
 		pool_stop();

@@ -236,6 +236,8 @@ static int backend_text(struct buf *o)
 	fcgi_conn_stats(&f);
 	rc = rc ? rc : help(o, "bosh_fastcgi_connections", "gauge", "The web server's FastCGI connections sessiond reads (fcgi_direct).");
 	rc = rc ? rc : buf_printf(o, "bosh_fastcgi_connections %llu\n", (unsigned long long)f.open);
+	rc = rc ? rc : help(o, "bosh_fastcgi_connections_waiting", "gauge", "FastCGI connections accepted past the descriptor budget, waiting outside the descriptor table.");
+	rc = rc ? rc : buf_printf(o, "bosh_fastcgi_connections_waiting %llu\n", (unsigned long long)f.waiting);
 	rc = rc ? rc : help(o, "bosh_fastcgi_connections_accepted_total", "counter", "FastCGI connections sessiond took (fcgi_direct).");
 	rc = rc ? rc : buf_printf(o, "bosh_fastcgi_connections_accepted_total %llu\n", (unsigned long long)f.accepted);
 	rc = rc ? rc : help(o, "bosh_fastcgi_requests_total", "counter", "FastCGI requests sessiond read itself (fcgi_direct).");

@@ -23,7 +23,7 @@
 #define SNAP_MAGIC 0x626f736873746174ULL /* "boshstat" */
 /* Raised whenever what any module writes changes: a successor that reads
  * another format refuses the restart up front (sessiond -t -T VERSION). */
-#define SNAP_VERSION 4        /* 4: the web server's FastCGI connections sessiond reads */
+#define SNAP_VERSION 5        /* 4: the web server's FastCGI connections sessiond reads; 5: and those waiting past its descriptor budget */
 #define SNAP_VERSION_OLDEST 3 /* the oldest a successor still takes over */
 
 /* One string or byte run: a client queue (max_client_buffer, at most 64 MiB,

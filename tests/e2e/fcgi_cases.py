@@ -206,6 +206,49 @@ def test_kept_idle_connections_survive_a_restart(st):
 
 
 @case
+def test_connections_past_the_descriptor_budget_wait_and_survive_a_restart(st):
+    # A burst at the open file limit: connections past sessiond's descriptor
+    # budget are accepted all the same and wait outside its descriptor table
+    # (none refused, as nginx would answer with a 502); a graceful restart
+    # hands them over with the rest; as descriptors free up they are served.
+    import resource
+    limit = 256  # a budget of 192 (64 kept for XMPP connections and the database)
+    other = side_stack(st)
+    conns = []
+    try:
+        other.start_sessiond()
+        # both limits: sessiond raises its soft limit to the hard one at start
+        resource.prlimit(other.sessiond.pid, resource.RLIMIT_NOFILE, (limit, limit))
+        restart(other)  # the successor's budget comes from the lower limit
+        for _ in range(limit):
+            conns.append(connect(other))
+        last = conns[-40:]  # past the budget whatever sessiond itself holds
+        for i, c in enumerate(last):
+            c.sendall(request(unknown_sid_body(), rid=i + 1))
+        deadline = time.time() + 10
+        while "waiting outside the descriptor table" not in open(other.sessiond_log, errors="replace").read():
+            expect(time.time() < deadline, "no connection waits outside the descriptor table")
+            time.sleep(0.05)
+        for c in last:
+            c.settimeout(0.2)
+            try:
+                expect(c.recv(1) == b"", "a connection past the budget is not answered yet")
+            except socket.timeout:
+                pass
+            c.settimeout(None)
+        restart(other)
+        for c in conns[:-40]:  # room again
+            c.close()
+        for i, c in enumerate(last):
+            out, ended = read_answer(c)
+            expect(ended and b"item-not-found" in out, "connection %d of the waiting ones: %r" % (i, out[:200]))
+    finally:
+        for c in conns:
+            c.close()
+        other.stop()
+
+
+@case
 def test_handler_mode_with_kept_connections(st):
     # fcgi_direct = 0 with nginx's fastcgi_keep_conn on (the shipped file):
     # the handler passes the connection, sessiond reads what follows on it

@@ -6,6 +6,7 @@
 #include "check.h"
 #include "../fcgi_conn_harness.h"
 #include "fcgi_rec.h"
+#include "fdpark.h"
 
 #include <errno.h>
 #include <poll.h>
@@ -340,25 +341,31 @@ static void test_idle_connections_bounded(void)
 	CHECK(st.open == 0);
 }
 
-/* The descriptor budget: with connections waiting, accepting stops short of
- * the open file limit (some stay free for XMPP connections and the
- * database), the rest wait in the backlog and are taken as ours close,
- * none refused. Runs last: it starts the listener again, on lfd. */
+/* The descriptor budget: with connections waiting, taking them stops short
+ * of the open file limit (some stay free for XMPP connections and the
+ * database); the rest are accepted all the same and wait outside the
+ * descriptor table (fdpark.h), the backlog empty, none refused; as ours
+ * close they come back, oldest first, and are served. Runs last: it starts
+ * the listener again, on lfd. */
 static void test_descriptor_budget(int lfd)
 {
-	enum { N = 6 };
-	int fds[N];
+	enum { N = 6, PARK_FDS = 2 + FDPARK_BATCH };
+	int fds[N], hold[PARK_FDS];
 	struct fcgi_conn_stats s0, s1;
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
 	snprintf(sa.sun_path, sizeof sa.sun_path, "%s", sock_path);
+	for (int i = 0; i < PARK_FDS; i++) /* the park's own, below the clients */
+		hold[i] = dup(0);
 	int top = 0;
 	for (int i = 0; i < N; i++) {
 		fds[i] = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
 		top = fds[i] > top ? fds[i] : top;
 	}
+	for (int i = 0; i < PARK_FDS; i++)
+		close(hold[i]);
 	/* a limit whose budget leaves room for three accepted connections */
 	long limit = top + 1 + 3;
-	while (fcgi_conn_fd_budget(limit) < top + 3)
+	while (fcgi_conn_fd_budget(limit) < top + 4)
 		limit++;
 	struct rlimit old, low;
 	getrlimit(RLIMIT_NOFILE, &old);
@@ -371,12 +378,30 @@ static void test_descriptor_budget(int lfd)
 		CHECK(connect(fds[i], (struct sockaddr *)&sa, sizeof sa) == 0);
 	pump();
 	fcgi_conn_stats(&s1);
-	CHECK(s1.accepted - s0.accepted == 3); /* the third reached the budget */
+	CHECK(s1.accepted - s0.accepted == N); /* the backlog is empty */
+	CHECK(s1.open == 3 && s1.waiting == N - 3); /* the third reached the budget */
 	int spare = dup(0); /* the reserve is there */
 	CHECK(spare >= 0 && spare < limit);
 	if (spare >= 0)
 		close(spare);
-	rest_taken_as_room_frees(fds, N, &s0, &old);
+	/* each waiting one gets a request before it is taken: none is lost */
+	uint8_t req[512];
+	for (int i = 3; i < N; i++) {
+		size_t len = body_req(req, 1, 1, 'a');
+		CHECK(send(fds[i], req, len, 0) == (ssize_t)len);
+	}
+	close(fds[0]); /* room below the budget: the waiting ones come back */
+	fds[0] = -1;
+	pump();
+	fcgi_conn_stats(&s1);
+	CHECK(s1.waiting == 0 && s1.requests - s0.requests == N - 3);
+	for (int i = 3; i < N; i++)
+		CHECK(answer(fds[i]) > 0);
+	CHECK(setrlimit(RLIMIT_NOFILE, &old) == 0);
+	for (int i = 0; i < N; i++)
+		if (fds[i] >= 0)
+			close(fds[i]);
+	pump();
 	fcgi_conn_stop();
 }
 
