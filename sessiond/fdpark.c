@@ -42,6 +42,8 @@ int fdpark_open(struct fdpark *p)
 		*p = (struct fdpark){ .in = -1, .out = -1 };
 		return -1;
 	}
+	int want = 4 << 20; /* as much room as net.core.wmem_max allows; the default if none */
+	(void)setsockopt(sv[0], SOL_SOCKET, SO_SNDBUF, &want, sizeof want);
 	return fdpark_adopt(p, sv[0], sv[1], 0);
 }
 

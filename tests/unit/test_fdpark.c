@@ -122,9 +122,47 @@ static void test_no_room_nothing_lost(void)
 	CHECK(fdpark_put(&p, far, 1) < 0); /* a closed park refuses */
 }
 
+/* A full queue refuses a batch whole: nothing of it parked, every
+ * descriptor still open and the caller's. */
+static void test_full_queue_refuses(void)
+{
+	struct fdpark p;
+	CHECK(fdpark_open(&p) == 0);
+	int small = 1; /* the kernel's minimum: a few messages */
+	CHECK(setsockopt(p.in, SOL_SOCKET, SO_SNDBUF, &small, sizeof small) == 0);
+	make_pairs();
+	int refused = -1;
+	size_t parked = 0;
+	for (int i = 0; i < N; i++) {
+		if (fdpark_put(&p, near + i, 1) < 0) {
+			refused = i;
+			break;
+		}
+		parked++;
+		near[i] = -1;
+	}
+	CHECK(refused > 0 && errno == EAGAIN && p.count == parked);
+	if (refused > 0)
+		CHECK(fcntl(near[refused], F_GETFD) >= 0 && which(near[refused]) == refused);
+	int fds[FDPARK_BATCH], n, next = 0;
+	while ((n = fdpark_take(&p, fds)) > 0)
+		for (int k = 0; k < n; k++, next++) {
+			CHECK(which(fds[k]) == next);
+			close(fds[k]);
+		}
+	CHECK((size_t)next == parked);
+	for (int i = 0; i < N; i++) {
+		if (near[i] >= 0)
+			close(near[i]);
+		close(far[i]);
+	}
+	fdpark_close(&p);
+}
+
 int main(void)
 {
 	test_order_kept();
 	test_no_room_nothing_lost();
+	test_full_queue_refuses();
 	return check_summary("fdpark");
 }
