@@ -849,6 +849,9 @@ static void restore_park(struct snap_r *r)
 	if (snap_failed(r) || in < 0 || out < 0)
 		return;
 	if (listener.fd < 0) { /* not ours to serve any more (fcgi_direct off) */
+		if (count)
+			log_warn("restart: %zu FastCGI connections waiting past the descriptor budget closed "
+			         "(fcgi_direct is off now)", count);
 		close(in);
 		close(out);
 		return;
