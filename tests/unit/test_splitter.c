@@ -662,6 +662,25 @@ static void test_stop(void)
 	CHECK(run(&c, 4096, stream, 1) == SPLITTER_STOPPED);
 	CHECK(c.n == 5 && c.r[4].ev == SPLIT_STREAM_CLOSE);
 	col_free(&c);
+
+	/* stopping at a close read whole, also by the fast path (close_fast):
+	 * in the same read as the stanzas, or alone after them (the stream
+	 * parked); either way nothing more comes after the stop */
+	for (int fast = 0; fast <= 1; fast++)
+		for (int apart = 0; apart <= 1; apart++) {
+			static const char head[] = HDR "<a/><b/><c/>", tail[] = "</stream:stream>";
+			c.stop_at = 5;
+			struct splitter *t = splitter_new(4096, collect, &c);
+			splitter_fast_path(t, fast);
+			enum splitter_result r = apart ? splitter_feed(t, head, strlen(head)) : SPLITTER_OK;
+			CHECK(r == SPLITTER_OK);
+			r = apart ? splitter_feed(t, tail, strlen(tail)) : splitter_feed(t, stream, strlen(stream));
+			CHECK(r == SPLITTER_STOPPED);
+			CHECK(c.n == 5 && c.r[4].ev == SPLIT_STREAM_CLOSE);
+			CHECK(splitter_feed(t, "<d/>", 4) == SPLITTER_STOPPED && c.n == 5);
+			splitter_free(t);
+			col_free(&c);
+		}
 }
 
 /* With max_stanza 1024 every feed would fail once the splitter held more
