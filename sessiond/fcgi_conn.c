@@ -73,13 +73,24 @@ static int last_accepted_fd = -1;
 static struct fdpark park = { .in = -1, .out = -1 };
 static int park_refused; /* the last batch could not be parked */
 
-/* Accepting paused, connections waiting in the park, or the last one taken
- * came close to the budget: answered connections are not kept then (nginx
- * opens another when it needs one). Known as of the last accept, which a
- * burst keeps fresh. */
+static int lowest_free_fd(void);
+
+/* Accepting paused, connections waiting in the park, or the next
+ * connection would come close to the budget: answered connections are not
+ * kept then (nginx opens another when it needs one). Where the next one
+ * lands is known as of the last accept, which a burst keeps fresh; after a
+ * burst, it is looked up again (once: then it is low). */
 static int descriptors_short(void)
 {
-	return accept_paused || park.count || last_accepted_fd >= fd_budget - FCGI_CONN_FD_RESERVE;
+	if (accept_paused || park.count)
+		return 1;
+	if (last_accepted_fd < fd_budget - FCGI_CONN_FD_RESERVE)
+		return 0;
+	if (listener.fd >= 0) {
+		int next = lowest_free_fd();
+		last_accepted_fd = next >= 0 ? next : fd_budget;
+	}
+	return last_accepted_fd >= fd_budget - FCGI_CONN_FD_RESERVE;
 }
 
 static struct fconn **table; /* by descriptor */

@@ -405,6 +405,48 @@ static void test_descriptor_budget(int lfd)
 	fcgi_conn_stop();
 }
 
+/* After descriptors ran short, answered connections are kept again as
+ * soon as there is room, not only after the next accept: a connection
+ * taken high up is closed behind its answer, and once the descriptors
+ * below are free again a kept one answered next stays open. Starts the
+ * listener again on a socket of its own. */
+static void test_kept_again_once_descriptors_free(void)
+{
+	enum { LIMIT = 400, HIGH = 300 }; /* a budget of 336: short from 272 */
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	snprintf(sa.sun_path, sizeof sa.sun_path, "%s", sock_path);
+	unlink(sock_path);
+	int lfd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	CHECK(lfd >= 0 && bind(lfd, (struct sockaddr *)&sa, sizeof sa) == 0 && listen(lfd, 16) == 0);
+	struct rlimit old, low;
+	getrlimit(RLIMIT_NOFILE, &old);
+	low = old;
+	low.rlim_cur = LIMIT;
+	CHECK(setrlimit(RLIMIT_NOFILE, &low) == 0);
+	CHECK(fcgi_conn_start(l, lfd, &cfg) == 0);
+	uint8_t req[512];
+	size_t len = body_req(req, 1, 1, 'a');
+	int kept = client();
+	CHECK(send(kept, req, len, 0) == (ssize_t)len && answer(kept) > 0 && !is_closed(kept));
+	static int fill[LIMIT];
+	int nfill = 0, fd;
+	while ((fd = dup(0)) >= 0 && fd < HIGH) /* what else the process has open */
+		fill[nfill++] = fd;
+	if (fd >= 0)
+		fill[nfill++] = fd;
+	int high = client(); /* taken near the budget */
+	CHECK(send(high, req, len, 0) == (ssize_t)len && answer(high) > 0 && is_closed(high));
+	close(high);
+	while (nfill > 0)
+		close(fill[--nfill]);
+	CHECK(send(kept, req, len, 0) == (ssize_t)len && answer(kept) > 0);
+	CHECK(!is_closed(kept)); /* room again: kept, without another accept first */
+	close(kept);
+	CHECK(setrlimit(RLIMIT_NOFILE, &old) == 0);
+	pump();
+	fcgi_conn_stop();
+}
+
 int main(void)
 {
 	harness_config(&cfg);
@@ -436,6 +478,8 @@ int main(void)
 		return 1;
 	}
 	test_descriptor_budget(lfd);
+	pump();
+	test_kept_again_once_descriptors_free();
 	pump();
 	loop_free(l);
 	unlink(sock_path);
