@@ -45,7 +45,7 @@ SESSIOND_SRC := sessiond/main.c sessiond/loop.c sessiond/reply.c sessiond/xmpp.c
 	sessiond/ws_handshake.c sessiond/ws_conn.c sessiond/xmpp_framing.c sessiond/ws_session.c \
 	sessiond/ws_accept.c sessiond/ws_save.c \
 	sessiond/metrics.c sessiond/metrics_report.c sessiond/control.c sessiond/status_page.c \
-	sessiond/fcgi_conn.c sessiond/fdpark.c common/fcgi_rec.c fcgi/request.c fcgi/body.c fcgi/query.c \
+	sessiond/fcgi_conn.c sessiond/fcgi_listen.c sessiond/fdpark.c common/fcgi_rec.c fcgi/request.c fcgi/body.c fcgi/query.c \
 	$(COMMON_SRC)
 UNIT_TESTS := body splitter frame ridwin config query jsonattrs dial route attrs reply store log netmatch \
 	snapshot restore ws_handshake ws_conn xmpp_framing xmpp fcgi_rec fcgi_conn fdpark
@@ -150,7 +150,7 @@ src_body     := fcgi/body.c common/xmlscan.c
 src_fcgi_rec := common/fcgi_rec.c
 src_fdpark := sessiond/fdpark.c
 # the connections with a stand-in session layer (tests/fcgi_conn_harness.h)
-src_fcgi_conn := sessiond/fcgi_conn.c sessiond/fdpark.c sessiond/reply.c sessiond/loop.c sessiond/metrics.c \
+src_fcgi_conn := sessiond/fcgi_conn.c sessiond/fcgi_listen.c sessiond/fdpark.c sessiond/reply.c sessiond/loop.c sessiond/metrics.c \
 	sessiond/snapshot.c sessiond/splitter.c common/xmlscan.c sessiond/budget.c common/fcgi_rec.c fcgi/request.c \
 	fcgi/body.c fcgi/query.c common/frame.c common/config.c common/netmatch.c common/log.c \
 	common/log_syslog.c

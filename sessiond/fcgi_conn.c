@@ -1,7 +1,7 @@
 #define _GNU_SOURCE
 #include "fcgi_conn.h"
 #include "config.h"
-#include "fdpark.h"
+#include "fcgi_listen.h"
 #include "fcgi_rec.h"
 #include "frame.h"
 #include "front.h"
@@ -11,13 +11,10 @@
 #include "snapshot.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <limits.h>
 #include <sys/epoll.h>
-#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -26,7 +23,6 @@
  * it reads our answer); past this much it is not worth the wait. */
 #define DISCARD_MAX (16L * 1024 * 1024)
 #define RECORD_MAX (FCGI_HEADER_LEN + 65535 + 255)
-#define ACCEPT_RETRY_MS 5
 #define IDLE_MAX 1024 /* idle connections kept: nginx's upstream keepalive is 256 per worker */
 #define MAX_CONNS (1 << 20) /* a bound for the snapshot; the descriptor limit comes first */
 
@@ -64,39 +60,10 @@ struct fconn {
 
 static struct loop *loop;
 static const struct config *cfg;
-static struct io listener = { .fd = -1 };
-static struct timer accept_later;
-static int accept_paused; /* out of descriptors: the listener is out of the loop */
-static int fd_budget; /* fcgi_conn_fd_budget() */
-static int last_accepted_fd = -1;
-/* Connections accepted past the budget, waiting their turn (fdpark.h). */
-static struct fdpark park = { .in = -1, .out = -1 };
-static int park_refused; /* the last batch could not be parked */
-
-static int lowest_free_fd(void);
-
-/* Accepting paused, connections waiting in the park, or the next
- * connection would come close to the budget: answered connections are not
- * kept then (nginx opens another when it needs one). Where the next one
- * lands is known as of the last accept, which a burst keeps fresh; after a
- * burst, it is looked up again (once: then it is low). */
-static int descriptors_short(void)
-{
-	if (accept_paused || park.count)
-		return 1;
-	if (last_accepted_fd < fd_budget - FCGI_CONN_FD_RESERVE)
-		return 0;
-	if (listener.fd >= 0) {
-		int next = lowest_free_fd();
-		last_accepted_fd = next >= 0 ? next : fd_budget;
-	}
-	return last_accepted_fd >= fd_budget - FCGI_CONN_FD_RESERVE;
-}
-
 static struct fconn **table; /* by descriptor */
 static int table_cap, nconns;
 static int nidle; /* connections in C_READING: idle, or a request coming */
-static uint64_t accepted, requests;
+static uint64_t requests;
 static uint8_t rbuf[READ_CHUNK];
 static char *scratch, *qbuf; /* decoded parameters and body; a GET's decoded query */
 static size_t scratch_cap, qbuf_cap;
@@ -135,8 +102,8 @@ static void conn_forget(struct fconn *c, int close_fd)
 	nconns--;
 	nidle -= c->state == C_READING;
 	loop_defer_free(loop, c, conn_free);
-	if (close_fd && (accept_paused || park.count)) /* a descriptor is free: the next one's turn */
-		timer_set(loop, &accept_later, loop_now(loop));
+	if (close_fd)
+		fcgi_listen_room();
 }
 
 static int grow_table(int fd)
@@ -507,7 +474,7 @@ static void answered(int fd, int whole)
 	 * hundred and closes the rest when it gets to them), or with
 	 * descriptors short, closed at once, right behind the answer: a burst
 	 * must not run us out of descriptors. */
-	if (!alive || (!discarding && (!c->keep || c->close_after || nidle >= IDLE_MAX || descriptors_short()))) {
+	if (!alive || (!discarding && (!c->keep || c->close_after || nidle >= IDLE_MAX || fcgi_listen_short()))) {
 		conn_forget(c, 1);
 		return;
 	}
@@ -554,232 +521,32 @@ static int adopt_passed(int fd)
 static const struct reply_direct_ops direct_ops = { .answered = answered, .release = release,
 	                                                .watch = watch, .adopt = adopt_passed };
 
-/* ---- the listener ---- */
-
-/* Accepting comes before serving. Under a burst (thousands of clients
- * sending at once, each needing a connection beside its held one) the
- * listen backlog must stay short, or the web server's connect() fails,
- * which nginx answers with a 502; an accept costs a microsecond or two, a
- * request a hundred times that. So the backlog is emptied into our table,
- * within the descriptor budget, and the connections are served as the loop
- * reports them readable; between two batches of those the backlog is
- * looked at again. Past the budget, connections wait in the park, outside
- * the descriptor table, and come back oldest first as ours close; only if
- * the park refuses them too does accepting pause, leaving the rest in the
- * backlog. */
-static void accept_all(int again);
-
-static void accept_pause(const char *why)
+/* A connection the listener took. */
+static void take_accepted(int fd)
 {
-	log_limited(LOG_WARN, "accept", "accepting a FastCGI connection: %s (%d open, %zu waiting); "
-	            "waiting for one to close (raise the open file limit, or lower max_sessions)",
-	            why, nconns, park.count);
-	loop_del(loop, &listener);
-	accept_paused = 1;
-	timer_set(loop, &accept_later, loop_now(loop) + ACCEPT_RETRY_MS);
-}
-
-/* The lowest free descriptor, or -1 if none is. */
-static int lowest_free_fd(void)
-{
-	int probe = fcntl(listener.fd, F_DUPFD_CLOEXEC, 0);
-	if (probe >= 0)
-		close(probe);
-	return probe;
-}
-
-static int room_below_budget(void)
-{
-	int fd = lowest_free_fd();
-	return fd >= 0 && fd < fd_budget;
-}
-
-static void take(int fd)
-{
-	last_accepted_fd = fd;
 	if (!adopt(fd, C_READING))
 		close(fd);
-}
-
-/* Connections past the budget (or behind those already waiting) go to the
- * park; if it refuses them they are taken after all (they are within the
- * reserve) and accepting pauses. -1 then. */
-static int park_batch(int *fds, int *n)
-{
-	if (*n == 0)
-		return 0;
-	if (fdpark_put(&park, fds, *n) == 0) {
-		log_limited(LOG_INFO, "park", "FastCGI connections past the descriptor budget: %zu waiting "
-		            "outside the descriptor table for their turn", park.count);
-		park_refused = 0;
-		*n = 0;
-		return 0;
-	}
-	const char *why = park.in < 0 ? "no park" : strerror(errno);
-	park_refused = 1;
-	for (int i = 0; i < *n; i++)
-		take(fds[i]);
-	*n = 0;
-	char reason[96];
-	snprintf(reason, sizeof reason, "descriptor budget reached, and they cannot wait outside it (%s)", why);
-	accept_pause(reason);
-	return -1;
-}
-
-/* Parked connections back, oldest first, while a descriptor below the
- * budget is free. A batch may land up to FDPARK_BATCH - 1 past it, in the
- * reserve. */
-static void unpark(void)
-{
-	while (park.count) {
-		if (!room_below_budget())
-			return;
-		int fds[FDPARK_BATCH];
-		int n = fdpark_take(&park, fds);
-		if (n < 0) {
-			if (errno != EMFILE) {
-				log_error("FastCGI connections waiting outside the descriptor table: %s; "
-				          "%zu of them closed", strerror(errno), park.count);
-				fdpark_close(&park);
-				if (fdpark_open(&park) < 0)
-					log_error("no new place for them: %s", strerror(errno));
-			}
-			return;
-		}
-		for (int i = 0; i < n; i++)
-			take(fds[i]);
-	}
-}
-
-/* Whether accepting may go on after a pause: with a descriptor below the
- * budget, or any descriptor at all while the park takes what comes past
- * the budget (it is closed again as soon as it is parked). */
-static int may_resume(void)
-{
-	int fd = lowest_free_fd();
-	return fd >= 0 && (fd < fd_budget || (park.in >= 0 && !park_refused));
-}
-
-static void accept_timer(void *ctx)
-{
-	(void)ctx;
-	if (listener.fd < 0)
-		return;
-	if (park.count)
-		unpark();
-	if (accept_paused) {
-		if (!may_resume() || loop_add(loop, &listener, EPOLLIN) < 0) { /* logged by loop_add */
-			timer_set(loop, &accept_later, loop_now(loop) + ACCEPT_RETRY_MS);
-			return;
-		}
-		accept_paused = 0;
-	}
-	accept_all(1);
-	/* Descriptors that free up other than by our closes (XMPP connections
-	 * ending) are noticed by looking again. */
-	if (park.count && !timer_armed(&accept_later))
-		timer_set(loop, &accept_later, loop_now(loop) + ACCEPT_RETRY_MS);
-}
-
-static void accept_io(void *ctx, uint32_t events)
-{
-	(void)ctx;
-	(void)events;
-	accept_all(0);
-}
-
-/* again: called by the timer, which looks once more in the next turn, not
- * in this one (the requests accepted so far get their turn first). */
-static void accept_all(int again)
-{
-	int got = 0, batch[FDPARK_BATCH], nbatch = 0;
-	for (;;) {
-		int fd = accept4(listener.fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
-		if (fd < 0 && (errno == EINTR || errno == ECONNABORTED))
-			continue; /* that one gave up waiting; the next may not have */
-		if (fd < 0 && errno == EMFILE && nbatch) { /* parking them frees their descriptors */
-			if (park_batch(batch, &nbatch) < 0)
-				return;
-			continue;
-		}
-		if (fd < 0)
-			break;
-		accepted++;
-		got++;
-		/* accept() gives the lowest free descriptor: all below are in use */
-		if (fd < fd_budget && !park.count && !nbatch) {
-			take(fd);
-			continue;
-		}
-		batch[nbatch++] = fd;
-		if (nbatch == FDPARK_BATCH && park_batch(batch, &nbatch) < 0)
-			return;
-	}
-	int err = errno;
-	if (park_batch(batch, &nbatch) < 0)
-		return;
-	if (err == EMFILE || err == ENFILE || err == ENOBUFS || err == ENOMEM) {
-		/* The listener stays readable: out of the loop instead of spinning;
-		 * the connections wait in its backlog until one of ours closes, or
-		 * a moment has passed. */
-		accept_pause(strerror(err));
-		return;
-	}
-	if (err != EAGAIN)
-		log_warn("accepting a FastCGI connection: %s", strerror(err));
-	if (got)
-		timer_set(loop, &accept_later, loop_now(loop) + (again ? 1 : 0));
 }
 
 int fcgi_conn_start(struct loop *l, int listen_fd, const struct config *c)
 {
 	loop = l;
 	cfg = c;
-	accept_later = (struct timer){ .cb = accept_timer };
-	last_accepted_fd = -1;
-	struct rlimit rl;
-	fd_budget = fcgi_conn_fd_budget(getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < INT_MAX
-	                                        ? (long)rl.rlim_cur : INT_MAX);
 	reply_set_direct(&direct_ops);
-	if (listen_fd < 0)
-		return 0; /* connections handlers passed on, kept by the web server */
-	int fl = fcntl(listen_fd, F_GETFL);
-	if (fl < 0 || fcntl(listen_fd, F_SETFL, fl | O_NONBLOCK) < 0) {
-		log_error("fcgi_socket: cannot make it non-blocking: %s", strerror(errno));
-		return -1;
-	}
-	if (park.in < 0 && fdpark_open(&park) < 0) /* a burst past the budget then waits in the backlog */
-		log_warn("fcgi_socket: no place for connections past the descriptor budget: %s",
-		         strerror(errno));
-	listener = (struct io){ .fd = listen_fd, .cb = accept_io };
-	return loop_add(l, &listener, EPOLLIN);
+	return fcgi_listen_start(l, listen_fd, take_accepted);
 }
 
 void fcgi_conn_stats(struct fcgi_conn_stats *out)
 {
-	*out = (struct fcgi_conn_stats){ .open = (uint64_t)nconns, .waiting = park.count, .accepted = accepted,
-		                         .requests = requests };
-}
-
-/* Stops accepting: on stopping, and in a drainer (the listener and the
- * park are the successor's; closing our copies leaves them to it). */
-static void close_listener(void)
-{
-	if (listener.fd >= 0) {
-		loop_del(loop, &listener);
-		close(listener.fd);
-		listener.fd = -1;
-	}
-	fdpark_close(&park);
-	timer_cancel(loop, &accept_later);
-	accept_paused = 0;
+	*out = (struct fcgi_conn_stats){ .open = (uint64_t)nconns, .waiting = fcgi_listen_waiting(),
+		                         .accepted = fcgi_listen_accepted(), .requests = requests };
 }
 
 void fcgi_conn_stop(void)
 {
 	if (!loop)
 		return;
-	close_listener();
+	fcgi_listen_stop();
 	for (int fd = 0; fd < table_cap; fd++)
 		if (table[fd])
 			conn_forget(table[fd], 1);
@@ -798,7 +565,7 @@ void fcgi_conn_snapshot(struct snap_w *w, void (*keep)(void *ctx, int fd), void 
 	int n = 0;
 	for (int fd = 0; fd < table_cap; fd++)
 		n += table[fd] && table[fd]->state != C_WRITING;
-	snap_put_u64(w, accepted);
+	snap_put_u64(w, fcgi_listen_accepted());
 	snap_put_u64(w, requests);
 	snap_put_count(w, (uint64_t)n, MAX_CONNS);
 	for (int fd = 0; fd < table_cap; fd++) {
@@ -814,14 +581,7 @@ void fcgi_conn_snapshot(struct snap_w *w, void (*keep)(void *ctx, int fd), void 
 		snap_put_bytes(w, partial ? c->part->data : NULL, partial ? c->part->len : 0);
 		keep(ctx, fd);
 	}
-	/* Those waiting in the park (version 5) go over with it. */
-	snap_put_i64(w, park.in);
-	snap_put_i64(w, park.out);
-	snap_put_u64(w, park.count);
-	if (park.in >= 0) {
-		keep(ctx, park.in);
-		keep(ctx, park.out);
-	}
+	fcgi_listen_snapshot(w, keep, ctx);
 }
 
 static int restore_one(struct snap_r *r)
@@ -852,39 +612,18 @@ static int restore_one(struct snap_r *r)
 	return snap_failed(r) ? -1 : 0;
 }
 
-/* The predecessor's park, with what waits in it. */
-static void restore_park(struct snap_r *r)
-{
-	int in = (int)snap_get_i64(r), out = (int)snap_get_i64(r);
-	size_t count = (size_t)snap_get_u64(r);
-	if (snap_failed(r) || in < 0 || out < 0)
-		return;
-	if (listener.fd < 0) { /* not ours to serve any more (fcgi_direct off) */
-		if (count)
-			log_warn("restart: %zu FastCGI connections waiting past the descriptor budget closed "
-			         "(fcgi_direct is off now)", count);
-		close(in);
-		close(out);
-		return;
-	}
-	fdpark_close(&park);
-	fdpark_adopt(&park, in, out, count);
-	if (count)
-		timer_set(loop, &accept_later, loop_now(loop));
-}
-
 int fcgi_conn_restore(struct loop *l, struct snap_r *r, int listen_fd, const struct config *c, int version)
 {
 	if (fcgi_conn_start(l, listen_fd, c) < 0)
 		return -1;
-	accepted = snap_get_u64(r);
+	fcgi_listen_set_accepted(snap_get_u64(r));
 	requests = snap_get_u64(r);
 	uint64_t n = snap_get_count(r, MAX_CONNS);
 	for (uint64_t i = 0; i < n && !snap_failed(r); i++)
 		if (restore_one(r) < 0)
 			return -1;
 	if (version >= 5)
-		restore_park(r);
+		fcgi_listen_restore(r);
 	return snap_failed(r) ? -1 : 0;
 }
 
@@ -892,7 +631,7 @@ void fcgi_conn_become_drainer(void)
 {
 	if (!loop)
 		return;
-	close_listener();
+	fcgi_listen_stop();
 	/* In flight: a TLS session's request this process answers, or another's
 	 * that it will not touch (left out of the loop until the end). */
 	for (int fd = 0; fd < table_cap; fd++) {

@@ -1,12 +1,12 @@
 /* fcgi_conn.h - the web server's FastCGI connections, read by sessiond itself.
  *
- * With fcgi_direct (the default), sessiond accepts on fcgi_socket and
- * reads each request in its own loop: FastCGI records (fcgi_rec.h), the
- * <body/> checks the handler makes (request.h), then the session layer
- * (front_route). No handler process, no descriptor passing, and with
- * FCGI_KEEP_CONN (nginx's fastcgi_keep_conn on) no connect, accept or
- * close per request: after the answer the connection carries the next
- * request. A held request stays what it was: a descriptor in the loop,
+ * With fcgi_direct (the default), sessiond accepts on fcgi_socket
+ * (fcgi_listen.h) and reads each request in its own loop: FastCGI records
+ * (fcgi_rec.h), the <body/> checks the handler makes (request.h), then the
+ * session layer (front_route). No handler process, no descriptor passing,
+ * and with FCGI_KEEP_CONN (nginx's fastcgi_keep_conn on) no connect,
+ * accept or close per request: after the answer the connection carries
+ * the next request. A held request stays what it was: a descriptor in the loop,
  * watched for the web server giving up at no extra system call
  * (reply_watch).
  *
@@ -21,25 +21,12 @@
 #ifndef BOSH_FCGI_CONN_H
 #define BOSH_FCGI_CONN_H
 
+#include "fcgi_listen.h"
 #include "loop.h"
 
 #include <stdint.h>
 
 #define FCGI_CONN_MAX_PARAMS (64 * 1024) /* bytes of FastCGI parameters (HTTP headers) */
-
-/* Accepting comes before serving (a burst must not overflow the listen
- * backlog, which nginx answers with a 502), within a budget: accepting
- * pauses once a descriptor this high is in use, leaving some for XMPP
- * connections, the database and boshctl, and resumes when one of ours
- * closes. open_files_limit: RLIMIT_NOFILE when the listener starts. */
-#define FCGI_CONN_FD_RESERVE 64
-static inline int fcgi_conn_fd_budget(long open_files_limit)
-{
-	if (open_files_limit > 1L << 30)
-		open_files_limit = 1L << 30;
-	return (int)(open_files_limit > 2 * FCGI_CONN_FD_RESERVE ? open_files_limit - FCGI_CONN_FD_RESERVE
-	                                                         : open_files_limit / 2);
-}
 
 struct config;
 
