@@ -240,6 +240,7 @@ static void dispatch(struct fconn *c, const struct fcgi_scan *sc, const uint8_t 
 		front_route(&resp, &fr);
 	}
 	request_done(&rs);
+	fcgi_listen_served();
 }
 
 /* What fcgi_scan() said about buf[0..len), the bytes of c's request so far.

@@ -41,6 +41,9 @@ void fcgi_listen_stop(void);
 int fcgi_listen_short(void);
 /* One of the taken connections closed: a descriptor is free. */
 void fcgi_listen_room(void);
+/* A request was handed on. While connections keep coming, the backlog is
+ * looked at every few requests within a loop turn, not only between turns. */
+void fcgi_listen_served(void);
 
 size_t fcgi_listen_waiting(void);
 uint64_t fcgi_listen_accepted(void);

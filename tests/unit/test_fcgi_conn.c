@@ -405,6 +405,51 @@ static void test_descriptor_budget(int lfd)
 	fcgi_conn_stop();
 }
 
+/* While connections keep coming, the backlog is looked at every few
+ * requests served, within a loop turn (a turn of requests that end
+ * sessions is long enough for nginx to fill it); once such a look comes
+ * back empty, requests are served without looking. */
+static void test_backlog_looked_at_between_requests(void)
+{
+	enum { M = 12 }; /* within the test listener's backlog of 16 */
+	int first, burst[M], late[3];
+	struct fcgi_conn_stats s0, s1;
+	first = client(); /* a look that found one: connections are coming */
+	fcgi_conn_stats(&s0);
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	snprintf(sa.sun_path, sizeof sa.sun_path, "%s", sock_path);
+	for (int i = 0; i < M; i++) {
+		burst[i] = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+		CHECK(connect(burst[i], (struct sockaddr *)&sa, sizeof sa) == 0);
+	}
+	for (int i = 0; i < 15; i++)
+		fcgi_listen_served();
+	fcgi_conn_stats(&s1);
+	CHECK(s1.accepted == s0.accepted); /* not yet */
+	fcgi_listen_served();
+	fcgi_conn_stats(&s1);
+	CHECK(s1.accepted == s0.accepted + M); /* the sixteenth request: taken without a turn */
+	for (int i = 0; i < 16; i++) /* a look that finds none ends the burst */
+		fcgi_listen_served();
+	for (int i = 0; i < 3; i++) {
+		late[i] = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+		CHECK(connect(late[i], (struct sockaddr *)&sa, sizeof sa) == 0);
+	}
+	for (int i = 0; i < 32; i++)
+		fcgi_listen_served();
+	fcgi_conn_stats(&s1);
+	CHECK(s1.accepted == s0.accepted + M); /* no looks between requests now */
+	pump(); /* the loop sees them */
+	fcgi_conn_stats(&s1);
+	CHECK(s1.accepted == s0.accepted + M + 3);
+	close(first);
+	for (int i = 0; i < M; i++)
+		close(burst[i]);
+	for (int i = 0; i < 3; i++)
+		close(late[i]);
+	pump();
+}
+
 /* After descriptors ran short, answered connections are kept again as
  * soon as there is room, not only after the next accept: a connection
  * taken high up is closed behind its answer, and once the descriptors
@@ -469,6 +514,7 @@ int main(void)
 	test_protocol_errors_close();
 	test_out_of_descriptors();
 	test_idle_connections_bounded();
+	test_backlog_looked_at_between_requests();
 	fcgi_conn_stop();
 	pump();
 	lfd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
