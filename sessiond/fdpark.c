@@ -25,11 +25,10 @@ static void close_spares(struct fdpark *p)
 		close(p->spare[--p->nspare]);
 }
 
-int fdpark_adopt(struct fdpark *p, int in, int out, size_t count)
+void fdpark_adopt(struct fdpark *p, int in, int out, size_t count)
 {
 	*p = (struct fdpark){ .in = in, .out = out, .count = count };
 	top_up_spares(p);
-	return 0;
 }
 
 int fdpark_open(struct fdpark *p)
@@ -44,7 +43,8 @@ int fdpark_open(struct fdpark *p)
 	}
 	int want = 4 << 20; /* as much room as net.core.wmem_max allows; the default if none */
 	(void)setsockopt(sv[0], SOL_SOCKET, SO_SNDBUF, &want, sizeof want);
-	return fdpark_adopt(p, sv[0], sv[1], 0);
+	fdpark_adopt(p, sv[0], sv[1], 0);
+	return 0;
 }
 
 void fdpark_close(struct fdpark *p)

@@ -47,6 +47,6 @@ int fdpark_put(struct fdpark *p, const int *fds, int n);
 int fdpark_take(struct fdpark *p, int *fds);
 
 /* After a graceful restart: the pair and count the predecessor had. */
-int fdpark_adopt(struct fdpark *p, int in, int out, size_t count);
+void fdpark_adopt(struct fdpark *p, int in, int out, size_t count);
 
 #endif
