@@ -325,7 +325,8 @@ install: all man
 	install -m 644 conf/apache/* $(DESTDIR)$(DOCDIR)/examples/apache/
 	install -m 644 conf/logrotate/bosh-sessiond $(DESTDIR)$(DOCDIR)/examples/logrotate/
 	install -m 644 README.md $(DESTDIR)$(DOCDIR)/
-	install -m 644 conf/systemd/bosh-sessiond.service $(DESTDIR)$(DOCDIR)/examples/systemd/
+	install -m 644 conf/systemd/bosh-sessiond.service conf/systemd/web-server-batch.conf \
+		$(DESTDIR)$(DOCDIR)/examples/systemd/
 	install -m 644 man/sessiond.8 man/bosh-handler.8 man/boshctl.8 $(DESTDIR)$(MANDIR)/man8/
 	install -m 644 $(B)/man/man5/bosh.conf.5 $(DESTDIR)$(MANDIR)/man5/
 	install -m 644 man/bosh-prebind.1 man/bosh-discovery.1 $(DESTDIR)$(MANDIR)/man1/

@@ -27,6 +27,7 @@
 #include <fcntl.h>
 #include <getopt.h>
 #include <grp.h>
+#include <sched.h>
 #include <malloc.h>
 #include <limits.h>
 #include <netdb.h>
@@ -329,6 +330,30 @@ static void raise_fd_limit(void)
 	}
 }
 
+/* batch_scheduling: SCHED_BATCH or SCHED_OTHER, the two policies any process
+ * may take. A message crosses web server, sessiond and XMPP server, each
+ * woken by the one before; as SCHED_OTHER every wake-up preempts the writer
+ * mid-batch, so each wakes once per message instead of once per batch.
+ * A policy the administrator chose (real-time, idle) is left alone. */
+static void apply_scheduling(void)
+{
+	int now = sched_getscheduler(0);
+	if (now < 0) {
+		log_warn("batch_scheduling: cannot read the scheduling policy: %s", strerror(errno));
+		return;
+	}
+	if (now != SCHED_OTHER && now != SCHED_BATCH) {
+		const char *name = now == SCHED_FIFO ? "SCHED_FIFO" : now == SCHED_RR ? "SCHED_RR"
+		                 : now == SCHED_IDLE ? "SCHED_IDLE" : "a policy of its own";
+		log_info("batch_scheduling: left as started (%s, %d, set outside sessiond)", name, now);
+		return;
+	}
+	int want = cfg.batch_scheduling ? SCHED_BATCH : SCHED_OTHER;
+	if (now != want && sched_setscheduler(0, want, &(struct sched_param){ .sched_priority = 0 }) < 0)
+		log_warn("batch_scheduling = %ld: cannot change the scheduling policy: %s",
+		         cfg.batch_scheduling, strerror(errno));
+}
+
 /* handler_users as uids; "" = the user named like group, if one exists
  * (www-data, apache, nginx: the web server's own account). */
 static int handler_uids(const struct config *c, uid_t *out, size_t *n, char *err, size_t errlen)
@@ -452,6 +477,7 @@ static int reload_into(struct buf *out)
 	if (!level_arg)
 		log_set_level((enum log_level)cfg.log_level);
 	front_set_peers(uids, nuids);
+	apply_scheduling();
 	reply_init(loop, &cfg);
 	restart.drain_time = cfg.drain_time;
 	pool_recycle();
@@ -781,6 +807,30 @@ static int fcgi_blocking(int fcgi)
 	return 0;
 }
 
+/* The kernel caps every listen backlog at net.core.somaxconn (4096 by default),
+ * read at listen(): listen again so a raised value applies after a restart in
+ * place too. A backlog below max_sessions is a burst of 502s waiting to happen
+ * (every client ending its session at once, each end a new connection). */
+static void size_backlog(int fcgi)
+{
+	if (fcgi < 0)
+		return;
+	if (listen(fcgi, LISTEN_BACKLOG) < 0)
+		log_warn("fcgi_socket: listen again for the backlog: %s", strerror(errno));
+	long cap = 0;
+	FILE *f = fopen("/proc/sys/net/core/somaxconn", "r");
+	if (f) {
+		if (fscanf(f, "%ld", &cap) != 1)
+			cap = 0;
+		fclose(f);
+	}
+	if (cap > 0 && cap < cfg.max_sessions)
+		log_warn("fcgi_socket: listen backlog %ld (net.core.somaxconn) is below max_sessions %ld: "
+		         "more new connections than that at once (clients ending their sessions together) "
+		         "get 502s from the web server; raise it (sysctl -w net.core.somaxconn=65535), "
+		         "then restart sessiond in place (sessiond -r)", cap, cfg.max_sessions);
+}
+
 /* After a graceful restart: everything comes from the predecessor. */
 static int resume(struct snap_r *snap, int fcgi, const char *handler, const char *config_path)
 {
@@ -830,6 +880,7 @@ static int run(const char *config_path, const char *level, int resume_fd)
 	struct snap_r snap = { 0 };
 	max_sessions_asked = cfg.max_sessions;
 	raise_fd_limit();
+	apply_scheduling();
 	/* Every request allocates and frees a few small buffers; without this
 	 * glibc gives the top of the heap back and takes it again (brk) each time. */
 	mallopt(M_TRIM_THRESHOLD, 16 * 1024 * 1024);
@@ -853,6 +904,7 @@ static int run(const char *config_path, const char *level, int resume_fd)
 		return 1;
 	if (resume_fd >= 0 && resume_ws_socket(&ws, uid, gid) < 0)
 		log_error("restart: serving without ws_socket");
+	size_backlog(fcgi);
 	if (store_open(cfg.database, err, sizeof err) < 0) {
 		log_error("database: %s", err);
 		return 1;

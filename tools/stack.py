@@ -65,10 +65,14 @@ class Proc:
     # its session, so a benchmark that measures that session sees them all.
     new_session = True
 
-    def __init__(self, name, argv, log, env=None, cwd=None):
+    def __init__(self, name, argv, log, env=None, cwd=None, batch=False):
         self.name = name
         self.log = log
         out = open(log, "ab")
+        # batch: SCHED_BATCH from the start, inherited by every process it forks
+        # (chrt execs the program: the PID stays the program's)
+        if batch:
+            argv = ["chrt", "--batch", "0"] + argv
         self.p = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=cwd,
                                   stdin=subprocess.DEVNULL, start_new_session=Proc.new_session)
         out.close()
@@ -112,6 +116,7 @@ class Stack:
         self.sessiond_bin = sessiond_bin or os.path.join(self.build, "sessiond")
         self.handler_bin = handler_bin or os.path.join(self.build, "bosh-handler")
         self.extra_conf = extra_conf
+        self.raise_somaxconn = True
         self.nginx_extra = ""  # lines for nginx's server block (behind a load balancer: set_real_ip_from)
         self.local_conf = ""  # the user's own lines (make run's local.conf), written last
         self.chat_ready = False  # the web chat has its Strophe (publish_chat)
@@ -215,6 +220,8 @@ class Stack:
 
     def start_sessiond(self, extra=""):
         self.write_conf(extra)
+        if self.raise_somaxconn:
+            raise_somaxconn()  # as make run does; before sessiond's listen()
         if os.path.exists(self.handler_sock):  # left by a sessiond that was killed
             os.unlink(self.handler_sock)
         env = dict(os.environ)
@@ -333,8 +340,9 @@ http {
 }
 """ % {"d": d, "user": "user nobody nogroup;" if self.as_root else ""})
         self.nginx_conf = os.path.join(d, "nginx.conf")
+        # SCHED_BATCH, as sessiond sets for itself (batch_scheduling): README, Scheduling
         self.nginx = Proc("nginx", ["nginx", "-p", d, "-c", self.nginx_conf],
-                          os.path.join(d, "stdout.log"))
+                          os.path.join(d, "stdout.log"), batch=True)
         wait_for(lambda: port_open(self.http_port) or not self.nginx.alive(), 20, "nginx")
         if not self.nginx.alive():
             raise RuntimeError("nginx did not start:\n" + self.tail(os.path.join(d, "error.log")) +
@@ -414,6 +422,26 @@ def read_local_conf(run_dir):
     return path, text.rstrip("\n")
 
 
+SOMAXCONN = "/proc/sys/net/core/somaxconn"
+
+
+def raise_somaxconn(want=65535):
+    """As root, raise the kernel's cap on listen backlogs (4096 by default) to
+    want, for sessiond's FastCGI socket: a burst of session ends is a burst of
+    new connections from the web server (README: nginx). Returns the value it
+    replaced, or None if nothing changed."""
+    try:
+        with open(SOMAXCONN) as f:
+            now = int(f.read())
+        if now >= want or os.geteuid() != 0:
+            return None
+        with open(SOMAXCONN, "w") as f:
+            f.write("%d\n" % want)
+        return now
+    except (OSError, ValueError):
+        return None
+
+
 def run_forever():
     """`make run`: the whole stack in the foreground until Ctrl-C."""
     port = int(os.environ.get("PORT") or 5280)
@@ -449,6 +477,10 @@ def run_forever():
             st.start_prosody()
             for user, pw in (("alice", "alice-secret"), ("bob", "bob-secret")):
                 st.add_user(user, pw)
+        was = raise_somaxconn()
+        if was is not None:
+            print("net.core.somaxconn: %d, was %d (the listen backlog a burst of session ends needs)"
+                  % (int(open(SOMAXCONN).read()), was), flush=True)
         st.start_sessiond("log_level = info")
         st.start_nginx()
         print("Data folder: %s (database sessions.db, logs sessiond.log, nginx/, prosody/)" % run_dir)

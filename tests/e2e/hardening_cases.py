@@ -15,7 +15,7 @@ import time
 
 from bosh import CLIENT, Session, post_raw
 from cases import USERS, Skipped, case, expect, side_stack
-from stack import Proc, wait_for
+from stack import Proc, child_pids, wait_for
 
 
 def log_text(stack):
@@ -363,6 +363,37 @@ def test_hup_with_a_broken_configuration_keeps_the_old_one(st):
         r = a.request()
         expect(r.status == 200 and r.type != "terminate", "the session goes on: %r" % r)
         a.terminate()
+    finally:
+        other.stop()
+
+
+@case
+def test_batch_scheduling_by_default_off_on_reload_and_never_over_an_outside_policy(st):
+    """sessiond runs as SCHED_BATCH unless batch_scheduling = 0 (applied on
+    SIGHUP, both ways); a policy set from outside (here SCHED_IDLE) is left
+    alone and said so. The web server make run starts runs as SCHED_BATCH too."""
+    for pid in [st.nginx.pid] + child_pids(st.nginx.pid):
+        expect(os.sched_getscheduler(pid) == os.SCHED_BATCH, "nginx process %d is not SCHED_BATCH" % pid)
+    other = side_stack(st)
+    try:
+        other.start_sessiond()
+        pid = other.sessiond.pid
+        wait_for(lambda: os.sched_getscheduler(pid) == os.SCHED_BATCH, 5, "sessiond as SCHED_BATCH")
+        since = len(log_text(other))
+        other.write_conf("batch_scheduling = 0\n")
+        hup(other, since, r"changed: [^\n]*batch_scheduling")
+        expect(os.sched_getscheduler(pid) == os.SCHED_OTHER, "batch_scheduling = 0 is SCHED_OTHER")
+        since = len(log_text(other))
+        other.write_conf("batch_scheduling = 1\n")
+        hup(other, since, r"changed: [^\n]*batch_scheduling")
+        expect(os.sched_getscheduler(pid) == os.SCHED_BATCH, "batch_scheduling = 1 again")
+        os.sched_setscheduler(pid, os.SCHED_IDLE, os.sched_param(0))
+        since = len(log_text(other))
+        hup(other, since, r"SIGHUP: log files reopened[^\n]*")
+        expect(os.sched_getscheduler(pid) == os.SCHED_IDLE, "the outside policy was replaced")
+        expect(re.search(r"batch_scheduling: left as started", log_text(other)[since:]),
+               "leaving the outside policy is not logged")
+        expect(other.sessiond.alive() and other.sessiond.pid == pid, "still running")
     finally:
         other.stop()
 

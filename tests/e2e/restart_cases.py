@@ -10,7 +10,7 @@ import time
 
 from backend_cases import ScriptedXmppServer, log_has, wait_log
 from bosh import Session, body as bosh_body, post_raw
-from cases import USERS, FakeXmppServer, case, expect, handler_pids, side_stack
+from cases import USERS, FakeXmppServer, Skipped, case, expect, handler_pids, side_stack
 from stack import child_pids, wait_for
 
 
@@ -270,6 +270,62 @@ def test_restart_command(st):
         expect(pong.type != "terminate", pong)
         s.terminate()
     finally:
+        other.stop()
+
+
+def listen_backlog(path):
+    """The backlog of the Unix socket listening at path (ss: Send-Q). sessiond
+    binds its sockets under a temporary name and renames them, and ss knows
+    them by that name: a client's peer name is it."""
+    import socket
+    import subprocess
+    c = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        c.connect(path)
+        bound = c.getpeername()
+    finally:
+        c.close()
+    out = subprocess.run(["ss", "-xlH", "src", bound], capture_output=True, text=True).stdout.split()
+    return int(out[3]) if len(out) > 3 and out[1] == "LISTEN" else None
+
+
+@case
+def test_listen_backlog_below_max_sessions_is_said_and_a_raised_one_taken_at_restart(st):
+    """net.core.somaxconn caps fcgi_socket's backlog: below max_sessions, a
+    warning says what follows and what to do; raised, `sessiond -r` takes it
+    without a new socket."""
+    import subprocess
+    from stack import SOMAXCONN
+    if os.geteuid() != 0:
+        raise Skipped("needs root: lowers net.core.somaxconn for a moment")
+    with open(SOMAXCONN) as f:
+        was = int(f.read())
+    other = side_stack(st, "pid_file = sessiond.pid\nmax_sessions = 1000\n")
+    try:
+        with open(SOMAXCONN, "w") as f:
+            f.write("512\n")
+        other.raise_somaxconn = False
+        other.start_sessiond()
+        with open(SOMAXCONN, "w") as f:  # back at once: other tests' sockets need it
+            f.write("%d\n" % was)
+        wait_log(other, "listen backlog 512 (net.core.somaxconn) is below max_sessions 1000")
+        expect(listen_backlog(other.handler_sock) == 512, "backlog %r" % listen_backlog(other.handler_sock))
+        other.start_nginx()
+        s = Session(other.url, st.domain, wait=3)
+        s.login("alice", USERS["alice"], "backlog")
+        wait_for(lambda: os.path.exists(os.path.join(other.dir, "sessiond.pid")), 5, "the pid file")
+        r = subprocess.run([other.sessiond_bin, "-r", "-c", other.conf], capture_output=True,
+                           text=True, timeout=30)
+        expect(r.returncode == 0 and "restarted in place" in r.stdout, "sessiond -r: %r" % (r,))
+        want = min(was, 65535)
+        expect(listen_backlog(other.handler_sock) == want,
+               "after the restart: backlog %r, not %d" % (listen_backlog(other.handler_sock), want))
+        pong = s.request("<iq xmlns='jabber:client' type='get' id='b1'><ping xmlns='urn:xmpp:ping'/></iq>")
+        expect(pong.type != "terminate", pong)
+        s.terminate()
+    finally:
+        with open(SOMAXCONN, "w") as f:
+            f.write("%d\n" % was)
         other.stop()
 
 

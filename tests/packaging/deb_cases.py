@@ -28,6 +28,7 @@ FILES = ["usr/sbin/sessiond", "usr/sbin/bosh-handler", "usr/bin/bosh-prebind", "
          "usr/share/doc/bosh-cm/examples/nginx/bosh.conf",
          "usr/share/doc/bosh-cm/examples/apache/proxy-fcgi.conf",
          "usr/share/doc/bosh-cm/examples/bosh.conf.example", "usr/share/doc/bosh-cm/copyright",
+         "usr/share/doc/bosh-cm/examples/systemd/web-server-batch.conf",
          "usr/share/man/man5/bosh.conf.5.gz", "usr/share/man/man8/sessiond.8.gz",
          "usr/share/man/man8/bosh-handler.8.gz", "usr/share/man/man1/bosh-prebind.1.gz",
          "usr/share/man/man1/bosh-discovery.1.gz"]

@@ -86,8 +86,8 @@ class Booted:
         except OSError:
             return ""
 
-    def show(self, prop):
-        return self.run("systemctl", "show", "-p", prop, "--value", "bosh-sessiond").stdout.strip()
+    def show(self, prop, unit="bosh-sessiond"):
+        return self.run("systemctl", "show", "-p", prop, "--value", unit).stdout.strip()
 
     def status(self):
         return (self.run("systemctl", "status", "--no-pager", "bosh-sessiond").stdout +
@@ -161,8 +161,14 @@ def systemd_runs_the_packaged_unit():
         for stub in STUBS:
             with open(os.path.join(units, stub), "w") as f:
                 f.write("[Unit]\nDescription=%s (empty)\n" % stub)
+        # a stand-in for the web server, with the drop-in the package offers for it
+        with open(os.path.join(units, "web-stand-in.service"), "w") as f:
+            f.write("[Unit]\nDescription=the web server's place\n[Service]\nExecStart=/bin/sleep 600\n")
+        os.makedirs(os.path.join(units, "web-stand-in.service.d"))
+        shutil.copy(os.path.join(root, "usr/share/doc/bosh-cm/examples/systemd/web-server-batch.conf"),
+                    os.path.join(units, "web-stand-in.service.d"))
         with open(os.path.join(units, "bosh-test.target"), "w") as f:
-            f.write("[Unit]\nDescription=the test\nWants=bosh-sessiond.service\n")
+            f.write("[Unit]\nDescription=the test\nWants=bosh-sessiond.service web-stand-in.service\n")
         booted = Booted(d, root, units)
 
         # Type=notify: active only once sessiond said READY=1
@@ -170,6 +176,13 @@ def systemd_runs_the_packaged_unit():
         expect(booted.show("ActiveState") == "active", "bosh-sessiond did not start:\n" + booted.status())
         expect(booted.show("StatusText") == "serving", "status %r" % booted.show("StatusText"))
         main = booted.show("MainPID")
+        # batch_scheduling under the unit's sandbox (its system call filter included)
+        policy = booted.run("chrt", "-p", main).stdout
+        expect("SCHED_BATCH" in policy, "sessiond under the unit: %r" % policy)
+        web = booted.show("MainPID", "web-stand-in")
+        policy = booted.run("chrt", "-p", web).stdout
+        expect(web not in ("", "0") and "SCHED_BATCH" in policy,
+               "a service with web-server-batch.conf (pid %r): %r" % (web, policy))
         sockets = booted.run("stat", "-c", "%n %a %G", "/run/bosh/handler.sock", "/run/bosh/ws.sock",
                              "/run/bosh/sessiond.sock").stdout.split("\n")
         expect(all(line.endswith(" 660 www-data") for line in sockets if line),
