@@ -22,6 +22,7 @@
 #include "splitter.h"
 #include "budget.h"
 #include "snapshot.h"
+#include "xmlesc.h"
 #include "xmlparser.h"
 #include "xmlscan.h"
 
@@ -202,18 +203,16 @@ static int save_attrs(struct splitter *s, const XML_Char **atts)
 	return 0;
 }
 
+/* xmlesc.h's entities, and whitespace as character references: a re-parse
+ * would turn a literal tab or newline in a value into a space. */
 static const char *attr_escape(char c)
 {
 	switch (c) {
-	case '&': return "&amp;";
-	case '<': return "&lt;";
-	case '\'': return "&apos;";
-	case '"': return "&quot;";
 	case '\t': return "&#9;";
 	case '\n': return "&#10;";
 	case '\r': return "&#13;";
 	}
-	return NULL;
+	return xml_attr_entity(c);
 }
 
 /* The length of src escaped by escape_attr(). */
