@@ -57,6 +57,7 @@ static struct timer housekeeping;
 static struct restart_params restart;
 static char self_path[PATH_MAX];
 static int ready_fd = -1;        /* to the process that started the daemon */
+static int fcgi_listener = -1;   /* fcgi_socket, listened on again by size_backlog() */
 static struct timer idle_timer;  /* idle_exit */
 static int idle_empty;           /* no session since idle_since */
 static uint64_t idle_since;
@@ -354,6 +355,8 @@ static void apply_scheduling(void)
 		         cfg.batch_scheduling, strerror(errno));
 }
 
+static void size_backlog(int fcgi);
+
 /* handler_users as uids; "" = the user named like group, if one exists
  * (www-data, apache, nginx: the web server's own account). */
 static int handler_uids(const struct config *c, uid_t *out, size_t *n, char *err, size_t errlen)
@@ -478,6 +481,8 @@ static int reload_into(struct buf *out)
 		log_set_level((enum log_level)cfg.log_level);
 	front_set_peers(uids, nuids);
 	apply_scheduling();
+	if (!restart_is_drainer()) /* the drainer closed its copy of the listener */
+		size_backlog(fcgi_listener);
 	reply_init(loop, &cfg);
 	restart.drain_time = cfg.drain_time;
 	pool_recycle();
@@ -808,8 +813,8 @@ static int fcgi_blocking(int fcgi)
 }
 
 /* The kernel caps every listen backlog at net.core.somaxconn (4096 by default),
- * read at listen(): listen again so a raised value applies after a restart in
- * place too. A backlog below max_sessions is a burst of 502s waiting to happen
+ * read at listen(): listen again so a raised value applies on SIGHUP and after
+ * a restart in place too. A backlog below max_sessions is a burst of 502s waiting to happen
  * (every client ending its session at once, each end a new connection). */
 static void size_backlog(int fcgi)
 {
@@ -828,7 +833,7 @@ static void size_backlog(int fcgi)
 		log_warn("fcgi_socket: listen backlog %ld (net.core.somaxconn) is below max_sessions %ld: "
 		         "more new connections than that at once (clients ending their sessions together) "
 		         "get 502s from the web server; raise it (sysctl -w net.core.somaxconn=65535), "
-		         "then restart sessiond in place (sessiond -r)", cap, cfg.max_sessions);
+		         "then reload sessiond (SIGHUP)", cap, cfg.max_sessions);
 }
 
 /* After a graceful restart: everything comes from the predecessor. */
@@ -904,6 +909,7 @@ static int run(const char *config_path, const char *level, int resume_fd)
 		return 1;
 	if (resume_fd >= 0 && resume_ws_socket(&ws, uid, gid) < 0)
 		log_error("restart: serving without ws_socket");
+	fcgi_listener = fcgi;
 	size_backlog(fcgi);
 	if (store_open(cfg.database, err, sizeof err) < 0) {
 		log_error("database: %s", err);

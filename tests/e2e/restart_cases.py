@@ -290,10 +290,10 @@ def listen_backlog(path):
 
 
 @case
-def test_listen_backlog_below_max_sessions_is_said_and_a_raised_one_taken_at_restart(st):
+def test_listen_backlog_below_max_sessions_is_said_and_a_raised_one_taken_on_reload_and_restart(st):
     """net.core.somaxconn caps fcgi_socket's backlog: below max_sessions, a
-    warning says what follows and what to do; raised, `sessiond -r` takes it
-    without a new socket."""
+    warning says what follows and what to do; raised, SIGHUP and `sessiond -r`
+    take it without a new socket."""
     import subprocess
     from stack import SOMAXCONN
     if os.geteuid() != 0:
@@ -310,6 +310,19 @@ def test_listen_backlog_below_max_sessions_is_said_and_a_raised_one_taken_at_res
             f.write("%d\n" % was)
         wait_log(other, "listen backlog 512 (net.core.somaxconn) is below max_sessions 1000")
         expect(listen_backlog(other.handler_sock) == 512, "backlog %r" % listen_backlog(other.handler_sock))
+        # raised and SIGHUP: listened again, no warning
+        with open(SOMAXCONN, "w") as f:
+            f.write("1500\n")
+        since = len(open(other.sessiond_log, errors="replace").read())
+        other.sessiond.signal(signal.SIGHUP)
+        wait_for(lambda: "SIGHUP: log files reopened" in open(other.sessiond_log, errors="replace").read()[since:],
+                 10, "the reload")
+        with open(SOMAXCONN, "w") as f:
+            f.write("%d\n" % was)
+        expect(listen_backlog(other.handler_sock) == 1500,
+               "after SIGHUP: backlog %r, not 1500" % listen_backlog(other.handler_sock))
+        expect("is below max_sessions" not in open(other.sessiond_log, errors="replace").read()[since:],
+               "warned with the cap above max_sessions")
         other.start_nginx()
         s = Session(other.url, st.domain, wait=3)
         s.login("alice", USERS["alice"], "backlog")
