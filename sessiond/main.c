@@ -343,6 +343,8 @@ static void apply_scheduling(void)
 		log_warn("batch_scheduling: cannot read the scheduling policy: %s", strerror(errno));
 		return;
 	}
+	int reset = now & SCHED_RESET_ON_FORK; /* systemd's CPUSchedulingResetOnFork: kept */
+	now &= ~SCHED_RESET_ON_FORK;
 	if (now != SCHED_OTHER && now != SCHED_BATCH) {
 		const char *name = now == SCHED_FIFO ? "SCHED_FIFO" : now == SCHED_RR ? "SCHED_RR"
 		                 : now == SCHED_IDLE ? "SCHED_IDLE" : "a policy of its own";
@@ -350,7 +352,7 @@ static void apply_scheduling(void)
 		return;
 	}
 	int want = cfg.batch_scheduling ? SCHED_BATCH : SCHED_OTHER;
-	if (now != want && sched_setscheduler(0, want, &(struct sched_param){ .sched_priority = 0 }) < 0)
+	if (now != want && sched_setscheduler(0, want | reset, &(struct sched_param){ .sched_priority = 0 }) < 0)
 		log_warn("batch_scheduling = %ld: cannot change the scheduling policy: %s",
 		         cfg.batch_scheduling, strerror(errno));
 }

@@ -387,6 +387,12 @@ def test_batch_scheduling_by_default_off_on_reload_and_never_over_an_outside_pol
         other.write_conf("batch_scheduling = 1\n")
         hup(other, since, r"changed: [^\n]*batch_scheduling")
         expect(os.sched_getscheduler(pid) == os.SCHED_BATCH, "batch_scheduling = 1 again")
+        # systemd's CPUSchedulingResetOnFork: the flag stays with the policy sessiond sets
+        os.sched_setscheduler(pid, os.SCHED_OTHER | os.SCHED_RESET_ON_FORK, os.sched_param(0))
+        since = len(log_text(other))
+        hup(other, since, r"SIGHUP: log files reopened[^\n]*")
+        expect(os.sched_getscheduler(pid) == os.SCHED_BATCH | os.SCHED_RESET_ON_FORK,
+               "with reset-on-fork: policy %r" % os.sched_getscheduler(pid))
         os.sched_setscheduler(pid, os.SCHED_IDLE, os.sched_param(0))
         since = len(log_text(other))
         hup(other, since, r"SIGHUP: log files reopened[^\n]*")
