@@ -21,7 +21,6 @@
 #ifndef BOSH_FCGI_CONN_H
 #define BOSH_FCGI_CONN_H
 
-#include "fcgi_listen.h"
 #include "loop.h"
 
 #include <stdint.h>

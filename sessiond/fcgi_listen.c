@@ -26,7 +26,7 @@ static void (*adopt)(int fd);
 static struct io listener = { .fd = -1 };
 static struct timer accept_later;
 static int accept_paused; /* out of descriptors: the listener is out of the loop */
-static int fd_budget; /* fcgi_conn_fd_budget() */
+static int fd_budget; /* fcgi_listen_fd_budget() */
 static int last_accepted_fd = -1;
 /* Connections accepted past the budget, waiting their turn. */
 static struct fdpark park = { .in = -1, .out = -1 };
@@ -221,7 +221,7 @@ int fcgi_listen_start(struct loop *l, int listen_fd, void (*take_fn)(int fd))
 	accept_later = (struct timer){ .cb = accept_timer };
 	last_accepted_fd = -1;
 	struct rlimit rl;
-	fd_budget = fcgi_conn_fd_budget(getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < INT_MAX
+	fd_budget = fcgi_listen_fd_budget(getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < INT_MAX
 	                                        ? (long)rl.rlim_cur : INT_MAX);
 	if (listen_fd < 0)
 		return 0;
@@ -258,13 +258,13 @@ int fcgi_listen_short(void)
 {
 	if (accept_paused || park.count)
 		return 1;
-	if (last_accepted_fd < fd_budget - FCGI_CONN_FD_RESERVE)
+	if (last_accepted_fd < fd_budget - FCGI_LISTEN_FD_RESERVE)
 		return 0;
 	if (listener.fd >= 0) {
 		int next = lowest_free_fd();
 		last_accepted_fd = next >= 0 ? next : fd_budget;
 	}
-	return last_accepted_fd >= fd_budget - FCGI_CONN_FD_RESERVE;
+	return last_accepted_fd >= fd_budget - FCGI_LISTEN_FD_RESERVE;
 }
 
 void fcgi_listen_room(void)

@@ -19,12 +19,12 @@
  * leaving some for XMPP connections, the database and boshctl; past it
  * they wait in the park until ours close. open_files_limit: RLIMIT_NOFILE
  * when the listener starts. */
-#define FCGI_CONN_FD_RESERVE 64
-static inline int fcgi_conn_fd_budget(long open_files_limit)
+#define FCGI_LISTEN_FD_RESERVE 64
+static inline int fcgi_listen_fd_budget(long open_files_limit)
 {
 	if (open_files_limit > 1L << 30)
 		open_files_limit = 1L << 30;
-	return (int)(open_files_limit > 2 * FCGI_CONN_FD_RESERVE ? open_files_limit - FCGI_CONN_FD_RESERVE
+	return (int)(open_files_limit > 2 * FCGI_LISTEN_FD_RESERVE ? open_files_limit - FCGI_LISTEN_FD_RESERVE
 	                                                         : open_files_limit / 2);
 }
 

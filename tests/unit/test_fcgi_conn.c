@@ -5,6 +5,7 @@
 #define _GNU_SOURCE
 #include "check.h"
 #include "../fcgi_conn_harness.h"
+#include "fcgi_listen.h"
 #include "fcgi_rec.h"
 #include "fdpark.h"
 
@@ -296,7 +297,7 @@ static void test_out_of_descriptors(void)
 		top = fds[i] > top ? fds[i] : top;
 	}
 	struct rlimit old, low;
-	getrlimit(RLIMIT_NOFILE, &old);
+	CHECK(getrlimit(RLIMIT_NOFILE, &old) == 0);
 	low = old;
 	low.rlim_cur = (rlim_t)top + 1 + 3; /* room for three accepted connections */
 	CHECK(setrlimit(RLIMIT_NOFILE, &low) == 0);
@@ -365,7 +366,7 @@ static void test_descriptor_budget(int lfd)
 		close(hold[i]);
 	/* a limit whose budget leaves room for three accepted connections */
 	long limit = top + 1 + 3;
-	while (fcgi_conn_fd_budget(limit) < top + 4)
+	while (fcgi_listen_fd_budget(limit) < top + 4)
 		limit++;
 	struct rlimit old, low;
 	getrlimit(RLIMIT_NOFILE, &old);
