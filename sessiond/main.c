@@ -816,10 +816,13 @@ static int fcgi_blocking(int fcgi)
 
 /* The kernel caps every listen backlog at net.core.somaxconn (4096 by default),
  * read at listen(): listen again so a raised value applies on SIGHUP and after
- * a restart in place too. A backlog below max_sessions is a burst of 502s waiting to happen
- * (every client ending its session at once, each end a new connection). */
+ * a restart in place too. A backlog below max_sessions is a burst of 502s
+ * waiting to happen (every client ending its session at once, each end a new
+ * connection): said once per value of the cap, not at every SIGHUP (logrotate
+ * sends one a night). */
 static void size_backlog(int fcgi)
 {
+	static long warned_cap;
 	if (fcgi < 0)
 		return;
 	if (listen(fcgi, LISTEN_BACKLOG) < 0)
@@ -831,11 +834,14 @@ static void size_backlog(int fcgi)
 			cap = 0;
 		fclose(f);
 	}
-	if (cap > 0 && cap < cfg.max_sessions)
-		log_warn("fcgi_socket: listen backlog %ld (net.core.somaxconn) is below max_sessions %ld: "
-		         "more new connections than that at once (clients ending their sessions together) "
-		         "get 502s from the web server; raise it (sysctl -w net.core.somaxconn=65535), "
-		         "then reload sessiond (SIGHUP)", cap, cfg.max_sessions);
+	/* Only what raising the cap would mend: past LISTEN_BACKLOG it is ours. */
+	if (cap <= 0 || cap >= LISTEN_BACKLOG || cap >= cfg.max_sessions || cap == warned_cap)
+		return;
+	warned_cap = cap;
+	log_warn("fcgi_socket: listen backlog %ld (net.core.somaxconn) is below max_sessions %ld: "
+	         "more new connections than that at once (clients ending their sessions together) "
+	         "get 502s from the web server; raise it (sysctl -w net.core.somaxconn=65535), "
+	         "then reload sessiond (SIGHUP)", cap, cfg.max_sessions);
 }
 
 /* After a graceful restart: everything comes from the predecessor. */
