@@ -67,6 +67,7 @@ static const struct key keys[] = {
 	NUMKEY("connect_timeout", connect_timeout, 1, 600),
 	RNUMKEY("ended_retention", ended_retention, 0, 365L * 86400),
 	RNUMKEY("db_flush_ms", db_flush_ms, 0, 10000),
+	RNUMKEY("db_activity_ms", db_activity_ms, 0, 60000),
 	RNUMKEY("batch_scheduling", batch_scheduling, 0, 1),
 	RSTRKEY("cors_origins", cors_origins),
 	RNUMKEY("cors_max_age", cors_max_age, 0, 86400 * 7),
@@ -117,6 +118,7 @@ void config_defaults(struct config *c)
 	c->connect_timeout = 10;
 	c->ended_retention = 86400;
 	c->db_flush_ms = 50;
+	c->db_activity_ms = 1000;
 	c->batch_scheduling = 1;
 	c->cors_max_age = 86400;
 	c->stanza_timeout = 60;

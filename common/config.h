@@ -72,6 +72,7 @@ struct config {
 	long connect_timeout;
 	long ended_retention;           /* seconds an ended session's row is kept */
 	long db_flush_ms;               /* longest delay of a database write */
+	long db_activity_ms;            /* ... of one that only records requests (rid, held, last seen) */
 	long batch_scheduling;          /* run as SCHED_BATCH: woken by I/O, do not preempt the writer */
 	struct config_backend backends[CONFIG_MAX_BACKENDS];
 	size_t nbackends;

@@ -120,6 +120,8 @@ static inline const struct session *bosh_of_const(const struct sess *c)
 }
 
 static inline void mark_dirty(struct session *s) { sesstable_dirty(&s->c); }
+/* Only rid, held requests or last seen changed (sesstable_touch). */
+static inline void mark_touched(struct session *s) { sesstable_touch(&s->c); }
 
 /* What one answer carries: the payloads of st (NULL: none), or a new
  * stream's name (§16.3). */

@@ -100,7 +100,7 @@ static void held_remove(struct session *s, int i)
 	gone->resp.fd = -1;
 	gone->s = s;
 	gone->io = (struct io){ .fd = -1, .cb = held_io, .ctx = gone };
-	mark_dirty(s);
+	mark_touched(s);
 }
 
 /* The creation response's attributes (XEP-0124 §7.1, XEP-0206 §3). */
@@ -451,7 +451,7 @@ int hold_request(struct session *s, struct responder *resp, int64_t rid, int cre
 		return -1;
 	}
 	s->nheld++;
-	mark_dirty(s);
+	mark_touched(s);
 	return 0;
 }
 
@@ -721,7 +721,7 @@ static void process(struct session *s, struct responder *resp, const struct req 
 	s->next_rid = r->rid + 1;
 	s->last_seen = loop_wallclock();
 	s->pause_until_next = 0;
-	mark_dirty(s);
+	mark_touched(s);
 	if (r->to && !s->one_stream) { /* else 'to' is ignored, as §16.3 asks */
 		add_stream(s, resp, r);
 		return;

@@ -19,7 +19,8 @@ static const struct config *cfg;
 static struct sess **table;
 static size_t table_size, nsessions;
 static struct sess *dirty_list;
-static uint64_t next_flush_due;
+static uint64_t next_flush_due; /* db_flush_ms after the last flush: not sooner */
+static uint64_t dirty_due;      /* when the dirty list must be written (0: empty) */
 
 /* Live sessions per client address, for max_sessions_per_client. */
 struct client_count {
@@ -261,14 +262,25 @@ void sesstable_log_end(const struct sess *c, const char *jid, double duration, c
 
 /* ---- persistence ---- */
 
-void sesstable_dirty(struct sess *c)
+static void mark(struct sess *c, long within_ms)
 {
+	uint64_t due = loop_now(loop) + (uint64_t)within_ms;
+	if (!dirty_due || due < dirty_due)
+		dirty_due = due;
 	if (c->dirty)
 		return;
 	c->dirty = 1;
 	c->dirty_next = dirty_list;
 	dirty_list = c;
 }
+
+void sesstable_dirty(struct sess *c) { mark(c, cfg->db_flush_ms); }
+
+/* A request's rid, held count and time change the row at the request rate
+ * of every session: written that often, the rows cost sessiond more than
+ * anything else it does per request. Who looks at them (active_sessions'
+ * idle_s and held_requests) is served by a second's delay. */
+void sesstable_touch(struct sess *c) { mark(c, cfg->db_activity_ms); }
 
 void sesstable_clean(struct sess *c)
 {
@@ -289,16 +301,21 @@ void sesstable_write_dirty(void)
 		c->dirty = 0;
 	}
 	dirty_list = NULL;
+	dirty_due = 0;
 }
 
 int sessions_idle(void *ctx)
 {
 	(void)ctx;
 	uint64_t now = loop_now(loop);
+	if (!dirty_list)
+		dirty_due = 0; /* the sessions it named ended (sesstable_clean) */
 	if (!dirty_list && !store_queued())
 		return -1;
-	if (now < next_flush_due)
-		return (int)(next_flush_due - now);
+	/* rows queued already (a session's last) go at the next chance */
+	uint64_t due = store_queued() || dirty_due < next_flush_due ? next_flush_due : dirty_due;
+	if (now < due)
+		return (int)(due - now);
 	/* While the database refuses (full disk, an admin's lock), the queue
 	 * keeps one batch; sessions stay dirty, so what is written at last is
 	 * their newest state and memory stays bounded by the sessions. */

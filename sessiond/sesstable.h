@@ -102,8 +102,11 @@ int sesstable_each(int (*cb)(struct sess *c, void *ctx), void *ctx);
 
 /* Queues the session's row (describe, then store_put). */
 void sesstable_put_row(const struct sess *c);
-/* The session's row changed: written at the next flush. */
+/* The session's row changed: written within db_flush_ms. */
 void sesstable_dirty(struct sess *c);
+/* Only its request bookkeeping changed (rid, held, last seen): written
+ * within db_activity_ms, or with the next flush that comes sooner. */
+void sesstable_touch(struct sess *c);
 /* Its row was queued already (its final one): no flush needed for it. */
 void sesstable_clean(struct sess *c);
 /* Queues the rows of every dirty session. */

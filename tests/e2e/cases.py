@@ -20,6 +20,7 @@ max_wait = 20
 default_wait = 20
 connect_timeout = 3
 db_flush_ms = 20
+db_activity_ms = 20
 backend.down.test = 127.0.0.1:%d
 cors_origins = https://chat.example https://other.example:8443
 cors_max_age = 600
@@ -105,6 +106,40 @@ def test_creation_response(st):
     expect(db["wait"] == 20 and db["hold"] == 1 and db["requests"] == 2, db)
     expect(db["client_addr"] == "127.0.0.1", db)
     expect(db["rid"] == s.rid, db)
+
+
+@case
+def test_request_bookkeeping_reaches_the_database_within_db_activity_ms_and_changes_of_state_at_once(st):
+    # rid, held requests and last seen change with every request: they are
+    # written within db_activity_ms, so that sessiond does not spend more on
+    # rows than on requests; a new session, a state and an end within db_flush_ms.
+    other = side_stack(st, "db_activity_ms = 2000\n")
+    try:
+        other.start_sessiond()
+        other.start_nginx()
+        s = Session(other.url, st.domain, wait=1)
+        t0 = time.time()
+        s.create()
+        created = row(other, s.sid, wait=1.5, until=lambda r: r["state"] == "active")
+        expect(time.time() - t0 < 1.5, "a new session's row within db_flush_ms")
+        first_rid = created["rid"]
+        got = s.request_async()  # held for wait (1 s), then answered empty
+        time.sleep(0.5)
+        stale = row(other, s.sid)
+        expect(stale["rid"] == first_rid and stale["held"] == 0,
+               "half a second after a request, its rid and hold are not written yet: %r" % stale)
+        got.join(5)
+        fresh = row(other, s.sid, wait=4, until=lambda r: r["rid"] == s.rid)
+        expect(time.time() - t0 > 1.9, "the rid came with the activity flush: %r" % fresh)
+        s.request_async()  # held: touched again, the row stays behind
+        time.sleep(0.2)
+        t1 = time.time()
+        s.terminate()
+        ended = row(other, s.sid, wait=1.5, until=lambda r: r["state"] == "ended")
+        expect(time.time() - t1 < 1.0 and ended["rid"] == s.rid,
+               "the end is written at once, with the last rid: %r" % ended)
+    finally:
+        other.stop()
 
 
 @case
