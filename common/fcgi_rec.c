@@ -269,6 +269,55 @@ static int decode_body(const struct fcgi_scan *s, const uint8_t *buf, char *scra
 	return 0;
 }
 
+/* A length at at[*i] in at[0..len), as ps_len() reads one. */
+static int flat_len(const uint8_t *at, size_t len, size_t *i, size_t *out)
+{
+	if (*i >= len)
+		return -1;
+	if (at[*i] < 0x80) {
+		*out = at[(*i)++];
+		return 0;
+	}
+	if (len - *i < 4)
+		return -1;
+	const uint8_t *b = at + *i;
+	*out = (size_t)(b[0] & 0x7f) << 24 | (size_t)b[1] << 16 | (size_t)b[2] << 8 | b[3];
+	*i += 4;
+	return 0;
+}
+
+/* The pairs when one record holds them all, as nginx and Apache send them:
+ * what decode_pair() does, without its walk over records for every byte. In
+ * the encoding a name and its value are adjacent: one look for a NUL. */
+static int decode_flat(const uint8_t *at, size_t len, char *scratch, size_t cap, size_t *w, size_t *n,
+                       const char **why)
+{
+	for (size_t i = 0; i < len; (*n)++) {
+		size_t nlen, vlen;
+		if (flat_len(at, len, &i, &nlen) < 0 || flat_len(at, len, &i, &vlen) < 0 || nlen > len - i ||
+		    vlen > len - i - nlen) {
+			*why = "FastCGI name-value pair cut short";
+			return -1;
+		}
+		if (nlen + vlen + 2 > cap - *w) {
+			*why = "no room for the FastCGI parameters";
+			return -1;
+		}
+		if (memchr(at + i, 0, nlen + vlen)) {
+			*why = "NUL in a FastCGI parameter";
+			return -1;
+		}
+		char *d = scratch + *w;
+		memcpy(d, at + i, nlen);
+		d[nlen] = 0;
+		memcpy(d + nlen + 1, at + i + nlen, vlen);
+		d[nlen + 1 + vlen] = 0;
+		*w += nlen + vlen + 2;
+		i += nlen + vlen;
+	}
+	return 0;
+}
+
 int fcgi_decode(const struct fcgi_scan *s, const uint8_t *buf, char *scratch, size_t cap,
                 struct fcgi_request *out, const char **why)
 {
@@ -277,10 +326,18 @@ int fcgi_decode(const struct fcgi_scan *s, const uint8_t *buf, char *scratch, si
 		return -1;
 	}
 	struct pstream p = { buf, s->end, 0, NULL, 0, s->params_len, s->id };
-	size_t w = 0, n = 0;
-	for (; p.rest; n++)
-		if (decode_pair(&p, scratch, cap, &w, why) < 0)
+	size_t w = 0, n = 0, first = 0;
+	struct rec r;
+	const uint8_t *content;
+	if (s->params_len && rec_find(buf, s->end, s->id, FCGI_PARAMS, &first, &r, &content) &&
+	    r.clen == s->params_len) {
+		if (decode_flat(content, r.clen, scratch, cap, &w, &n, why) < 0)
 			return -1;
+	} else {
+		for (; p.rest; n++)
+			if (decode_pair(&p, scratch, cap, &w, why) < 0)
+				return -1;
+	}
 	size_t body = w;
 	if (decode_body(s, buf, scratch, cap, &w, why) < 0)
 		return -1;

@@ -442,8 +442,10 @@ static int in_stream_ns(const struct splitter *s, const struct xmlscan_elem *e)
  * epilog()'s parser. Returns the tag's length, 0 if it is not that. */
 static size_t close_fast(struct splitter *s, const char *data, size_t len)
 {
-	size_t rl = s->root_qname ? strlen(s->root_qname) : 0;
-	if (!rl || len < rl + 3 || data[0] != '<' || data[1] != '/' || memcmp(data + 2, s->root_qname, rl) != 0)
+	if (len < 3 || data[0] != '<' || data[1] != '/' || !s->root_qname) /* a stanza, not the end */
+		return 0;
+	size_t rl = strlen(s->root_qname);
+	if (!rl || len < rl + 3 || memcmp(data + 2, s->root_qname, rl) != 0)
 		return 0;
 	size_t at = xmlscan_skip_space(data, rl + 2, len);
 	if (at >= len || data[at] != '>')
