@@ -3,7 +3,8 @@
 # mod_bosh and mod_websocket, all in front of the same Prosody that peers.sh
 # starts, and again in front of ejabberd beside ejabberd's own mod_bosh
 # (--candidate-ejabberd): BOSH and WebSocket rows in one table, then the ratios the targets
-# name, then sessiond's own memory per idle session (BOSH, then WebSocket).
+# name, then sessiond's own memory per idle session (BOSH, then WebSocket), the CPU per
+# message of each process (tests/bench_cpu.py), and the hop through HAProxy.
 # BENCH_ARGS passes options to peers.sh, e.g. BENCH_ARGS='--sessions 200 --big 0'.
 # BENCH_DIR is the shared bench folder (default ../shared/bench beside the checkout);
 # BENCH_MEM_SESSIONS the sessions bench_mem.py holds (default 9000).
@@ -64,6 +65,10 @@ n=${BENCH_MEM_SESSIONS:-9000}
 python3 "$here/tests/bench_mem.py" "$here/build/boshload" "$n" || status=1
 echo
 python3 "$here/tests/bench_mem.py" "$here/build/boshload" "$n" --ws || status=1
+
+# CPU per echo message, process by process, user and kernel apart.
+echo
+python3 "$here/tests/bench_cpu.py" "$here/build/boshload" "${BENCH_CPU_SECONDS:-20}" 50 || status=1
 
 # The load balancer's hop: through HAProxy in front of three nodes, and one node directly.
 echo
