@@ -274,7 +274,8 @@ static void mark(struct sess *c, long within_ms)
 	dirty_list = c;
 }
 
-void sesstable_dirty(struct sess *c) { mark(c, cfg->db_flush_ms); }
+/* At the next flush: at once, unless one ran in the last db_flush_ms. */
+void sesstable_dirty(struct sess *c) { mark(c, 0); }
 
 /* A request's rid, held count and time change the row at the request rate
  * of every session: written that often, the rows cost sessiond more than

@@ -102,7 +102,7 @@ int sesstable_each(int (*cb)(struct sess *c, void *ctx), void *ctx);
 
 /* Queues the session's row (describe, then store_put). */
 void sesstable_put_row(const struct sess *c);
-/* The session's row changed: written within db_flush_ms. */
+/* The session's row changed: written at the next flush (db_flush_ms apart). */
 void sesstable_dirty(struct sess *c);
 /* Only its request bookkeeping changed (rid, held, last seen): written
  * within db_activity_ms, or with the next flush that comes sooner. */

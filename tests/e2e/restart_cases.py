@@ -362,7 +362,8 @@ def test_disk_full_keeps_serving_and_catches_up(st):
         alice = Session(other.url, st.domain, wait=3)
         alice.login("alice", USERS["alice"], "full")
         time.sleep(0.3)
-        with open(os.path.join(disk, "filler"), "wb") as f:  # the disk fills up
+        # the disk fills up (unbuffered: nothing left to fail again at close)
+        with open(os.path.join(disk, "filler"), "wb", buffering=0) as f:
             try:
                 while True:
                     f.write(b"\0" * 65536)
