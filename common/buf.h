@@ -55,6 +55,20 @@ static inline int buf_puts(struct buf *b, const char *s)
 	return buf_append(b, s, strlen(s));
 }
 
+/* A string literal, its length known at compile time. */
+#define buf_lit(b, lit) buf_append((b), "" lit, sizeof(lit) - 1)
+
+/* v in decimal. -1 on OOM, b unchanged. */
+static inline int buf_u64(struct buf *b, unsigned long long v)
+{
+	char d[20]; /* 2^64 - 1 has 20 digits */
+	size_t n = sizeof d;
+	do
+		d[--n] = (char)('0' + v % 10);
+	while ((v /= 10));
+	return buf_append(b, d + n, sizeof d - n);
+}
+
 /* printf onto the end, however long the result. -1 on OOM, b unchanged. */
 static inline int buf_printf(struct buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static inline int buf_printf(struct buf *b, const char *fmt, ...)
@@ -97,9 +111,13 @@ static inline int buf_attr(struct buf *b, const char *name, const char *value)
 {
 	if (!value)
 		return 0;
-	if (buf_printf(b, " %s='", name) < 0 || buf_xml_escaped(b, value) < 0)
+	size_t at = b->len;
+	if (buf_lit(b, " ") < 0 || buf_puts(b, name) < 0 || buf_lit(b, "='") < 0 || buf_xml_escaped(b, value) < 0 ||
+	    buf_lit(b, "'") < 0) {
+		b->len = at;
 		return -1;
-	return buf_append(b, "'", 1);
+	}
+	return 0;
 }
 
 static inline void buf_free(struct buf *b)

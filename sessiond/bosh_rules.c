@@ -106,7 +106,7 @@ static void held_remove(struct session *s, int i)
 /* The creation response's attributes (XEP-0124 §7.1, XEP-0206 §3). */
 static int creation_attrs(struct session *s, struct buf *b)
 {
-	int rc = buf_printf(b, " xmlns:xmpp='" XBOSH_NS "' xmlns:stream='" STREAM_NS "'");
+	int rc = buf_lit(b, " xmlns:xmpp='" XBOSH_NS "' xmlns:stream='" STREAM_NS "'");
 	rc |= buf_attr(b, "sid", s->c.sid);
 	rc |= buf_printf(b, " wait='%d' requests='%d' hold='%d' inactivity='%d' polling='%ld' maxpause='%ld'",
 	                 s->wait, s->requests, s->hold, s->inactivity, bosh_cfg->polling,
@@ -175,12 +175,12 @@ static int build_answer(struct session *s, int i, const struct answer *a, struct
 		name = a->added->name;
 	else if (s->multi && st && (st->queue.len || notice_due(s, st)) && s->state != S_ENDED)
 		name = st->name; /* a session's last word names no stream: it ends them all */
-	int rc = buf_printf(b, "<body xmlns='" BOSH_NS "'");
+	int rc = buf_lit(b, "<body xmlns='" BOSH_NS "'");
 	if (HELD(s, i)->creation && !type)
 		rc |= creation_attrs(s, b);
 	rc |= buf_attr(b, "stream", name);
 	if (a->added) { /* XEP-0206 §3: the version goes with a stream added too */
-		rc |= buf_printf(b, " xmlns:xmpp='" XBOSH_NS "'");
+		rc |= buf_lit(b, " xmlns:xmpp='" XBOSH_NS "'");
 		rc |= buf_attr(b, "from", a->added->to);
 		rc |= buf_attr(b, "xmpp:version", "1.0");
 	}
@@ -188,7 +188,7 @@ static int build_answer(struct session *s, int i, const struct answer *a, struct
 	rc |= buf_attr(b, "condition", condition);
 	rc |= ack_attrs(s, HELD(s, i), b);
 	if (condition && strcmp(condition, "remote-stream-error") == 0)
-		rc |= buf_printf(b, " xmlns:stream='" STREAM_NS "'");
+		rc |= buf_lit(b, " xmlns:stream='" STREAM_NS "'");
 	if (!st || !st->queue.len)
 		return rc | buf_append(b, "/>", 2);
 	rc |= buf_append(b, ">", 1);

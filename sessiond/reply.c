@@ -123,13 +123,13 @@ static const char *status_text(int status)
  * a browser opens as a document from running what the stanzas carry. */
 static int format_head(struct buf *h, const struct reply *r, uint8_t cors)
 {
-	char status[64], length[32];
-	snprintf(status, sizeof status, "%d %s", r->status, status_text(r->status));
-	snprintf(length, sizeof length, "%zu", r->body_len);
-	if (buf_cat(h, "Status: ", status, "\r\nContent-Type: ",
-	            r->content_type ? r->content_type : "text/xml; charset=utf-8",
-	            "\r\nContent-Length: ", length, "\r\nCache-Control: no-store\r\n",
-	            BOSH_INERT_HEADERS, (char *)NULL) < 0 ||
+	/* once per answer: no printf */
+	if (buf_reserve(h, 512) < 0 || buf_lit(h, "Status: ") < 0 || buf_u64(h, (unsigned)r->status) < 0 ||
+	    buf_cat(h, " ", status_text(r->status), "\r\nContent-Type: ",
+	            r->content_type ? r->content_type : "text/xml; charset=utf-8", "\r\nContent-Length: ",
+	            (char *)NULL) < 0 ||
+	    buf_u64(h, r->body_len) < 0 ||
+	    buf_cat(h, "\r\nCache-Control: no-store\r\n", BOSH_INERT_HEADERS, (char *)NULL) < 0 ||
 	    cors_headers(h, cors) < 0)
 		return -1;
 	return buf_cat(h, reply_cfg ? reply_cfg->extra_headers : "", r->headers ? r->headers : "",

@@ -134,6 +134,11 @@ static void test_buf(void)
 	CHECK(buf_attr(&b, "none", NULL) == 0);
 	CHECK(b.len == strlen(" q='a&apos;b&quot;c&lt;d>e&amp;f'"));
 	buf_free(&b);
+	/* numbers without printf, the extremes included */
+	CHECK(buf_u64(&b, 0) == 0 && buf_lit(&b, " ") == 0 && buf_u64(&b, 18446744073709551615ull) == 0 &&
+	      buf_lit(&b, " ") == 0 && buf_u64(&b, 200) == 0);
+	CHECK_MEM(b.data, b.len, "0 18446744073709551615 200");
+	buf_free(&b);
 	free(big);
 }
 
