@@ -157,8 +157,8 @@ src_fcgi_conn := sessiond/fcgi_conn.c sessiond/fcgi_listen.c sessiond/fdpark.c s
 	fcgi/body.c fcgi/query.c common/frame.c common/config.c common/netmatch.c common/log.c \
 	common/log_syslog.c
 src_splitter := sessiond/splitter.c common/xmlscan.c sessiond/snapshot.c sessiond/budget.c common/log.c common/log_syslog.c
-# out of memory at every allocation: the splitter and the <body/> parser
-src_oom      := $(src_splitter) fcgi/body.c
+# out of memory at every allocation: the splitter, the <body/> parser, the WebSocket classifier
+src_oom      := $(src_splitter) fcgi/body.c sessiond/xmpp_framing.c
 src_frame    := common/frame.c
 src_ridwin   := sessiond/ridwin.c
 src_config   := common/config.c common/netmatch.c common/log.c common/log_syslog.c

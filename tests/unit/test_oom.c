@@ -1,7 +1,7 @@
 /* Out of memory at each allocation in turn, for what parses input from
  * outside: the stream splitter (fast path, expat, a parked parser rebuilt,
- * the epilog after </stream:stream>) and the <body/> parser (fast path and
- * expat). Each run with its n-th allocation refused must end in an error
+ * the epilog after </stream:stream>), the <body/> parser (fast path and
+ * expat) and the WebSocket message classifier. Each run with its n-th allocation refused must end in an error
  * the module reports, never a crash, must deliver only a prefix of what a
  * run without failures delivers, and must free everything it allocated.
  *
@@ -12,6 +12,7 @@
 #include "body.h"
 #include "budget.h"
 #include "splitter.h"
+#include "xmpp_framing.h"
 
 #include <stdint.h>
 #include <stdlib.h>
@@ -250,6 +251,69 @@ static void test_body_one(const char *text)
 	printf("body: %ld allocations, each refused in turn\n", n);
 }
 
+/* ---- XMPP over WebSocket: the message classifier ----------------------------- */
+
+static const char *const messages[] = {
+	"<open xmlns='urn:ietf:params:xml:ns:xmpp-framing' to='example.com' version='1.0'/>",
+	"<message xmlns='jabber:client' to='a@example.com'><body>hi &amp; bye</body></message>",
+	"<message xmlns='jabber:client'><body>one</body></message><message/>", /* two: refused */
+	"<iq xmlns='jabber:client' type='get' id='1'><ping xmlns='urn:xmpp:ping'/></iq>",
+	"<close xmlns='urn:ietf:params:xml:ns:xmpp-framing'/>",
+};
+#define NMESSAGES (sizeof messages / sizeof messages[0])
+
+/* The kinds, one per message; -1 if the classifier could not be made. */
+static void classify_all(enum xf_kind *kind)
+{
+	struct xf_classifier *x = xf_classifier_new();
+	for (size_t i = 0; i < NMESSAGES; i++) {
+		struct xf_msg m;
+		kind[i] = x ? xf_classify(x, messages[i], strlen(messages[i]), &m) : (enum xf_kind)-1;
+		if (x && kind[i] == XF_INVALID)
+			CHECK(m.why && *m.why);
+	}
+	xf_classifier_free(x);
+}
+
+static void test_framing(void)
+{
+	long base = live;
+	enum xf_kind ref[NMESSAGES], k[NMESSAGES];
+	classify_all(ref);
+	CHECK(ref[0] == XF_OPEN && ref[1] == XF_STANZA && ref[2] == XF_INVALID && ref[3] == XF_STANZA &&
+	      ref[4] == XF_CLOSE);
+	long n, failures = 0;
+	for (n = 0;; n++) {
+		arm(n);
+		classify_all(k);
+		int refused = allocs > n;
+		disarm();
+		/* the message that met the refusal is XF_INVALID; the next ones are
+		 * classified as ever (one parser serves them all: it must recover) */
+		int differ = 0;
+		for (size_t i = 0; i < NMESSAGES; i++)
+			if (k[i] != ref[i]) {
+				differ++;
+				if (k[i] != XF_INVALID && k[i] != (enum xf_kind)-1) {
+					fprintf(stderr, "allocation %ld refused: message %zu classified %d, not %d\n", n, i,
+					        k[i], ref[i]);
+					check_failed++;
+				}
+			}
+		CHECK(differ <= 1 || k[0] == (enum xf_kind)-1);
+		if (live != base) {
+			fprintf(stderr, "allocation %ld refused: %ld blocks not freed\n", n, live - base);
+			check_failed++;
+			live = base;
+		}
+		if (!refused)
+			break;
+		failures++;
+	}
+	CHECK(failures > 0);
+	printf("framing: %ld allocations, each refused in turn\n", n);
+}
+
 int main(void)
 {
 	budget_init(0);
@@ -259,5 +323,6 @@ int main(void)
 		test_body_one(bodies[i]);
 	body_fast_path(0); /* expat for the first too */
 	test_body_one(bodies[0]);
+	test_framing();
 	return check_summary("oom");
 }
