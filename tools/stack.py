@@ -218,16 +218,18 @@ class Stack:
         return "# the web chat's own origin, for its WebSocket (tools/stack.py)\ncors_origins = %s\n" % " ".join(
             origins + [o for o in mine if o not in origins])
 
-    def start_sessiond(self, extra=""):
+    def start_sessiond(self, extra="", env=None):
+        """env: variables for sessiond alone, over this process's."""
         self.write_conf(extra)
         if self.raise_somaxconn:
             raise_somaxconn()  # as make run does; before sessiond's listen()
         if os.path.exists(self.handler_sock):  # left by a sessiond that was killed
             os.unlink(self.handler_sock)
-        env = dict(os.environ)
-        env.setdefault("ASAN_OPTIONS", "detect_leaks=0:abort_on_error=0")
+        own = dict(os.environ)
+        own.setdefault("ASAN_OPTIONS", "detect_leaks=0:abort_on_error=0")
+        own.update(env or {})
         self.sessiond = Proc("sessiond", [self.sessiond_bin, "-f", "-c", self.conf],
-                             os.path.join(self.dir, "sessiond.stdout"), env=env)
+                             os.path.join(self.dir, "sessiond.stdout"), env=own)
         control = os.path.join(self.dir, "sessiond.sock")
         # Ready when it says so: its control socket takes connections before
         # the database is open (and migrated), and a test may read it at once.

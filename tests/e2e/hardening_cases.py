@@ -404,6 +404,75 @@ def test_batch_scheduling_by_default_off_on_reload_and_never_over_an_outside_pol
         other.stop()
 
 
+# sessiond's view of the scheduler, refused: a stand-in for a sandbox whose
+# system call filter says EPERM (or a kernel that lacks the call)
+SCHED_SHIM = r"""
+#define _GNU_SOURCE
+#include <errno.h>
+#include <sched.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+static int refused(const char *call)
+{
+	const char *m = getenv("SCHED_SHIM");
+	return m && strcmp(m, call) == 0;
+}
+
+int sched_setscheduler(pid_t pid, int policy, const struct sched_param *param)
+{
+	if (refused("set")) {
+		errno = EPERM;
+		return -1;
+	}
+	return (int)syscall(SYS_sched_setscheduler, pid, policy, param);
+}
+
+int sched_getscheduler(pid_t pid)
+{
+	if (refused("get")) {
+		errno = ENOSYS;
+		return -1;
+	}
+	return (int)syscall(SYS_sched_getscheduler, pid);
+}
+"""
+
+
+@case
+def test_batch_scheduling_refused_is_said_and_sessiond_serves_all_the_same(st):
+    src, shim = os.path.join(st.dir, "sched_shim.c"), os.path.join(st.dir, "sched_shim.so")
+    with open(src, "w") as f:
+        f.write(SCHED_SHIM)
+    r = subprocess.run(["cc", "-shared", "-fPIC", "-o", shim, src], capture_output=True, text=True)
+    expect(r.returncode == 0, "the shim did not build: %s" % r.stderr)
+    for mode, said in (("set", "batch_scheduling = 1: cannot change the scheduling policy: Operation not permitted"),
+                       ("get", "batch_scheduling: cannot read the scheduling policy: Function not implemented")):
+        other = side_stack(st)
+        try:
+            # the shim before ASan's runtime: ASan is told not to mind
+            other.start_sessiond(env={"LD_PRELOAD": shim, "SCHED_SHIM": mode,
+                                      "ASAN_OPTIONS": "detect_leaks=0:abort_on_error=0:verify_asan_link_order=0"})
+            pid = other.sessiond.pid
+            wait_log(other, re.escape(said))
+            expect(os.sched_getscheduler(pid) == os.SCHED_OTHER, "the policy changed after all (%s)" % mode)
+            since = len(log_text(other))
+            hup(other, since)
+            expect(said in log_text(other)[since:], "a SIGHUP tries again and says so (%s)" % mode)
+            other.start_nginx()
+            s = Session(other.url, st.domain, wait=2)
+            s.login("alice", USERS["alice"], "sched-" + mode)
+            got, _ = s.until(lambda c: c.get("id") == "m1",
+                             "<message xmlns='jabber:client' to='%s' id='m1'><body>as ever</body></message>" % s.jid)
+            expect(got.findtext("{jabber:client}body") == "as ever", got)
+            s.terminate()
+            expect(other.sessiond.alive() and other.sessiond.pid == pid, "sessiond still running (%s)" % mode)
+        finally:
+            other.stop()
+
+
 # ---- what bytes from outside can do to the log ----
 
 @case
