@@ -404,26 +404,30 @@ def test_batch_scheduling_by_default_off_on_reload_and_never_over_an_outside_pol
         other.stop()
 
 
-# sessiond's view of the scheduler, refused: a stand-in for a sandbox whose
-# system call filter says EPERM (or a kernel that lacks the call)
-SCHED_SHIM = r"""
+# What the system may refuse sessiond, refused by a preloaded shim: a
+# sandbox whose system call filter says EPERM, a kernel without a call, a
+# listen() that fails, a /proc that cannot be read (or says something else).
+FAULT_SHIM = r"""
 #define _GNU_SOURCE
+#include <dlfcn.h>
 #include <errno.h>
 #include <sched.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
-static int refused(const char *call)
+static int fault(const char *name)
 {
-	const char *m = getenv("SCHED_SHIM");
-	return m && strcmp(m, call) == 0;
+	const char *m = getenv("FAULT");
+	return m && strcmp(m, name) == 0;
 }
 
 int sched_setscheduler(pid_t pid, int policy, const struct sched_param *param)
 {
-	if (refused("set")) {
+	if (fault("sched-set")) {
 		errno = EPERM;
 		return -1;
 	}
@@ -432,43 +436,91 @@ int sched_setscheduler(pid_t pid, int policy, const struct sched_param *param)
 
 int sched_getscheduler(pid_t pid)
 {
-	if (refused("get")) {
+	if (fault("sched-get")) {
 		errno = ENOSYS;
 		return -1;
 	}
 	return (int)syscall(SYS_sched_getscheduler, pid);
 }
+
+/* a second listen() on a socket fails */
+int listen(int fd, int backlog)
+{
+	static int seen[64], n;
+	if (fault("relisten")) {
+		for (int i = 0; i < n; i++)
+			if (seen[i] == fd) {
+				errno = EINVAL;
+				return -1;
+			}
+		if (n < 64)
+			seen[n++] = fd;
+	}
+	return (int)syscall(SYS_listen, fd, backlog);
+}
+
+FILE *fopen(const char *path, const char *mode)
+{
+	static FILE *(*real)(const char *, const char *);
+	static char low[] = "512\n";
+	if (strcmp(path, "/proc/sys/net/core/somaxconn") == 0) {
+		if (fault("somaxconn-unreadable")) {
+			errno = EACCES;
+			return NULL;
+		}
+		if (fault("somaxconn-512"))
+			return fmemopen(low, sizeof low - 1, "r");
+	}
+	if (!real)
+		real = (FILE *(*)(const char *, const char *))dlsym(RTLD_NEXT, "fopen");
+	return real(path, mode);
+}
 """
 
 
 @case
-def test_batch_scheduling_refused_is_said_and_sessiond_serves_all_the_same(st):
-    src, shim = os.path.join(st.dir, "sched_shim.c"), os.path.join(st.dir, "sched_shim.so")
+def test_what_the_system_refuses_is_said_and_sessiond_serves_all_the_same(st):
+    src, shim = os.path.join(st.dir, "fault_shim.c"), os.path.join(st.dir, "fault_shim.so")
     with open(src, "w") as f:
-        f.write(SCHED_SHIM)
-    r = subprocess.run(["cc", "-shared", "-fPIC", "-o", shim, src], capture_output=True, text=True)
+        f.write(FAULT_SHIM)
+    r = subprocess.run(["cc", "-shared", "-fPIC", "-o", shim, src, "-ldl"], capture_output=True, text=True)
     expect(r.returncode == 0, "the shim did not build: %s" % r.stderr)
-    for mode, said in (("set", "batch_scheduling = 1: cannot change the scheduling policy: Operation not permitted"),
-                       ("get", "batch_scheduling: cannot read the scheduling policy: Function not implemented")):
+    backlog = "fcgi_socket: listen backlog 512 (net.core.somaxconn) is below max_sessions"
+    # (fault, said at start, said again on SIGHUP, not said)
+    faults = [
+        ("sched-set", "batch_scheduling = 1: cannot change the scheduling policy: Operation not permitted", True,
+         None),
+        ("sched-get", "batch_scheduling: cannot read the scheduling policy: Function not implemented", True, None),
+        ("relisten", "fcgi_socket: listen again for the backlog: Invalid argument", True, None),
+        ("somaxconn-512", backlog, False, None),
+        ("somaxconn-unreadable", None, False, "listen backlog"),
+    ]
+    for fault, said, again, unsaid in faults:
         other = side_stack(st)
         try:
             # the shim before ASan's runtime: ASan is told not to mind
-            other.start_sessiond(env={"LD_PRELOAD": shim, "SCHED_SHIM": mode,
+            other.start_sessiond(env={"LD_PRELOAD": shim, "FAULT": fault,
                                       "ASAN_OPTIONS": "detect_leaks=0:abort_on_error=0:verify_asan_link_order=0"})
             pid = other.sessiond.pid
-            wait_log(other, re.escape(said))
-            expect(os.sched_getscheduler(pid) == os.SCHED_OTHER, "the policy changed after all (%s)" % mode)
+            if said:
+                wait_log(other, re.escape(said))
+            if fault.startswith("sched"):
+                expect(os.sched_getscheduler(pid) == os.SCHED_OTHER, "the policy changed after all (%s)" % fault)
             since = len(log_text(other))
             hup(other, since)
-            expect(said in log_text(other)[since:], "a SIGHUP tries again and says so (%s)" % mode)
+            if said:
+                expect((said in log_text(other)[since:]) == again,
+                       "(%s) a SIGHUP %s" % (fault, "tries again and says so" if again else "says it once only"))
             other.start_nginx()
             s = Session(other.url, st.domain, wait=2)
-            s.login("alice", USERS["alice"], "sched-" + mode)
+            s.login("alice", USERS["alice"], "fault-" + fault)
             got, _ = s.until(lambda c: c.get("id") == "m1",
                              "<message xmlns='jabber:client' to='%s' id='m1'><body>as ever</body></message>" % s.jid)
             expect(got.findtext("{jabber:client}body") == "as ever", got)
             s.terminate()
-            expect(other.sessiond.alive() and other.sessiond.pid == pid, "sessiond still running (%s)" % mode)
+            expect(other.sessiond.alive() and other.sessiond.pid == pid, "sessiond still running (%s)" % fault)
+            if unsaid:
+                expect(unsaid not in log_text(other), "(%s) said %r" % (fault, unsaid))
         finally:
             other.stop()
 
