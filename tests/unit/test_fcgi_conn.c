@@ -14,8 +14,23 @@
 #include <stdio.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <sys/un.h>
 #include <unistd.h>
+
+/* Descriptors sent over a socket are refused with this errno while it is
+ * not 0, as the kernel refuses them past the user's in-flight limit: the
+ * park (fdpark.c) then cannot take a batch. */
+static int refuse_rights;
+
+ssize_t sendmsg(int fd, const struct msghdr *m, int flags)
+{
+	if (refuse_rights && m->msg_controllen) {
+		errno = refuse_rights;
+		return -1;
+	}
+	return syscall(SYS_sendmsg, fd, m, flags);
+}
 
 static struct loop *l;
 static struct config cfg;
@@ -493,6 +508,75 @@ static void test_kept_again_once_descriptors_free(void)
 	fcgi_conn_stop();
 }
 
+/* The park refusing a batch (ETOOMANYREFS): the connections past the
+ * budget are taken all the same, within the reserve, and served; accepting
+ * pauses, leaving later ones in the backlog, until ours close. */
+static void test_park_refused(void)
+{
+	enum { N = 6, LATE = 2, PARK_FDS = 2 + FDPARK_BATCH };
+	int fds[N], late[LATE], hold[PARK_FDS];
+	struct fcgi_conn_stats s0, s1;
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	snprintf(sa.sun_path, sizeof sa.sun_path, "%s", sock_path);
+	unlink(sock_path);
+	int lfd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	CHECK(lfd >= 0 && bind(lfd, (struct sockaddr *)&sa, sizeof sa) == 0 && listen(lfd, 16) == 0);
+	for (int i = 0; i < PARK_FDS; i++)
+		hold[i] = dup(0);
+	int top = 0;
+	for (int i = 0; i < N; i++) {
+		fds[i] = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+		top = fds[i] > top ? fds[i] : top;
+	}
+	for (int i = 0; i < LATE; i++) {
+		late[i] = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+		top = late[i] > top ? late[i] : top;
+	}
+	for (int i = 0; i < PARK_FDS; i++)
+		close(hold[i]);
+	long limit = top + 1 + 3; /* room for three below the budget, as above */
+	while (fcgi_listen_fd_budget(limit) < top + 4)
+		limit++;
+	struct rlimit old, low;
+	getrlimit(RLIMIT_NOFILE, &old);
+	low = old;
+	low.rlim_cur = (rlim_t)limit;
+	CHECK(setrlimit(RLIMIT_NOFILE, &low) == 0);
+	CHECK(fcgi_conn_start(l, lfd, &cfg) == 0);
+	fcgi_conn_stats(&s0);
+	refuse_rights = ETOOMANYREFS;
+	for (int i = 0; i < N; i++)
+		CHECK(connect(fds[i], (struct sockaddr *)&sa, sizeof sa) == 0);
+	pump();
+	fcgi_conn_stats(&s1);
+	CHECK(s1.accepted - s0.accepted == N && s1.open == N && s1.waiting == 0); /* taken past the budget */
+	for (int i = 0; i < LATE; i++)
+		CHECK(connect(late[i], (struct sockaddr *)&sa, sizeof sa) == 0);
+	pump();
+	fcgi_conn_stats(&s1);
+	CHECK(s1.accepted - s0.accepted == N); /* paused: the late ones wait in the backlog */
+	uint8_t req[512];
+	size_t len = body_req(req, 1, 1, 'a');
+	for (int i = 3; i < N; i++) /* served, though past the budget */
+		CHECK(send(fds[i], req, len, 0) == (ssize_t)len && answer(fds[i]) > 0);
+	refuse_rights = 0;
+	for (int i = 0; i < N; i++) { /* ours close: accepting goes on */
+		close(fds[i]);
+		fds[i] = -1;
+	}
+	for (int i = 0; i < 10; i++)
+		pump();
+	fcgi_conn_stats(&s1);
+	CHECK(s1.accepted - s0.accepted == N + LATE);
+	for (int i = 0; i < LATE; i++)
+		CHECK(send(late[i], req, len, 0) == (ssize_t)len && answer(late[i]) > 0);
+	CHECK(setrlimit(RLIMIT_NOFILE, &old) == 0);
+	for (int i = 0; i < LATE; i++)
+		close(late[i]);
+	pump();
+	fcgi_conn_stop();
+}
+
 int main(void)
 {
 	harness_config(&cfg);
@@ -527,6 +611,8 @@ int main(void)
 	test_descriptor_budget(lfd);
 	pump();
 	test_kept_again_once_descriptors_free();
+	pump();
+	test_park_refused();
 	pump();
 	loop_free(l);
 	unlink(sock_path);
