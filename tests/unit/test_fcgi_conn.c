@@ -32,6 +32,18 @@ ssize_t sendmsg(int fd, const struct msghdr *m, int flags)
 	return syscall(SYS_sendmsg, fd, m, flags);
 }
 
+/* Taking descriptors back fails with this errno while it is not 0. */
+static int refuse_take;
+
+ssize_t recvmsg(int fd, struct msghdr *m, int flags)
+{
+	if (refuse_take && m->msg_controllen) {
+		errno = refuse_take;
+		return -1;
+	}
+	return syscall(SYS_recvmsg, fd, m, flags);
+}
+
 static struct loop *l;
 static struct config cfg;
 static char sock_path[108];
@@ -577,6 +589,66 @@ static void test_park_refused(void)
 	fcgi_conn_stop();
 }
 
+/* Taking a batch back from the park fails (recvmsg: ENOMEM): those
+ * waiting are closed, which their clients see at once (the web server
+ * answers them 502 rather than waiting for ever), and a new park serves
+ * what comes next. */
+static void test_park_lost(void)
+{
+	enum { N = 6, PARK_FDS = 2 + FDPARK_BATCH };
+	int fds[N], hold[PARK_FDS];
+	struct fcgi_conn_stats s0, s1;
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	snprintf(sa.sun_path, sizeof sa.sun_path, "%s", sock_path);
+	unlink(sock_path);
+	int lfd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	CHECK(lfd >= 0 && bind(lfd, (struct sockaddr *)&sa, sizeof sa) == 0 && listen(lfd, 16) == 0);
+	for (int i = 0; i < PARK_FDS; i++)
+		hold[i] = dup(0);
+	int top = 0;
+	for (int i = 0; i < N; i++) {
+		fds[i] = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+		top = fds[i] > top ? fds[i] : top;
+	}
+	for (int i = 0; i < PARK_FDS; i++)
+		close(hold[i]);
+	long limit = top + 1 + 3;
+	while (fcgi_listen_fd_budget(limit) < top + 4)
+		limit++;
+	struct rlimit old, low;
+	getrlimit(RLIMIT_NOFILE, &old);
+	low = old;
+	low.rlim_cur = (rlim_t)limit;
+	CHECK(setrlimit(RLIMIT_NOFILE, &low) == 0);
+	CHECK(fcgi_conn_start(l, lfd, &cfg) == 0);
+	fcgi_conn_stats(&s0);
+	for (int i = 0; i < N; i++)
+		CHECK(connect(fds[i], (struct sockaddr *)&sa, sizeof sa) == 0);
+	pump();
+	fcgi_conn_stats(&s1);
+	CHECK(s1.open == 3 && s1.waiting == N - 3);
+	refuse_take = ENOMEM;
+	close(fds[0]); /* room: the park is asked for its batch, and fails */
+	fds[0] = -1;
+	pump();
+	refuse_take = 0;
+	fcgi_conn_stats(&s1);
+	CHECK(s1.waiting == 0);
+	for (int i = 3; i < N; i++)
+		CHECK(is_closed(fds[i]));
+	uint8_t req[512];
+	size_t len = body_req(req, 1, 1, 'a');
+	int next = client(); /* served as ever */
+	CHECK(next >= 0 && send(next, req, len, 0) == (ssize_t)len && answer(next) > 0);
+	CHECK(setrlimit(RLIMIT_NOFILE, &old) == 0);
+	close(next);
+	for (int i = 0; i < N; i++)
+		if (fds[i] >= 0)
+			close(fds[i]);
+	pump();
+	fcgi_conn_stop();
+}
+
 int main(void)
 {
 	harness_config(&cfg);
@@ -613,6 +685,8 @@ int main(void)
 	test_kept_again_once_descriptors_free();
 	pump();
 	test_park_refused();
+	pump();
+	test_park_lost();
 	pump();
 	loop_free(l);
 	unlink(sock_path);
