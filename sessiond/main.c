@@ -862,6 +862,8 @@ static int resume(struct snap_r *snap, int fcgi, const char *handler, const char
 		pool_stop();
 	else if (n >= 0 && fcgi >= 0 && fcgi_blocking(fcgi) < 0)
 		n = -1;
+	else if (n >= 0 && fcgi >= 0)
+		pool_fill((int)cfg.handlers); /* fcgi_direct turned off: nobody else accepts */
 	free((void *)snap->data);
 	if (n < 0) {
 		log_error("restart: the predecessor's state could not be taken over");

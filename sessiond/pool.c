@@ -245,6 +245,19 @@ int pool_restore(struct loop *l, struct snap_r *r, int fd, const char *handler_p
 	return snap_failed(r) ? -1 : 0;
 }
 
+void pool_fill(int count)
+{
+	int from = nworkers;
+	if (listen_fd < 0 || count <= from)
+		return;
+	nworkers = count > POOL_MAX ? POOL_MAX : count;
+	for (int i = from; i < nworkers; i++) {
+		workers[i] = (struct worker){ .restart = { .cb = spawn, .ctx = &workers[i] } };
+		spawn(&workers[i]);
+	}
+	log_info("%d handler processes started (%s)", nworkers - from, handler);
+}
+
 void pool_forget(void)
 {
 	for (int i = 0; i < nworkers; i++)

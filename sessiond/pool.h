@@ -29,6 +29,10 @@ void pool_recycle(void);
 /* Stops every handler (SIGTERM) and waits a little for them. */
 void pool_stop(void);
 
+/* After a restart: up to count handlers, if fewer were handed over (none
+ * when the predecessor read FastCGI itself, fcgi_direct). */
+void pool_fill(int count);
+
 /* In a process forked off at a restart: the handlers are not its own. */
 void pool_forget(void);
 

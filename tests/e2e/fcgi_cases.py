@@ -11,6 +11,7 @@ from bosh import NS, Session
 from cases import USERS, case, expect, handler_pids, side_stack
 from ops_cases import get, metric
 from restart_cases import restart
+from stack import wait_for
 
 BEGIN, ABORT, END, PARAMS, STDIN, STDOUT = 1, 2, 3, 4, 5, 6
 
@@ -267,5 +268,40 @@ def test_handler_mode_with_kept_connections(st):
         text = get(other, "/bosh/metrics")[2]
         expect(metric(text, "bosh_fastcgi_requests_total") >= 10,
                "requests after the first on a kept connection were read by sessiond")
+    finally:
+        other.stop()
+
+
+@case
+def test_a_restart_that_turns_fcgi_direct_off_keeps_sessions_and_kept_connections(st):
+    # fcgi_direct = 1 -> 0 across a restart in place: the handlers start, the
+    # connections nginx keeps are served to their end by sessiond (as a
+    # handler would pass them), new ones go to the handlers, no session is lost
+    other = side_stack(st)
+    try:
+        other.start_sessiond()
+        other.start_nginx()
+        s = Session(other.url, st.domain, wait=2)
+        s.login("carol", USERS["carol"], "direct-off")
+        kept = connect(other)
+        kept.sendall(request(unknown_sid_body()))
+        read_answer(kept)
+        expect(not handler_pids(other), "fcgi_direct: no handlers yet")
+        other.write_conf("fcgi_direct = 0\n")
+        restart(other)
+        wait_for(lambda: len(handler_pids(other)) == 2, 10, "the handlers of fcgi_direct = 0")
+        kept.sendall(request(unknown_sid_body(), rid=2))
+        out, ended = read_answer(kept)
+        expect(ended and b"item-not-found" in out, "a kept connection after the restart: %r" % out[:200])
+        fresh = connect(other)
+        fresh.sendall(request(unknown_sid_body(), rid=3))
+        out, ended = read_answer(fresh)
+        expect(ended and b"item-not-found" in out, "a new connection, through a handler: %r" % out[:200])
+        got, _ = s.until(lambda c: c.get("id") == "d1",
+                         "<message xmlns='jabber:client' to='%s' id='d1'><body>after</body></message>" % s.jid)
+        expect(got.findtext("{jabber:client}body") == "after", got)
+        s.terminate()
+        kept.close()
+        fresh.close()
     finally:
         other.stop()
