@@ -273,8 +273,8 @@ def test_handler_mode_with_kept_connections(st):
 
 
 @case
-def test_a_restart_that_turns_fcgi_direct_off_keeps_sessions_and_kept_connections(st):
-    # fcgi_direct = 1 -> 0 across a restart in place: the handlers start, the
+def test_a_restart_in_place_turns_fcgi_direct_off_and_on_keeping_sessions_and_connections(st):
+    # fcgi_direct = 1 -> 0 -> 1 across restarts in place: the handlers start, the
     # connections nginx keeps are served to their end by sessiond (as a
     # handler would pass them), new ones go to the handlers, no session is lost
     other = side_stack(st)
@@ -300,8 +300,18 @@ def test_a_restart_that_turns_fcgi_direct_off_keeps_sessions_and_kept_connection
         got, _ = s.until(lambda c: c.get("id") == "d1",
                          "<message xmlns='jabber:client' to='%s' id='d1'><body>after</body></message>" % s.jid)
         expect(got.findtext("{jabber:client}body") == "after", got)
+        # and back on: the handlers stop, sessiond takes new connections itself
+        other.write_conf("")
+        restart(other)
+        wait_for(lambda: not handler_pids(other), 10, "the handlers to stop")
+        for k, conn in ((4, kept), (5, fresh), (6, connect(other))):
+            conn.sendall(request(unknown_sid_body(), rid=k))
+            out, ended = read_answer(conn)
+            expect(ended and b"item-not-found" in out, "rid %d after fcgi_direct is on again: %r" % (k, out[:200]))
+            conn.close()
+        got, _ = s.until(lambda c: c.get("id") == "d2",
+                         "<message xmlns='jabber:client' to='%s' id='d2'><body>again</body></message>" % s.jid)
+        expect(got.findtext("{jabber:client}body") == "again", got)
         s.terminate()
-        kept.close()
-        fresh.close()
     finally:
         other.stop()
