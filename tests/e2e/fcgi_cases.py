@@ -206,44 +206,80 @@ def test_kept_idle_connections_survive_a_restart(st):
         other.stop()
 
 
+def fill_past_the_budget(other, conns, limit=256):
+    """sessiond at an open file limit of limit (a budget of limit - 64: the
+    rest kept for XMPP connections and the database), then limit connections:
+    into conns; the last 40, each with a request sent, wait outside its
+    descriptor table, neither answered nor closed. Returns those 40."""
+    import resource
+    other.start_sessiond()
+    # both limits: sessiond raises its soft limit to the hard one at start
+    resource.prlimit(other.sessiond.pid, resource.RLIMIT_NOFILE, (limit, limit))
+    restart(other)  # the successor's budget comes from the lower limit
+    for _ in range(limit):
+        conns.append(connect(other))
+    last = conns[-40:]  # past the budget whatever sessiond itself holds
+    for i, c in enumerate(last):
+        c.sendall(request(unknown_sid_body(), rid=i + 1))
+    deadline = time.time() + 10
+    while "waiting outside the descriptor table" not in open(other.sessiond_log, errors="replace").read():
+        expect(time.time() < deadline, "no connection waits outside the descriptor table")
+        time.sleep(0.05)
+    for c in last:  # neither answered nor closed before their turn
+        c.settimeout(0.2)
+        try:
+            got = c.recv(1)
+        except socket.timeout:
+            got = None
+        expect(got is None, "a connection past the budget was answered or closed early: %r" % got)
+        c.settimeout(None)
+    return last
+
+
 @case
 def test_connections_past_the_descriptor_budget_wait_and_survive_a_restart(st):
     # A burst at the open file limit: connections past sessiond's descriptor
     # budget are accepted all the same and wait outside its descriptor table
     # (none refused, as nginx would answer with a 502); a graceful restart
     # hands them over with the rest; as descriptors free up they are served.
-    import resource
-    limit = 256  # a budget of 192 (64 kept for XMPP connections and the database)
     other = side_stack(st)
     conns = []
     try:
-        other.start_sessiond()
-        # both limits: sessiond raises its soft limit to the hard one at start
-        resource.prlimit(other.sessiond.pid, resource.RLIMIT_NOFILE, (limit, limit))
-        restart(other)  # the successor's budget comes from the lower limit
-        for _ in range(limit):
-            conns.append(connect(other))
-        last = conns[-40:]  # past the budget whatever sessiond itself holds
-        for i, c in enumerate(last):
-            c.sendall(request(unknown_sid_body(), rid=i + 1))
-        deadline = time.time() + 10
-        while "waiting outside the descriptor table" not in open(other.sessiond_log, errors="replace").read():
-            expect(time.time() < deadline, "no connection waits outside the descriptor table")
-            time.sleep(0.05)
-        for c in last:  # neither answered nor closed before their turn
-            c.settimeout(0.2)
-            try:
-                got = c.recv(1)
-            except socket.timeout:
-                got = None
-            expect(got is None, "a connection past the budget was answered or closed early: %r" % got)
-            c.settimeout(None)
+        last = fill_past_the_budget(other, conns)
         restart(other)
         for c in conns[:-40]:  # room again
             c.close()
         for i, c in enumerate(last):
             out, ended = read_answer(c)
             expect(ended and b"item-not-found" in out, "connection %d of the waiting ones: %r" % (i, out[:200]))
+    finally:
+        for c in conns:
+            c.close()
+        other.stop()
+
+
+@case
+def test_connections_waiting_past_the_budget_are_closed_when_a_restart_turns_fcgi_direct_off(st):
+    # Not the successor's to serve (its handlers accept now): closed at once,
+    # which the web server answers with a 502 rather than a wait, and said.
+    other = side_stack(st)
+    conns = []
+    try:
+        last = fill_past_the_budget(other, conns)
+        other.write_conf("fcgi_direct = 0\n")
+        restart(other)
+        for i, c in enumerate(last):
+            expect(closed(c), "waiting connection %d not closed" % i)
+        log = open(other.sessiond_log, errors="replace").read()
+        expect(re.search(r"restart: \d+ FastCGI connections waiting past the descriptor budget closed "
+                         r"\(fcgi_direct is off now\)", log), "not said")
+        for c in conns[:-40]:  # the kept ones, served to their end: room again
+            c.close()
+        fresh = connect(other)  # a handler's
+        fresh.sendall(request(unknown_sid_body(), rid=99))
+        out, ended = read_answer(fresh)
+        expect(ended and b"item-not-found" in out, "a new connection after the restart: %r" % out[:200])
+        fresh.close()
     finally:
         for c in conns:
             c.close()
