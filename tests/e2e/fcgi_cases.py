@@ -351,3 +351,44 @@ def test_a_restart_in_place_turns_fcgi_direct_off_and_on_keeping_sessions_and_co
         s.terminate()
     finally:
         other.stop()
+
+
+@case
+def test_a_restart_abandoned_at_exec_keeps_connections_and_sessions(st):
+    # exec fails after the snapshot was taken (connections, sessions, the
+    # park): the running sessiond takes back everything it had set aside for
+    # its successor, and the next restart goes through.
+    import signal
+    from hardening_cases import fault_env
+    other = side_stack(st)
+    try:
+        other.start_sessiond(env=fault_env(st, "exec-successor"))
+        other.start_nginx()
+        s = Session(other.url, st.domain, wait=2)
+        s.login("alice", USERS["alice"], "abandoned")
+        kept = connect(other)
+        kept.sendall(request(unknown_sid_body()))
+        read_answer(kept)
+        other.sessiond.signal(signal.SIGUSR2)
+        deadline = time.time() + 10
+        while 'restart abandoned: reason="exec' not in open(other.sessiond_log, errors="replace").read():
+            expect(time.time() < deadline, "no abandoned restart in the log")
+            time.sleep(0.05)
+        for rid in (2, 3):
+            kept.sendall(request(unknown_sid_body(), rid=rid))
+            out, ended = read_answer(kept)
+            expect(ended and b"item-not-found" in out, "the kept connection after the abandoned restart: %r" % out[:200])
+        got, _ = s.until(lambda c: c.get("id") == "a1",
+                         "<message xmlns='jabber:client' to='%s' id='a1'><body>still</body></message>" % s.jid)
+        expect(got.findtext("{jabber:client}body") == "still", got)
+        restart(other)  # the shim fails the first exec only
+        kept.sendall(request(unknown_sid_body(), rid=4))
+        out, ended = read_answer(kept)
+        expect(ended and b"item-not-found" in out, "the kept connection after the restart: %r" % out[:200])
+        got, _ = s.until(lambda c: c.get("id") == "a2",
+                         "<message xmlns='jabber:client' to='%s' id='a2'><body>again</body></message>" % s.jid)
+        expect(got.findtext("{jabber:client}body") == "again", got)
+        s.terminate()
+        kept.close()
+    finally:
+        other.stop()

@@ -459,6 +459,23 @@ int listen(int fd, int backlog)
 	return (int)syscall(SYS_listen, fd, backlog);
 }
 
+/* the first exec of a successor (its -R argument: the snapshot) fails */
+int execv(const char *path, char *const argv[])
+{
+	static int (*real)(const char *, char *const[]);
+	static int failed;
+	if (fault("exec-successor") && !failed)
+		for (int i = 0; argv[i]; i++)
+			if (strcmp(argv[i], "-R") == 0) {
+				failed = 1;
+				errno = E2BIG;
+				return -1;
+			}
+	if (!real)
+		real = (int (*)(const char *, char *const[]))dlsym(RTLD_NEXT, "execv");
+	return real(path, argv);
+}
+
 FILE *fopen(const char *path, const char *mode)
 {
 	static FILE *(*real)(const char *, const char *);
@@ -478,13 +495,22 @@ FILE *fopen(const char *path, const char *mode)
 """
 
 
+def fault_env(st, fault):
+    """Variables that start a sessiond with FAULT_SHIM preloaded (built once
+    into the run's folder), failing what fault names."""
+    src, shim = os.path.join(st.dir, "fault_shim.c"), os.path.join(st.dir, "fault_shim.so")
+    if not os.path.exists(shim):
+        with open(src, "w") as f:
+            f.write(FAULT_SHIM)
+        r = subprocess.run(["cc", "-shared", "-fPIC", "-o", shim, src, "-ldl"], capture_output=True, text=True)
+        expect(r.returncode == 0, "the shim did not build: %s" % r.stderr)
+    # the shim before ASan's runtime: ASan is told not to mind
+    return {"LD_PRELOAD": shim, "FAULT": fault,
+            "ASAN_OPTIONS": "detect_leaks=0:abort_on_error=0:verify_asan_link_order=0"}
+
+
 @case
 def test_what_the_system_refuses_is_said_and_sessiond_serves_all_the_same(st):
-    src, shim = os.path.join(st.dir, "fault_shim.c"), os.path.join(st.dir, "fault_shim.so")
-    with open(src, "w") as f:
-        f.write(FAULT_SHIM)
-    r = subprocess.run(["cc", "-shared", "-fPIC", "-o", shim, src, "-ldl"], capture_output=True, text=True)
-    expect(r.returncode == 0, "the shim did not build: %s" % r.stderr)
     backlog = "fcgi_socket: listen backlog 512 (net.core.somaxconn) is below max_sessions"
     # (fault, said at start, said again on SIGHUP, not said)
     faults = [
@@ -498,9 +524,7 @@ def test_what_the_system_refuses_is_said_and_sessiond_serves_all_the_same(st):
     for fault, said, again, unsaid in faults:
         other = side_stack(st)
         try:
-            # the shim before ASan's runtime: ASan is told not to mind
-            other.start_sessiond(env={"LD_PRELOAD": shim, "FAULT": fault,
-                                      "ASAN_OPTIONS": "detect_leaks=0:abort_on_error=0:verify_asan_link_order=0"})
+            other.start_sessiond(env=fault_env(st, fault))
             pid = other.sessiond.pid
             if said:
                 wait_log(other, re.escape(said))
