@@ -332,3 +332,55 @@ def test_log_to_syslog(st):
         if own_devlog and os.path.islink("/dev/log"):
             os.unlink("/dev/log")
         rx.close()
+
+
+def control_frame(command, attrs=None):
+    """boshctl's request (common/frame.h): method CONTROL, the command, its
+    attributes; the answer comes on a descriptor passed with it."""
+    import struct
+    fields = [(2, struct.pack(">I", 1)), (4, b"CONTROL\0"), (13, command.encode() + b"\0")]
+    fields += [(6, k.encode() + b"\0" + v.encode() + b"\0") for k, v in (attrs or {}).items()]
+    body = b"".join(bytes([t]) + struct.pack(">I", len(v)) + v for t, v in fields)
+    return b"BF\x01\x01" + struct.pack(">I", len(body)) + body
+
+
+@case
+def test_a_boshctl_that_does_not_read_its_answer_is_dropped_and_holds_nothing_up(st):
+    import socket
+    other = side_stack(st)
+    try:
+        other.start_sessiond()
+        other.start_nginx()
+        held = [Session(other.url, st.domain, wait=1) for _ in range(40)]
+        for s in held:  # an answer to 'sessions --json' of several KiB
+            s.create()
+        mine, theirs = socket.socketpair()
+        theirs.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 1)  # the least the kernel allows
+        c = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        c.connect(os.path.join(other.dir, "sessiond.sock"))
+        socket.send_fds(c, [control_frame("sessions", {"json": "1"})], [theirs.fileno()])
+        theirs.close()
+        c.close()
+        t0 = time.time()
+        # meanwhile: other commands answered, a login served
+        rc, out, err = boshctl(other, "status")
+        expect(rc == 0 and "sessiond" in out, "boshctl status while one does not read: %d %s" % (rc, err))
+        alice = Session(other.url, st.domain, wait=1)
+        alice.login("alice", USERS["alice"], "unread")
+        alice.terminate()
+        log = lambda: open(other.sessiond_log, errors="replace").read()
+        wait_for(lambda: "boshctl did not read its answer within 10 s; dropped" in log(), 15, "the drop")
+        expect(time.time() - t0 > 8, "dropped before its time")
+        mine.settimeout(5)
+        got = b""
+        while True:
+            chunk = mine.recv(65536)
+            if not chunk:
+                break
+            got += chunk
+        expect(got.startswith(b"0\n") and len(got) > 1000, "the part of the answer that fitted: %r" % got[:100])
+        expect(not got.rstrip().endswith(b"]"), "all of it was written after all: the case tests nothing")
+        mine.close()
+        expect(other.sessiond.alive(), "sessiond still runs")
+    finally:
+        other.stop()
