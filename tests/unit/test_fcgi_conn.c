@@ -369,6 +369,44 @@ static void test_idle_connections_bounded(void)
 	CHECK(st.open == 0);
 }
 
+/* Client sockets fds[0..n), not connected yet, then an open file limit
+ * whose budget leaves room for three accepted connections past them, and
+ * the connections started on lfd under it; the limit before goes to *old. */
+static void start_at_budget(int lfd, int *fds, int n, struct rlimit *old)
+{
+	enum { PARK_FDS = 2 + FDPARK_BATCH };
+	int hold[PARK_FDS];
+	for (int i = 0; i < PARK_FDS; i++) /* the park's own, below the clients */
+		hold[i] = dup(0);
+	int top = 0;
+	for (int i = 0; i < n; i++) {
+		fds[i] = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+		top = fds[i] > top ? fds[i] : top;
+	}
+	for (int i = 0; i < PARK_FDS; i++)
+		close(hold[i]);
+	long limit = top + 1 + 3;
+	while (fcgi_listen_fd_budget(limit) < top + 4)
+		limit++;
+	struct rlimit low;
+	getrlimit(RLIMIT_NOFILE, old);
+	low = *old;
+	low.rlim_cur = (rlim_t)limit;
+	CHECK(setrlimit(RLIMIT_NOFILE, &low) == 0);
+	CHECK(fcgi_conn_start(l, lfd, &cfg) == 0);
+}
+
+/* A listener on sock_path again (the one before was stopped). */
+static int fresh_listener(void)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	snprintf(sa.sun_path, sizeof sa.sun_path, "%s", sock_path);
+	unlink(sock_path);
+	int lfd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	CHECK(lfd >= 0 && bind(lfd, (struct sockaddr *)&sa, sizeof sa) == 0 && listen(lfd, 16) == 0);
+	return lfd;
+}
+
 /* The descriptor budget: with connections waiting, taking them stops short
  * of the open file limit (some stay free for XMPP connections and the
  * database); the rest are accepted all the same and wait outside the
@@ -377,30 +415,13 @@ static void test_idle_connections_bounded(void)
  * the listener again, on lfd. */
 static void test_descriptor_budget(int lfd)
 {
-	enum { N = 6, PARK_FDS = 2 + FDPARK_BATCH };
-	int fds[N], hold[PARK_FDS];
+	enum { N = 6 };
+	int fds[N];
 	struct fcgi_conn_stats s0, s1;
+	struct rlimit old;
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
 	snprintf(sa.sun_path, sizeof sa.sun_path, "%s", sock_path);
-	for (int i = 0; i < PARK_FDS; i++) /* the park's own, below the clients */
-		hold[i] = dup(0);
-	int top = 0;
-	for (int i = 0; i < N; i++) {
-		fds[i] = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-		top = fds[i] > top ? fds[i] : top;
-	}
-	for (int i = 0; i < PARK_FDS; i++)
-		close(hold[i]);
-	/* a limit whose budget leaves room for three accepted connections */
-	long limit = top + 1 + 3;
-	while (fcgi_listen_fd_budget(limit) < top + 4)
-		limit++;
-	struct rlimit old, low;
-	getrlimit(RLIMIT_NOFILE, &old);
-	low = old;
-	low.rlim_cur = (rlim_t)limit;
-	CHECK(setrlimit(RLIMIT_NOFILE, &low) == 0);
-	CHECK(fcgi_conn_start(l, lfd, &cfg) == 0);
+	start_at_budget(lfd, fds, N, &old);
 	fcgi_conn_stats(&s0);
 	for (int i = 0; i < N; i++)
 		CHECK(connect(fds[i], (struct sockaddr *)&sa, sizeof sa) == 0);
@@ -408,8 +429,10 @@ static void test_descriptor_budget(int lfd)
 	fcgi_conn_stats(&s1);
 	CHECK(s1.accepted - s0.accepted == N); /* the backlog is empty */
 	CHECK(s1.open == 3 && s1.waiting == N - 3); /* the third reached the budget */
+	struct rlimit now;
+	getrlimit(RLIMIT_NOFILE, &now);
 	int spare = dup(0); /* the reserve is there */
-	CHECK(spare >= 0 && spare < limit);
+	CHECK(spare >= 0 && (rlim_t)spare < now.rlim_cur);
 	if (spare >= 0)
 		close(spare);
 	/* each waiting one gets a request before it is taken: none is lost */
@@ -525,36 +548,13 @@ static void test_kept_again_once_descriptors_free(void)
  * pauses, leaving later ones in the backlog, until ours close. */
 static void test_park_refused(void)
 {
-	enum { N = 6, LATE = 2, PARK_FDS = 2 + FDPARK_BATCH };
-	int fds[N], late[LATE], hold[PARK_FDS];
+	enum { N = 6, LATE = 2 };
+	int all[N + LATE], *fds = all, *late = all + N;
 	struct fcgi_conn_stats s0, s1;
+	struct rlimit old;
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
 	snprintf(sa.sun_path, sizeof sa.sun_path, "%s", sock_path);
-	unlink(sock_path);
-	int lfd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	CHECK(lfd >= 0 && bind(lfd, (struct sockaddr *)&sa, sizeof sa) == 0 && listen(lfd, 16) == 0);
-	for (int i = 0; i < PARK_FDS; i++)
-		hold[i] = dup(0);
-	int top = 0;
-	for (int i = 0; i < N; i++) {
-		fds[i] = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-		top = fds[i] > top ? fds[i] : top;
-	}
-	for (int i = 0; i < LATE; i++) {
-		late[i] = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-		top = late[i] > top ? late[i] : top;
-	}
-	for (int i = 0; i < PARK_FDS; i++)
-		close(hold[i]);
-	long limit = top + 1 + 3; /* room for three below the budget, as above */
-	while (fcgi_listen_fd_budget(limit) < top + 4)
-		limit++;
-	struct rlimit old, low;
-	getrlimit(RLIMIT_NOFILE, &old);
-	low = old;
-	low.rlim_cur = (rlim_t)limit;
-	CHECK(setrlimit(RLIMIT_NOFILE, &low) == 0);
-	CHECK(fcgi_conn_start(l, lfd, &cfg) == 0);
+	start_at_budget(fresh_listener(), all, N + LATE, &old);
 	fcgi_conn_stats(&s0);
 	refuse_rights = ETOOMANYREFS;
 	for (int i = 0; i < N; i++)
@@ -595,32 +595,13 @@ static void test_park_refused(void)
  * what comes next. */
 static void test_park_lost(void)
 {
-	enum { N = 6, PARK_FDS = 2 + FDPARK_BATCH };
-	int fds[N], hold[PARK_FDS];
+	enum { N = 6 };
+	int fds[N];
 	struct fcgi_conn_stats s0, s1;
+	struct rlimit old;
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
 	snprintf(sa.sun_path, sizeof sa.sun_path, "%s", sock_path);
-	unlink(sock_path);
-	int lfd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	CHECK(lfd >= 0 && bind(lfd, (struct sockaddr *)&sa, sizeof sa) == 0 && listen(lfd, 16) == 0);
-	for (int i = 0; i < PARK_FDS; i++)
-		hold[i] = dup(0);
-	int top = 0;
-	for (int i = 0; i < N; i++) {
-		fds[i] = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-		top = fds[i] > top ? fds[i] : top;
-	}
-	for (int i = 0; i < PARK_FDS; i++)
-		close(hold[i]);
-	long limit = top + 1 + 3;
-	while (fcgi_listen_fd_budget(limit) < top + 4)
-		limit++;
-	struct rlimit old, low;
-	getrlimit(RLIMIT_NOFILE, &old);
-	low = old;
-	low.rlim_cur = (rlim_t)limit;
-	CHECK(setrlimit(RLIMIT_NOFILE, &low) == 0);
-	CHECK(fcgi_conn_start(l, lfd, &cfg) == 0);
+	start_at_budget(fresh_listener(), fds, N, &old);
 	fcgi_conn_stats(&s0);
 	for (int i = 0; i < N; i++)
 		CHECK(connect(fds[i], (struct sockaddr *)&sa, sizeof sa) == 0);
