@@ -357,7 +357,7 @@ static void apply_scheduling(void)
 		         cfg.batch_scheduling, strerror(errno));
 }
 
-static void size_backlog(int fcgi);
+static void size_backlog(int fcgi, int listen_again);
 
 /* handler_users as uids; "" = the user named like group, if one exists
  * (www-data, apache, nginx: the web server's own account). */
@@ -484,7 +484,7 @@ static int reload_into(struct buf *out)
 	front_set_peers(uids, nuids);
 	apply_scheduling();
 	if (!restart_is_drainer()) /* the drainer closed its copy of the listener */
-		size_backlog(fcgi_listener);
+		size_backlog(fcgi_listener, 1);
 	reply_init(loop, &cfg);
 	restart.drain_time = cfg.drain_time;
 	pool_recycle();
@@ -815,17 +815,17 @@ static int fcgi_blocking(int fcgi)
 }
 
 /* The kernel caps every listen backlog at net.core.somaxconn (4096 by default),
- * read at listen(): listen again so a raised value applies on SIGHUP and after
- * a restart in place too. A backlog below max_sessions is a burst of 502s
+ * read at listen(): listen_again (SIGHUP, a restart in place; a fresh socket
+ * was listened on just now) so a raised value applies to a socket we have. A backlog below max_sessions is a burst of 502s
  * waiting to happen (every client ending its session at once, each end a new
  * connection): said once per value of the cap, not at every SIGHUP (logrotate
  * sends one a night). */
-static void size_backlog(int fcgi)
+static void size_backlog(int fcgi, int listen_again)
 {
 	static long warned_cap;
 	if (fcgi < 0)
 		return;
-	if (listen(fcgi, LISTEN_BACKLOG) < 0)
+	if (listen_again && listen(fcgi, LISTEN_BACKLOG) < 0)
 		log_warn("fcgi_socket: listen again for the backlog: %s", strerror(errno));
 	long cap = 0;
 	FILE *f = fopen("/proc/sys/net/core/somaxconn", "r");
@@ -920,7 +920,7 @@ static int run(const char *config_path, const char *level, int resume_fd)
 	if (resume_fd >= 0 && resume_ws_socket(&ws, uid, gid) < 0)
 		log_error("restart: serving without ws_socket");
 	fcgi_listener = fcgi;
-	size_backlog(fcgi);
+	size_backlog(fcgi, resume_fd >= 0);
 	if (store_open(cfg.database, err, sizeof err) < 0) {
 		log_error("database: %s", err);
 		return 1;
