@@ -267,10 +267,12 @@ static void mark(struct sess *c, long within_ms)
 	uint64_t due = loop_now(loop) + (uint64_t)within_ms;
 	if (!dirty_due || due < dirty_due)
 		dirty_due = due;
-	if (c->dirty)
+	if (c->dirty_pprev)
 		return;
-	c->dirty = 1;
 	c->dirty_next = dirty_list;
+	if (dirty_list)
+		dirty_list->dirty_pprev = &c->dirty_next;
+	c->dirty_pprev = &dirty_list;
 	dirty_list = c;
 }
 
@@ -283,23 +285,25 @@ void sesstable_dirty(struct sess *c) { mark(c, 0); }
  * idle_s and held_requests) is served by a second's delay. */
 void sesstable_touch(struct sess *c) { mark(c, cfg->db_activity_ms); }
 
+/* Unlinked in place: a burst of ends (thousands of sessions, each touched
+ * by its terminate within db_activity_ms) must not walk the list for each. */
 void sesstable_clean(struct sess *c)
 {
-	if (!c->dirty)
+	if (!c->dirty_pprev)
 		return;
-	for (struct sess **p = &dirty_list; *p; p = &(*p)->dirty_next)
-		if (*p == c) {
-			*p = c->dirty_next;
-			break;
-		}
-	c->dirty = 0;
+	*c->dirty_pprev = c->dirty_next;
+	if (c->dirty_next)
+		c->dirty_next->dirty_pprev = c->dirty_pprev;
+	c->dirty_pprev = NULL;
+	if (!dirty_list)
+		dirty_due = 0;
 }
 
 void sesstable_write_dirty(void)
 {
 	for (struct sess *c = dirty_list; c; c = c->dirty_next) {
 		sesstable_put_row(c);
-		c->dirty = 0;
+		c->dirty_pprev = NULL;
 	}
 	dirty_list = NULL;
 	dirty_due = 0;
@@ -309,12 +313,12 @@ int sessions_idle(void *ctx)
 {
 	(void)ctx;
 	uint64_t now = loop_now(loop);
-	if (!dirty_list)
-		dirty_due = 0; /* the sessions it named ended (sesstable_clean) */
 	if (!dirty_list && !store_queued())
 		return -1;
 	/* rows queued already (a session's last) go at the next chance */
-	uint64_t due = store_queued() || dirty_due < next_flush_due ? next_flush_due : dirty_due;
+	uint64_t due = next_flush_due;
+	if (!store_queued() && dirty_due > due)
+		due = dirty_due;
 	if (now < due)
 		return (int)(due - now);
 	/* While the database refuses (full disk, an admin's lock), the queue

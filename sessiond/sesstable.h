@@ -81,7 +81,7 @@ struct sess {
 	char *client;                 /* the client's address, or NULL; owned */
 	struct sess *hnext;           /* hash chain */
 	struct sess *dirty_next;      /* rows to write */
-	uint8_t dirty;
+	struct sess **dirty_pprev;    /* what points at this one in that list; NULL: not in it */
 };
 
 /* Start: an empty table; store and memory budget bounded by cfg. */
