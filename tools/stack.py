@@ -425,9 +425,10 @@ def read_local_conf(run_dir):
 
 
 SOMAXCONN = "/proc/sys/net/core/somaxconn"
+SOMAXCONN_WANTED = 65535
 
 
-def raise_somaxconn(want=65535):
+def raise_somaxconn(want=SOMAXCONN_WANTED):
     """As root, raise the kernel's cap on listen backlogs (4096 by default) to
     want, for sessiond's FastCGI socket: a burst of session ends is a burst of
     new connections from the web server (README: nginx). Returns the value it
@@ -482,7 +483,7 @@ def run_forever():
         was = raise_somaxconn()
         if was is not None:
             print("net.core.somaxconn: %d, was %d (the listen backlog a burst of session ends needs)"
-                  % (int(open(SOMAXCONN).read()), was), flush=True)
+                  % (SOMAXCONN_WANTED, was), flush=True)
         st.start_sessiond("log_level = info")
         st.start_nginx()
         print("Data folder: %s (database sessions.db, logs sessiond.log, nginx/, prosody/)" % run_dir)
