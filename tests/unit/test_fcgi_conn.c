@@ -396,6 +396,15 @@ static void start_at_budget(int lfd, int *fds, int n, struct rlimit *old)
 	CHECK(fcgi_conn_start(l, lfd, &cfg) == 0);
 }
 
+/* Connects fds[0..n) to the listener on sock_path. */
+static void connect_all(const int *fds, int n)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	snprintf(sa.sun_path, sizeof sa.sun_path, "%s", sock_path);
+	for (int i = 0; i < n; i++)
+		CHECK(connect(fds[i], (struct sockaddr *)&sa, sizeof sa) == 0);
+}
+
 /* A listener on sock_path again (the one before was stopped). */
 static int fresh_listener(void)
 {
@@ -419,12 +428,9 @@ static void test_descriptor_budget(int lfd)
 	int fds[N];
 	struct fcgi_conn_stats s0, s1;
 	struct rlimit old;
-	struct sockaddr_un sa = { .sun_family = AF_UNIX };
-	snprintf(sa.sun_path, sizeof sa.sun_path, "%s", sock_path);
 	start_at_budget(lfd, fds, N, &old);
 	fcgi_conn_stats(&s0);
-	for (int i = 0; i < N; i++)
-		CHECK(connect(fds[i], (struct sockaddr *)&sa, sizeof sa) == 0);
+	connect_all(fds, N);
 	pump();
 	fcgi_conn_stats(&s1);
 	CHECK(s1.accepted - s0.accepted == N); /* the backlog is empty */
@@ -552,18 +558,14 @@ static void test_park_refused(void)
 	int all[N + LATE], *fds = all, *late = all + N;
 	struct fcgi_conn_stats s0, s1;
 	struct rlimit old;
-	struct sockaddr_un sa = { .sun_family = AF_UNIX };
-	snprintf(sa.sun_path, sizeof sa.sun_path, "%s", sock_path);
 	start_at_budget(fresh_listener(), all, N + LATE, &old);
 	fcgi_conn_stats(&s0);
 	refuse_rights = ETOOMANYREFS;
-	for (int i = 0; i < N; i++)
-		CHECK(connect(fds[i], (struct sockaddr *)&sa, sizeof sa) == 0);
+	connect_all(fds, N);
 	pump();
 	fcgi_conn_stats(&s1);
 	CHECK(s1.accepted - s0.accepted == N && s1.open == N && s1.waiting == 0); /* taken past the budget */
-	for (int i = 0; i < LATE; i++)
-		CHECK(connect(late[i], (struct sockaddr *)&sa, sizeof sa) == 0);
+	connect_all(late, LATE);
 	pump();
 	fcgi_conn_stats(&s1);
 	CHECK(s1.accepted - s0.accepted == N); /* paused: the late ones wait in the backlog */
@@ -591,20 +593,17 @@ static void test_park_refused(void)
 
 /* Taking a batch back from the park fails (recvmsg: ENOMEM): those
  * waiting are closed, which their clients see at once (the web server
- * answers them 502 rather than waiting for ever), and a new park serves
- * what comes next. */
+ * answers them 502 rather than waiting for ever), and the next connection
+ * is served. */
 static void test_park_lost(void)
 {
 	enum { N = 6 };
 	int fds[N];
 	struct fcgi_conn_stats s0, s1;
 	struct rlimit old;
-	struct sockaddr_un sa = { .sun_family = AF_UNIX };
-	snprintf(sa.sun_path, sizeof sa.sun_path, "%s", sock_path);
 	start_at_budget(fresh_listener(), fds, N, &old);
 	fcgi_conn_stats(&s0);
-	for (int i = 0; i < N; i++)
-		CHECK(connect(fds[i], (struct sockaddr *)&sa, sizeof sa) == 0);
+	connect_all(fds, N);
 	pump();
 	fcgi_conn_stats(&s1);
 	CHECK(s1.open == 3 && s1.waiting == N - 3);
