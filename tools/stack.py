@@ -428,18 +428,25 @@ SOMAXCONN = "/proc/sys/net/core/somaxconn"
 SOMAXCONN_WANTED = 65535
 
 
+def somaxconn(value=None):
+    """The kernel's cap on listen backlogs; with value, set to it first (root)."""
+    if value is not None:
+        with open(SOMAXCONN, "w") as f:
+            f.write("%d\n" % value)
+    with open(SOMAXCONN) as f:
+        return int(f.read())
+
+
 def raise_somaxconn(want=SOMAXCONN_WANTED):
     """As root, raise the kernel's cap on listen backlogs (4096 by default) to
     want, for sessiond's FastCGI socket: a burst of session ends is a burst of
     new connections from the web server (README: nginx). Returns the value it
     replaced, or None if nothing changed."""
     try:
-        with open(SOMAXCONN) as f:
-            now = int(f.read())
+        now = somaxconn()
         if now >= want or os.geteuid() != 0:
             return None
-        with open(SOMAXCONN, "w") as f:
-            f.write("%d\n" % want)
+        somaxconn(want)
         return now
     except (OSError, ValueError):
         return None

@@ -15,7 +15,7 @@ import time
 
 from bosh import CLIENT, Session, post_raw
 from cases import USERS, Skipped, case, expect, side_stack
-from stack import SOMAXCONN, Proc, child_pids, wait_for
+from stack import Proc, child_pids, somaxconn, wait_for
 
 
 def log_text(stack):
@@ -530,10 +530,8 @@ def test_what_the_system_refuses_is_said_and_sessiond_serves_all_the_same(st):
             if unsaid and os.geteuid() == 0:
                 # a real cap that would be warned about if it could be read
                 other.raise_somaxconn = False
-                with open(SOMAXCONN) as f:
-                    was = f.read()
-                with open(SOMAXCONN, "w") as f:
-                    f.write("512\n")
+                was = somaxconn()
+                somaxconn(512)
             other.start_sessiond(env=fault_env(st, fault))
             pid = other.sessiond.pid
             if said and at_start:
@@ -558,8 +556,7 @@ def test_what_the_system_refuses_is_said_and_sessiond_serves_all_the_same(st):
                 expect(unsaid not in log_text(other), "(%s) said %r" % (fault, unsaid))
         finally:
             if was is not None:
-                with open(SOMAXCONN, "w") as f:
-                    f.write(was)
+                somaxconn(was)
             other.stop()
 
 

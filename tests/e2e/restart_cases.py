@@ -295,32 +295,27 @@ def test_listen_backlog_below_max_sessions_is_said_and_a_raised_one_taken_on_rel
     warning says what follows and what to do; raised, SIGHUP and `sessiond -r`
     take it without a new socket."""
     import subprocess
-    from stack import SOMAXCONN
+    from stack import somaxconn
     if os.geteuid() != 0:
         raise Skipped("needs root: lowers net.core.somaxconn for a moment")
-    with open(SOMAXCONN) as f:
-        was = int(f.read())
+    was = somaxconn()
     other = side_stack(st, "pid_file = sessiond.pid\nmax_sessions = 1000\n")
     try:
-        with open(SOMAXCONN, "w") as f:
-            f.write("512\n")
+        somaxconn(512)
         other.raise_somaxconn = False
         other.start_sessiond()
-        with open(SOMAXCONN, "w") as f:  # back at once: other tests' sockets need it
-            f.write("%d\n" % was)
+        somaxconn(was)  # back at once: other tests' sockets need it
         wait_log(other, "listen backlog 512 (net.core.somaxconn) is below max_sessions 1000")
         expect(listen_backlog(other.handler_sock) == 512, "backlog %r" % listen_backlog(other.handler_sock))
 
         def hup_at(cap):
             """SIGHUP with the cap at cap for the moment; the log lines it brought."""
-            with open(SOMAXCONN, "w") as f:
-                f.write("%d\n" % cap)
+            somaxconn(cap)
             since = len(open(other.sessiond_log, errors="replace").read())
             other.sessiond.signal(signal.SIGHUP)
             wait_for(lambda: "SIGHUP: log files reopened" in
                      open(other.sessiond_log, errors="replace").read()[since:], 10, "the reload")
-            with open(SOMAXCONN, "w") as f:
-                f.write("%d\n" % was)
+            somaxconn(was)
             return open(other.sessiond_log, errors="replace").read()[since:]
 
         # the same cap again (logrotate's nightly SIGHUP): not said twice
@@ -343,8 +338,7 @@ def test_listen_backlog_below_max_sessions_is_said_and_a_raised_one_taken_on_rel
         expect(pong.type != "terminate", pong)
         s.terminate()
     finally:
-        with open(SOMAXCONN, "w") as f:
-            f.write("%d\n" % was)
+        somaxconn(was)
         other.stop()
 
 
